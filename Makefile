@@ -1,0 +1,52 @@
+# clusterplane: `make serve` runs the server on the embedded default, `make test` runs
+# every check and test. Both create .venv first; nothing else is needed on a fresh machine.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SERVE_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: serve test check lint typecheck imports unit format clean
+
+$(VENV)/.runtime: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.dev: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@ $(VENV)/.runtime
+
+serve: $(VENV)/.runtime
+	@mkdir -p .clusterplane
+	@test -s .clusterplane/admin-key || (umask 077; $(BIN)/clusterplane generate-key > .clusterplane/admin-key)
+	CLUSTERPLANE_ADMIN_API_KEY="$$(cat .clusterplane/admin-key)" $(BIN)/clusterplane serve $(SERVE_ARGS)
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+typecheck: $(VENV)/.dev
+	$(BIN)/mypy src
+
+imports: $(VENV)/.dev
+	$(BIN)/lint-imports
+
+check: lint typecheck imports
+
+test: check
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+unit: $(VENV)/.dev
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+format: $(VENV)/.dev
+	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks
+
+clean:
+	rm -rf $(VENV) .clusterplane .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

@@ -1,0 +1,1 @@
+"""Benchmarks of clusterplane; results go to docs/performance.md."""

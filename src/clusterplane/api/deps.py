@@ -1,0 +1,102 @@
+"""Request plumbing shared by routers: app state, the caller, bodies and query lists.
+
+Bodies are read here, not by the framework: the size limit is enforced while streaming
+(413 past `max_body_bytes`), an empty body counts as `{}` (the SDK's bodiless POSTs send
+`Content-Type: application/json` with no content), anything but a JSON object is a 400,
+and the raw bytes are kept for idempotency fingerprints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import orjson
+from fastapi import Request
+from pydantic import BaseModel, ValidationError
+
+from clusterplane.api.schemas import format_validation_error
+from clusterplane.api.state import ApiState
+from clusterplane.db.engine import transaction
+from clusterplane.errors import InvalidRequest, PayloadTooLarge
+from clusterplane.services.auth import Caller, authenticate
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def api_state(request: Request) -> ApiState:
+    state: ApiState = request.app.state.cp
+    return state
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def current_caller(request: Request) -> Caller:
+    state = api_state(request)
+    with transaction(state.sessions) as session:
+        return authenticate(session, _bearer(request))
+
+
+@dataclass(frozen=True)
+class RawBody:
+    data: dict[str, Any]
+    raw: bytes
+
+
+async def raw_body(request: Request) -> RawBody:
+    limit = api_state(request).settings.server.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body over {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body over {limit} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        return RawBody({}, raw)
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("request body must be a JSON object")
+    return RawBody(data, raw)
+
+
+def validate(model: type[M], body: RawBody) -> M:
+    try:
+        return model.model_validate(body.data)
+    except ValidationError as exc:
+        message, param = format_validation_error(exc)
+        raise InvalidRequest(message, param=param) from None
+
+
+def comma_list(values: list[str] | None, enum: Any, param: str) -> list[Any]:
+    """`a,b` or repeated `x=a&x=b` query values, each one a value of `enum`."""
+    items = [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
+    result = []
+    for item in items:
+        try:
+            result.append(enum(item))
+        except ValueError:
+            known = ", ".join(e.value for e in enum)
+            raise InvalidRequest(
+                f"{param}: unknown value '{item}'; known: {known}", param=param
+            ) from None
+    return result
+
+
+def project_filter(request: Request) -> str | None:
+    params = request.query_params
+    value = params.get("projectId") or params.get("project_id")
+    return value or None

@@ -1,0 +1,183 @@
+"""Rows and details -> wire dicts, with field names exactly as the official SDK reads them.
+
+Responses are built as plain dicts and encoded once by orjson (`json_response`), which is
+far cheaper than building pydantic models on hot list paths; tests check every presenter
+against the response models in `api/schemas` and the official SDK's own types.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi.responses import Response
+
+from clusterplane.db.rows import ClusterRow, RemediationRow, VolumeRow
+from clusterplane.domain.enums import AddOnType, ClusterPhase
+from clusterplane.services import addons
+from clusterplane.services.cluster_views import ClusterDetail, NodeDetail
+
+KUBECONFIG_FROM = frozenset(
+    {ClusterPhase.QUEUED, ClusterPhase.SCHEDULED, ClusterPhase.WAITING_FOR_CONTROL_PLANE_NODES}
+)
+JSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS
+
+
+def json_response(body: dict[str, Any], status: int = 200) -> Response:
+    return Response(
+        orjson.dumps(body, option=JSON_OPTIONS), status_code=status, media_type="application/json"
+    )
+
+
+def remediation(row: RemediationRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "cluster_id": row.cluster_id,
+        "instance_id": row.instance_id,
+        "mode": row.mode,
+        "state": row.state,
+        "trigger": row.trigger,
+        "instance_name": row.instance_name,
+        "reason": row.reason,
+        "requested_by": row.requested_by,
+        "reviewed_by": row.reviewed_by,
+        "review_time": row.review_time,
+        "review_comment": row.review_comment,
+        "create_time": row.create_time,
+        "start_time": row.start_time,
+        "end_time": row.end_time,
+        "update_time": row.update_time,
+        "error_message": row.error_message,
+        "active_health_check_run_id": row.active_health_check_run_id,
+        "passive_health_check_event_id": row.passive_health_check_event_id,
+        "linked_alerts": [],
+    }
+
+
+def volume(row: VolumeRow) -> dict[str, Any]:
+    return {
+        "volume_id": row.id,
+        "volume_name": row.name,
+        "size_tib": row.size_tib,
+        "status": row.status,
+    }
+
+
+def _transitions(items: list[Any]) -> list[dict[str, Any]]:
+    return [{"phase": t.phase, "transition_time": t.transition_time} for t in items]
+
+
+def control_plane_node(view: NodeDetail) -> dict[str, Any]:
+    node = view.row
+    return {
+        "node_id": node.node_name,
+        "host_name": node.host_name,
+        "status": node.status,
+        "num_cpu_cores": node.num_cpu_cores,
+        "memory_gib": node.memory_gib,
+        "network": node.networks[0] if node.networks else "",
+        "phase_transitions": _transitions(view.transitions),
+        "public_ipv4": node.public_ipv4,
+    }
+
+
+def worker_node(view: NodeDetail) -> dict[str, Any]:
+    node, host = view.row, view.host
+    latest = view.latest_remediation
+    return {
+        "node_id": node.node_name,
+        "host_name": node.host_name,
+        "status": node.status,
+        "num_cpu_cores": node.num_cpu_cores,
+        "num_gpus": node.num_gpus,
+        "memory_gib": node.memory_gib,
+        "networks": list(node.networks),
+        "phase_transitions": _transitions(view.transitions),
+        "instance_id": node.instance_id,
+        "latest_remediation": remediation(latest) if latest is not None else None,
+        "slurm_worker_hostname": node.slurm_worker_hostname,
+        "public_ipv4": node.public_ipv4,
+        "auto_remediation_enabled": node.auto_remediation_enabled,
+        "marked_for_deletion": node.marked_for_deletion,
+        "deleted_at": node.deleted_at,
+        "ephemeral_storage": host.ephemeral_storage if host else None,
+        "ib_hca_count": host.ib_hca_count if host else None,
+        "ib_hca_type": host.ib_hca_type if host else None,
+        "nvswitch_count": host.nvswitch_count if host else None,
+        "nvswitch_type": host.nvswitch_type if host else None,
+    }
+
+
+def _add_on(item: dict[str, Any]) -> dict[str, Any]:
+    state: dict[str, dict[str, Any]] = {
+        key: {} for key in item["config"] if key in AddOnType.__members__.values()
+    }
+    return {
+        "name": item["name"],
+        "add_on_type": item["add_on_type"],
+        "config": item["config"],
+        "state": state,
+    }
+
+
+def kube_config_of(row: ClusterRow) -> str:
+    """Credentials are handed out once the control plane answers, not before."""
+    if not row.control_plane_ready or ClusterPhase(row.phase) in KUBECONFIG_FROM:
+        return ""
+    return row.kube_config
+
+
+def cluster(detail: ClusterDetail) -> dict[str, Any]:
+    row = detail.row
+    preemptible_live = sum(v.row.num_gpus for v in detail.workers if v.row.preemptible)
+    return {
+        "cluster_id": row.id,
+        "cluster_name": row.name,
+        "cluster_type": row.cluster_type,
+        "region": row.region,
+        "gpu_type": row.gpu_type,
+        "billing_type": row.billing_type,
+        "status": row.status,
+        "num_gpus": row.num_gpus,
+        "num_reserved_gpus": row.num_reserved_gpus,
+        "num_capacity_pool_gpus": row.num_capacity_pool_gpus,
+        "desired_preemptible_gpus": row.desired_preemptible_gpus,
+        "allocated_preemptible_gpus": preemptible_live,
+        "num_cpu_workers": row.num_cpu_workers,
+        "cuda_version": row.cuda_version,
+        "nvidia_driver_version": row.nvidia_driver_version,
+        "kube_config": kube_config_of(row),
+        "project_id": row.project_id,
+        "volumes": [volume(v) for v in detail.volumes],
+        "control_plane_nodes": [control_plane_node(v) for v in detail.control_plane],
+        "gpu_worker_nodes": [worker_node(v) for v in detail.workers],
+        "phase_transitions": _transitions(detail.transitions),
+        "add_ons": [_add_on(a) for a in addons.enabled(row.add_ons)],
+        "capacity_pool_id": row.capacity_pool_id,
+        "cluster_config": row.cluster_config,
+        "oidc_config": row.oidc_config,
+        "control_plane_ready": row.control_plane_ready,
+        "created_at": row.created_at,
+        "first_ready_at": row.first_ready_at,
+        "duration_hours": row.duration_hours,
+        "reservation_start_time": row.reservation_start_time,
+        "reservation_end_time": row.reservation_end_time,
+        "install_traefik": row.install_traefik,
+        "slurm_shm_size_gib": row.slurm_shm_size_gib,
+        "deleted_gpu_worker_nodes": [worker_node(v) for v in detail.deleted_workers],
+        "node_lifecycle_events": [
+            {
+                "node_id": e.node_name,
+                "reason": e.reason,
+                "message": e.message,
+                "timestamp": e.timestamp,
+            }
+            for e in detail.lifecycle_events
+        ],
+        "nvidia_driver_version_id": row.nvidia_driver_version_id,
+        "os_image": row.os_image,
+        "machine_cluster_id": row.id,
+        "is_in_substrate": False,
+        "ums_org_id": row.organization_id,
+        "ums_project_id": row.project_id,
+    }

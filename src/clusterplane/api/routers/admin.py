@@ -1,0 +1,165 @@
+"""`/admin/v1/...`: the operator's API (admin keys only): tenancy and the fleet's state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, StrictStr
+from sqlalchemy import func, select
+
+from clusterplane.api import presenters
+from clusterplane.api.deps import RawBody, api_state, current_caller, raw_body, validate
+from clusterplane.db.engine import transaction
+from clusterplane.db.rows import HostRow
+from clusterplane.services import tenancy
+from clusterplane.services.auth import DEFAULT_ORG_ID, Caller, require_admin
+
+router = APIRouter(prefix="/admin/v1", tags=["admin"])
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CreateProject(_Body):
+    name: StrictStr
+    slug: StrictStr
+    organization_id: StrictStr = DEFAULT_ORG_ID
+
+
+class CreateOrganization(_Body):
+    name: StrictStr
+
+
+class CreateUser(_Body):
+    name: StrictStr
+
+
+class AddMember(_Body):
+    user_id: StrictStr
+    role: StrictStr = "member"
+
+
+class CreateKey(_Body):
+    user_id: StrictStr
+    project_id: StrictStr
+    name: StrictStr = ""
+
+
+def admin(caller: Caller = Depends(current_caller)) -> Caller:
+    require_admin(caller)
+    return caller
+
+
+@router.post("/organizations")
+def create_organization(
+    request: Request, body: RawBody = Depends(raw_body), caller: Caller = Depends(admin)
+) -> Response:
+    req = validate(CreateOrganization, body)
+    state = api_state(request)
+    with transaction(state.sessions) as session:
+        row = tenancy.create_organization(session, name=req.name, now=state.clock.now())
+        result = {"id": row.id, "name": row.name}
+    return presenters.json_response(result)
+
+
+@router.post("/projects")
+def create_project(
+    request: Request, body: RawBody = Depends(raw_body), caller: Caller = Depends(admin)
+) -> Response:
+    req = validate(CreateProject, body)
+    state = api_state(request)
+    with transaction(state.sessions) as session:
+        row = tenancy.create_project(
+            session,
+            organization_id=req.organization_id,
+            name=req.name,
+            slug=req.slug,
+            now=state.clock.now(),
+        )
+        result = {
+            "id": row.id,
+            "name": row.name,
+            "slug": row.slug,
+            "organization_id": row.organization_id,
+        }
+    return presenters.json_response(result)
+
+
+@router.post("/users")
+def create_user(
+    request: Request, body: RawBody = Depends(raw_body), caller: Caller = Depends(admin)
+) -> Response:
+    req = validate(CreateUser, body)
+    state = api_state(request)
+    with transaction(state.sessions) as session:
+        row = tenancy.create_user(session, name=req.name, now=state.clock.now())
+        result = {"id": row.id, "name": row.name}
+    return presenters.json_response(result)
+
+
+@router.post("/projects/{project_id}/members")
+def add_member(
+    project_id: str,
+    request: Request,
+    body: RawBody = Depends(raw_body),
+    caller: Caller = Depends(admin),
+) -> Response:
+    req = validate(AddMember, body)
+    with transaction(api_state(request).sessions) as session:
+        tenancy.add_member(session, user_id=req.user_id, project_id=project_id, role=req.role)
+    return presenters.json_response({"user_id": req.user_id, "project_id": project_id})
+
+
+@router.post("/api-keys")
+def create_api_key(
+    request: Request, body: RawBody = Depends(raw_body), caller: Caller = Depends(admin)
+) -> Response:
+    req = validate(CreateKey, body)
+    state = api_state(request)
+    with transaction(state.sessions) as session:
+        issued = tenancy.create_api_key(
+            session,
+            user_id=req.user_id,
+            project_id=req.project_id,
+            now=state.clock.now(),
+            name=req.name,
+        )
+    return presenters.json_response({"id": issued.api_key_id, "api_key": issued.secret})
+
+
+@router.get("/fleet/summary")
+def fleet_summary(request: Request, caller: Caller = Depends(admin)) -> Response:
+    """Host counts by region, GPU type and state: what the fleet can still hand out."""
+    with transaction(api_state(request).sessions) as session:
+        rows = session.execute(
+            select(HostRow.region, HostRow.gpu_type, HostRow.state, func.count())
+            .group_by(HostRow.region, HostRow.gpu_type, HostRow.state)
+            .order_by(HostRow.region, HostRow.gpu_type, HostRow.state)
+        ).all()
+    summary: list[dict[str, Any]] = [
+        {"region": r, "gpu_type": g, "state": s, "hosts": n} for r, g, s, n in rows
+    ]
+    return presenters.json_response({"hosts": summary})
+
+
+@router.get("/fleet/hosts")
+def fleet_hosts(request: Request, caller: Caller = Depends(admin)) -> Response:
+    with transaction(api_state(request).sessions) as session:
+        hosts = [
+            {
+                "id": h.id,
+                "name": h.name,
+                "region": h.region,
+                "fabric": h.fabric,
+                "block": h.block,
+                "rack": h.rack,
+                "gpu_type": h.gpu_type,
+                "state": h.state,
+                "cluster_id": h.cluster_id,
+            }
+            for h in session.scalars(select(HostRow).order_by(HostRow.name))
+        ]
+    return presenters.json_response({"hosts": hosts})

@@ -1,0 +1,125 @@
+"""`/v1/compute/clusters/storage/volumes`: shared volumes (spec §2.7)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from clusterplane.api import presenters
+from clusterplane.api.deps import (
+    RawBody,
+    api_state,
+    current_caller,
+    project_filter,
+    raw_body,
+    validate,
+)
+from clusterplane.api.routers.clusters import _is_retry, canonical_path
+from clusterplane.api.schemas import (
+    ClusterStorageResponse,
+    CreateVolumeRequest,
+    StorageDeleteResponse,
+    StorageListResponse,
+    UpdateVolumeRequest,
+)
+from clusterplane.db.engine import transaction
+from clusterplane.db.rows import VolumeRow
+from clusterplane.services import idempotency, volumes
+from clusterplane.services.auth import Caller
+
+router = APIRouter(tags=["storage"])
+PATH = "/compute/clusters/storage/volumes"
+
+
+@router.get(PATH, response_model=StorageListResponse)
+def list_volumes(request: Request, caller: Caller = Depends(current_caller)) -> Response:
+    state = api_state(request)
+    with transaction(state.sessions) as session:
+        rows = volumes.list_volumes(session, caller, project_filter(request))
+        body = {"volumes": [presenters.volume(r) for r in rows]}
+    return presenters.json_response(body)
+
+
+@router.post(PATH, response_model=ClusterStorageResponse)
+def create_volume(
+    request: Request, body: RawBody = Depends(raw_body), caller: Caller = Depends(current_caller)
+) -> Response:
+    req = validate(CreateVolumeRequest, body)
+    state = api_state(request)
+    now = state.clock.now()
+    key = request.headers.get("idempotency-key")
+    fp = idempotency.fingerprint(method="POST", path=canonical_path(request), body=body.raw)
+    with transaction(state.sessions) as session:
+        replayed = idempotency.find_replay(
+            session,
+            api_key_id=caller.api_key_id,
+            idempotency_key=key,
+            fingerprint=fp,
+            is_retry=_is_retry(request),
+            now=now,
+            window_seconds=state.settings.replay_window_seconds,
+        )
+        row = session.get(VolumeRow, replayed) if replayed else None
+        if row is None:
+            independent = (
+                True if req.is_lifecycle_independent is None else (req.is_lifecycle_independent)
+            )
+            row = volumes.create_volume(
+                session,
+                caller,
+                volume_name=req.volume_name,
+                size_tib=req.size_tib,
+                region=req.region,
+                now=now,
+                project_id=req.project_id,
+                is_lifecycle_independent=independent,
+                instance_cluster_id=req.instance_cluster_id,
+            )
+            idempotency.record(
+                session,
+                api_key_id=caller.api_key_id,
+                idempotency_key=key,
+                fingerprint=fp,
+                resource_type="volume",
+                resource_id=row.id,
+                now=now,
+            )
+        result = presenters.volume(row)
+    state.nudge()
+    return presenters.json_response(result)
+
+
+@router.put(PATH, response_model=ClusterStorageResponse)
+def update_volume(
+    request: Request, body: RawBody = Depends(raw_body), caller: Caller = Depends(current_caller)
+) -> Response:
+    req = validate(UpdateVolumeRequest, body)
+    state = api_state(request)
+    with transaction(state.sessions) as session:
+        row = volumes.resize_volume(
+            session, caller, req.volume_id, req.size_tib, now=state.clock.now()
+        )
+        result = presenters.volume(row)
+    state.nudge()
+    return presenters.json_response(result)
+
+
+@router.get(PATH + "/{volume_id}", response_model=ClusterStorageResponse)
+def retrieve_volume(
+    volume_id: str, request: Request, caller: Caller = Depends(current_caller)
+) -> Response:
+    state = api_state(request)
+    with transaction(state.sessions) as session:
+        result = presenters.volume(volumes.get_volume(session, caller, volume_id))
+    return presenters.json_response(result)
+
+
+@router.delete(PATH + "/{volume_id}", response_model=StorageDeleteResponse)
+def delete_volume(
+    volume_id: str, request: Request, caller: Caller = Depends(current_caller)
+) -> Response:
+    state = api_state(request)
+    with transaction(state.sessions) as session:
+        volumes.delete_volume(session, caller, volume_id, now=state.clock.now())
+    state.nudge()
+    return presenters.json_response({"success": True})

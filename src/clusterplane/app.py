@@ -1,0 +1,125 @@
+"""Composition root: `build(settings)` wires database, fleet, driver, controllers and API.
+
+Nothing else constructs engines, clocks or drivers. Tests call `build` with a manual
+clock and `run_controllers=False`, then step the engine with `manager.run_until_idle()`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+from fastapi import FastAPI
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from clusterplane import __version__
+from clusterplane.api import errors
+from clusterplane.api.routers import admin, clusters, regions, remediations, storage, whoami
+from clusterplane.api.state import ApiState
+from clusterplane.clock import Clock, ScaledClock, SystemClock, utc
+from clusterplane.controllers.base import ControllerContext
+from clusterplane.controllers.manager import CLOCK_MARK_KEY, ControllerManager
+from clusterplane.db.engine import make_engine, make_session_factory, migrate, transaction
+from clusterplane.db.rows import ServerStateRow
+from clusterplane.providers.base import Provider
+from clusterplane.providers.simulated import SimulatedProvider
+from clusterplane.services import auth, fleet
+from clusterplane.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Application:
+    api: FastAPI
+    engine: Engine
+    sessions: sessionmaker[Session]
+    clock: Clock
+    manager: ControllerManager
+    issued_admin_key: str | None
+
+
+def _resume_clock(sessions: sessionmaker[Session], settings: Settings) -> Clock:
+    if settings.simulation.time_scale == 1.0:
+        return SystemClock()
+    with transaction(sessions) as session:
+        mark = session.get(ServerStateRow, CLOCK_MARK_KEY)
+        start = utc(datetime.fromisoformat(mark.value)) if mark is not None else None
+    clock = ScaledClock(settings.simulation.time_scale)
+    if start is not None and start > clock.now():
+        clock = ScaledClock(settings.simulation.time_scale, start=start)
+    return clock
+
+
+def _prepare_database(
+    sessions: sessionmaker[Session], settings: Settings, clock: Clock
+) -> str | None:
+    fleet_spec = fleet.load_fleet_file(settings.fleet_file)
+    with transaction(sessions) as session:
+        report = fleet.sync_fleet(session, fleet_spec, clock.now())
+        issued = auth.bootstrap_admin_key(session, now=clock.now(), key=settings.admin_api_key)
+    log.info(
+        "fleet synced: %s added, %s updated, %s retired",
+        report.added,
+        report.updated,
+        report.retired,
+    )
+    return issued.secret if issued is not None else None
+
+
+def build(
+    settings: Settings, *, clock: Clock | None = None, provider: Provider | None = None
+) -> Application:
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    sessions = make_session_factory(engine)
+    clock = clock or _resume_clock(sessions, settings)
+    issued = _prepare_database(sessions, settings, clock)
+    provider = provider or SimulatedProvider(
+        seed=settings.simulation.seed, duration_factor=settings.simulation.duration_factor
+    )
+    ctx = ControllerContext(sessions=sessions, clock=clock, provider=provider, settings=settings)
+    manager = ControllerManager(ctx)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if settings.run_controllers:
+            manager.start()
+        try:
+            yield
+        finally:
+            manager.stop()
+            engine.dispose()
+
+    api = FastAPI(
+        title="clusterplane",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    api.state.cp = ApiState(sessions=sessions, clock=clock, settings=settings, nudge=manager.nudge)
+    errors.install(api)
+    for prefix, visible in (("/v1", True), ("/v1/v1", False)):
+        for router in (storage.router, clusters.router, remediations.router, regions.router):
+            api.include_router(router, prefix=prefix, include_in_schema=visible)
+    api.include_router(whoami.router)
+    api.include_router(whoami.router, prefix="/v1", include_in_schema=False)
+    api.include_router(admin.router)
+
+    @api.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return Application(
+        api=api,
+        engine=engine,
+        sessions=sessions,
+        clock=clock,
+        manager=manager,
+        issued_admin_key=issued,
+    )

@@ -1,0 +1,1 @@
+"""The `clusterplane` command line: `serve` runs the server; other commands talk HTTP."""

@@ -1,0 +1,1 @@
+"""Background reconcilers: level-triggered, idempotent, safe to crash at any line."""

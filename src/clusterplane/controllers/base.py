@@ -1,0 +1,82 @@
+"""What every controller shares: its context and the lease-snapshot-act-apply pass.
+
+A controller's `reconcile(row_id, token)` is called for one leased row at a time. Any
+exception inside it releases the lease and retries the row later with backoff, so one bad
+row never stops the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from clusterplane.clock import Clock
+from clusterplane.db import leases
+from clusterplane.db.engine import transaction
+from clusterplane.providers.base import Provider
+from clusterplane.settings import Settings
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_ERROR = timedelta(seconds=10)
+
+
+@dataclass
+class ControllerContext:
+    sessions: sessionmaker[Session]
+    clock: Clock
+    provider: Provider
+    settings: Settings
+    owner: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
+
+
+class Controller(Protocol):
+    name: str
+    row_type: Any
+
+    def reconcile(self, row_id: str, token: str) -> None: ...
+
+
+def run_pass(controller: Controller, ctx: ControllerContext) -> int:
+    """One pass over the due rows of `controller`; returns how many rows it worked on."""
+    now = ctx.clock.now()
+    with transaction(ctx.sessions) as session:
+        ids = leases.due_ids(
+            session, controller.row_type, fleet_now=now, limit=ctx.settings.engine.batch_size
+        )
+    worked = 0
+    for row_id in ids:
+        with transaction(ctx.sessions) as session:
+            token = leases.acquire(
+                session,
+                controller.row_type,
+                row_id,
+                owner=ctx.owner,
+                seconds=ctx.settings.engine.lease_seconds,
+            )
+        if token is None:
+            continue
+        worked += 1
+        try:
+            controller.reconcile(row_id, token)
+        except Exception:
+            log.exception("%s: reconcile of %s failed; retrying later", controller.name, row_id)
+            _release_after_error(controller, ctx, row_id, token)
+    return worked
+
+
+def _release_after_error(
+    controller: Controller, ctx: ControllerContext, row_id: str, token: str
+) -> None:
+    retry_at: datetime = ctx.clock.now() + RETRY_AFTER_ERROR
+    try:
+        with transaction(ctx.sessions) as session:
+            leases.release_by_token(session, controller.row_type, row_id, token, retry_at=retry_at)
+    except Exception:
+        log.exception("%s: could not release %s; its lease will expire", controller.name, row_id)

@@ -1,0 +1,339 @@
+"""The cluster lifecycle controller: brings clusters up, scales them, tears them down.
+
+One pass over one leased cluster:
+  snapshot  the cluster, its live nodes and volumes, as plain values;
+  act       driver calls for every node (launch, describe, terminate) and for the
+            cluster-level step of the current phase (start or poll);
+  apply     in one transaction guarded by the lease token: node phases and history,
+            hosts returned to the fleet, the cluster's next phase (`domain.lifecycle`),
+            when to look again, and the lease released.
+Crashing anywhere repeats at most the driver calls of this pass, which are idempotent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from clusterplane.db import leases
+from clusterplane.db.engine import transaction
+from clusterplane.db.rows import ClusterRow, NodeRow
+from clusterplane.domain import lifecycle
+from clusterplane.domain.enums import (
+    ClusterPhase,
+    NodeLifecycleReason,
+    NodePhase,
+    NodeRole,
+    VolumeStatus,
+)
+from clusterplane.providers.models import ClusterStepSpec, DriverState, InstanceSpec
+from clusterplane.services import volumes
+from clusterplane.services.allocation import release_host
+from clusterplane.services.events import (
+    node_lifecycle_event,
+    record_event,
+    refresh_node_status,
+    set_cluster_phase,
+    set_node_phase,
+)
+
+from .base import ControllerContext
+
+POLL = timedelta(seconds=5)
+P = ClusterPhase
+
+
+@dataclass
+class NodeOutcome:
+    node_id: str
+    state: DriverState | None
+    phase: NodePhase | None = None
+    terminated: bool = False
+
+
+@dataclass
+class Snapshot:
+    cluster: ClusterRow
+    nodes: list[NodeRow]
+    volumes_ready: bool
+    sequence: tuple[ClusterPhase, ...]
+
+
+@dataclass
+class Outcome:
+    nodes: list[NodeOutcome] = field(default_factory=list)
+    step_state: DriverState | None = None
+    step_done: bool = False
+
+
+def _sequence(cluster: ClusterRow, has_volume: bool, workers: int) -> tuple[ClusterPhase, ...]:
+    tests = cluster.acceptance_tests_params or {}
+    enabled = bool(tests.get("enabled", False))
+    nccl = enabled and workers > 1 and not tests.get("nccl_multi_node_skipped", False)
+    return lifecycle.bring_up_sequence(
+        has_volume=has_volume, acceptance_tests=enabled, nccl_tests=nccl
+    )
+
+
+class ClusterController:
+    name = "clusters"
+    row_type = ClusterRow
+
+    def __init__(self, ctx: ControllerContext):
+        self.ctx = ctx
+
+    def reconcile(self, row_id: str, token: str) -> None:
+        snapshot = self._snapshot(row_id)
+        if snapshot is None:
+            return
+        now = self.ctx.clock.now()
+        outcome = self._act(snapshot, now)
+        with transaction(self.ctx.sessions) as session:
+            cluster = leases.load_guarded(session, ClusterRow, row_id, token)
+            if cluster is None:
+                return  # our lease was taken over; the new holder redoes this pass
+            self._apply(session, cluster, outcome, now)
+            leases.release(cluster)
+
+    # -- snapshot ----------------------------------------------------------------------
+
+    def _snapshot(self, row_id: str) -> Snapshot | None:
+        with transaction(self.ctx.sessions) as session:
+            cluster = session.get(ClusterRow, row_id)
+            if cluster is None or cluster.deleted_at is not None:
+                return None
+            nodes = list(
+                session.scalars(
+                    select(NodeRow)
+                    .where(NodeRow.cluster_id == row_id, NodeRow.deleted_at.is_(None))
+                    .order_by(NodeRow.role, NodeRow.ordinal)
+                )
+            )
+            vols = volumes.volumes_of(session, [row_id])
+            ready = all(v.status in (VolumeStatus.AVAILABLE, VolumeStatus.BOUND) for v in vols)
+            workers = sum(1 for n in nodes if n.role == NodeRole.GPU_WORKER)
+            session.expunge_all()
+        return Snapshot(cluster, nodes, ready, _sequence(cluster, bool(vols), workers))
+
+    # -- act ---------------------------------------------------------------------------
+
+    def _act(self, snap: Snapshot, now: datetime) -> Outcome:
+        cluster = snap.cluster
+        deleting = cluster.delete_requested_at is not None
+        outcome = Outcome()
+        provider = self.ctx.provider
+        for node in snap.nodes:
+            spec = self._instance_spec(cluster, node)
+            if deleting or node.marked_for_deletion:
+                if node.provider_state is None:
+                    outcome.nodes.append(NodeOutcome(node.id, None, terminated=True))
+                    continue
+                done = provider.terminate_instance(spec, node.provider_state, now)
+                outcome.nodes.append(NodeOutcome(node.id, done.state, terminated=done.done))
+            elif node.provider_state is None:
+                if self._may_launch(cluster, node, snap.sequence):
+                    state = provider.launch_instance(spec, now)
+                    status = provider.describe_instance(spec, state, now)
+                    outcome.nodes.append(NodeOutcome(node.id, state, phase=status.phase))
+            else:
+                status = provider.describe_instance(spec, node.provider_state, now)
+                outcome.nodes.append(NodeOutcome(node.id, status.state, phase=status.phase))
+        phase = ClusterPhase(cluster.phase)
+        if not deleting and phase in lifecycle.STEP_PHASES:
+            step = ClusterStepSpec(
+                cluster_id=cluster.id,
+                kind=phase.value,
+                region=cluster.region,
+                num_nodes=len(snap.nodes),
+            )
+            current = cluster.step_state
+            if current is None or current.get("kind") != phase.value:
+                current = provider.start_step(step, now)
+            polled = provider.poll_step(step, current, now)
+            outcome.step_state, outcome.step_done = polled.state, polled.done
+        return outcome
+
+    @staticmethod
+    def _may_launch(cluster: ClusterRow, node: NodeRow, seq: tuple[ClusterPhase, ...]) -> bool:
+        phase = ClusterPhase(cluster.phase)
+        if phase in (P.SCHEDULED, P.QUEUED):
+            return False
+        if node.role == NodeRole.CONTROL_PLANE:
+            return True
+        return lifecycle.workers_may_launch(phase, seq)
+
+    @staticmethod
+    def _instance_spec(cluster: ClusterRow, node: NodeRow) -> InstanceSpec:
+        return InstanceSpec(
+            instance_id=node.instance_id,
+            cluster_id=cluster.id,
+            role=NodeRole(node.role),
+            node_name=node.node_name,
+            host_name=node.host_name,
+            region=cluster.region,
+            gpu_type=cluster.gpu_type,
+            num_gpus=node.num_gpus,
+            image=cluster.os_image,
+        )
+
+    # -- apply -------------------------------------------------------------------------
+
+    def _apply(
+        self, session: Session, cluster: ClusterRow, outcome: Outcome, now: datetime
+    ) -> None:
+        steady = ClusterPhase(cluster.phase) in lifecycle.STEADY_PHASES
+        for result in outcome.nodes:
+            node = session.get(NodeRow, result.node_id)
+            if node is None or node.deleted_at is not None:
+                continue
+            self._apply_node(session, cluster, node, result, now, steady)
+        nodes = list(
+            session.scalars(
+                select(NodeRow).where(
+                    NodeRow.cluster_id == cluster.id, NodeRow.deleted_at.is_(None)
+                )
+            )
+        )
+        if cluster.delete_requested_at is not None:
+            self._apply_deleting(session, cluster, nodes, now)
+            return
+        if outcome.step_state is not None:
+            cluster.step_state = outcome.step_state
+        self._advance(session, cluster, nodes, outcome, now)
+
+    def _apply_node(
+        self,
+        session: Session,
+        cluster: ClusterRow,
+        node: NodeRow,
+        result: NodeOutcome,
+        now: datetime,
+        steady: bool,
+    ) -> None:
+        if result.state is not None:
+            node.provider_state = result.state
+        if result.terminated:
+            set_node_phase(session, node, NodePhase.SUCCEEDED, now)
+            node.deleted_at = now
+            refresh_node_status(node)
+            release_host(session, node.host_id, cluster.id, now)
+            if node.marked_for_deletion and cluster.delete_requested_at is None:
+                node_lifecycle_event(
+                    session,
+                    cluster_id=cluster.id,
+                    node_name=node.node_name,
+                    reason=NodeLifecycleReason.SCALED_DOWN,
+                    message="node removed by scale-down",
+                    now=now,
+                )
+            return
+        if result.phase is not None and result.phase != node.phase:
+            set_node_phase(session, node, result.phase, now)
+            if result.phase == NodePhase.RUNNING and steady and node.role == NodeRole.GPU_WORKER:
+                node_lifecycle_event(
+                    session,
+                    cluster_id=cluster.id,
+                    node_name=node.node_name,
+                    reason=NodeLifecycleReason.SCALED_UP,
+                    message="node joined by scale-up",
+                    now=now,
+                )
+
+    def _apply_deleting(
+        self, session: Session, cluster: ClusterRow, nodes: list[NodeRow], now: datetime
+    ) -> None:
+        if nodes:
+            cluster.next_reconcile_at = now + POLL
+            return
+        volumes.detach_all(session, cluster.id, now)
+        cluster.deleted_at = now
+        cluster.next_reconcile_at = None
+        cluster.updated_at = now
+        record_event(
+            session,
+            object_type="cluster",
+            object_id=cluster.id,
+            kind="deleted",
+            message="teardown complete; hosts returned to the fleet",
+            at=now,
+        )
+
+    def _advance(
+        self,
+        session: Session,
+        cluster: ClusterRow,
+        nodes: list[NodeRow],
+        outcome: Outcome,
+        now: datetime,
+    ) -> None:
+        if cluster.reservation_end_time is not None and now >= cluster.reservation_end_time:
+            self._end_reservation(session, cluster, now)
+            return
+        phase = ClusterPhase(cluster.phase)
+        if phase == P.SCHEDULED:
+            start = cluster.reservation_start_time
+            if start is not None and now < start:
+                cluster.next_reconcile_at = start
+                return
+            set_cluster_phase(session, cluster, P.QUEUED, now)
+            phase = P.QUEUED
+        cp = [n for n in nodes if n.role == NodeRole.CONTROL_PLANE]
+        workers = [n for n in nodes if n.role == NodeRole.GPU_WORKER and not n.marked_for_deletion]
+        cp_running = bool(cp) and all(n.phase == NodePhase.RUNNING for n in cp)
+        if cp_running and not cluster.control_plane_ready:
+            cluster.control_plane_ready = True
+        vols = volumes.volumes_of(session, [cluster.id])
+        sequence = _sequence(cluster, bool(vols), len(workers))
+        facts = lifecycle.BringUpFacts(
+            control_plane_running=cp_running,
+            workers_running=all(n.phase == NodePhase.RUNNING for n in workers),
+            volume_ready=all(
+                v.status in (VolumeStatus.AVAILABLE, VolumeStatus.BOUND) for v in vols
+            ),
+            step_done=outcome.step_done and (cluster.step_state or {}).get("kind") == phase,
+        )
+        while phase not in lifecycle.STEADY_PHASES and lifecycle.phase_complete(phase, facts):
+            following = lifecycle.next_phase(sequence, phase)
+            if following is None:
+                break
+            set_cluster_phase(session, cluster, following, now)
+            cluster.step_state = None
+            facts = lifecycle.BringUpFacts(
+                facts.control_plane_running,
+                facts.workers_running,
+                facts.volume_ready,
+                step_done=False,
+            )
+            phase = following
+            if following == P.READY and cluster.first_ready_at is None:
+                cluster.first_ready_at = now
+        cluster.next_reconcile_at = self._next_due(cluster, nodes, phase, now)
+
+    @staticmethod
+    def _next_due(
+        cluster: ClusterRow, nodes: list[NodeRow], phase: ClusterPhase, now: datetime
+    ) -> datetime | None:
+        busy = phase not in lifecycle.STEADY_PHASES or any(
+            n.phase != NodePhase.RUNNING or n.marked_for_deletion for n in nodes
+        )
+        if busy:
+            return now + POLL
+        return cluster.reservation_end_time
+
+    @staticmethod
+    def _end_reservation(session: Session, cluster: ClusterRow, now: datetime) -> None:
+        record_event(
+            session,
+            object_type="cluster",
+            object_id=cluster.id,
+            kind="reservation_ended",
+            message=f"reservation ended at {cluster.reservation_end_time}",
+            at=now,
+        )
+        cluster.delete_requested_at = now
+        cluster.step_state = None
+        set_cluster_phase(session, cluster, P.DELETING, now)
+        cluster.next_reconcile_at = now

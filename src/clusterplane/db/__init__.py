@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy rows, the engine, leases and Alembic migrations."""

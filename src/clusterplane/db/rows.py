@@ -1,0 +1,307 @@
+"""ORM rows: the persisted model of tenancy, fleet, clusters, nodes, volumes and repairs.
+
+Schema changes go through Alembic migrations only (`db/migrations/versions`); a test checks
+that the migrated schema and these rows agree. Every datetime is aware UTC (`UTCDateTime`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from clusterplane.db.types import UTCDateTime
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class OrganizationRow(Base):
+    __tablename__ = "organizations"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime]
+
+
+class ProjectRow(Base):
+    __tablename__ = "projects"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"))
+    name: Mapped[str] = mapped_column(String(128))
+    slug: Mapped[str] = mapped_column(String(128), unique=True)
+    created_at: Mapped[datetime]
+
+
+class UserRow(Base):
+    __tablename__ = "users"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    created_at: Mapped[datetime]
+
+
+class MembershipRow(Base):
+    __tablename__ = "memberships"
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), primary_key=True)
+    role: Mapped[str] = mapped_column(String(32), default="member")
+
+
+class ApiKeyRow(Base):
+    """An API key; only the SHA-256 of its secret part is stored."""
+
+    __tablename__ = "api_keys"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"))
+    name: Mapped[str] = mapped_column(String(128), default="")
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class RegionRow(Base):
+    """A region of the fleet with its driver catalogue, synced from the fleet file."""
+
+    __tablename__ = "regions"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    driver_versions: Mapped[list[Any]]
+    control_plane: Mapped[dict[str, Any]]
+    network: Mapped[str] = mapped_column(String(64))
+    # Control-plane VMs ever placed in the region; numbers their management addresses.
+    control_plane_seq: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class HostRow(Base):
+    __tablename__ = "hosts"
+    __table_args__ = (Index("ix_hosts_pick", "region", "gpu_type", "state"),)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    region: Mapped[str] = mapped_column(String(64))
+    fabric: Mapped[str] = mapped_column(String(64))
+    block: Mapped[str] = mapped_column(String(64))
+    rack: Mapped[str] = mapped_column(String(64))
+    gpu_type: Mapped[str] = mapped_column(String(32))
+    num_gpus: Mapped[int] = mapped_column(Integer)
+    num_cpu_cores: Mapped[int] = mapped_column(Integer)
+    memory_gib: Mapped[float] = mapped_column(Float)
+    ib_hca_count: Mapped[int] = mapped_column(Integer)
+    ib_hca_type: Mapped[str] = mapped_column(String(64))
+    nvswitch_count: Mapped[int] = mapped_column(Integer)
+    nvswitch_type: Mapped[str] = mapped_column(String(64))
+    ephemeral_storage: Mapped[str] = mapped_column(String(16))
+    ip_address: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    in_fleet_file: Mapped[bool] = mapped_column(Boolean, default=True)
+    cluster_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    node_row_id: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime]
+
+
+class ClusterRow(Base):
+    __tablename__ = "clusters"
+    __table_args__ = (
+        Index("ix_clusters_project_created", "project_id", "created_at"),
+        Index("ix_clusters_due", "next_reconcile_at"),
+    )
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"))
+    organization_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(128))
+    cluster_type: Mapped[str] = mapped_column(String(16))
+    region: Mapped[str] = mapped_column(String(64))
+    gpu_type: Mapped[str] = mapped_column(String(32))
+    billing_type: Mapped[str] = mapped_column(String(32))
+    phase: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(64))
+    num_gpus: Mapped[int] = mapped_column(Integer)
+    num_reserved_gpus: Mapped[int] = mapped_column(Integer, default=0)
+    num_capacity_pool_gpus: Mapped[int] = mapped_column(Integer, default=0)
+    capacity_pool_id: Mapped[str | None] = mapped_column(String(64))
+    desired_preemptible_gpus: Mapped[int] = mapped_column(Integer, default=0)
+    num_cpu_workers: Mapped[int] = mapped_column(Integer, default=0)
+    cuda_version: Mapped[str] = mapped_column(String(32))
+    nvidia_driver_version: Mapped[str] = mapped_column(String(32))
+    nvidia_driver_version_id: Mapped[str] = mapped_column(String(128))
+    os_image: Mapped[str] = mapped_column(String(64))
+    duration_hours: Mapped[int | None] = mapped_column(Integer)
+    reservation_start_time: Mapped[datetime | None]
+    reservation_end_time: Mapped[datetime | None]
+    install_traefik: Mapped[bool] = mapped_column(Boolean, default=False)
+    slurm_shm_size_gib: Mapped[int | None] = mapped_column(Integer)
+    slurm_image: Mapped[str | None] = mapped_column(String(256))
+    auto_scale: Mapped[bool] = mapped_column(Boolean, default=False)
+    auto_scale_max_gpus: Mapped[int | None] = mapped_column(Integer)
+    add_ons: Mapped[list[Any]]
+    cluster_config: Mapped[dict[str, Any] | None]
+    oidc_config: Mapped[dict[str, Any] | None]
+    acceptance_tests_params: Mapped[dict[str, Any] | None]
+    api_server_url: Mapped[str] = mapped_column(String(256))
+    credentials: Mapped[dict[str, Any] | None]
+    kube_config: Mapped[str] = mapped_column(Text, default="")
+    control_plane_ready: Mapped[bool] = mapped_column(Boolean, default=False)
+    seed: Mapped[int] = mapped_column(Integer)
+    # Per-step driver state of the cluster-level step in progress (see controllers/clusters).
+    step_state: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    first_ready_at: Mapped[datetime | None]
+    delete_requested_at: Mapped[datetime | None]
+    deleted_at: Mapped[datetime | None] = mapped_column(index=True)
+    next_reconcile_at: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_token: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None]
+
+
+class ClusterPhaseTransitionRow(Base):
+    __tablename__ = "cluster_phase_transitions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id"), index=True)
+    phase: Mapped[str] = mapped_column(String(64))
+    transition_time: Mapped[datetime]
+
+
+class NodeRow(Base):
+    """One instance of a cluster on one host, in one role; kept after deletion."""
+
+    __tablename__ = "nodes"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id"), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    ordinal: Mapped[int] = mapped_column(Integer)
+    node_name: Mapped[str] = mapped_column(String(128))
+    instance_id: Mapped[str] = mapped_column(String(64), unique=True)
+    host_id: Mapped[str | None] = mapped_column(String(64))
+    host_name: Mapped[str] = mapped_column(String(128))
+    phase: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(32))
+    num_cpu_cores: Mapped[int] = mapped_column(Integer)
+    num_gpus: Mapped[int] = mapped_column(Integer)
+    memory_gib: Mapped[float] = mapped_column(Float)
+    networks: Mapped[list[Any]]
+    public_ipv4: Mapped[str | None] = mapped_column(String(64))
+    slurm_worker_hostname: Mapped[str | None] = mapped_column(String(128))
+    preemptible: Mapped[bool] = mapped_column(Boolean, default=False)
+    auto_remediation_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    marked_for_deletion: Mapped[bool] = mapped_column(Boolean, default=False)
+    provider_state: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime]
+    deleted_at: Mapped[datetime | None]
+
+
+class NodePhaseTransitionRow(Base):
+    __tablename__ = "node_phase_transitions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    node_row_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"), index=True)
+    phase: Mapped[str] = mapped_column(String(32))
+    transition_time: Mapped[datetime]
+
+
+class NodeLifecycleEventRow(Base):
+    __tablename__ = "node_lifecycle_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id"), index=True)
+    node_name: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text)
+    timestamp: Mapped[datetime]
+
+
+class VolumeRow(Base):
+    __tablename__ = "volumes"
+    __table_args__ = (Index("ix_volumes_project_created", "project_id", "created_at"),)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"))
+    name: Mapped[str] = mapped_column(String(128))
+    region: Mapped[str] = mapped_column(String(64))
+    size_tib: Mapped[int] = mapped_column(Integer)
+    provisioned_size_tib: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(32))
+    is_lifecycle_independent: Mapped[bool] = mapped_column(Boolean, default=True)
+    cluster_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    provider_state: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    delete_requested_at: Mapped[datetime | None]
+    deleted_at: Mapped[datetime | None]
+    next_reconcile_at: Mapped[datetime | None] = mapped_column(index=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_token: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None]
+
+
+class RemediationRow(Base):
+    __tablename__ = "remediations"
+    __table_args__ = (Index("ix_remediations_cluster_created", "cluster_id", "create_time"),)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id"))
+    node_row_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"))
+    instance_id: Mapped[str] = mapped_column(String(64), index=True)
+    instance_name: Mapped[str] = mapped_column(String(128))
+    mode: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(32))
+    trigger: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(Text)
+    requested_by: Mapped[str] = mapped_column(String(128))
+    reviewed_by: Mapped[str | None] = mapped_column(String(128))
+    review_time: Mapped[datetime | None]
+    review_comment: Mapped[str | None] = mapped_column(Text)
+    create_time: Mapped[datetime]
+    start_time: Mapped[datetime | None]
+    end_time: Mapped[datetime | None]
+    update_time: Mapped[datetime]
+    error_message: Mapped[str | None] = mapped_column(Text)
+    active_health_check_run_id: Mapped[str | None] = mapped_column(String(64))
+    passive_health_check_event_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class IdempotencyRow(Base):
+    """A committed POST, so a replay returns the original result instead of acting twice."""
+
+    __tablename__ = "idempotency_records"
+    __table_args__ = (
+        Index("ix_idem_fingerprint", "api_key_id", "fingerprint"),
+        UniqueConstraint("api_key_id", "idempotency_key", name="uq_idem_key"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    api_key_id: Mapped[str] = mapped_column(String(64))
+    idempotency_key: Mapped[str | None] = mapped_column(String(256))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    resource_type: Mapped[str] = mapped_column(String(32))
+    resource_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+
+
+class EventRow(Base):
+    """The audit trail: one row per status change of any object."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_object", "object_type", "object_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    object_type: Mapped[str] = mapped_column(String(32))
+    object_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime]
+
+
+class ServerStateRow(Base):
+    """Small key/value facts of the installation (the fleet clock's high-water mark)."""
+
+    __tablename__ = "server_state"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

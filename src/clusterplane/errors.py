@@ -1,0 +1,81 @@
+"""The exception tree of clusterplane.
+
+Every error a user can cause maps to one HTTP status and the spec's error envelope
+(`{"error": {"message", "type", "param", "code"}}`); the API layer does that mapping in
+one place (`api/errors.py`), so lower layers raise these and never think about HTTP.
+
+    ClusterplaneError
+    ├── InvalidRequest          400  bad input (`param` names the field)
+    │   └── FailedPrecondition  400  valid input, but the object's state forbids it
+    ├── Unauthenticated         401  missing or unknown API key
+    ├── PermissionDenied        403  authenticated, not allowed
+    ├── NotFound                404  unknown or invisible object
+    ├── Conflict                409  deterministic conflict, never worth retrying
+    ├── PayloadTooLarge         413  request body over the limit
+    ├── CapacityUnavailable     409  the fleet cannot satisfy the request right now
+    └── TemporaryError               a driver's "not yet": requeue after `delay_seconds`
+"""
+
+from __future__ import annotations
+
+
+class ClusterplaneError(Exception):
+    """Base of every error clusterplane raises on purpose."""
+
+    status_code = 500
+    error_type = "internal_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+
+
+class InvalidRequest(ClusterplaneError):
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class FailedPrecondition(InvalidRequest):
+    error_type = "failed_precondition"
+
+
+class Unauthenticated(ClusterplaneError):
+    status_code = 401
+    error_type = "authentication_error"
+
+
+class PermissionDenied(ClusterplaneError):
+    status_code = 403
+    error_type = "permission_denied"
+
+
+class NotFound(ClusterplaneError):
+    status_code = 404
+    error_type = "not_found"
+
+
+class Conflict(ClusterplaneError):
+    status_code = 409
+    error_type = "conflict"
+
+
+class PayloadTooLarge(ClusterplaneError):
+    status_code = 413
+    error_type = "request_too_large"
+
+
+class CapacityUnavailable(ClusterplaneError):
+    """The fleet has no room for the request; the message says what is available."""
+
+    status_code = 409
+    error_type = "capacity_unavailable"
+
+
+class TemporaryError(ClusterplaneError):
+    """A driver's "not yet": the caller requeues the work after `delay_seconds`."""
+
+    def __init__(self, message: str, *, delay_seconds: float = 5.0):
+        super().__init__(message)
+        self.delay_seconds = delay_seconds

@@ -1,0 +1,1 @@
+"""Built-in fleet files shipped with clusterplane (package data)."""

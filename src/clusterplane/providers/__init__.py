@@ -1,0 +1,1 @@
+"""Infrastructure drivers. A driver gets plain dataclasses in and out, never rows."""

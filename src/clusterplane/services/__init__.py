@@ -1,0 +1,1 @@
+"""Use cases: every status change and event goes through here."""

@@ -1,0 +1,200 @@
+"""Handing fleet hosts to clusters and creating the node rows that serve on them.
+
+Allocation is one conditional UPDATE per batch (`state = 'available'` in the WHERE clause):
+if another writer took any chosen host first, the row count comes up short and the whole
+request fails before commit, so a host can never serve two clusters and a refused request
+leaves nothing half-allocated.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from clusterplane.db.leases import rowcount
+from clusterplane.db.rows import ClusterRow, HostRow, NodePhaseTransitionRow, NodeRow, RegionRow
+from clusterplane.domain.enums import ClusterType, HostState, NodePhase, NodeRole
+from clusterplane.domain.placement import FreeHost, choose_additional_hosts, choose_hosts
+from clusterplane.errors import CapacityUnavailable
+from clusterplane.services.ids import new_uuid
+
+GPUS_PER_NODE = 8
+CONTROL_PLANE_NETWORK = ipaddress.ip_network("100.64.0.0/10")
+
+
+def free_hosts(session: Session, *, region: str, gpu_type: str) -> list[HostRow]:
+    return list(
+        session.scalars(
+            select(HostRow).where(
+                HostRow.region == region,
+                HostRow.gpu_type == gpu_type,
+                HostRow.state == HostState.AVAILABLE,
+                HostRow.in_fleet_file.is_(True),
+                HostRow.cluster_id.is_(None),
+            )
+        )
+    )
+
+
+def _as_free(rows: Sequence[HostRow]) -> list[FreeHost]:
+    return [
+        FreeHost(host_id=h.id, name=h.name, fabric=h.fabric, block=h.block, rack=h.rack)
+        for h in rows
+    ]
+
+
+def allocate_hosts(
+    session: Session, cluster: ClusterRow, count: int, *, existing: Sequence[HostRow] = ()
+) -> list[HostRow]:
+    """Choose and claim `count` hosts for `cluster`, near its `existing` hosts if any."""
+    if count <= 0:
+        return []
+    candidates = free_hosts(session, region=cluster.region, gpu_type=cluster.gpu_type)
+    free = _as_free(candidates)
+    if existing:
+        chosen = choose_additional_hosts(
+            free,
+            count,
+            existing_fabrics={h.fabric for h in existing},
+            existing_racks={h.rack for h in existing},
+            region=cluster.region,
+            gpu_type=cluster.gpu_type,
+        )
+    else:
+        chosen = choose_hosts(free, count, region=cluster.region, gpu_type=cluster.gpu_type)
+    result = session.execute(
+        update(HostRow)
+        .where(
+            HostRow.id.in_(chosen),
+            HostRow.state == HostState.AVAILABLE,
+            HostRow.cluster_id.is_(None),
+        )
+        .values(state=HostState.ALLOCATED, cluster_id=cluster.id)
+        .execution_options(synchronize_session=False)
+    )
+    if rowcount(result) != len(chosen):
+        raise CapacityUnavailable(
+            "the chosen hosts were taken by a concurrent request; try again", code="conflict"
+        )
+    by_id = {h.id: h for h in candidates}
+    hosts = [by_id[host_id] for host_id in chosen]
+    for host in hosts:
+        session.refresh(host)
+    return hosts
+
+
+def release_host(session: Session, host_id: str | None, cluster_id: str, now: datetime) -> None:
+    """Give a host back to the fleet, only if it is still held by this cluster."""
+    if host_id is None:
+        return
+    host = session.get(HostRow, host_id)
+    if host is None or host.cluster_id != cluster_id:
+        return
+    host.cluster_id = None
+    host.node_row_id = None
+    host.state = HostState.AVAILABLE if host.in_fleet_file else HostState.OFFLINE
+    host.updated_at = now
+
+
+def _new_node(
+    cluster: ClusterRow, role: NodeRole, ordinal: int, now: datetime, **facts: Any
+) -> NodeRow:
+    return NodeRow(
+        id=new_uuid(),
+        cluster_id=cluster.id,
+        role=role,
+        ordinal=ordinal,
+        instance_id=new_uuid(),
+        phase=NodePhase.PENDING,
+        status="Pending",
+        public_ipv4=None,
+        preemptible=False,
+        auto_remediation_enabled=True,
+        marked_for_deletion=False,
+        provider_state=None,
+        created_at=now,
+        deleted_at=None,
+        **facts,
+    )
+
+
+def add_worker_nodes(
+    session: Session,
+    cluster: ClusterRow,
+    hosts: Sequence[HostRow],
+    first_ordinal: int,
+    now: datetime,
+) -> list[NodeRow]:
+    nodes = []
+    short = cluster.id[:5]
+    for offset, host in enumerate(hosts):
+        ordinal = first_ordinal + offset
+        node = _new_node(
+            cluster,
+            NodeRole.GPU_WORKER,
+            ordinal,
+            now,
+            node_name=f"gpu-dp-{short}-{ordinal}",
+            host_id=host.id,
+            host_name=host.name,
+            num_cpu_cores=host.num_cpu_cores,
+            num_gpus=host.num_gpus,
+            memory_gib=host.memory_gib,
+            networks=[host.ip_address],
+            slurm_worker_hostname=(
+                f"worker-{ordinal}.slurm-compute.slurm"
+                if cluster.cluster_type == ClusterType.SLURM
+                else None
+            ),
+        )
+        session.add(node)
+        host.node_row_id = node.id
+        nodes.append(node)
+    session.flush()
+    for node in nodes:
+        session.add(
+            NodePhaseTransitionRow(
+                node_row_id=node.id, phase=NodePhase.PENDING, transition_time=now
+            )
+        )
+    return nodes
+
+
+def add_control_plane_nodes(
+    session: Session, cluster: ClusterRow, region: RegionRow, now: datetime
+) -> list[NodeRow]:
+    spec = region.control_plane
+    count = int(spec.get("nodes_per_cluster", 3))
+    nodes = []
+    for ordinal in range(count):
+        region.control_plane_seq = (region.control_plane_seq or 0) + 1
+        address = CONTROL_PLANE_NETWORK[region.control_plane_seq]
+        node = _new_node(
+            cluster,
+            NodeRole.CONTROL_PLANE,
+            ordinal,
+            now,
+            node_name=f"cp-{cluster.id[:5]}-{ordinal}",
+            host_id=None,
+            host_name=f"{region.name}-cp-{cluster.id[:8]}-{ordinal}",
+            num_cpu_cores=int(spec.get("num_cpu_cores", 16)),
+            num_gpus=0,
+            memory_gib=float(spec.get("memory_gib", 64)),
+            networks=[f"{address}/{CONTROL_PLANE_NETWORK.prefixlen}"],
+            slurm_worker_hostname=None,
+        )
+        session.add(node)
+        nodes.append(node)
+    session.flush()
+    for node in nodes:
+        session.add(
+            NodePhaseTransitionRow(
+                node_row_id=node.id, phase=NodePhase.PENDING, transition_time=now
+            )
+        )
+    return nodes

@@ -1,0 +1,403 @@
+"""Cluster use cases: create, read, list, update (scale, extend, configure) and delete.
+
+Handlers call these and return at once; the lifecycle controller does the slow work. Every
+write here happens in the caller's transaction and leaves `next_reconcile_at = now` so the
+controllers pick the change up on their next pass.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from clusterplane.db.rows import ClusterPhaseTransitionRow, ClusterRow, HostRow, NodeRow
+from clusterplane.domain.enums import (
+    BillingType,
+    ClusterPhase,
+    ClusterType,
+    NodeRole,
+)
+from clusterplane.domain.lifecycle import status_for
+from clusterplane.errors import FailedPrecondition, InvalidRequest, NotFound
+from clusterplane.services import addons, volumes
+from clusterplane.services.allocation import (
+    GPUS_PER_NODE,
+    add_control_plane_nodes,
+    add_worker_nodes,
+    allocate_hosts,
+)
+from clusterplane.services.auth import Caller, resolve_project
+from clusterplane.services.catalog import check_gpu_type, get_region, resolve_driver
+from clusterplane.services.credentials import (
+    api_server_url,
+    build_kubeconfig,
+    issue_cluster_credentials,
+)
+from clusterplane.services.events import record_event, set_cluster_phase
+from clusterplane.services.ids import new_uuid
+
+
+@dataclass
+class ClusterCreate:
+    """A validated create request (the wire model, minus transport details)."""
+
+    cluster_name: str
+    billing_type: BillingType
+    gpu_type: str
+    num_gpus: int
+    region: str
+    cluster_type: ClusterType = ClusterType.KUBERNETES
+    nvidia_version_id: str | None = None
+    cuda_version: str | None = None
+    nvidia_driver_version: str | None = None
+    duration_days: int | None = None
+    num_reserved_gpus: int | None = None
+    capacity_pool_id: str | None = None
+    num_capacity_pool_gpus: int | None = None
+    num_preemptible_gpus: int | None = None
+    auto_scale: bool = False
+    auto_scale_max_gpus: int | None = None
+    reservation_start_time: datetime | None = None
+    reservation_end_time: datetime | None = None
+    volume_id: str | None = None
+    shared_volume: dict[str, Any] | None = None
+    slurm_shm_size_gib: int | None = None
+    slurm_image: str | None = None
+    install_traefik: bool = False
+    project_id: str | None = None
+    add_ons: list[dict[str, Any]] = field(default_factory=list)
+    cluster_config: dict[str, Any] | None = None
+    oidc_config: dict[str, Any] | None = None
+    acceptance_tests_params: dict[str, Any] | None = None
+
+
+@dataclass
+class ClusterUpdate:
+    num_gpus: int | None = None
+    cluster_type: ClusterType | None = None
+    num_reserved_gpus: int | None = None
+    num_capacity_pool_gpus: int | None = None
+    num_preemptible_gpus: int | None = None
+    reservation_end_time: datetime | None = None
+    add_ons: list[dict[str, Any]] | None = None
+    cluster_config: dict[str, Any] | None = None
+
+
+def find_cluster(session: Session, caller: Caller, cluster_id: str) -> ClusterRow | None:
+    row = session.get(ClusterRow, cluster_id)
+    if row is None or row.deleted_at is not None or not caller.can_see(row.project_id):
+        return None
+    return row
+
+
+def get_cluster(session: Session, caller: Caller, cluster_id: str) -> ClusterRow:
+    row = find_cluster(session, caller, cluster_id)
+    if row is None:
+        raise NotFound(f"cluster '{cluster_id}' not found", param="cluster_id")
+    return row
+
+
+def list_clusters(session: Session, caller: Caller, project_id: str | None) -> list[ClusterRow]:
+    scope = caller.project_id if project_id is None else project_id
+    if not caller.can_see(scope):
+        return []
+    return list(
+        session.scalars(
+            select(ClusterRow)
+            .where(ClusterRow.project_id == scope, ClusterRow.deleted_at.is_(None))
+            .order_by(ClusterRow.created_at, ClusterRow.id)
+        )
+    )
+
+
+def _check_billing(req: ClusterCreate, now: datetime) -> None:
+    start, end = req.reservation_start_time, req.reservation_end_time
+    if req.billing_type == BillingType.ON_DEMAND and (start or end):
+        raise InvalidRequest(
+            "reservation times are only for RESERVED or SCHEDULED_CAPACITY",
+            param="reservation_end_time",
+        )
+    if req.billing_type == BillingType.RESERVED and req.duration_days is None and end is None:
+        raise InvalidRequest(
+            "duration_days is required for RESERVED billing", param="duration_days"
+        )
+    if end is not None and end <= max(now, start or now):
+        raise InvalidRequest(
+            "reservation_end_time must be in the future and after the start",
+            param="reservation_end_time",
+        )
+    if req.capacity_pool_id is not None:
+        raise InvalidRequest(
+            f"unknown capacity pool '{req.capacity_pool_id}'", param="capacity_pool_id"
+        )
+    if req.num_preemptible_gpus and req.cluster_type == ClusterType.SLURM:
+        raise InvalidRequest(
+            "preemptible GPUs are available on KUBERNETES clusters only",
+            param="num_preemptible_gpus",
+        )
+
+
+def create_cluster(
+    session: Session,
+    caller: Caller,
+    req: ClusterCreate,
+    *,
+    now: datetime,
+    base_domain: str,
+    acceptance_tests_by_default: bool = True,
+) -> ClusterRow:
+    project_id = resolve_project(caller, req.project_id)
+    region = get_region(session, req.region)
+    check_gpu_type(session, region.name, req.gpu_type)
+    driver = resolve_driver(
+        region,
+        nvidia_version_id=req.nvidia_version_id,
+        cuda_version=req.cuda_version,
+        nvidia_driver_version=req.nvidia_driver_version,
+    )
+    _check_billing(req, now)
+    addon_list = addons.validate_new(req.add_ons, req.cluster_type)
+    cluster_id = new_uuid()
+    scheduled = req.reservation_start_time is not None and req.reservation_start_time > now
+    phase = ClusterPhase.SCHEDULED if scheduled else ClusterPhase.QUEUED
+    duration_hours = req.duration_days * 24 if req.duration_days is not None else None
+    end = req.reservation_end_time
+    if req.billing_type == BillingType.RESERVED and duration_hours is None and end is not None:
+        span = (end - (req.reservation_start_time or now)).total_seconds()
+        duration_hours = max(1, -(-int(span) // 3600))
+    if req.billing_type == BillingType.RESERVED and end is None and duration_hours is not None:
+        end = (req.reservation_start_time or now) + timedelta(hours=duration_hours)
+    tests = dict(req.acceptance_tests_params or {})
+    tests.setdefault("enabled", acceptance_tests_by_default)
+    cluster = ClusterRow(
+        id=cluster_id,
+        project_id=project_id,
+        organization_id=caller.organization_id,
+        name=req.cluster_name,
+        cluster_type=req.cluster_type,
+        region=region.name,
+        gpu_type=req.gpu_type,
+        billing_type=req.billing_type,
+        phase=phase,
+        status=status_for(phase),
+        num_gpus=req.num_gpus,
+        num_reserved_gpus=(
+            req.num_reserved_gpus
+            if req.num_reserved_gpus is not None
+            else req.num_gpus
+            if req.billing_type == BillingType.RESERVED
+            else 0
+        ),
+        num_capacity_pool_gpus=0,
+        capacity_pool_id=None,
+        desired_preemptible_gpus=req.num_preemptible_gpus or 0,
+        num_cpu_workers=0,
+        cuda_version=driver.cuda_version,
+        nvidia_driver_version=driver.nvidia_driver_version,
+        nvidia_driver_version_id=driver.id,
+        os_image=driver.os,
+        duration_hours=duration_hours,
+        reservation_start_time=req.reservation_start_time,
+        reservation_end_time=end,
+        install_traefik=req.install_traefik,
+        slurm_shm_size_gib=req.slurm_shm_size_gib,
+        slurm_image=req.slurm_image,
+        auto_scale=req.auto_scale,
+        auto_scale_max_gpus=req.auto_scale_max_gpus,
+        add_ons=addon_list,
+        cluster_config=req.cluster_config,
+        oidc_config=req.oidc_config,
+        acceptance_tests_params=tests,
+        api_server_url=api_server_url(
+            cluster_id=cluster_id, region=region.name, base_domain=base_domain
+        ),
+        credentials=None,
+        kube_config="",
+        control_plane_ready=False,
+        seed=random.SystemRandom().randrange(2**31),
+        step_state=None,
+        created_at=now,
+        updated_at=now,
+        first_ready_at=None,
+        delete_requested_at=None,
+        deleted_at=None,
+        next_reconcile_at=now,
+    )
+    session.add(cluster)
+    session.flush()
+    session.add(ClusterPhaseTransitionRow(cluster_id=cluster.id, phase=phase, transition_time=now))
+    hosts = allocate_hosts(session, cluster, req.num_gpus // GPUS_PER_NODE)
+    add_control_plane_nodes(session, cluster, region, now)
+    add_worker_nodes(session, cluster, hosts, 0, now)
+    _attach_volume(session, caller, cluster, req, now)
+    creds = issue_cluster_credentials(cluster_id=cluster.id, now=now)
+    cluster.credentials = {
+        "ca_cert_pem": creds.ca_cert_pem,
+        "ca_key_pem": creds.ca_key_pem,
+        "client_cert_pem": creds.client_cert_pem,
+        "client_key_pem": creds.client_key_pem,
+    }
+    cluster.kube_config = build_kubeconfig(
+        cluster_id=cluster.id,
+        cluster_name=cluster.name,
+        server_url=cluster.api_server_url,
+        credentials=creds,
+    )
+    record_event(
+        session,
+        object_type="cluster",
+        object_id=cluster.id,
+        kind="created",
+        message=f"{req.num_gpus} x {req.gpu_type} in {region.name}",
+        at=now,
+    )
+    return cluster
+
+
+def _attach_volume(
+    session: Session, caller: Caller, cluster: ClusterRow, req: ClusterCreate, now: datetime
+) -> None:
+    if req.volume_id is not None:
+        volumes.attach_existing(session, caller, cluster, req.volume_id, now=now)
+    elif req.shared_volume is not None:
+        volumes.create_inline(session, caller, cluster, req.shared_volume, now=now)
+
+
+def live_workers(session: Session, cluster_id: str) -> list[NodeRow]:
+    return list(
+        session.scalars(
+            select(NodeRow)
+            .where(
+                NodeRow.cluster_id == cluster_id,
+                NodeRow.role == NodeRole.GPU_WORKER,
+                NodeRow.deleted_at.is_(None),
+                NodeRow.preemptible.is_(False),
+            )
+            .order_by(NodeRow.ordinal)
+        )
+    )
+
+
+def update_cluster(
+    session: Session, caller: Caller, cluster_id: str, req: ClusterUpdate, *, now: datetime
+) -> ClusterRow:
+    cluster = get_cluster(session, caller, cluster_id)
+    if cluster.phase == ClusterPhase.DELETING:
+        raise FailedPrecondition("the cluster is being deleted", param="cluster_id")
+    if req.cluster_type is not None and req.cluster_type != cluster.cluster_type:
+        raise InvalidRequest(
+            f"cluster_type cannot change on a live cluster (it is {cluster.cluster_type})",
+            param="cluster_type",
+        )
+    _update_counts(cluster, req)
+    if req.reservation_end_time is not None:
+        _extend(cluster, req.reservation_end_time, now)
+    if req.add_ons is not None:
+        cluster.add_ons = addons.merge_updates(
+            cluster.add_ons, req.add_ons, ClusterType(cluster.cluster_type)
+        )
+    if req.cluster_config is not None:
+        cluster.cluster_config = {**(cluster.cluster_config or {}), **req.cluster_config}
+    if req.num_gpus is not None and req.num_gpus != cluster.num_gpus:
+        _scale(session, cluster, req.num_gpus, now)
+    cluster.updated_at = now
+    cluster.next_reconcile_at = now
+    record_event(
+        session,
+        object_type="cluster",
+        object_id=cluster.id,
+        kind="updated",
+        message="update accepted",
+        at=now,
+    )
+    return cluster
+
+
+def _update_counts(cluster: ClusterRow, req: ClusterUpdate) -> None:
+    target = req.num_gpus if req.num_gpus is not None else cluster.num_gpus
+    if req.num_reserved_gpus is not None:
+        if cluster.billing_type != BillingType.RESERVED:
+            raise InvalidRequest(
+                "num_reserved_gpus applies to RESERVED clusters only", param="num_reserved_gpus"
+            )
+        if req.num_reserved_gpus > target:
+            raise InvalidRequest(
+                "num_reserved_gpus cannot exceed num_gpus", param="num_reserved_gpus"
+            )
+        cluster.num_reserved_gpus = req.num_reserved_gpus
+    elif cluster.num_reserved_gpus > target:
+        raise InvalidRequest(
+            f"num_gpus {target} is below the {cluster.num_reserved_gpus} reserved GPUs",
+            param="num_gpus",
+        )
+    if req.num_capacity_pool_gpus is not None:
+        if cluster.capacity_pool_id is None:
+            raise InvalidRequest(
+                "num_capacity_pool_gpus needs a cluster created from a pool",
+                param="num_capacity_pool_gpus",
+            )
+        cluster.num_capacity_pool_gpus = req.num_capacity_pool_gpus
+    if req.num_preemptible_gpus is not None:
+        if req.num_preemptible_gpus and cluster.cluster_type == ClusterType.SLURM:
+            raise InvalidRequest(
+                "preemptible GPUs are available on KUBERNETES clusters only",
+                param="num_preemptible_gpus",
+            )
+        cluster.desired_preemptible_gpus = req.num_preemptible_gpus
+
+
+def _extend(cluster: ClusterRow, end: datetime, now: datetime) -> None:
+    if cluster.billing_type == BillingType.ON_DEMAND:
+        raise InvalidRequest(
+            "reservation_end_time applies to RESERVED or SCHEDULED_CAPACITY "
+            "clusters, not ON_DEMAND",
+            param="reservation_end_time",
+        )
+    start = cluster.reservation_start_time or now
+    if end <= max(now, start):
+        raise InvalidRequest(
+            "reservation_end_time must be in the future and after the start",
+            param="reservation_end_time",
+        )
+    cluster.reservation_end_time = end
+
+
+def _scale(session: Session, cluster: ClusterRow, num_gpus: int, now: datetime) -> None:
+    workers = live_workers(session, cluster.id)
+    keep = [w for w in workers if not w.marked_for_deletion]
+    want = num_gpus // GPUS_PER_NODE
+    if want > len(keep):
+        existing = [h for h in (session.get(HostRow, w.host_id) for w in keep if w.host_id) if h]
+        hosts = allocate_hosts(session, cluster, want - len(keep), existing=existing)
+        next_ordinal = 1 + max((w.ordinal for w in workers), default=-1)
+        add_worker_nodes(session, cluster, hosts, next_ordinal, now)
+    elif want < len(keep):
+        for node in sorted(keep, key=lambda w: (w.created_at, w.ordinal), reverse=True)[
+            : len(keep) - want
+        ]:
+            node.marked_for_deletion = True
+            node.status = "Draining"
+    record_event(
+        session,
+        object_type="cluster",
+        object_id=cluster.id,
+        kind="scaled",
+        message=f"num_gpus {cluster.num_gpus} -> {num_gpus}",
+        at=now,
+    )
+    cluster.num_gpus = num_gpus
+
+
+def delete_cluster(session: Session, caller: Caller, cluster_id: str, *, now: datetime) -> str:
+    cluster = get_cluster(session, caller, cluster_id)
+    if cluster.delete_requested_at is None:
+        cluster.delete_requested_at = now
+        cluster.step_state = None
+        set_cluster_phase(session, cluster, ClusterPhase.DELETING, now)
+        cluster.next_reconcile_at = now
+    return cluster.id

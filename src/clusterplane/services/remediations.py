@@ -1,0 +1,281 @@
+"""Remediation use cases: request a repair of one instance, list, review and cancel.
+
+The state machine of reviews (spec §2.8): a manual request starts `PENDING`; an automated
+one starts `PENDING_APPROVAL`. Approve: PENDING_APPROVAL -> PENDING. Reject:
+PENDING_APPROVAL -> CANCELLED. Cancel: PENDING_APPROVAL or PENDING -> CANCELLED. Anything
+else is a 400 (failed precondition). Lists page by an opaque keyset token over
+(create_time, id), so pages stay stable while new remediations arrive.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from clusterplane.clock import utc
+from clusterplane.db.rows import NodeRow, RemediationRow
+from clusterplane.domain.enums import (
+    NodeRole,
+    RemediationMode,
+    RemediationState,
+    RemediationTrigger,
+)
+from clusterplane.errors import FailedPrecondition, InvalidRequest, NotFound
+from clusterplane.services.auth import Caller
+from clusterplane.services.clusters import get_cluster
+from clusterplane.services.events import record_event
+from clusterplane.services.ids import new_uuid
+
+ALL_INSTANCES = "-"
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+S = RemediationState
+
+
+@dataclass(frozen=True)
+class RemediationFilter:
+    states: Sequence[RemediationState] = ()
+    modes: Sequence[RemediationMode] = ()
+    triggers: Sequence[RemediationTrigger] = ()
+    page_size: int = DEFAULT_PAGE_SIZE
+    page_token: str | None = None
+    newest_first: bool = True
+
+
+@dataclass(frozen=True)
+class RemediationPage:
+    items: list[RemediationRow]
+    next_page_token: str
+
+
+def _instance(session: Session, cluster_id: str, instance_id: str) -> NodeRow:
+    node = session.scalar(
+        select(NodeRow).where(NodeRow.cluster_id == cluster_id, NodeRow.instance_id == instance_id)
+    )
+    if node is None or node.role != NodeRole.GPU_WORKER:
+        raise NotFound(
+            f"instance '{instance_id}' not found in cluster '{cluster_id}'", param="instance_id"
+        )
+    return node
+
+
+def create_remediation(
+    session: Session,
+    caller: Caller,
+    cluster_id: str,
+    instance_id: str,
+    *,
+    mode: RemediationMode,
+    reason: str | None,
+    now: datetime,
+    remediation_id: str | None = None,
+) -> RemediationRow:
+    cluster = get_cluster(session, caller, cluster_id)
+    if remediation_id is not None:
+        existing = session.get(RemediationRow, remediation_id)
+        if existing is not None:
+            if existing.cluster_id != cluster.id or existing.instance_id != instance_id:
+                raise InvalidRequest(
+                    "remediation_id is already used for another instance", param="remediation_id"
+                )
+            return existing
+    node = _instance(session, cluster.id, instance_id)
+    if node.deleted_at is not None:
+        raise FailedPrecondition(f"instance '{instance_id}' has been deleted", param="instance_id")
+    row = RemediationRow(
+        id=remediation_id or new_uuid(),
+        cluster_id=cluster.id,
+        node_row_id=node.id,
+        instance_id=node.instance_id,
+        instance_name=node.node_name,
+        mode=mode,
+        state=S.PENDING,
+        trigger=RemediationTrigger.MANUAL,
+        reason=reason,
+        requested_by=caller.user_name,
+        reviewed_by=None,
+        review_time=None,
+        review_comment=None,
+        create_time=now,
+        start_time=None,
+        end_time=None,
+        update_time=now,
+        error_message=None,
+        active_health_check_run_id=None,
+        passive_health_check_event_id=None,
+    )
+    session.add(row)
+    record_event(
+        session,
+        object_type="remediation",
+        object_id=row.id,
+        kind="created",
+        message=f"{mode} on {node.node_name} by {caller.user_name}",
+        at=now,
+    )
+    return row
+
+
+def get_remediation(
+    session: Session, caller: Caller, cluster_id: str, instance_id: str, remediation_id: str
+) -> RemediationRow:
+    cluster = get_cluster(session, caller, cluster_id)
+    row = session.get(RemediationRow, remediation_id)
+    if (
+        row is None
+        or row.cluster_id != cluster.id
+        or instance_id not in (ALL_INSTANCES, row.instance_id)
+    ):
+        raise NotFound(f"remediation '{remediation_id}' not found", param="remediation_id")
+    return row
+
+
+def _encode_token(row: RemediationRow) -> str:
+    raw = f"{row.create_time.isoformat()}|{row.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_token(token: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        stamp, row_id = raw.split("|", 1)
+        return utc(datetime.fromisoformat(stamp)), row_id
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidRequest(
+            "page_token is not a token this server issued", param="page_token"
+        ) from None
+
+
+def list_remediations(
+    session: Session,
+    caller: Caller,
+    cluster_id: str,
+    instance_id: str,
+    filters: RemediationFilter,
+) -> RemediationPage:
+    cluster = get_cluster(session, caller, cluster_id)
+    if not 1 <= filters.page_size <= MAX_PAGE_SIZE:
+        raise InvalidRequest(f"page_size must be between 1 and {MAX_PAGE_SIZE}", param="page_size")
+    query = select(RemediationRow).where(RemediationRow.cluster_id == cluster.id)
+    if instance_id != ALL_INSTANCES:
+        _instance(session, cluster.id, instance_id)
+        query = query.where(RemediationRow.instance_id == instance_id)
+    if filters.states:
+        query = query.where(RemediationRow.state.in_(list(filters.states)))
+    if filters.modes:
+        query = query.where(RemediationRow.mode.in_(list(filters.modes)))
+    if filters.triggers:
+        query = query.where(RemediationRow.trigger.in_(list(filters.triggers)))
+    ct, rid = RemediationRow.create_time, RemediationRow.id
+    if filters.page_token:
+        stamp, last_id = _decode_token(filters.page_token)
+        if filters.newest_first:
+            query = query.where(or_(ct < stamp, and_(ct == stamp, rid < last_id)))
+        else:
+            query = query.where(or_(ct > stamp, and_(ct == stamp, rid > last_id)))
+    order = (ct.desc(), rid.desc()) if filters.newest_first else (ct.asc(), rid.asc())
+    rows = list(session.scalars(query.order_by(*order).limit(filters.page_size + 1)))
+    has_next = len(rows) > filters.page_size
+    rows = rows[: filters.page_size]
+    return RemediationPage(items=rows, next_page_token=_encode_token(rows[-1]) if has_next else "")
+
+
+def _review(row: RemediationRow, caller: Caller, comment: str | None, now: datetime) -> None:
+    row.reviewed_by = caller.user_name
+    row.review_time = now
+    row.review_comment = comment
+    row.update_time = now
+
+
+def _require_state(row: RemediationRow, allowed: set[RemediationState], action: str) -> None:
+    if row.state not in allowed:
+        names = " or ".join(sorted(allowed))
+        raise FailedPrecondition(
+            f"cannot {action} a remediation in state {row.state}; it must be {names}",
+            param="remediation_id",
+        )
+
+
+def approve(
+    session: Session,
+    caller: Caller,
+    row: RemediationRow,
+    *,
+    comment: str | None,
+    mode: RemediationMode | None,
+    now: datetime,
+) -> RemediationRow:
+    _require_state(row, {S.PENDING_APPROVAL}, "approve")
+    if mode == RemediationMode.HOST_POWER_CYCLE:
+        raise InvalidRequest(
+            "REMEDIATION_MODE_HOST_POWER_CYCLE cannot be chosen on approval", param="mode"
+        )
+    if mode is not None:
+        row.mode = mode
+    row.state = S.PENDING
+    _review(row, caller, comment, now)
+    record_event(
+        session,
+        object_type="remediation",
+        object_id=row.id,
+        kind="approved",
+        message=f"by {caller.user_name}",
+        at=now,
+    )
+    return row
+
+
+def reject(
+    session: Session, caller: Caller, row: RemediationRow, *, comment: str | None, now: datetime
+) -> RemediationRow:
+    _require_state(row, {S.PENDING_APPROVAL}, "reject")
+    row.state = S.CANCELLED
+    row.end_time = now
+    _review(row, caller, comment, now)
+    record_event(
+        session,
+        object_type="remediation",
+        object_id=row.id,
+        kind="rejected",
+        message=f"by {caller.user_name}",
+        at=now,
+    )
+    return row
+
+
+def cancel(
+    session: Session, caller: Caller, row: RemediationRow, *, now: datetime
+) -> RemediationRow:
+    _require_state(row, {S.PENDING_APPROVAL, S.PENDING}, "cancel")
+    row.state = S.CANCELLED
+    row.end_time = now
+    row.update_time = now
+    record_event(
+        session,
+        object_type="remediation",
+        object_id=row.id,
+        kind="cancelled",
+        message=f"by {caller.user_name}",
+        at=now,
+    )
+    return row
+
+
+def latest_by_node(session: Session, node_row_ids: list[str]) -> dict[str, RemediationRow]:
+    if not node_row_ids:
+        return {}
+    latest: dict[str, RemediationRow] = {}
+    rows = session.scalars(
+        select(RemediationRow)
+        .where(RemediationRow.node_row_id.in_(node_row_ids))
+        .order_by(RemediationRow.create_time, RemediationRow.id)
+    )
+    for row in rows:
+        latest[row.node_row_id] = row
+    return latest

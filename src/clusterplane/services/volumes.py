@@ -1,0 +1,231 @@
+"""Shared volume use cases: create, list, resize (grow only), delete, attach and detach.
+
+Status is driven by the volume controller through the storage driver: `provisioning` until
+the driver says the volume exists, then `available`, or `bound` while attached to a
+cluster; `deleting` until the driver has removed it, after which it is gone from lists.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from clusterplane.db.rows import ClusterRow, VolumeRow
+from clusterplane.domain.enums import VolumeStatus
+from clusterplane.errors import Conflict, FailedPrecondition, InvalidRequest, NotFound
+from clusterplane.services.auth import Caller, resolve_project
+from clusterplane.services.catalog import get_region
+from clusterplane.services.events import record_event
+from clusterplane.services.ids import new_uuid
+
+
+def find_volume(session: Session, caller: Caller, volume_id: str) -> VolumeRow | None:
+    row = session.get(VolumeRow, volume_id)
+    if row is None or row.deleted_at is not None or not caller.can_see(row.project_id):
+        return None
+    return row
+
+
+def get_volume(session: Session, caller: Caller, volume_id: str) -> VolumeRow:
+    row = find_volume(session, caller, volume_id)
+    if row is None:
+        raise NotFound(f"volume '{volume_id}' not found", param="volume_id")
+    return row
+
+
+def list_volumes(session: Session, caller: Caller, project_id: str | None) -> list[VolumeRow]:
+    scope = caller.project_id if project_id is None else project_id
+    if not caller.can_see(scope):
+        return []
+    return list(
+        session.scalars(
+            select(VolumeRow)
+            .where(VolumeRow.project_id == scope, VolumeRow.deleted_at.is_(None))
+            .order_by(VolumeRow.created_at, VolumeRow.id)
+        )
+    )
+
+
+def create_volume(
+    session: Session,
+    caller: Caller,
+    *,
+    volume_name: str,
+    size_tib: int,
+    region: str,
+    now: datetime,
+    project_id: str | None = None,
+    is_lifecycle_independent: bool = True,
+    instance_cluster_id: str | None = None,
+) -> VolumeRow:
+    project = resolve_project(caller, project_id)
+    region_row = get_region(session, region)
+    if instance_cluster_id is not None:
+        cluster = session.get(ClusterRow, instance_cluster_id)
+        if (
+            cluster is None
+            or cluster.deleted_at is not None
+            or not caller.can_see(cluster.project_id)
+        ):
+            raise NotFound(
+                f"cluster '{instance_cluster_id}' not found", param="instance_cluster_id"
+            )
+        if cluster.region != region_row.name:
+            raise InvalidRequest("instance_cluster_id is in another region", param="region")
+    row = VolumeRow(
+        id=new_uuid(),
+        project_id=project,
+        name=volume_name,
+        region=region_row.name,
+        size_tib=size_tib,
+        provisioned_size_tib=0,
+        status=VolumeStatus.PROVISIONING,
+        is_lifecycle_independent=is_lifecycle_independent,
+        cluster_id=None,
+        provider_state=None,
+        created_at=now,
+        updated_at=now,
+        delete_requested_at=None,
+        deleted_at=None,
+        next_reconcile_at=now,
+    )
+    session.add(row)
+    record_event(
+        session,
+        object_type="volume",
+        object_id=row.id,
+        kind="created",
+        message=f"{size_tib} TiB in {region_row.name}",
+        at=now,
+    )
+    return row
+
+
+def resize_volume(
+    session: Session, caller: Caller, volume_id: str, size_tib: int | None, *, now: datetime
+) -> VolumeRow:
+    row = get_volume(session, caller, volume_id)
+    if size_tib is None or size_tib == row.size_tib:
+        return row
+    if row.status == VolumeStatus.DELETING:
+        raise FailedPrecondition("the volume is being deleted", param="volume_id")
+    if size_tib < row.size_tib:
+        raise InvalidRequest(
+            f"volumes can only grow: {row.size_tib} TiB -> {size_tib} TiB is a shrink",
+            param="size_tib",
+        )
+    record_event(
+        session,
+        object_type="volume",
+        object_id=row.id,
+        kind="resized",
+        message=f"{row.size_tib} -> {size_tib} TiB",
+        at=now,
+    )
+    row.size_tib = size_tib
+    row.updated_at = now
+    row.next_reconcile_at = now
+    return row
+
+
+def delete_volume(session: Session, caller: Caller, volume_id: str, *, now: datetime) -> None:
+    row = get_volume(session, caller, volume_id)
+    if row.cluster_id is not None:
+        raise Conflict(
+            f"volume '{volume_id}' is attached to cluster '{row.cluster_id}'; "
+            "delete the cluster or detach it first",
+            param="volume_id",
+        )
+    request_deletion(session, row, now)
+
+
+def request_deletion(session: Session, row: VolumeRow, now: datetime) -> None:
+    if row.delete_requested_at is None:
+        row.delete_requested_at = now
+        row.status = VolumeStatus.DELETING
+        row.updated_at = now
+        row.next_reconcile_at = now
+        record_event(
+            session,
+            object_type="volume",
+            object_id=row.id,
+            kind="status",
+            message="deleting",
+            at=now,
+        )
+
+
+def attach_existing(
+    session: Session, caller: Caller, cluster: ClusterRow, volume_id: str, *, now: datetime
+) -> VolumeRow:
+    row = find_volume(session, caller, volume_id)
+    if row is None or row.project_id != cluster.project_id:
+        raise InvalidRequest(
+            f"volume '{volume_id}' not found in the cluster's project", param="volume_id"
+        )
+    if row.region != cluster.region:
+        raise InvalidRequest(
+            f"volume '{volume_id}' is in {row.region}, the cluster in {cluster.region}",
+            param="volume_id",
+        )
+    if row.cluster_id is not None:
+        raise InvalidRequest(
+            f"volume '{volume_id}' is already attached to another cluster", param="volume_id"
+        )
+    if row.status in (VolumeStatus.DELETING, VolumeStatus.FAILED):
+        raise InvalidRequest(f"volume '{volume_id}' is {row.status}", param="volume_id")
+    row.cluster_id = cluster.id
+    row.next_reconcile_at = now
+    row.updated_at = now
+    return row
+
+
+def create_inline(
+    session: Session,
+    caller: Caller,
+    cluster: ClusterRow,
+    spec: dict[str, Any],
+    *,
+    now: datetime,
+) -> VolumeRow:
+    if spec.get("region") not in (None, cluster.region):
+        raise InvalidRequest(
+            "shared_volume.region must be the cluster's region", param="shared_volume.region"
+        )
+    row = create_volume(
+        session,
+        caller,
+        volume_name=str(spec["volume_name"]),
+        size_tib=int(spec["size_tib"]),
+        region=cluster.region,
+        now=now,
+        project_id=cluster.project_id,
+        is_lifecycle_independent=bool(spec.get("is_lifecycle_independent") or False),
+    )
+    row.cluster_id = cluster.id
+    return row
+
+
+def volumes_of(session: Session, cluster_ids: list[str]) -> list[VolumeRow]:
+    if not cluster_ids:
+        return []
+    return list(
+        session.scalars(
+            select(VolumeRow)
+            .where(VolumeRow.cluster_id.in_(cluster_ids), VolumeRow.deleted_at.is_(None))
+            .order_by(VolumeRow.created_at)
+        )
+    )
+
+
+def detach_all(session: Session, cluster_id: str, now: datetime) -> None:
+    """On cluster deletion: detach, and delete the volumes that live with the cluster."""
+    for row in volumes_of(session, [cluster_id]):
+        row.cluster_id = None
+        row.updated_at = now
+        row.next_reconcile_at = now
+        if not row.is_lifecycle_independent:
+            request_deletion(session, row, now)

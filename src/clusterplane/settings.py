@@ -1,0 +1,65 @@
+"""One typed settings tree, built once (by the CLI or a test) and passed down.
+
+Nothing reads the environment below this module: `Settings.from_env()` is the single place
+environment variables become configuration.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_STATE_DIR = Path(".clusterplane")
+
+
+def default_database_url(state_dir: Path = DEFAULT_STATE_DIR) -> str:
+    return f"sqlite:///{state_dir / 'clusterplane.db'}"
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = 1024 * 1024
+    # Base domain used in generated API-server URLs of clusters (kubeconfig `server`).
+    cluster_base_domain: str = "clusters.clusterplane.local"
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Background reconciliation: how often controllers look for due work (wall seconds)."""
+
+    poll_interval_seconds: float = 0.1
+    lease_seconds: float = 30.0
+    batch_size: int = 50
+    # Run acceptance tests during bring-up unless the create request says otherwise.
+    acceptance_tests_by_default: bool = True
+
+
+@dataclass(frozen=True)
+class SimulationSettings:
+    """The simulated fleet: `time_scale` > 1 runs fleet time faster than wall time."""
+
+    time_scale: float = 1.0
+    seed: int = 0
+    # Multiplies every simulated step duration; 0 makes every step instantaneous.
+    duration_factor: float = 1.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = field(default_factory=default_database_url)
+    fleet_file: Path | None = None  # None: the built-in fleet
+    admin_api_key: str | None = None
+    server: ServerSettings = field(default_factory=ServerSettings)
+    engine: EngineSettings = field(default_factory=EngineSettings)
+    simulation: SimulationSettings = field(default_factory=SimulationSettings)
+    run_controllers: bool = True
+    replay_window_seconds: float = 600.0
+
+    @staticmethod
+    def admin_key_from_env(environ: dict[str, str] | None = None) -> str | None:
+        env = os.environ if environ is None else environ
+        value = env.get("CLUSTERPLANE_ADMIN_API_KEY", "").strip()
+        return value or None
