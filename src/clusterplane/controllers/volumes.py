@@ -43,7 +43,11 @@ class VolumeController:
         gone = ready = False
         size = row.provisioned_size_tib
         if row.delete_requested_at is not None:
-            gone = state is None or provider.delete_volume(spec, state, now).done
+            if state is None:
+                gone = True
+            else:
+                deletion = provider.delete_volume(spec, state, now)
+                gone, state = deletion.done, deletion.state
         else:
             if state is None:
                 state = provider.create_volume(spec, now)
