@@ -47,7 +47,7 @@ def test_a_new_cluster_walks_every_bring_up_phase_in_order_and_becomes_ready(eng
     cluster = create(engine)
     assert cluster["status"] == "WaitingForControlPlaneNodes"
     assert phases(cluster) == ["QUEUED"]
-    engine.advance(3 * 3600, step=20)
+    engine.advance(3 * 3600, step=60)
     cluster = get(engine, cluster["cluster_id"])
     assert cluster["status"] == "Ready"
     assert phases(cluster) == [
@@ -68,7 +68,7 @@ def test_a_new_cluster_walks_every_bring_up_phase_in_order_and_becomes_ready(eng
 
 def test_ready_clusters_have_real_nodes_with_facts_from_the_fleet(engine: Engine):
     cluster_id = create(engine)["cluster_id"]
-    engine.advance(3 * 3600, step=20)
+    engine.advance(3 * 3600, step=60)
     cluster = get(engine, cluster_id)
     workers = cluster["gpu_worker_nodes"]
     assert len(workers) == 2 and len(cluster["control_plane_nodes"]) == 3
@@ -99,7 +99,7 @@ def test_workers_of_one_cluster_share_a_rack_when_one_fits(engine: Engine):
 def test_kube_config_is_handed_out_only_once_the_control_plane_runs(engine: Engine):
     cluster_id = create(engine)["cluster_id"]
     assert get(engine, cluster_id)["kube_config"] == ""
-    engine.advance(3 * 3600, step=20)
+    engine.advance(3 * 3600, step=60)
     cluster = get(engine, cluster_id)
     assert cluster["control_plane_ready"] is True
     assert len(cluster["kube_config"]) > 100
@@ -107,7 +107,7 @@ def test_kube_config_is_handed_out_only_once_the_control_plane_runs(engine: Engi
 
 def test_scaling_up_adds_nodes_near_the_existing_ones_and_reports_scaled_up(engine: Engine):
     cluster_id = create(engine)["cluster_id"]
-    engine.advance(3 * 3600, step=20)
+    engine.advance(3 * 3600, step=60)
     response = engine.client.put(
         f"/v1/compute/clusters/{cluster_id}", json={"num_gpus": 24}, headers=engine.headers()
     )
@@ -123,7 +123,7 @@ def test_scaling_up_adds_nodes_near_the_existing_ones_and_reports_scaled_up(engi
 
 def test_scaling_down_drains_the_newest_nodes_and_keeps_them_as_deleted(engine: Engine):
     cluster_id = create(engine, num_gpus=32)["cluster_id"]
-    engine.advance(3 * 3600, step=20)
+    engine.advance(3 * 3600, step=60)
     before = get(engine, cluster_id)["gpu_worker_nodes"]
     response = engine.client.put(
         f"/v1/compute/clusters/{cluster_id}", json={"num_gpus": 16}, headers=engine.headers()
@@ -144,7 +144,7 @@ def test_scaling_down_drains_the_newest_nodes_and_keeps_them_as_deleted(engine: 
 
 def test_deleting_a_cluster_tears_it_down_and_returns_every_host(engine: Engine):
     cluster_id = create(engine, num_gpus=32)["cluster_id"]
-    engine.advance(3 * 3600, step=20)
+    engine.advance(3 * 3600, step=60)
     response = engine.client.delete(f"/v1/compute/clusters/{cluster_id}", headers=engine.headers())
     assert response.json() == {"cluster_id": cluster_id}
     assert get(engine, cluster_id)["status"] == "Deleting"
@@ -180,7 +180,7 @@ def test_a_create_the_fleet_cannot_hold_allocates_nothing(engine: Engine):
 def test_an_inline_shared_volume_is_provisioned_and_bound_before_ready(engine: Engine):
     body = create(engine, shared_volume={"volume_name": "data", "size_tib": 2, "region": "test-1"})
     assert body["volumes"][0]["status"] == "provisioning"
-    engine.advance(3 * 3600, step=20)
+    engine.advance(3 * 3600, step=60)
     cluster = get(engine, body["cluster_id"])
     assert "WAITING_FOR_SHARED_VOLUME" in phases(cluster)
     assert cluster["volumes"][0]["status"] == "bound"
@@ -207,7 +207,7 @@ def test_a_standalone_volume_becomes_available_grows_and_is_deleted(engine: Engi
     )
     assert grown.json()["size_tib"] == 4
     cluster = create(engine, volume_id=volume["volume_id"])
-    engine.advance(3 * 3600, step=20)
+    engine.advance(3 * 3600, step=60)
     assert get(engine, cluster["cluster_id"])["volumes"][0]["status"] == "bound"
     engine.client.delete(f"/v1/compute/clusters/{cluster['cluster_id']}", headers=headers)
     engine.advance(1800, step=20)

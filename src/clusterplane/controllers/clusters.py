@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from clusterplane.db import leases
 from clusterplane.db.engine import transaction
-from clusterplane.db.rows import ClusterRow, NodeRow
+from clusterplane.db.rows import ClusterRow, NodePhaseTransitionRow, NodeRow
 from clusterplane.domain import lifecycle
 from clusterplane.domain.enums import (
     ClusterPhase,
@@ -43,6 +43,27 @@ from clusterplane.services.events import (
 from .base import ControllerContext
 
 POLL = timedelta(seconds=5)
+JOIN_EVENTS = {
+    "scale_up": (NodeLifecycleReason.SCALED_UP, "node joined by scale-up"),
+    "replacement": (NodeLifecycleReason.NODE_ADDED, "node joined to replace a repaired node"),
+}
+
+
+def _has_run(session: Session, node: NodeRow) -> bool:
+    """Whether the node has been RUNNING before (a reboot is not a join)."""
+    return (
+        session.scalar(
+            select(NodePhaseTransitionRow.id)
+            .where(
+                NodePhaseTransitionRow.node_row_id == node.id,
+                NodePhaseTransitionRow.phase == NodePhase.RUNNING,
+            )
+            .limit(1)
+        )
+        is not None
+    )
+
+
 P = ClusterPhase
 
 
@@ -184,12 +205,11 @@ class ClusterController:
     def _apply(
         self, session: Session, cluster: ClusterRow, outcome: Outcome, now: datetime
     ) -> None:
-        steady = ClusterPhase(cluster.phase) in lifecycle.STEADY_PHASES
         for result in outcome.nodes:
             node = session.get(NodeRow, result.node_id)
             if node is None or node.deleted_at is not None:
                 continue
-            self._apply_node(session, cluster, node, result, now, steady)
+            self._apply_node(session, cluster, node, result, now)
         nodes = list(
             session.scalars(
                 select(NodeRow).where(
@@ -211,7 +231,6 @@ class ClusterController:
         node: NodeRow,
         result: NodeOutcome,
         now: datetime,
-        steady: bool,
     ) -> None:
         if result.state is not None:
             node.provider_state = result.state
@@ -219,8 +238,10 @@ class ClusterController:
             set_node_phase(session, node, NodePhase.SUCCEEDED, now)
             node.deleted_at = now
             refresh_node_status(node)
-            release_host(session, node.host_id, cluster.id, now)
-            if node.marked_for_deletion and cluster.delete_requested_at is None:
+            release_host(
+                session, node, cluster.id, now, quarantine=node.removal_reason == "quarantined"
+            )
+            if node.removal_reason == "scale_down" and cluster.delete_requested_at is None:
                 node_lifecycle_event(
                     session,
                     cluster_id=cluster.id,
@@ -231,14 +252,16 @@ class ClusterController:
                 )
             return
         if result.phase is not None and result.phase != node.phase:
+            first_run = result.phase == NodePhase.RUNNING and not _has_run(session, node)
             set_node_phase(session, node, result.phase, now)
-            if result.phase == NodePhase.RUNNING and steady and node.role == NodeRole.GPU_WORKER:
+            if first_run and node.origin in JOIN_EVENTS:
+                reason, message = JOIN_EVENTS[node.origin]
                 node_lifecycle_event(
                     session,
                     cluster_id=cluster.id,
                     node_name=node.node_name,
-                    reason=NodeLifecycleReason.SCALED_UP,
-                    message="node joined by scale-up",
+                    reason=reason,
+                    message=message,
                     now=now,
                 )
 

@@ -12,6 +12,7 @@ import threading
 
 from clusterplane.controllers.base import Controller, ControllerContext, run_pass
 from clusterplane.controllers.clusters import ClusterController
+from clusterplane.controllers.remediations import RemediationController
 from clusterplane.controllers.volumes import VolumeController
 from clusterplane.db.engine import transaction
 from clusterplane.db.rows import ServerStateRow
@@ -23,7 +24,11 @@ CLOCK_MARK_KEY = "fleet_clock_high_water_mark"
 class ControllerManager:
     def __init__(self, ctx: ControllerContext):
         self.ctx = ctx
-        self.controllers: list[Controller] = [VolumeController(ctx), ClusterController(ctx)]
+        self.controllers: list[Controller] = [
+            VolumeController(ctx),
+            RemediationController(ctx),
+            ClusterController(ctx),
+        ]
         self._nudge = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

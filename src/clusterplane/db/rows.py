@@ -198,6 +198,11 @@ class NodeRow(Base):
     preemptible: Mapped[bool] = mapped_column(Boolean, default=False)
     auto_remediation_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     marked_for_deletion: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Why the node is leaving: "scale_down", "replaced" (its host goes back to the fleet)
+    # or "quarantined" (its host is held out of service); None while it serves.
+    removal_reason: Mapped[str | None] = mapped_column(String(32))
+    # Why the node was added: "bring_up", "scale_up" or "replacement" (of a repaired node).
+    origin: Mapped[str] = mapped_column(String(16), default="bring_up")
     provider_state: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime]
     deleted_at: Mapped[datetime | None]
@@ -267,6 +272,15 @@ class RemediationRow(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     active_health_check_run_id: Mapped[str | None] = mapped_column(String(64))
     passive_health_check_event_id: Mapped[str | None] = mapped_column(String(64))
+    # Execution (controllers/remediations): the node that replaces the repaired one, the
+    # driver state of the step in progress, and the usual due time and lease.
+    replacement_node_row_id: Mapped[str | None] = mapped_column(String(64))
+    step_state: Mapped[dict[str, Any] | None]
+    deleted_at: Mapped[datetime | None]
+    next_reconcile_at: Mapped[datetime | None] = mapped_column(index=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_token: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None]
 
 
 class IdempotencyRow(Base):

@@ -88,16 +88,27 @@ def allocate_hosts(
     return hosts
 
 
-def release_host(session: Session, host_id: str | None, cluster_id: str, now: datetime) -> None:
-    """Give a host back to the fleet, only if it is still held by this cluster."""
-    if host_id is None:
+def release_host(
+    session: Session, node: NodeRow, cluster_id: str, now: datetime, *, quarantine: bool = False
+) -> None:
+    """Take a terminated node's host back: to the fleet, or out of service (`quarantine`).
+
+    Only a host still held by this cluster for this node is touched: a host that already
+    serves the node's replacement stays where it is.
+    """
+    if node.host_id is None:
         return
-    host = session.get(HostRow, host_id)
+    host = session.get(HostRow, node.host_id)
     if host is None or host.cluster_id != cluster_id:
+        return
+    if host.node_row_id not in (None, node.id):
         return
     host.cluster_id = None
     host.node_row_id = None
-    host.state = HostState.AVAILABLE if host.in_fleet_file else HostState.OFFLINE
+    if quarantine:
+        host.state = HostState.QUARANTINED
+    else:
+        host.state = HostState.AVAILABLE if host.in_fleet_file else HostState.OFFLINE
     host.updated_at = now
 
 
@@ -129,6 +140,8 @@ def add_worker_nodes(
     hosts: Sequence[HostRow],
     first_ordinal: int,
     now: datetime,
+    *,
+    origin: str = "bring_up",
 ) -> list[NodeRow]:
     nodes = []
     short = cluster.id[:5]
@@ -152,6 +165,7 @@ def add_worker_nodes(
                 else None
             ),
         )
+        node.origin = origin
         session.add(node)
         host.node_row_id = node.id
         nodes.append(node)

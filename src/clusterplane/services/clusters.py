@@ -375,12 +375,13 @@ def _scale(session: Session, cluster: ClusterRow, num_gpus: int, now: datetime) 
         existing = [h for h in (session.get(HostRow, w.host_id) for w in keep if w.host_id) if h]
         hosts = allocate_hosts(session, cluster, want - len(keep), existing=existing)
         next_ordinal = 1 + max((w.ordinal for w in workers), default=-1)
-        add_worker_nodes(session, cluster, hosts, next_ordinal, now)
+        add_worker_nodes(session, cluster, hosts, next_ordinal, now, origin="scale_up")
     elif want < len(keep):
         for node in sorted(keep, key=lambda w: (w.created_at, w.ordinal), reverse=True)[
             : len(keep) - want
         ]:
             node.marked_for_deletion = True
+            node.removal_reason = "scale_down"
             node.status = "Draining"
     record_event(
         session,

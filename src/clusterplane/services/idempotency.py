@@ -8,9 +8,11 @@ Two ways to recognise a replay, both scoped to the calling API key:
 * No header: the official SDK retries a POST on a dropped connection, a timeout, 408, 409,
   429 and 5xx without any idempotency key, but marks every retry with
   `x-stainless-retry-count: N` (N >= 1). Such a retry whose fingerprint equals a request of
-  the same key committed within the replay window (default 10 minutes) gets the original
-  object back. A request without the retry header always acts, so two deliberate identical
-  creates make two clusters.
+  the same key committed within the replay window (default 10 minutes of wall time, also
+  under `--time-scale`) gets the original object back. A request without the retry header
+  always acts, so two deliberate identical creates make two clusters.
+
+A JSON body is fingerprinted by content (sorted keys, no whitespace), not by its bytes.
 
 Records are written in the same transaction as the object they describe, so a create and
 its record commit together or not at all.
@@ -21,9 +23,11 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timedelta
 
+import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from clusterplane.clock import Clock
 from clusterplane.db.rows import IdempotencyRow
 from clusterplane.errors import Conflict, InvalidRequest
 
@@ -31,11 +35,31 @@ MAX_KEY_LENGTH = 255
 
 
 def fingerprint(*, method: str, path: str, body: bytes) -> str:
+    """A digest of the request; a JSON body counts by content, not by its bytes, so the
+    same object sent with other whitespace or key order is the same request."""
     digest = hashlib.sha256()
-    for part in (method.upper().encode(), path.encode(), body):
+    for part in (method.upper().encode(), path.encode(), _canonical(body)):
         digest.update(len(part).to_bytes(8, "big"))
         digest.update(part)
     return digest.hexdigest()
+
+
+def _canonical(body: bytes) -> bytes:
+    if not body.strip():
+        return b""
+    try:
+        return orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONDecodeError:
+        return body
+
+
+def replay_window(clock: Clock, window_seconds: float) -> float:
+    """The replay window in the clock's seconds: SDK retries come in wall time, so on a
+    scaled clock (`--time-scale`) the window covers `window_seconds` of wall time."""
+    real_per_clock_second = clock.real_seconds(1.0)
+    if real_per_clock_second <= 0:
+        return window_seconds  # a manual clock: tests move time, the window is as given
+    return window_seconds / real_per_clock_second
 
 
 def find_replay(

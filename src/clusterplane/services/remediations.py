@@ -19,13 +19,14 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from clusterplane.clock import utc
-from clusterplane.db.rows import NodeRow, RemediationRow
+from clusterplane.db.rows import ClusterRow, NodeRow, RemediationRow
 from clusterplane.domain.enums import (
     NodeRole,
     RemediationMode,
     RemediationState,
     RemediationTrigger,
 )
+from clusterplane.domain.remediation import REVIEW_TRANSITIONS, review
 from clusterplane.errors import FailedPrecondition, InvalidRequest, NotFound
 from clusterplane.services.auth import Caller
 from clusterplane.services.clusters import get_cluster
@@ -109,6 +110,7 @@ def create_remediation(
         error_message=None,
         active_health_check_run_id=None,
         passive_health_check_event_id=None,
+        next_reconcile_at=now,
     )
     session.add(row)
     record_event(
@@ -193,13 +195,15 @@ def _review(row: RemediationRow, caller: Caller, comment: str | None, now: datet
     row.update_time = now
 
 
-def _require_state(row: RemediationRow, allowed: set[RemediationState], action: str) -> None:
-    if row.state not in allowed:
-        names = " or ".join(sorted(allowed))
+def _transition(row: RemediationRow, action: str) -> RemediationState:
+    target = review(action, RemediationState(row.state))
+    if target is None:
+        names = " or ".join(sorted(REVIEW_TRANSITIONS[action][0]))
         raise FailedPrecondition(
             f"cannot {action} a remediation in state {row.state}; it must be {names}",
             param="remediation_id",
         )
+    return target
 
 
 def approve(
@@ -211,14 +215,15 @@ def approve(
     mode: RemediationMode | None,
     now: datetime,
 ) -> RemediationRow:
-    _require_state(row, {S.PENDING_APPROVAL}, "approve")
+    target = _transition(row, "approve")
     if mode == RemediationMode.HOST_POWER_CYCLE:
         raise InvalidRequest(
             "REMEDIATION_MODE_HOST_POWER_CYCLE cannot be chosen on approval", param="mode"
         )
     if mode is not None:
         row.mode = mode
-    row.state = S.PENDING
+    row.state = target
+    row.next_reconcile_at = now
     _review(row, caller, comment, now)
     record_event(
         session,
@@ -234,8 +239,7 @@ def approve(
 def reject(
     session: Session, caller: Caller, row: RemediationRow, *, comment: str | None, now: datetime
 ) -> RemediationRow:
-    _require_state(row, {S.PENDING_APPROVAL}, "reject")
-    row.state = S.CANCELLED
+    row.state = _transition(row, "reject")
     row.end_time = now
     _review(row, caller, comment, now)
     record_event(
@@ -252,16 +256,62 @@ def reject(
 def cancel(
     session: Session, caller: Caller, row: RemediationRow, *, now: datetime
 ) -> RemediationRow:
-    _require_state(row, {S.PENDING_APPROVAL, S.PENDING}, "cancel")
-    row.state = S.CANCELLED
+    row.state = _transition(row, "cancel")
     row.end_time = now
     row.update_time = now
+    row.next_reconcile_at = None
     record_event(
         session,
         object_type="remediation",
         object_id=row.id,
         kind="cancelled",
         message=f"by {caller.user_name}",
+        at=now,
+    )
+    return row
+
+
+HEALTH_CHECKER = "clusterplane health checker"
+
+
+def create_recommendation(
+    session: Session,
+    *,
+    cluster_id: str,
+    instance_id: str,
+    mode: RemediationMode,
+    reason: str | None,
+    now: datetime,
+    requested_by: str = HEALTH_CHECKER,
+) -> RemediationRow:
+    """An automated repair proposal: PENDING_APPROVAL until a member approves or rejects."""
+    cluster = session.get(ClusterRow, cluster_id)
+    if cluster is None or cluster.deleted_at is not None:
+        raise NotFound(f"cluster '{cluster_id}' not found", param="cluster_id")
+    node = _instance(session, cluster.id, instance_id)
+    if node.deleted_at is not None:
+        raise FailedPrecondition(f"instance '{instance_id}' has been deleted", param="instance_id")
+    row = RemediationRow(
+        id=new_uuid(),
+        cluster_id=cluster.id,
+        node_row_id=node.id,
+        instance_id=node.instance_id,
+        instance_name=node.node_name,
+        mode=mode,
+        state=S.PENDING_APPROVAL,
+        trigger=RemediationTrigger.AUTOMATED,
+        reason=reason,
+        requested_by=requested_by,
+        create_time=now,
+        update_time=now,
+    )
+    session.add(row)
+    record_event(
+        session,
+        object_type="remediation",
+        object_id=row.id,
+        kind="recommended",
+        message=f"{mode} on {node.node_name}: {reason or 'no reason given'}",
         at=now,
     )
     return row

@@ -13,7 +13,8 @@ from clusterplane.api import presenters
 from clusterplane.api.deps import RawBody, api_state, current_caller, raw_body, validate
 from clusterplane.db.engine import transaction
 from clusterplane.db.rows import HostRow
-from clusterplane.services import tenancy
+from clusterplane.domain.enums import RemediationMode
+from clusterplane.services import remediations, tenancy
 from clusterplane.services.auth import DEFAULT_ORG_ID, Caller, require_admin
 
 router = APIRouter(prefix="/admin/v1", tags=["admin"])
@@ -40,6 +41,11 @@ class CreateUser(_Body):
 class AddMember(_Body):
     user_id: StrictStr
     role: StrictStr = "member"
+
+
+class CreateRecommendation(_Body):
+    mode: RemediationMode
+    reason: StrictStr | None = None
 
 
 class CreateKey(_Body):
@@ -163,3 +169,27 @@ def fleet_hosts(request: Request, caller: Caller = Depends(admin)) -> Response:
             for h in session.scalars(select(HostRow).order_by(HostRow.name))
         ]
     return presenters.json_response({"hosts": hosts})
+
+
+@router.post("/clusters/{cluster_id}/instances/{instance_id}/recommendations")
+def recommend_remediation(
+    cluster_id: str,
+    instance_id: str,
+    request: Request,
+    body: RawBody = Depends(raw_body),
+    caller: Caller = Depends(admin),
+) -> Response:
+    """An automated repair proposal (PENDING_APPROVAL), as health checks will raise them."""
+    req = validate(CreateRecommendation, body)
+    state = api_state(request)
+    with transaction(state.sessions) as session:
+        row = remediations.create_recommendation(
+            session,
+            cluster_id=cluster_id,
+            instance_id=instance_id,
+            mode=req.mode,
+            reason=req.reason,
+            now=state.clock.now(),
+        )
+        result = presenters.remediation(row)
+    return presenters.json_response(result)

@@ -57,7 +57,9 @@ def create_volume(
             fingerprint=fp,
             is_retry=_is_retry(request),
             now=now,
-            window_seconds=state.settings.replay_window_seconds,
+            window_seconds=idempotency.replay_window(
+                state.clock, state.settings.replay_window_seconds
+            ),
         )
         row = session.get(VolumeRow, replayed) if replayed else None
         if row is None:

@@ -87,6 +87,24 @@ class SimulatedProvider:
             return TerminationStatus(True, state)
         return TerminationStatus(False, state)
 
+    def reboot_instance(self, spec: InstanceSpec, state: DriverState, now: datetime) -> DriverState:
+        """A reboot skips scheduling: the machine boots and bootstraps again."""
+        count = int(state.get("reboots", 0)) + 1
+        key = f"{spec.instance_id}:reboot{count}"
+        control_plane = spec.role == NodeRole.CONTROL_PLANE
+        return {
+            "launched_at": now.isoformat(),
+            "reboots": count,
+            "scheduling": 0.0,
+            "booting": self._draw(
+                f"{key}:booting", timings.CP_BOOTING if control_plane else timings.GPU_BOOTING
+            ),
+            "bootstrapping": self._draw(
+                f"{key}:bootstrapping",
+                timings.CP_BOOTSTRAPPING if control_plane else timings.GPU_BOOTSTRAPPING,
+            ),
+        }
+
     # -- cluster-level steps ---------------------------------------------------------
 
     def start_step(self, spec: ClusterStepSpec, now: datetime) -> DriverState:

@@ -1,0 +1,63 @@
+"""The remediation machine: review transitions and the execution steps, pure.
+
+Review (API): manual requests start PENDING, automated ones PENDING_APPROVAL; approve
+moves PENDING_APPROVAL -> PENDING, reject -> CANCELLED, cancel PENDING_APPROVAL|PENDING ->
+CANCELLED. Execution (controller): PENDING -> QUARANTINING (cordon and drain the node) ->
+QUARANTINED (drained) -> RUNNING (the mode's action: reboot, recreate, move or evict) ->
+SUCCEEDED once the repaired node runs again (or, for an eviction, once it is gone), or
+FAILED with a reason. A terminal remediation never changes again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from clusterplane.domain.enums import RemediationMode, RemediationState
+
+S = RemediationState
+M = RemediationMode
+
+TERMINAL = frozenset({S.SUCCEEDED, S.FAILED, S.CANCELLED, S.AUTO_RESOLVED})
+EXECUTING = frozenset({S.PENDING, S.QUARANTINING, S.QUARANTINED, S.RUNNING})
+REVIEW_TRANSITIONS: dict[str, tuple[frozenset[RemediationState], RemediationState]] = {
+    "approve": (frozenset({S.PENDING_APPROVAL}), S.PENDING),
+    "reject": (frozenset({S.PENDING_APPROVAL}), S.CANCELLED),
+    "cancel": (frozenset({S.PENDING_APPROVAL, S.PENDING}), S.CANCELLED),
+}
+# Modes that keep the node (and its host); the others put a new instance in its place or
+# take it away.
+IN_PLACE = frozenset({M.REBOOT_VM, M.HOST_POWER_CYCLE})
+
+
+def review(action: str, state: RemediationState) -> RemediationState | None:
+    """The state after a review `action`, or None when the current state forbids it."""
+    allowed, target = REVIEW_TRANSITIONS[action]
+    return target if state in allowed else None
+
+
+@dataclass(frozen=True)
+class ExecutionFacts:
+    cluster_deleting: bool
+    node_gone: bool
+    drain_done: bool
+    target_running: bool
+    old_node_gone: bool
+
+
+def next_execution_state(
+    state: RemediationState, mode: RemediationMode, facts: ExecutionFacts
+) -> RemediationState | None:
+    """Where an executing remediation goes next, or None to wait."""
+    if state in TERMINAL or state == S.PENDING_APPROVAL:
+        return None
+    if facts.cluster_deleting or (facts.node_gone and state in (S.PENDING, S.QUARANTINING)):
+        return S.CANCELLED
+    if state == S.PENDING:
+        return S.QUARANTINING
+    if state == S.QUARANTINING:
+        return S.QUARANTINED if facts.drain_done else None
+    if state == S.QUARANTINED:
+        return S.RUNNING
+    if mode == M.EVICT_WITHOUT_REPLACEMENT:
+        return S.SUCCEEDED if facts.old_node_gone else None
+    return S.SUCCEEDED if facts.target_running else None

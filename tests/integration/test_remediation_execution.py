@@ -1,0 +1,188 @@
+"""Approved repairs are carried out: reboot, recreate, move to another host, evict."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.integration.test_lifecycle import create, get
+from tests.support.engine import Engine
+
+
+def ready_cluster(engine: Engine, num_gpus: int = 16) -> dict[str, Any]:
+    cluster_id = create(engine, num_gpus=num_gpus)["cluster_id"]
+    engine.advance(3 * 3600, step=60)
+    cluster = get(engine, cluster_id)
+    assert cluster["status"] == "Ready"
+    return cluster
+
+
+def remediate(engine: Engine, cluster: dict[str, Any], mode: str, index: int = 0) -> str:
+    worker = cluster["gpu_worker_nodes"][index]
+    response = engine.client.post(
+        f"/v1/compute/clusters/{cluster['cluster_id']}/instances/{worker['instance_id']}"
+        "/remediations",
+        json={"mode": mode, "reason": "test"},
+        headers=engine.headers(),
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["state"] == "PENDING"
+    remediation_id: str = response.json()["id"]
+    return remediation_id
+
+
+def remediation(engine: Engine, cluster_id: str, remediation_id: str) -> dict[str, Any]:
+    response = engine.client.get(
+        f"/v1/compute/clusters/{cluster_id}/instances/-/remediations/{remediation_id}",
+        headers=engine.headers(),
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def hosts(engine: Engine) -> dict[str, dict[str, Any]]:
+    listed = engine.client.get("/admin/v1/fleet/hosts", headers=engine.headers()).json()
+    return {h["name"]: h for h in listed["hosts"]}
+
+
+def states_seen(engine: Engine, cluster_id: str, remediation_id: str) -> list[str]:
+    seen: list[str] = []
+    for _ in range(200):
+        state = remediation(engine, cluster_id, remediation_id)["state"]
+        if not seen or seen[-1] != state:
+            seen.append(state)
+        if state in ("SUCCEEDED", "FAILED", "CANCELLED"):
+            break
+        engine.advance(10, step=10)
+    return seen
+
+
+def test_a_reboot_runs_through_quarantine_and_boots_the_same_instance_again(engine: Engine):
+    cluster = ready_cluster(engine)
+    worker = cluster["gpu_worker_nodes"][0]
+    rid = remediate(engine, cluster, "REMEDIATION_MODE_REBOOT_VM")
+    seen = states_seen(engine, cluster["cluster_id"], rid)
+    assert seen == ["PENDING", "QUARANTINING", "QUARANTINED", "RUNNING", "SUCCEEDED"]
+    after = get(engine, cluster["cluster_id"])
+    node = next(w for w in after["gpu_worker_nodes"] if w["node_id"] == worker["node_id"])
+    assert node["instance_id"] == worker["instance_id"] and node["status"] == "Running"
+    phases = [p["phase"] for p in node["phase_transitions"]]
+    assert phases[-3:] == ["NODE_PHASE_BOOTING", "NODE_PHASE_BOOTSTRAPPING", "NODE_PHASE_RUNNING"]
+    assert phases.count("NODE_PHASE_RUNNING") == 2
+    assert node["latest_remediation"]["state"] == "SUCCEEDED"
+    finished = remediation(engine, cluster["cluster_id"], rid)
+    assert finished["start_time"] and finished["end_time"]
+    assert after["node_lifecycle_events"] == [], "a reboot is not a scale event"
+
+
+def test_recreating_a_vm_puts_a_new_instance_on_the_same_host(engine: Engine):
+    cluster = ready_cluster(engine)
+    old = cluster["gpu_worker_nodes"][0]
+    rid = remediate(engine, cluster, "REMEDIATION_MODE_VM_ONLY")
+    assert states_seen(engine, cluster["cluster_id"], rid)[-1] == "SUCCEEDED"
+    after = get(engine, cluster["cluster_id"])
+    assert len(after["gpu_worker_nodes"]) == 2 and after["num_gpus"] == 16
+    new = next(
+        w
+        for w in after["gpu_worker_nodes"]
+        if w["node_id"] != cluster["gpu_worker_nodes"][1]["node_id"]
+    )
+    assert new["host_name"] == old["host_name"] and new["instance_id"] != old["instance_id"]
+    assert [d["instance_id"] for d in after["deleted_gpu_worker_nodes"]] == [old["instance_id"]]
+    assert hosts(engine)[old["host_name"]]["cluster_id"] == cluster["cluster_id"]
+    assert [e["reason"] for e in after["node_lifecycle_events"]] == ["TogetherNodeAdded"]
+
+
+def test_moving_to_a_new_host_stays_in_the_fabric_and_quarantines_the_old_host(engine: Engine):
+    cluster = ready_cluster(engine)
+    old = cluster["gpu_worker_nodes"][0]
+    fabric = hosts(engine)[old["host_name"]]["fabric"]
+    rid = remediate(engine, cluster, "REMEDIATION_MODE_HOST_AWARE")
+    assert states_seen(engine, cluster["cluster_id"], rid)[-1] == "SUCCEEDED"
+    after = get(engine, cluster["cluster_id"])
+    names = {w["host_name"] for w in after["gpu_worker_nodes"]}
+    assert old["host_name"] not in names and len(names) == 2
+    fleet = hosts(engine)
+    assert all(fleet[name]["fabric"] == fabric for name in names)
+    assert fleet[old["host_name"]]["state"] == "quarantined"
+    assert fleet[old["host_name"]]["cluster_id"] is None
+
+
+def test_evicting_a_node_shrinks_the_cluster_and_quarantines_its_host(engine: Engine):
+    cluster = ready_cluster(engine, num_gpus=24)
+    old = cluster["gpu_worker_nodes"][2]
+    rid = remediate(engine, cluster, "REMEDIATION_MODE_EVICT_WITHOUT_REPLACEMENT", index=2)
+    assert states_seen(engine, cluster["cluster_id"], rid)[-1] == "SUCCEEDED"
+    after = get(engine, cluster["cluster_id"])
+    assert after["num_gpus"] == 16 and len(after["gpu_worker_nodes"]) == 2
+    assert hosts(engine)[old["host_name"]]["state"] == "quarantined"
+
+
+def test_a_move_with_no_spare_host_fails_with_the_reason(engine: Engine):
+    cluster = ready_cluster(engine, num_gpus=64)  # fills fabric ib-a or ib-b completely
+    free = [h for h in hosts(engine).values() if h["region"] == "test-1" and not h["cluster_id"]]
+    create(engine, num_gpus=8 * len(free))  # and the other fabric
+    rid = remediate(engine, cluster, "REMEDIATION_MODE_HOST_AWARE")
+    assert states_seen(engine, cluster["cluster_id"], rid)[-1] == "FAILED"
+    failed = remediation(engine, cluster["cluster_id"], rid)
+    assert "no spare host" in failed["error_message"]
+    after = get(engine, cluster["cluster_id"])
+    assert len(after["gpu_worker_nodes"]) == 8, "a failed move leaves the node in service"
+
+
+def recommend(engine: Engine, cluster: dict[str, Any], mode: str) -> dict[str, Any]:
+    worker = cluster["gpu_worker_nodes"][0]
+    response = engine.client.post(
+        f"/admin/v1/clusters/{cluster['cluster_id']}/instances/{worker['instance_id']}"
+        "/recommendations",
+        json={"mode": mode, "reason": "XID 79: GPU has fallen off the bus"},
+        headers=engine.headers(),
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def test_an_automated_recommendation_waits_for_approval_then_runs(engine: Engine):
+    cluster = ready_cluster(engine)
+    proposed = recommend(engine, cluster, "REMEDIATION_MODE_REBOOT_VM")
+    assert proposed["state"] == "PENDING_APPROVAL"
+    assert proposed["trigger"] == "REMEDIATION_TRIGGER_AUTOMATED"
+    engine.advance(600, step=30)
+    assert remediation(engine, cluster["cluster_id"], proposed["id"])["state"] == (
+        "PENDING_APPROVAL"
+    ), "nothing runs before approval"
+    base = f"/v1/compute/clusters/{cluster['cluster_id']}/instances/-/remediations"
+    approved = engine.client.post(
+        f"{base}/{proposed['id']}/approve",
+        json={"comment": "go", "mode": "REMEDIATION_MODE_VM_ONLY"},
+        headers=engine.headers(),
+    ).json()
+    assert approved["state"] == "PENDING" and approved["mode"] == "REMEDIATION_MODE_VM_ONLY"
+    assert approved["reviewed_by"] == "admin" and approved["review_comment"] == "go"
+    assert states_seen(engine, cluster["cluster_id"], proposed["id"])[-1] == "SUCCEEDED"
+
+
+@pytest.mark.parametrize("action", ["reject", "cancel"])
+def test_a_rejected_or_cancelled_recommendation_never_runs(engine: Engine, action: str):
+    cluster = ready_cluster(engine)
+    proposed = recommend(engine, cluster, "REMEDIATION_MODE_VM_ONLY")
+    base = f"/v1/compute/clusters/{cluster['cluster_id']}/instances/-/remediations"
+    done = engine.client.post(f"{base}/{proposed['id']}/{action}", headers=engine.headers())
+    assert done.status_code == 200 and done.json()["state"] == "CANCELLED"
+    engine.advance(1800, step=30)
+    after = get(engine, cluster["cluster_id"])
+    assert after["deleted_gpu_worker_nodes"] == []
+    assert remediation(engine, cluster["cluster_id"], proposed["id"])["state"] == "CANCELLED"
+
+
+def test_deleting_the_cluster_cancels_its_pending_repairs(engine: Engine):
+    cluster = ready_cluster(engine)
+    proposed = recommend(engine, cluster, "REMEDIATION_MODE_VM_ONLY")
+    base = f"/v1/compute/clusters/{cluster['cluster_id']}/instances/-/remediations"
+    engine.client.post(f"{base}/{proposed['id']}/approve", headers=engine.headers())
+    engine.client.delete(f"/v1/compute/clusters/{cluster['cluster_id']}", headers=engine.headers())
+    engine.advance(60, step=10)
+    assert remediation(engine, cluster["cluster_id"], proposed["id"])["state"] == "CANCELLED"
