@@ -1,0 +1,111 @@
+"""Resolving driver selectors against a region's catalogue, and add-on merge rules."""
+
+from __future__ import annotations
+
+import pytest
+
+from clusterplane.db.rows import RegionRow
+from clusterplane.domain.enums import ClusterType
+from clusterplane.errors import InvalidRequest
+from clusterplane.services import addons
+from clusterplane.services.auth import KEY_PATTERN, generate_key_text
+from clusterplane.services.catalog import resolve_driver
+
+REGION = RegionRow(
+    name="r1",
+    network="10.0.0.0/16",
+    control_plane={},
+    driver_versions=[
+        {
+            "id": "cu126-560-2204",
+            "cuda_version": "12.6",
+            "nvidia_driver_version": "560",
+            "os": "ubuntu-22.04",
+        },
+        {
+            "id": "cu128-570-2204",
+            "cuda_version": "12.8",
+            "nvidia_driver_version": "570",
+            "os": "ubuntu-22.04",
+        },
+        {
+            "id": "cu128-570-2404",
+            "cuda_version": "12.8",
+            "nvidia_driver_version": "570",
+            "os": "ubuntu-24.04",
+        },
+    ],
+)
+
+
+def resolve(**kwargs: str | None) -> str:
+    args: dict[str, str | None] = {
+        "nvidia_version_id": None,
+        "cuda_version": None,
+        "nvidia_driver_version": None,
+    }
+    args.update(kwargs)
+    return resolve_driver(REGION, **args).id
+
+
+def test_a_catalogue_id_selects_its_entry():
+    assert resolve(nvidia_version_id="cu128-570-2404") == "cu128-570-2404"
+
+
+def test_a_bare_legacy_cuda_version_selects_the_ubuntu_22_04_image():
+    assert resolve(cuda_version="12.8", nvidia_driver_version="570") == "cu128-570-2204"
+
+
+def test_an_os_suffixed_legacy_cuda_version_selects_that_os():
+    assert resolve(cuda_version="12.8-ubuntu-24.04", nvidia_driver_version="570") == (
+        "cu128-570-2404"
+    )
+
+
+def test_no_selector_at_all_takes_the_newest_entry():
+    assert resolve().startswith("cu128")
+
+
+def test_selectors_naming_different_entries_are_refused():
+    with pytest.raises(InvalidRequest, match="different"):
+        resolve(
+            nvidia_version_id="cu126-560-2204", cuda_version="12.8", nvidia_driver_version="570"
+        )
+
+
+def test_an_unknown_pair_names_the_pairs_that_exist():
+    with pytest.raises(InvalidRequest, match=r"12\.6/560"):
+        resolve(cuda_version="11.0", nvidia_driver_version="450")
+
+
+def test_slurm_only_add_ons_are_refused_on_kubernetes():
+    with pytest.raises(InvalidRequest, match="SLURM"):
+        addons.validate_new([{"name": "w", "add_on_type": "slurm_web"}], ClusterType.KUBERNETES)
+
+
+def test_an_add_on_without_config_is_enabled():
+    created = addons.validate_new([{"name": "h", "add_on_type": "headlamp"}], ClusterType.SLURM)
+    assert addons.enabled(created) == created
+
+
+def test_an_update_merges_config_and_can_switch_an_add_on_off():
+    current = addons.validate_new(
+        [{"name": "headlamp", "add_on_type": "headlamp"}], ClusterType.KUBERNETES
+    )
+    updated = addons.merge_updates(
+        current,
+        [{"name": "headlamp", "config": {"headlamp": {"enabled": False}}}],
+        ClusterType.KUBERNETES,
+    )
+    assert addons.enabled(updated) == []
+    assert addons.enabled(current) != [], "the stored list is not modified in place"
+
+
+def test_an_update_naming_an_unknown_add_on_is_refused():
+    with pytest.raises(InvalidRequest, match="no add-on named"):
+        addons.merge_updates([], [{"name": "grafana"}], ClusterType.KUBERNETES)
+
+
+def test_generated_keys_have_the_accepted_shape_and_are_unique():
+    keys = {generate_key_text() for _ in range(100)}
+    assert len(keys) == 100 and all(KEY_PATTERN.match(k) for k in keys)
