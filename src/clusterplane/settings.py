@@ -31,7 +31,7 @@ class EngineSettings:
     """Background reconciliation: how often controllers look for due work (wall seconds)."""
 
     poll_interval_seconds: float = 0.1
-    lease_seconds: float = 30.0
+    lease_seconds: float = 15.0
     batch_size: int = 50
     # Run acceptance tests during bring-up unless the create request says otherwise.
     acceptance_tests_by_default: bool = True

@@ -176,7 +176,7 @@ def cluster(detail: ClusterDetail) -> dict[str, Any]:
         ],
         "nvidia_driver_version_id": row.nvidia_driver_version_id,
         "os_image": row.os_image,
-        "machine_cluster_id": row.id,
+        "machine_cluster_id": None,
         "is_in_substrate": False,
         "ums_org_id": row.organization_id,
         "ums_project_id": row.project_id,
