@@ -35,6 +35,8 @@ class EngineSettings:
     batch_size: int = 50
     # Run acceptance tests during bring-up unless the create request says otherwise.
     acceptance_tests_by_default: bool = True
+    # Fleet seconds an approved or requested repair waits before it cordons the node.
+    remediation_grace_seconds: float = 1800.0
 
 
 @dataclass(frozen=True)

@@ -49,13 +49,13 @@ def hosts(engine: Engine) -> dict[str, dict[str, Any]]:
 
 def states_seen(engine: Engine, cluster_id: str, remediation_id: str) -> list[str]:
     seen: list[str] = []
-    for _ in range(200):
+    for _ in range(400):
         state = remediation(engine, cluster_id, remediation_id)["state"]
         if not seen or seen[-1] != state:
             seen.append(state)
         if state in ("SUCCEEDED", "FAILED", "CANCELLED"):
             break
-        engine.advance(10, step=10)
+        engine.advance(30, step=30)
     return seen
 
 
@@ -186,3 +186,26 @@ def test_deleting_the_cluster_cancels_its_pending_repairs(engine: Engine):
     engine.client.delete(f"/v1/compute/clusters/{cluster['cluster_id']}", headers=engine.headers())
     engine.advance(60, step=10)
     assert remediation(engine, cluster["cluster_id"], proposed["id"])["state"] == "CANCELLED"
+
+
+def test_a_requested_repair_waits_out_the_grace_period_and_can_be_cancelled_in_it(
+    engine: Engine,
+):
+    cluster = ready_cluster(engine)
+    rid = remediate(engine, cluster, "REMEDIATION_MODE_VM_ONLY")
+    engine.advance(25 * 60, step=60)
+    assert remediation(engine, cluster["cluster_id"], rid)["state"] == "PENDING"
+    base = f"/v1/compute/clusters/{cluster['cluster_id']}/instances/-/remediations"
+    cancelled = engine.client.post(f"{base}/{rid}/cancel", headers=engine.headers())
+    assert cancelled.status_code == 200 and cancelled.json()["state"] == "CANCELLED"
+    engine.advance(3600, step=60)
+    assert get(engine, cluster["cluster_id"])["deleted_gpu_worker_nodes"] == []
+
+
+def test_a_repair_starts_when_the_grace_period_ends(engine: Engine):
+    cluster = ready_cluster(engine)
+    rid = remediate(engine, cluster, "REMEDIATION_MODE_REBOOT_VM")
+    engine.advance(29 * 60, step=60)
+    assert remediation(engine, cluster["cluster_id"], rid)["state"] == "PENDING"
+    engine.advance(2 * 60, step=60)
+    assert remediation(engine, cluster["cluster_id"], rid)["state"] != "PENDING"

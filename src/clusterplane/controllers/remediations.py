@@ -1,6 +1,6 @@
 """The remediation controller: executes approved repairs, one step per pass.
 
-PENDING -> QUARANTINING (the node is cordoned; the driver's drain step runs) ->
+PENDING (for the grace period) -> QUARANTINING (the node is cordoned; the driver's drain step runs) ->
 QUARANTINED -> RUNNING (the mode is carried out by `services.repairs`; the cluster
 controller boots or tears down instances) -> SUCCEEDED when the repaired or replacement
 node runs (or the evicted node is gone), FAILED with `error_message` when the mode
@@ -109,8 +109,11 @@ class RemediationController:
         if acted.drain_state is not None:
             row.step_state = acted.drain_state
         target = session.get(NodeRow, row.replacement_node_row_id or "")
+        grace = timedelta(seconds=self.ctx.settings.engine.remediation_grace_seconds)
+        starts_at = (row.review_time or row.create_time) + grace
         facts = ExecutionFacts(
             cluster_deleting=cluster.delete_requested_at is not None,
+            grace_over=now >= starts_at,
             node_gone=node.deleted_at is not None or node.marked_for_deletion,
             drain_done=acted.drain_done,
             target_running=target is not None and target.phase == NodePhase.RUNNING,
@@ -119,7 +122,12 @@ class RemediationController:
         following = next_execution_state(S(row.state), RemediationMode(row.mode), facts)
         if following is not None:
             self._enter(session, row, cluster, node, following, acted, now)
-        row.next_reconcile_at = None if row.state in TERMINAL else now + POLL
+        if row.state in TERMINAL:
+            row.next_reconcile_at = None
+        elif row.state == S.PENDING and now < starts_at:
+            row.next_reconcile_at = starts_at
+        else:
+            row.next_reconcile_at = now + POLL
 
     def _enter(
         self,

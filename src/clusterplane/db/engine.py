@@ -23,7 +23,16 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
+def normalize_url(url: str) -> str:
+    """`postgresql://` means psycopg 3 here (SQLAlchemy's default driver is psycopg2)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
 def make_engine(url: str) -> Engine:
+    url = normalize_url(url)
     if is_sqlite(url):
         _ensure_sqlite_dir(url)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})

@@ -1,6 +1,8 @@
 """The remediation machine: review transitions and the execution steps, pure.
 
-Review (API): manual requests start PENDING, automated ones PENDING_APPROVAL; approve
+A PENDING remediation waits out a grace period (default 30 minutes after it was requested
+or approved, as Together's default "wait for idle"), during which it can still be
+cancelled. Review (API): manual requests start PENDING, automated ones PENDING_APPROVAL; approve
 moves PENDING_APPROVAL -> PENDING, reject -> CANCELLED, cancel PENDING_APPROVAL|PENDING ->
 CANCELLED. Execution (controller): PENDING -> QUARANTINING (cordon and drain the node) ->
 QUARANTINED (drained) -> RUNNING (the mode's action: reboot, recreate, move or evict) ->
@@ -38,6 +40,7 @@ def review(action: str, state: RemediationState) -> RemediationState | None:
 @dataclass(frozen=True)
 class ExecutionFacts:
     cluster_deleting: bool
+    grace_over: bool
     node_gone: bool
     drain_done: bool
     target_running: bool
@@ -53,7 +56,7 @@ def next_execution_state(
     if facts.cluster_deleting or (facts.node_gone and state in (S.PENDING, S.QUARANTINING)):
         return S.CANCELLED
     if state == S.PENDING:
-        return S.QUARANTINING
+        return S.QUARANTINING if facts.grace_over else None
     if state == S.QUARANTINING:
         return S.QUARANTINED if facts.drain_done else None
     if state == S.QUARANTINED:

@@ -48,16 +48,60 @@ def _as_free(rows: Sequence[HostRow]) -> list[FreeHost]:
     ]
 
 
+CLAIM_ATTEMPTS = 5
+
+
 def allocate_hosts(
     session: Session, cluster: ClusterRow, count: int, *, existing: Sequence[HostRow] = ()
 ) -> list[HostRow]:
-    """Choose and claim `count` hosts for `cluster`, near its `existing` hosts if any."""
+    """Choose and claim `count` hosts for `cluster`, near its `existing` hosts if any.
+
+    If a concurrent request claimed one of the chosen hosts first (possible on PostgreSQL,
+    where writers do not queue as on SQLite), the partial claim is undone and placement runs
+    again on what is still free; CapacityUnavailable only when the fleet really is full.
+    """
     if count <= 0:
         return []
-    candidates = free_hosts(session, region=cluster.region, gpu_type=cluster.gpu_type)
-    free = _as_free(candidates)
+    for _ in range(CLAIM_ATTEMPTS):
+        candidates = free_hosts(session, region=cluster.region, gpu_type=cluster.gpu_type)
+        chosen = _place(cluster, _as_free(candidates), count, existing)
+        claimed = rowcount(
+            session.execute(
+                update(HostRow)
+                .where(
+                    HostRow.id.in_(chosen),
+                    HostRow.state == HostState.AVAILABLE,
+                    HostRow.cluster_id.is_(None),
+                )
+                .values(state=HostState.ALLOCATED, cluster_id=cluster.id)
+                .execution_options(synchronize_session=False)
+            )
+        )
+        if claimed == len(chosen):
+            hosts = [h for h in candidates if h.id in set(chosen)]
+            for host in hosts:
+                session.refresh(host)
+            return sorted(hosts, key=lambda h: chosen.index(h.id))
+        session.execute(
+            update(HostRow)
+            .where(
+                HostRow.id.in_(chosen),
+                HostRow.cluster_id == cluster.id,
+                HostRow.node_row_id.is_(None),
+            )
+            .values(state=HostState.AVAILABLE, cluster_id=None)
+            .execution_options(synchronize_session=False)
+        )
+    raise CapacityUnavailable(
+        "hosts kept being taken by concurrent requests; try again", code="conflict"
+    )
+
+
+def _place(
+    cluster: ClusterRow, free: list[FreeHost], count: int, existing: Sequence[HostRow]
+) -> tuple[str, ...]:
     if existing:
-        chosen = choose_additional_hosts(
+        return choose_additional_hosts(
             free,
             count,
             existing_fabrics={h.fabric for h in existing},
@@ -65,27 +109,7 @@ def allocate_hosts(
             region=cluster.region,
             gpu_type=cluster.gpu_type,
         )
-    else:
-        chosen = choose_hosts(free, count, region=cluster.region, gpu_type=cluster.gpu_type)
-    result = session.execute(
-        update(HostRow)
-        .where(
-            HostRow.id.in_(chosen),
-            HostRow.state == HostState.AVAILABLE,
-            HostRow.cluster_id.is_(None),
-        )
-        .values(state=HostState.ALLOCATED, cluster_id=cluster.id)
-        .execution_options(synchronize_session=False)
-    )
-    if rowcount(result) != len(chosen):
-        raise CapacityUnavailable(
-            "the chosen hosts were taken by a concurrent request; try again", code="conflict"
-        )
-    by_id = {h.id: h for h in candidates}
-    hosts = [by_id[host_id] for host_id in chosen]
-    for host in hosts:
-        session.refresh(host)
-    return hosts
+    return choose_hosts(free, count, region=cluster.region, gpu_type=cluster.gpu_type)
 
 
 def release_host(
@@ -143,6 +167,8 @@ def add_worker_nodes(
     *,
     origin: str = "bring_up",
 ) -> list[NodeRow]:
+    region = session.get(RegionRow, cluster.region)
+    prefix = ipaddress.ip_network(region.network).prefixlen if region is not None else 32
     nodes = []
     short = cluster.id[:5]
     for offset, host in enumerate(hosts):
@@ -158,7 +184,7 @@ def add_worker_nodes(
             num_cpu_cores=host.num_cpu_cores,
             num_gpus=host.num_gpus,
             memory_gib=host.memory_gib,
-            networks=[host.ip_address],
+            networks=[f"{host.ip_address}/{prefix}"],
             slurm_worker_hostname=(
                 f"worker-{ordinal}.slurm-compute.slurm"
                 if cluster.cluster_type == ClusterType.SLURM

@@ -395,6 +395,10 @@ def _scale(session: Session, cluster: ClusterRow, num_gpus: int, now: datetime) 
 
 
 def delete_cluster(session: Session, caller: Caller, cluster_id: str, *, now: datetime) -> str:
+    """Start teardown; repeating it (an SDK retry) succeeds, also once the cluster is gone."""
+    gone = session.get(ClusterRow, cluster_id)
+    if gone is not None and gone.deleted_at is not None and caller.can_see(gone.project_id):
+        return gone.id
     cluster = get_cluster(session, caller, cluster_id)
     if cluster.delete_requested_at is None:
         cluster.delete_requested_at = now

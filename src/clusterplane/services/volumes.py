@@ -132,6 +132,10 @@ def resize_volume(
 
 
 def delete_volume(session: Session, caller: Caller, volume_id: str, *, now: datetime) -> None:
+    """Start deletion; repeating it succeeds, also once the volume is gone."""
+    gone = session.get(VolumeRow, volume_id)
+    if gone is not None and gone.deleted_at is not None and caller.can_see(gone.project_id):
+        return
     row = get_volume(session, caller, volume_id)
     if row.cluster_id is not None:
         raise Conflict(
