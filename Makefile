@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 SERVE_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: serve test check lint typecheck imports unit format clean
+.PHONY: serve test test-sqlite test-postgresql postgres check lint typecheck imports unit format clean
 
 $(VENV)/.runtime: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,8 +38,19 @@ imports: $(VENV)/.dev
 
 check: lint typecheck imports
 
-test: check
+# The whole suite on SQLite, then everything that touches a database again on PostgreSQL.
+test: check postgres
 	$(BIN)/pytest $(PYTEST_ARGS)
+	CLUSTERPLANE_TEST_DATABASE=postgresql $(BIN)/pytest tests/integration tests/compat $(PYTEST_ARGS)
+
+test-sqlite: $(VENV)/.dev
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-postgresql: $(VENV)/.dev postgres
+	CLUSTERPLANE_TEST_DATABASE=postgresql $(BIN)/pytest tests/integration tests/compat $(PYTEST_ARGS)
+
+postgres:
+	scripts/ensure-postgres.sh
 
 unit: $(VENV)/.dev
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

@@ -261,10 +261,9 @@ def test_a_restarted_engine_resumes_every_in_flight_cluster(tmp_path: Path):
     assert mid["status"] != "Ready"
     now = engine.clock.now()
     first.close()
-    second = make_engine(tmp_path)
+    second = make_engine(tmp_path, database_url=engine.database_url, admin_key=engine.admin_key)
     restarted = next(second)
     restarted.clock.set(now)
-    restarted.admin_key = engine.admin_key
     restarted.advance(3 * 3600, step=20)
     cluster = get(restarted, cluster_id)
     assert cluster["status"] == "Ready"

@@ -17,6 +17,7 @@ from clusterplane.db.engine import transaction
 from clusterplane.db.rows import HostRow
 from clusterplane.services.auth import generate_key_text
 from clusterplane.settings import EngineSettings, Settings
+from tests.support.databases import fresh_database_url
 
 SMALL_FLEET = Path(__file__).resolve().parents[2] / "src/clusterplane/fleets/small.yaml"
 
@@ -27,6 +28,7 @@ class Engine:
     clock: ManualClock
     client: TestClient
     admin_key: str
+    database_url: str
 
     def headers(self, key: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {key or self.admin_key}"}
@@ -66,11 +68,17 @@ class Engine:
 
 
 def make_engine(
-    tmp_path: Path, *, fleet: Path | None = SMALL_FLEET, acceptance_tests: bool = True
+    tmp_path: Path,
+    *,
+    fleet: Path | None = SMALL_FLEET,
+    acceptance_tests: bool = True,
+    database_url: str | None = None,
+    admin_key: str | None = None,
 ) -> Iterator[Engine]:
-    key = generate_key_text()
+    """An engine on a new database, or on `database_url` (a restart) with `admin_key`."""
+    key = admin_key or generate_key_text()
     settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'engine.db'}",
+        database_url=database_url or fresh_database_url(tmp_path, "engine.db"),
         fleet_file=fleet,
         admin_api_key=key,
         run_controllers=False,
@@ -79,4 +87,6 @@ def make_engine(
     clock = ManualClock()
     app = build(settings, clock=clock)
     with TestClient(app.api) as client:
-        yield Engine(app=app, clock=clock, client=client, admin_key=key)
+        yield Engine(
+            app=app, clock=clock, client=client, admin_key=key, database_url=settings.database_url
+        )

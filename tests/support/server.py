@@ -19,6 +19,7 @@ from types import TracebackType
 import httpx
 
 from clusterplane.services.auth import generate_key_text
+from tests.support.databases import fresh_database_url
 
 BIN = Path(sys.executable).parent
 SMALL_FLEET = Path(__file__).resolve().parents[2] / "src/clusterplane/fleets/small.yaml"
@@ -43,7 +44,7 @@ class ServerProcess:
         self.workdir = workdir
         self.time_scale = time_scale
         self.fleet = fleet
-        self.database_url = database_url or f"sqlite:///{workdir / 'clusterplane.db'}"
+        self.database_url = database_url or fresh_database_url(workdir)
         self.extra_args = extra_args
         self.port = free_port()
         self.api_key = generate_key_text()
