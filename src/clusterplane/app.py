@@ -12,12 +12,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from clusterplane import __version__
 from clusterplane.api import errors
+from clusterplane.api.deps import path_ids_are_text
 from clusterplane.api.routers import admin, clusters, regions, remediations, storage, whoami
 from clusterplane.api.state import ApiState
 from clusterplane.clock import Clock, ScaledClock, SystemClock, utc
@@ -101,6 +102,7 @@ def build(
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
+        dependencies=[Depends(path_ids_are_text)],
     )
     api.state.cp = ApiState(sessions=sessions, clock=clock, settings=settings, nudge=manager.nudge)
     errors.install(api)

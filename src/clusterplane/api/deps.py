@@ -1,9 +1,10 @@
 """Request plumbing shared by routers: app state, the caller, bodies and query lists.
 
-Bodies are read here, not by the framework: the size limit is enforced while streaming
-(413 past `max_body_bytes`), an empty body counts as `{}` (the SDK's bodiless POSTs send
-`Content-Type: application/json` with no content), anything but a JSON object is a 400,
-and the raw bytes are kept for idempotency fingerprints.
+Bodies are read here, not by the framework, and only once the caller is authenticated
+(an anonymous client gets 401 whatever it sent): the size limit is enforced while
+streaming (413 past `max_body_bytes`), an empty body counts as `{}` (the SDK's bodiless
+POSTs send `Content-Type: application/json` with no content), anything but a JSON object
+is a 400, and the raw bytes are kept for idempotency fingerprints.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
-from fastapi import Request
+from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
 
 from clusterplane.api.schemas import format_validation_error
 from clusterplane.api.state import ApiState
 from clusterplane.db.engine import transaction
-from clusterplane.errors import InvalidRequest, PayloadTooLarge
+from clusterplane.errors import InvalidRequest, NotFound, PayloadTooLarge
 from clusterplane.services.auth import Caller, authenticate
 
 M = TypeVar("M", bound=BaseModel)
@@ -27,6 +28,16 @@ M = TypeVar("M", bound=BaseModel)
 def api_state(request: Request) -> ApiState:
     state: ApiState = request.app.state.cp
     return state
+
+
+def path_ids_are_text(request: Request) -> None:
+    """A path id with a NUL names nothing (no id holds one; PostgreSQL text cannot): 404.
+
+    Installed on the whole app, so such ids never reach a query.
+    """
+    for name, value in request.path_params.items():
+        if isinstance(value, str) and "\x00" in value:
+            raise NotFound(f"{name.removesuffix('_id')} '{value}' not found", param=name)
 
 
 def _bearer(request: Request) -> str | None:
@@ -49,7 +60,7 @@ class RawBody:
     raw: bytes
 
 
-async def raw_body(request: Request) -> RawBody:
+async def raw_body(request: Request, _: Caller = Depends(current_caller)) -> RawBody:
     limit = api_state(request).settings.server.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:

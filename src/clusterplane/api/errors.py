@@ -1,8 +1,10 @@
 """One place where errors become HTTP: status, the spec's envelope, and retry headers.
 
 Body: `{"error": {"message", "type", "param", "code"}}` (spec §1.6), which the official
-CLI prints as its error message. Deterministic refusals carry `x-should-retry: false` so
-the SDK does not replay them; nothing here ever returns a traceback.
+CLI prints as its error message. Every 4xx is deterministic and carries
+`x-should-retry: false` so the SDK does not replay it; nothing here ever returns a
+traceback. Messages may quote what the client sent (an id from the path), so they are made
+safe to print here: control characters are escaped and overlong text is shortened.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from clusterplane.api.schemas import format_validation_error
-from clusterplane.errors import ClusterplaneError, Conflict
+from clusterplane.errors import ClusterplaneError
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,21 @@ _HTTP_TYPES = {
 }
 
 
+MAX_MESSAGE_CHARS = 400
+
+
+def readable(message: str) -> str:
+    """`message` as one printable line: control characters escaped, at most 400 chars."""
+    text = "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape", "backslashreplace").decode()
+        for ch in message
+    )
+    if len(text) > MAX_MESSAGE_CHARS:
+        head = MAX_MESSAGE_CHARS * 2 // 3
+        text = text[:head] + "..." + text[head + 3 - MAX_MESSAGE_CHARS :]
+    return text
+
+
 def error_response(
     status: int,
     message: str,
@@ -41,7 +58,9 @@ def error_response(
     code: str | None = None,
     retry: bool | None = None,
 ) -> Response:
-    body = {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+    body = {
+        "error": {"message": readable(message), "type": error_type, "param": param, "code": code}
+    }
     headers = {}
     if retry is not None:
         headers["x-should-retry"] = "true" if retry else "false"
@@ -51,7 +70,7 @@ def error_response(
 
 
 def from_exception(exc: ClusterplaneError) -> Response:
-    retry = False if exc.status_code in (409, 400, 404, 413) or isinstance(exc, Conflict) else None
+    retry = False if exc.status_code < 500 else None
     return error_response(
         exc.status_code,
         exc.message,

@@ -1,7 +1,7 @@
 """The remediation controller: executes approved repairs, one step per pass.
 
-PENDING (for the grace period) -> QUARANTINING (the node is cordoned; the driver's drain step runs) ->
-QUARANTINED -> RUNNING (the mode is carried out by `services.repairs`; the cluster
+PENDING (for the grace period) -> QUARANTINING (the node is cordoned; the driver's drain
+step runs) -> QUARANTINED -> RUNNING (the mode is carried out by `services.repairs`; the cluster
 controller boots or tears down instances) -> SUCCEEDED when the repaired or replacement
 node runs (or the evicted node is gone), FAILED with `error_message` when the mode
 cannot be carried out, CANCELLED when the cluster or node goes away first. Decisions are

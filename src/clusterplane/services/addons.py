@@ -38,7 +38,7 @@ def validate_new(items: list[dict[str, Any]], cluster_type: ClusterType) -> list
     result: list[dict[str, Any]] = []
     names: set[str] = set()
     for index, item in enumerate(items):
-        param = f"add_ons[{index}]"
+        param = f"add_ons.{index}"
         kind = _check_type(str(item["add_on_type"]), cluster_type, f"{param}.add_on_type")
         name = str(item["name"])
         if name in names:
@@ -61,9 +61,9 @@ def merge_updates(
         if existing is None:
             if name not in {t.value for t in AddOnType}:
                 raise InvalidRequest(
-                    f"the cluster has no add-on named '{name}'", param=f"add_ons[{index}].name"
+                    f"the cluster has no add-on named '{name}'", param=f"add_ons.{index}.name"
                 )
-            kind = _check_type(name, cluster_type, f"add_ons[{index}].name")
+            kind = _check_type(name, cluster_type, f"add_ons.{index}.name")
             existing = {"name": name, "add_on_type": kind.value, "config": {}}
             merged.append(existing)
             by_name[name] = existing

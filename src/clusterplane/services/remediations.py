@@ -147,6 +147,8 @@ def _decode_token(token: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
         stamp, row_id = raw.split("|", 1)
+        if "\x00" in row_id:  # no id holds NUL (PostgreSQL text cannot)
+            raise ValueError("NUL in page_token")
         return utc(datetime.fromisoformat(stamp)), row_id
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise InvalidRequest(

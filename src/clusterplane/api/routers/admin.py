@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
@@ -11,13 +11,12 @@ from sqlalchemy import func, select
 
 from clusterplane.api import presenters
 from clusterplane.api.deps import RawBody, api_state, current_caller, raw_body, validate
+from clusterplane.api.schemas.common import FreeText, Identifier, Label
 from clusterplane.db.engine import transaction
 from clusterplane.db.rows import HostRow
 from clusterplane.domain.enums import RemediationMode
 from clusterplane.services import remediations, tenancy
 from clusterplane.services.auth import DEFAULT_ORG_ID, Caller, require_admin
-
-router = APIRouter(prefix="/admin/v1", tags=["admin"])
 
 
 class _Body(BaseModel):
@@ -27,7 +26,7 @@ class _Body(BaseModel):
 class CreateProject(_Body):
     name: StrictStr
     slug: StrictStr
-    organization_id: StrictStr = DEFAULT_ORG_ID
+    organization_id: Identifier = DEFAULT_ORG_ID
 
 
 class CreateOrganization(_Body):
@@ -39,24 +38,29 @@ class CreateUser(_Body):
 
 
 class AddMember(_Body):
-    user_id: StrictStr
-    role: StrictStr = "member"
+    user_id: Identifier
+    role: Literal["member", "owner"] = "member"
 
 
 class CreateRecommendation(_Body):
     mode: RemediationMode
-    reason: StrictStr | None = None
+    reason: FreeText | None = None
 
 
 class CreateKey(_Body):
-    user_id: StrictStr
-    project_id: StrictStr
-    name: StrictStr = ""
+    user_id: Identifier
+    project_id: Identifier
+    name: Label = ""
 
 
 def admin(caller: Caller = Depends(current_caller)) -> Caller:
     require_admin(caller)
     return caller
+
+
+# The admin check runs before any endpoint dependency, so a non-admin caller gets 403
+# before its body is read or validated.
+router = APIRouter(prefix="/admin/v1", tags=["admin"], dependencies=[Depends(admin)])
 
 
 @router.post("/organizations")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -25,6 +26,7 @@ from clusterplane.services import remediations
 from clusterplane.services.auth import Caller
 
 router = APIRouter(tags=["remediations"])
+CLIENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)
 BASE = "/compute/clusters/{cluster_id}/instances/{instance_id}/remediations"
 
 
@@ -39,7 +41,7 @@ def create_remediation(
     req = validate(CreateRemediationRequest, body)
     if instance_id == remediations.ALL_INSTANCES:
         raise InvalidRequest("a remediation names one instance, not '-'", param="instance_id")
-    client_id = request.query_params.get("remediation_id") or None
+    client_id = _client_remediation_id(request.query_params.get("remediation_id"))
     state = api_state(request)
     with transaction(state.sessions) as session:
         row = remediations.create_remediation(
@@ -55,6 +57,19 @@ def create_remediation(
         result = presenters.remediation(row)
     state.nudge()
     return presenters.json_response(result)
+
+
+def _client_remediation_id(value: str | None) -> str | None:
+    """The 2.x `remediation_id` query: an id that must work as a path segment later."""
+    if not value:
+        return None
+    if CLIENT_ID.fullmatch(value) is None:
+        raise InvalidRequest(
+            "remediation_id must be 1-64 letters, digits, '-', '_' or '.', "
+            "starting with a letter or digit",
+            param="remediation_id",
+        )
+    return value
 
 
 def _page_size(value: str | None) -> int:

@@ -158,8 +158,26 @@ def format_utc(value: datetime) -> str:
 
 _SERIALIZE_UTC = PlainSerializer(format_utc, return_type=str)
 
-WireDatetime = Annotated[datetime, BeforeValidator(parse_wire_datetime), _SERIALIZE_UTC]
-"""Request datetime: RFC 3339 in, aware UTC out (serializes like `UtcDatetime`)."""
+LATEST_REQUEST_DATETIME = datetime(3000, 1, 1, tzinfo=UTC)
+
+
+def _check_horizon(value: datetime) -> datetime:
+    if value >= LATEST_REQUEST_DATETIME:
+        raise PydanticCustomError("datetime_range", "must be earlier than the year 3000")
+    return value
+
+
+WireDatetime = Annotated[
+    datetime,
+    BeforeValidator(parse_wire_datetime),
+    AfterValidator(_check_horizon),
+    _SERIALIZE_UTC,
+]
+"""Request datetime: RFC 3339 in, aware UTC out (serializes like `UtcDatetime`).
+
+Values from the year 3000 on are refused, so that date arithmetic on them (a reservation's
+start plus its duration) can never overflow `datetime`.
+"""
 
 UtcDatetime = Annotated[datetime, BeforeValidator(parse_wire_datetime), _SERIALIZE_UTC]
 """Response datetime: any datetime in (naive means UTC), `...Z` string out."""
