@@ -90,6 +90,21 @@ class Outcome:
     step_done: bool = False
 
 
+def instance_spec(cluster: ClusterRow, node: NodeRow) -> InstanceSpec:
+    """What a driver needs to know about one node's instance."""
+    return InstanceSpec(
+        instance_id=node.instance_id,
+        cluster_id=cluster.id,
+        role=NodeRole(node.role),
+        node_name=node.node_name,
+        host_name=node.host_name,
+        region=cluster.region,
+        gpu_type=cluster.gpu_type,
+        num_gpus=node.num_gpus,
+        image=cluster.os_image,
+    )
+
+
 def _sequence(cluster: ClusterRow, has_volume: bool, workers: int) -> tuple[ClusterPhase, ...]:
     tests = cluster.acceptance_tests_params or {}
     enabled = bool(tests.get("enabled", False))
@@ -147,7 +162,7 @@ class ClusterController:
         outcome = Outcome()
         provider = self.ctx.provider
         for node in snap.nodes:
-            spec = self._instance_spec(cluster, node)
+            spec = instance_spec(cluster, node)
             if deleting or node.marked_for_deletion:
                 if node.provider_state is None:
                     outcome.nodes.append(NodeOutcome(node.id, None, terminated=True))
@@ -185,20 +200,6 @@ class ClusterController:
         if node.role == NodeRole.CONTROL_PLANE:
             return True
         return lifecycle.workers_may_launch(phase, seq)
-
-    @staticmethod
-    def _instance_spec(cluster: ClusterRow, node: NodeRow) -> InstanceSpec:
-        return InstanceSpec(
-            instance_id=node.instance_id,
-            cluster_id=cluster.id,
-            role=NodeRole(node.role),
-            node_name=node.node_name,
-            host_name=node.host_name,
-            region=cluster.region,
-            gpu_type=cluster.gpu_type,
-            num_gpus=node.num_gpus,
-            image=cluster.os_image,
-        )
 
     # -- apply -------------------------------------------------------------------------
 

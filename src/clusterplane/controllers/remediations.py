@@ -18,18 +18,19 @@ from sqlalchemy.orm import Session
 from clusterplane.db import leases
 from clusterplane.db.engine import transaction
 from clusterplane.db.rows import ClusterRow, NodeRow, RemediationRow
-from clusterplane.domain.enums import NodePhase, NodeRole, RemediationMode, RemediationState
+from clusterplane.domain.enums import NodePhase, RemediationMode, RemediationState
 from clusterplane.domain.remediation import (
     IN_PLACE,
     TERMINAL,
     ExecutionFacts,
     next_execution_state,
 )
-from clusterplane.providers.models import ClusterStepSpec, DriverState, InstanceSpec
+from clusterplane.providers.models import ClusterStepSpec, DriverState
 from clusterplane.services import repairs
 from clusterplane.services.events import record_event
 
 from .base import ControllerContext
+from .clusters import instance_spec
 
 POLL = timedelta(seconds=5)
 DRAIN_STEP = "REMEDIATION_DRAIN"
@@ -85,17 +86,7 @@ class RemediationController:
             and RemediationMode(row.mode) in IN_PLACE
             and node.provider_state is not None
         ):
-            spec = InstanceSpec(
-                instance_id=node.instance_id,
-                cluster_id=cluster.id,
-                role=NodeRole(node.role),
-                node_name=node.node_name,
-                host_name=node.host_name,
-                region=cluster.region,
-                gpu_type=cluster.gpu_type,
-                num_gpus=node.num_gpus,
-                image=cluster.os_image,
-            )
+            spec = instance_spec(cluster, node)
             acted.reboot_state = provider.reboot_instance(spec, node.provider_state, now)
         return acted
 

@@ -14,6 +14,7 @@ from clusterplane.api.deps import (
     raw_body,
     validate,
 )
+from clusterplane.api.replay import create_once
 from clusterplane.api.schemas import (
     ClusterDeleteResponse,
     ClusterListResponse,
@@ -24,7 +25,7 @@ from clusterplane.api.schemas import (
 from clusterplane.db.engine import transaction
 from clusterplane.db.rows import ClusterRow
 from clusterplane.domain.enums import ClusterType
-from clusterplane.services import clusters, idempotency
+from clusterplane.services import clusters
 from clusterplane.services.auth import Caller
 from clusterplane.services.cluster_views import load_details
 
@@ -87,11 +88,6 @@ def to_update(req: UpdateClusterRequest) -> clusters.ClusterUpdate:
     )
 
 
-def canonical_path(request: Request) -> str:
-    path = request.url.path
-    return path[3:] if path.startswith("/v1/v1/") else path
-
-
 @router.get("/compute/clusters", response_model=ClusterListResponse)
 def list_clusters(request: Request, caller: Caller = Depends(current_caller)) -> Response:
     state = api_state(request)
@@ -109,47 +105,27 @@ def create_cluster(
     req = validate(CreateClusterRequest, body)
     state = api_state(request)
     now = state.clock.now()
-    key = request.headers.get("idempotency-key")
-    fp = idempotency.fingerprint(method="POST", path=canonical_path(request), body=body.raw)
     with transaction(state.sessions) as session:
-        replayed = idempotency.find_replay(
+        row = create_once(
+            request,
             session,
-            api_key_id=caller.api_key_id,
-            idempotency_key=key,
-            fingerprint=fp,
-            is_retry=_is_retry(request),
+            caller,
+            body,
+            row_type=ClusterRow,
+            resource_type="cluster",
             now=now,
-            window_seconds=idempotency.replay_window(
-                state.clock, state.settings.replay_window_seconds
-            ),
-        )
-        row = session.get(ClusterRow, replayed) if replayed else None
-        if row is None:
-            row = clusters.create_cluster(
+            create=lambda: clusters.create_cluster(
                 session,
                 caller,
                 to_create(req),
                 now=now,
                 base_domain=state.settings.server.cluster_base_domain,
                 acceptance_tests_by_default=state.settings.engine.acceptance_tests_by_default,
-            )
-            idempotency.record(
-                session,
-                api_key_id=caller.api_key_id,
-                idempotency_key=key,
-                fingerprint=fp,
-                resource_type="cluster",
-                resource_id=row.id,
-                now=now,
-            )
+            ),
+        )
         result = presenters.cluster(load_details(session, [row], now=now)[0])
     state.nudge()
     return presenters.json_response(result)
-
-
-def _is_retry(request: Request) -> bool:
-    value = request.headers.get("x-stainless-retry-count", "0").strip()
-    return value.isdigit() and int(value) > 0
 
 
 @router.get("/compute/clusters/{cluster_id}", response_model=ClusterResponse)

@@ -14,7 +14,7 @@ from clusterplane.api.deps import (
     raw_body,
     validate,
 )
-from clusterplane.api.routers.clusters import _is_retry, canonical_path
+from clusterplane.api.replay import create_once
 from clusterplane.api.schemas import (
     ClusterStorageResponse,
     CreateVolumeRequest,
@@ -24,7 +24,7 @@ from clusterplane.api.schemas import (
 )
 from clusterplane.db.engine import transaction
 from clusterplane.db.rows import VolumeRow
-from clusterplane.services import idempotency, volumes
+from clusterplane.services import volumes
 from clusterplane.services.auth import Caller
 
 router = APIRouter(tags=["storage"])
@@ -47,26 +47,17 @@ def create_volume(
     req = validate(CreateVolumeRequest, body)
     state = api_state(request)
     now = state.clock.now()
-    key = request.headers.get("idempotency-key")
-    fp = idempotency.fingerprint(method="POST", path=canonical_path(request), body=body.raw)
+    independent = True if req.is_lifecycle_independent is None else req.is_lifecycle_independent
     with transaction(state.sessions) as session:
-        replayed = idempotency.find_replay(
+        row = create_once(
+            request,
             session,
-            api_key_id=caller.api_key_id,
-            idempotency_key=key,
-            fingerprint=fp,
-            is_retry=_is_retry(request),
+            caller,
+            body,
+            row_type=VolumeRow,
+            resource_type="volume",
             now=now,
-            window_seconds=idempotency.replay_window(
-                state.clock, state.settings.replay_window_seconds
-            ),
-        )
-        row = session.get(VolumeRow, replayed) if replayed else None
-        if row is None:
-            independent = (
-                True if req.is_lifecycle_independent is None else (req.is_lifecycle_independent)
-            )
-            row = volumes.create_volume(
+            create=lambda: volumes.create_volume(
                 session,
                 caller,
                 volume_name=req.volume_name,
@@ -76,16 +67,8 @@ def create_volume(
                 project_id=req.project_id,
                 is_lifecycle_independent=independent,
                 instance_cluster_id=req.instance_cluster_id,
-            )
-            idempotency.record(
-                session,
-                api_key_id=caller.api_key_id,
-                idempotency_key=key,
-                fingerprint=fp,
-                resource_type="volume",
-                resource_id=row.id,
-                now=now,
-            )
+            ),
+        )
         result = presenters.volume(row)
     state.nudge()
     return presenters.json_response(result)
