@@ -2,7 +2,8 @@
 
 SQLite runs in WAL mode with foreign keys on and a busy timeout, and every write
 transaction starts with `BEGIN IMMEDIATE` so writers queue instead of failing on upgrade.
-The schema is created only by Alembic migrations (`migrate()`), never by `create_all`.
+The schema is created only by Alembic migrations (`migrate()`), never by `create_all`; on
+PostgreSQL they run under an advisory lock, so replicas starting at once migrate in turn.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+MIGRATION_LOCK_ID = 0x636C7573  # "clus": the advisory lock replicas take to migrate
 
 
 def is_sqlite(url: str) -> bool:
@@ -82,5 +84,9 @@ def migrate(engine: Engine) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Replicas starting together migrate one at a time; the lock ends with the
+            # transaction.
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})")
         config.attributes["connection"] = connection
         command.upgrade(config, "head")

@@ -28,7 +28,11 @@ def wall_now() -> datetime:
 
 
 def due_ids(session: Session, row_type: Any, *, fleet_now: datetime, limit: int) -> list[str]:
-    """Ids of rows whose reconcile time has come and whose lease is free or expired."""
+    """Ids of rows whose reconcile time has come and whose lease is free or expired.
+
+    On PostgreSQL the scan skips rows another replica is leasing right now (`SKIP LOCKED`),
+    so replicas spread over the due rows instead of queueing on the same ones.
+    """
     wall = wall_now()
     query = (
         select(row_type.id)
@@ -40,6 +44,7 @@ def due_ids(session: Session, row_type: Any, *, fleet_now: datetime, limit: int)
         )
         .order_by(row_type.next_reconcile_at)
         .limit(limit)
+        .with_for_update(skip_locked=True)
     )
     return list(session.scalars(query))
 
