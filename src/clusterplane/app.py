@@ -10,7 +10,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from fastapi import Depends, FastAPI
 from sqlalchemy.engine import Engine
@@ -21,14 +21,13 @@ from clusterplane.api import errors
 from clusterplane.api.deps import path_ids_are_text
 from clusterplane.api.routers import admin, clusters, regions, remediations, storage, whoami
 from clusterplane.api.state import ApiState
-from clusterplane.clock import Clock, ScaledClock, SystemClock, utc
+from clusterplane.clock import Clock
 from clusterplane.controllers.base import ControllerContext
-from clusterplane.controllers.manager import CLOCK_MARK_KEY, ControllerManager
+from clusterplane.controllers.manager import ControllerManager
 from clusterplane.db.engine import make_engine, make_session_factory, migrate, transaction
-from clusterplane.db.rows import ServerStateRow
 from clusterplane.providers.base import Provider
 from clusterplane.providers.simulated import SimulatedProvider
-from clusterplane.services import auth, fleet
+from clusterplane.services import auth, fleet, fleet_clock
 from clusterplane.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,15 +44,10 @@ class Application:
 
 
 def _resume_clock(sessions: sessionmaker[Session], settings: Settings) -> Clock:
-    if settings.simulation.time_scale == 1.0:
-        return SystemClock()
     with transaction(sessions) as session:
-        mark = session.get(ServerStateRow, CLOCK_MARK_KEY)
-        start = utc(datetime.fromisoformat(mark.value)) if mark is not None else None
-    clock = ScaledClock(settings.simulation.time_scale)
-    if start is not None and start > clock.now():
-        clock = ScaledClock(settings.simulation.time_scale, start=start)
-    return clock
+        return fleet_clock.resume_clock(
+            session, time_scale=settings.simulation.time_scale, wall_now=datetime.now(UTC)
+        )
 
 
 def _prepare_database(

@@ -1,15 +1,14 @@
 """Time for the whole engine: every timestamp and every due time comes from a `Clock`.
 
-`SystemClock` is wall time. `ScaledClock` runs `time_scale` times faster than wall time and
-never goes backwards across restarts (it resumes from a persisted high-water mark), so the
-simulated fleet's 20-minute bring-up can run in seconds in a demo. `ManualClock` only
+`SystemClock` is wall time. `ScaledClock` runs `time_scale` times faster than wall time from
+an anchor kept in the database, so replicas agree on fleet time and restarts continue it;
+the simulated fleet's 20-minute bring-up can run in seconds in a demo. `ManualClock` only
 moves when a test advances it, which makes timing tests deterministic.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -40,18 +39,30 @@ class SystemClock:
 
 
 class ScaledClock:
-    """Fleet time that runs `time_scale` times faster than wall time, from `start`."""
+    """Fleet time running `time_scale` times faster than wall time from an anchor.
 
-    def __init__(self, time_scale: float, start: datetime | None = None):
+    fleet_now = fleet_origin + (wall_now - wall_origin) * time_scale. The anchor is shared
+    through the database (`services.fleet_clock`), so every replica reads the same fleet
+    time off its own wall clock, and a restart continues where the fleet clock was.
+    """
+
+    def __init__(
+        self,
+        time_scale: float,
+        *,
+        fleet_origin: datetime | None = None,
+        wall_origin: datetime | None = None,
+    ):
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
         self.time_scale = time_scale
-        self._origin_fleet = utc(start) if start is not None else datetime.now(UTC)
-        self._origin_mono = time.monotonic()
+        wall = datetime.now(UTC)
+        self.wall_origin = utc(wall_origin) if wall_origin is not None else wall
+        self.fleet_origin = utc(fleet_origin) if fleet_origin is not None else self.wall_origin
 
     def now(self) -> datetime:
-        elapsed = time.monotonic() - self._origin_mono
-        return self._origin_fleet + timedelta(seconds=elapsed * self.time_scale)
+        elapsed = (datetime.now(UTC) - self.wall_origin).total_seconds()
+        return self.fleet_origin + timedelta(seconds=elapsed * self.time_scale)
 
     def real_seconds(self, fleet_seconds: float) -> float:
         return fleet_seconds / self.time_scale

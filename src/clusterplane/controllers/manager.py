@@ -14,11 +14,8 @@ from clusterplane.controllers.base import Controller, ControllerContext, run_pas
 from clusterplane.controllers.clusters import ClusterController
 from clusterplane.controllers.remediations import RemediationController
 from clusterplane.controllers.volumes import VolumeController
-from clusterplane.db.engine import transaction
-from clusterplane.db.rows import ServerStateRow
 
 log = logging.getLogger(__name__)
-CLOCK_MARK_KEY = "fleet_clock_high_water_mark"
 
 
 class ControllerManager:
@@ -61,19 +58,9 @@ class ControllerManager:
         while not self._stop.is_set():
             try:
                 worked = self.run_once()
-                self._save_clock_mark()
             except Exception:
                 log.exception("controller loop pass failed")
                 worked = 0
             if not worked:
                 self._nudge.wait(interval)
             self._nudge.clear()
-
-    def _save_clock_mark(self) -> None:
-        now = self.ctx.clock.now().isoformat()
-        with transaction(self.ctx.sessions) as session:
-            row = session.get(ServerStateRow, CLOCK_MARK_KEY)
-            if row is None:
-                session.add(ServerStateRow(key=CLOCK_MARK_KEY, value=now))
-            elif row.value < now:
-                row.value = now
