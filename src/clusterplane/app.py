@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from clusterplane import __version__
-from clusterplane.api import errors
+from clusterplane.api import errors, openapi
 from clusterplane.api.deps import path_ids_are_text
 from clusterplane.api.routers import admin, clusters, regions, remediations, storage, whoami
 from clusterplane.api.state import ApiState
@@ -100,12 +100,18 @@ def build(
     )
     api.state.cp = ApiState(sessions=sessions, clock=clock, settings=settings, nudge=manager.nudge)
     errors.install(api)
+    openapi.install(api)
     for prefix, visible in (("/v1", True), ("/v1/v1", False)):
         for router in (storage.router, clusters.router, remediations.router, regions.router):
-            api.include_router(router, prefix=prefix, include_in_schema=visible)
-    api.include_router(whoami.router)
+            api.include_router(
+                router,
+                prefix=prefix,
+                include_in_schema=visible,
+                responses=openapi.ERROR_RESPONSES,
+            )
+    api.include_router(whoami.router, responses=openapi.ERROR_RESPONSES)
     api.include_router(whoami.router, prefix="/v1", include_in_schema=False)
-    api.include_router(admin.router)
+    api.include_router(admin.router, responses=openapi.ERROR_RESPONSES)
 
     @api.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

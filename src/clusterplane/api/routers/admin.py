@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from clusterplane.api import presenters
 from clusterplane.api.deps import RawBody, api_state, current_caller, raw_body, validate
+from clusterplane.api.openapi import request_body
 from clusterplane.api.schemas.common import FreeText, Identifier, Label
 from clusterplane.db.engine import transaction
 from clusterplane.db.rows import HostRow
@@ -63,7 +64,7 @@ def admin(caller: Caller = Depends(current_caller)) -> Caller:
 router = APIRouter(prefix="/admin/v1", tags=["admin"], dependencies=[Depends(admin)])
 
 
-@router.post("/organizations")
+@router.post("/organizations", openapi_extra=request_body(CreateOrganization))
 def create_organization(
     request: Request, body: RawBody = Depends(raw_body), caller: Caller = Depends(admin)
 ) -> Response:
@@ -75,7 +76,7 @@ def create_organization(
     return presenters.json_response(result)
 
 
-@router.post("/projects")
+@router.post("/projects", openapi_extra=request_body(CreateProject))
 def create_project(
     request: Request, body: RawBody = Depends(raw_body), caller: Caller = Depends(admin)
 ) -> Response:
@@ -98,7 +99,7 @@ def create_project(
     return presenters.json_response(result)
 
 
-@router.post("/users")
+@router.post("/users", openapi_extra=request_body(CreateUser))
 def create_user(
     request: Request, body: RawBody = Depends(raw_body), caller: Caller = Depends(admin)
 ) -> Response:
@@ -110,7 +111,7 @@ def create_user(
     return presenters.json_response(result)
 
 
-@router.post("/projects/{project_id}/members")
+@router.post("/projects/{project_id}/members", openapi_extra=request_body(AddMember))
 def add_member(
     project_id: str,
     request: Request,
@@ -123,7 +124,7 @@ def add_member(
     return presenters.json_response({"user_id": req.user_id, "project_id": project_id})
 
 
-@router.post("/api-keys")
+@router.post("/api-keys", openapi_extra=request_body(CreateKey))
 def create_api_key(
     request: Request, body: RawBody = Depends(raw_body), caller: Caller = Depends(admin)
 ) -> Response:
@@ -175,7 +176,10 @@ def fleet_hosts(request: Request, caller: Caller = Depends(admin)) -> Response:
     return presenters.json_response({"hosts": hosts})
 
 
-@router.post("/clusters/{cluster_id}/instances/{instance_id}/recommendations")
+@router.post(
+    "/clusters/{cluster_id}/instances/{instance_id}/recommendations",
+    openapi_extra=request_body(CreateRecommendation),
+)
 def recommend_remediation(
     cluster_id: str,
     instance_id: str,

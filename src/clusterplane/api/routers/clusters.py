@@ -14,6 +14,7 @@ from clusterplane.api.deps import (
     raw_body,
     validate,
 )
+from clusterplane.api.openapi import request_body
 from clusterplane.api.replay import create_once
 from clusterplane.api.schemas import (
     ClusterDeleteResponse,
@@ -98,7 +99,11 @@ def list_clusters(request: Request, caller: Caller = Depends(current_caller)) ->
     return presenters.json_response(body)
 
 
-@router.post("/compute/clusters", response_model=ClusterResponse)
+@router.post(
+    "/compute/clusters",
+    response_model=ClusterResponse,
+    openapi_extra=request_body(CreateClusterRequest),
+)
 def create_cluster(
     request: Request, body: RawBody = Depends(raw_body), caller: Caller = Depends(current_caller)
 ) -> Response:
@@ -139,7 +144,11 @@ def retrieve_cluster(
     return presenters.json_response(result)
 
 
-@router.put("/compute/clusters/{cluster_id}", response_model=ClusterResponse)
+@router.put(
+    "/compute/clusters/{cluster_id}",
+    response_model=ClusterResponse,
+    openapi_extra=request_body(UpdateClusterRequest),
+)
 def update_cluster(
     cluster_id: str,
     request: Request,

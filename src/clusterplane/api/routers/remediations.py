@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from clusterplane.api import presenters
 from clusterplane.api.deps import RawBody, api_state, comma_list, current_caller, raw_body, validate
+from clusterplane.api.openapi import request_body
 from clusterplane.api.schemas import (
     ApproveRemediationRequest,
     CreateRemediationRequest,
@@ -30,7 +31,9 @@ CLIENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)
 BASE = "/compute/clusters/{cluster_id}/instances/{instance_id}/remediations"
 
 
-@router.post(BASE, response_model=RemediationResponse)
+@router.post(
+    BASE, response_model=RemediationResponse, openapi_extra=request_body(CreateRemediationRequest)
+)
 def create_remediation(
     cluster_id: str,
     instance_id: str,
@@ -152,7 +155,11 @@ def _act(
     return presenters.json_response(result)
 
 
-@router.post(BASE + "/{remediation_id}/approve", response_model=RemediationResponse)
+@router.post(
+    BASE + "/{remediation_id}/approve",
+    response_model=RemediationResponse,
+    openapi_extra=request_body(ApproveRemediationRequest, required=False),
+)
 def approve_remediation(
     cluster_id: str,
     instance_id: str,
@@ -173,7 +180,11 @@ def approve_remediation(
     )
 
 
-@router.post(BASE + "/{remediation_id}/reject", response_model=RemediationResponse)
+@router.post(
+    BASE + "/{remediation_id}/reject",
+    response_model=RemediationResponse,
+    openapi_extra=request_body(RejectRemediationRequest, required=False),
+)
 def reject_remediation(
     cluster_id: str,
     instance_id: str,

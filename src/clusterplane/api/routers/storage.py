@@ -14,6 +14,7 @@ from clusterplane.api.deps import (
     raw_body,
     validate,
 )
+from clusterplane.api.openapi import request_body
 from clusterplane.api.replay import create_once
 from clusterplane.api.schemas import (
     ClusterStorageResponse,
@@ -40,7 +41,9 @@ def list_volumes(request: Request, caller: Caller = Depends(current_caller)) -> 
     return presenters.json_response(body)
 
 
-@router.post(PATH, response_model=ClusterStorageResponse)
+@router.post(
+    PATH, response_model=ClusterStorageResponse, openapi_extra=request_body(CreateVolumeRequest)
+)
 def create_volume(
     request: Request, body: RawBody = Depends(raw_body), caller: Caller = Depends(current_caller)
 ) -> Response:
@@ -74,7 +77,9 @@ def create_volume(
     return presenters.json_response(result)
 
 
-@router.put(PATH, response_model=ClusterStorageResponse)
+@router.put(
+    PATH, response_model=ClusterStorageResponse, openapi_extra=request_body(UpdateVolumeRequest)
+)
 def update_volume(
     request: Request, body: RawBody = Depends(raw_body), caller: Caller = Depends(current_caller)
 ) -> Response:
