@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from clusterplane.api.schemas import format_validation_error
 from clusterplane.api.state import ApiState
-from clusterplane.db.engine import transaction
+from clusterplane.db.engine import read_transaction
 from clusterplane.errors import InvalidRequest, NotFound, PayloadTooLarge
 from clusterplane.services.auth import Caller, authenticate
 
@@ -50,7 +50,7 @@ def _bearer(request: Request) -> str | None:
 
 def current_caller(request: Request) -> Caller:
     state = api_state(request)
-    with transaction(state.sessions) as session:
+    with read_transaction(state.sessions) as session:
         return authenticate(session, _bearer(request))
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+READ_ONLY = "clusterplane_read_only"
 MIGRATION_LOCK_ID = 0x636C7573  # "clus": the advisory lock replicas take to migrate
 
 
@@ -62,7 +63,9 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Readers take a plain (deferred) BEGIN and run beside the writer under WAL.
+        read_only = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -73,6 +76,23 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session whose work commits on success and rolls back on any exception."""
     with factory() as session, session.begin():
+        yield session
+
+
+@contextmanager
+def read_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session that only reads, from one consistent snapshot of the database.
+
+    A response built from several queries (a cluster, its nodes, their events) must not
+    mix states of a writer committing in between: PostgreSQL reads in REPEATABLE READ,
+    SQLite in one deferred transaction (a WAL snapshot), which also lets readers run
+    beside the single writer.
+    """
+    with factory() as session, session.begin():
+        options: dict[str, Any] = {READ_ONLY: True}
+        if session.get_bind().dialect.name == "postgresql":
+            options["isolation_level"] = "REPEATABLE READ"
+        session.connection(execution_options=options)
         yield session
 
 

@@ -13,7 +13,7 @@ from clusterplane.api import presenters
 from clusterplane.api.deps import RawBody, api_state, current_caller, raw_body, validate
 from clusterplane.api.openapi import request_body
 from clusterplane.api.schemas.common import FreeText, Identifier, Label
-from clusterplane.db.engine import transaction
+from clusterplane.db.engine import read_transaction, transaction
 from clusterplane.db.rows import HostRow
 from clusterplane.domain.enums import RemediationMode
 from clusterplane.services import remediations, tenancy
@@ -144,7 +144,7 @@ def create_api_key(
 @router.get("/fleet/summary")
 def fleet_summary(request: Request, caller: Caller = Depends(admin)) -> Response:
     """Host counts by region, GPU type and state: what the fleet can still hand out."""
-    with transaction(api_state(request).sessions) as session:
+    with read_transaction(api_state(request).sessions) as session:
         rows = session.execute(
             select(HostRow.region, HostRow.gpu_type, HostRow.state, func.count())
             .group_by(HostRow.region, HostRow.gpu_type, HostRow.state)
@@ -158,7 +158,7 @@ def fleet_summary(request: Request, caller: Caller = Depends(admin)) -> Response
 
 @router.get("/fleet/hosts")
 def fleet_hosts(request: Request, caller: Caller = Depends(admin)) -> Response:
-    with transaction(api_state(request).sessions) as session:
+    with read_transaction(api_state(request).sessions) as session:
         hosts = [
             {
                 "id": h.id,

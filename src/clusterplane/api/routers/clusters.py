@@ -23,7 +23,7 @@ from clusterplane.api.schemas import (
     CreateClusterRequest,
     UpdateClusterRequest,
 )
-from clusterplane.db.engine import transaction
+from clusterplane.db.engine import read_transaction, transaction
 from clusterplane.db.rows import ClusterRow
 from clusterplane.domain.enums import ClusterType
 from clusterplane.services import clusters
@@ -92,7 +92,7 @@ def to_update(req: UpdateClusterRequest) -> clusters.ClusterUpdate:
 @router.get("/compute/clusters", response_model=ClusterListResponse)
 def list_clusters(request: Request, caller: Caller = Depends(current_caller)) -> Response:
     state = api_state(request)
-    with transaction(state.sessions) as session:
+    with read_transaction(state.sessions) as session:
         rows = clusters.list_clusters(session, caller, project_filter(request))
         details = load_details(session, rows, now=state.clock.now())
         body = {"clusters": [presenters.cluster(d) for d in details]}
@@ -138,7 +138,7 @@ def retrieve_cluster(
     cluster_id: str, request: Request, caller: Caller = Depends(current_caller)
 ) -> Response:
     state = api_state(request)
-    with transaction(state.sessions) as session:
+    with read_transaction(state.sessions) as session:
         row = clusters.get_cluster(session, caller, cluster_id)
         result = presenters.cluster(load_details(session, [row], now=state.clock.now())[0])
     return presenters.json_response(result)

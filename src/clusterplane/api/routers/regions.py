@@ -8,7 +8,7 @@ from fastapi.responses import Response
 from clusterplane.api import presenters
 from clusterplane.api.deps import api_state, current_caller
 from clusterplane.api.schemas import RegionListResponse
-from clusterplane.db.engine import transaction
+from clusterplane.db.engine import read_transaction
 from clusterplane.services import fleet
 from clusterplane.services.auth import Caller
 
@@ -18,7 +18,7 @@ router = APIRouter(tags=["regions"])
 @router.get("/compute/regions", response_model=RegionListResponse)
 def list_regions(request: Request, caller: Caller = Depends(current_caller)) -> Response:
     state = api_state(request)
-    with transaction(state.sessions) as session:
+    with read_transaction(state.sessions) as session:
         regions = [
             {
                 "name": region.name,

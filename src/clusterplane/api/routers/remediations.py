@@ -19,7 +19,7 @@ from clusterplane.api.schemas import (
     RemediationListResponse,
     RemediationResponse,
 )
-from clusterplane.db.engine import transaction
+from clusterplane.db.engine import read_transaction, transaction
 from clusterplane.db.rows import RemediationRow
 from clusterplane.domain.enums import RemediationMode, RemediationState, RemediationTrigger
 from clusterplane.errors import InvalidRequest
@@ -116,7 +116,7 @@ def list_remediations(
         newest_first=_newest_first(params.get("order_by")),
     )
     state = api_state(request)
-    with transaction(state.sessions) as session:
+    with read_transaction(state.sessions) as session:
         page = remediations.list_remediations(session, caller, cluster_id, instance_id, filters)
         body = {
             "remediations": [presenters.remediation(r) for r in page.items],
@@ -135,7 +135,7 @@ def retrieve_remediation(
     caller: Caller = Depends(current_caller),
 ) -> Response:
     state = api_state(request)
-    with transaction(state.sessions) as session:
+    with read_transaction(state.sessions) as session:
         row = remediations.get_remediation(session, caller, cluster_id, instance_id, remediation_id)
         result = presenters.remediation(row)
     return presenters.json_response(result)
@@ -148,7 +148,7 @@ def _act(
     action: Callable[[Session, RemediationRow], RemediationRow],
 ) -> Response:
     state = api_state(request)
-    with transaction(state.sessions) as session:
+    with read_transaction(state.sessions) as session:
         row = remediations.get_remediation(session, caller, *ids)
         result = presenters.remediation(action(session, row))
     state.nudge()

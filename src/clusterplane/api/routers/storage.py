@@ -23,7 +23,7 @@ from clusterplane.api.schemas import (
     StorageListResponse,
     UpdateVolumeRequest,
 )
-from clusterplane.db.engine import transaction
+from clusterplane.db.engine import read_transaction, transaction
 from clusterplane.db.rows import VolumeRow
 from clusterplane.services import volumes
 from clusterplane.services.auth import Caller
@@ -35,7 +35,7 @@ PATH = "/compute/clusters/storage/volumes"
 @router.get(PATH, response_model=StorageListResponse)
 def list_volumes(request: Request, caller: Caller = Depends(current_caller)) -> Response:
     state = api_state(request)
-    with transaction(state.sessions) as session:
+    with read_transaction(state.sessions) as session:
         rows = volumes.list_volumes(session, caller, project_filter(request))
         body = {"volumes": [presenters.volume(r) for r in rows]}
     return presenters.json_response(body)
@@ -99,7 +99,7 @@ def retrieve_volume(
     volume_id: str, request: Request, caller: Caller = Depends(current_caller)
 ) -> Response:
     state = api_state(request)
-    with transaction(state.sessions) as session:
+    with read_transaction(state.sessions) as session:
         result = presenters.volume(volumes.get_volume(session, caller, volume_id))
     return presenters.json_response(result)
 

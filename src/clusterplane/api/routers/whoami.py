@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from clusterplane.api import presenters
 from clusterplane.api.deps import api_state, current_caller
 from clusterplane.api.schemas import WhoamiV1Response, WhoamiV3Response
-from clusterplane.db.engine import transaction
+from clusterplane.db.engine import read_transaction
 from clusterplane.db.rows import OrganizationRow, ProjectRow
 from clusterplane.services.auth import Caller
 
@@ -18,7 +18,7 @@ router = APIRouter(tags=["identity"])
 
 
 def _lookup(request: Request, caller: Caller) -> tuple[OrganizationRow, ProjectRow]:
-    with transaction(api_state(request).sessions) as session:
+    with read_transaction(api_state(request).sessions) as session:
         project = session.get(ProjectRow, caller.project_id)
         org = session.get(OrganizationRow, caller.organization_id)
         assert project is not None and org is not None
