@@ -21,7 +21,7 @@ from clusterplane.api import errors, openapi
 from clusterplane.api.deps import path_ids_are_text
 from clusterplane.api.routers import admin, clusters, regions, remediations, storage, whoami
 from clusterplane.api.state import ApiState
-from clusterplane.clock import Clock
+from clusterplane.clock import Clock, SystemClock
 from clusterplane.controllers.base import ControllerContext
 from clusterplane.controllers.manager import ControllerManager
 from clusterplane.db.engine import make_engine, make_session_factory, migrate, transaction
@@ -67,7 +67,11 @@ def _prepare_database(
 
 
 def build(
-    settings: Settings, *, clock: Clock | None = None, provider: Provider | None = None
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    provider: Provider | None = None,
+    lease_clock: Clock | None = None,
 ) -> Application:
     engine = make_engine(settings.database_url)
     migrate(engine)
@@ -77,7 +81,13 @@ def build(
     provider = provider or SimulatedProvider(
         seed=settings.simulation.seed, duration_factor=settings.simulation.duration_factor
     )
-    ctx = ControllerContext(sessions=sessions, clock=clock, provider=provider, settings=settings)
+    ctx = ControllerContext(
+        sessions=sessions,
+        clock=clock,
+        provider=provider,
+        settings=settings,
+        lease_clock=lease_clock or SystemClock(),
+    )
     manager = ControllerManager(ctx)
 
     @asynccontextmanager

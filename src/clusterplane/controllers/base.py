@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from clusterplane.clock import Clock
+from clusterplane.clock import Clock, SystemClock
 from clusterplane.db import leases
 from clusterplane.db.engine import transaction
 from clusterplane.providers.base import Provider
@@ -34,6 +34,8 @@ class ControllerContext:
     provider: Provider
     settings: Settings
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
+    # Leases expire on wall time, whatever the fleet clock's scale; simulations inject theirs.
+    lease_clock: Clock = field(default_factory=SystemClock)
 
 
 class Controller(Protocol):
@@ -48,7 +50,11 @@ def run_pass(controller: Controller, ctx: ControllerContext) -> int:
     now = ctx.clock.now()
     with transaction(ctx.sessions) as session:
         ids = leases.due_ids(
-            session, controller.row_type, fleet_now=now, limit=ctx.settings.engine.batch_size
+            session,
+            controller.row_type,
+            fleet_now=now,
+            wall=ctx.lease_clock.now(),
+            limit=ctx.settings.engine.batch_size,
         )
     worked = 0
     for row_id in ids:
@@ -59,6 +65,7 @@ def run_pass(controller: Controller, ctx: ControllerContext) -> int:
                 row_id,
                 owner=ctx.owner,
                 seconds=ctx.settings.engine.lease_seconds,
+                wall=ctx.lease_clock.now(),
             )
         if token is None:
             continue

@@ -4,13 +4,14 @@ A lease is (`lease_owner`, `lease_token`, `lease_expires_at`) on the row. Taking
 conditional UPDATE that succeeds only when the row is unleased or its lease has expired
 (so a crashed worker's rows are taken over); every later write by the holder is guarded by
 the token, so a worker whose lease was taken over cannot overwrite the new holder's work.
-Lease times are wall-clock, independent of the (possibly scaled) fleet clock.
+Lease times are wall-clock (`wall_now`, independent of the possibly scaled fleet clock);
+callers pass it in, so a deterministic simulation can drive leases from its own clock.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import or_, select, update
@@ -23,17 +24,14 @@ def rowcount(result: Any) -> int:
     return int(count)
 
 
-def wall_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def due_ids(session: Session, row_type: Any, *, fleet_now: datetime, limit: int) -> list[str]:
+def due_ids(
+    session: Session, row_type: Any, *, fleet_now: datetime, wall: datetime, limit: int
+) -> list[str]:
     """Ids of rows whose reconcile time has come and whose lease is free or expired.
 
     On PostgreSQL the scan skips rows another replica is leasing right now (`SKIP LOCKED`),
     so replicas spread over the due rows instead of queueing on the same ones.
     """
-    wall = wall_now()
     query = (
         select(row_type.id)
         .where(
@@ -42,7 +40,7 @@ def due_ids(session: Session, row_type: Any, *, fleet_now: datetime, limit: int)
             row_type.next_reconcile_at <= fleet_now,
             or_(row_type.lease_expires_at.is_(None), row_type.lease_expires_at < wall),
         )
-        .order_by(row_type.next_reconcile_at)
+        .order_by(row_type.next_reconcile_at, row_type.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
@@ -50,10 +48,9 @@ def due_ids(session: Session, row_type: Any, *, fleet_now: datetime, limit: int)
 
 
 def acquire(
-    session: Session, row_type: Any, row_id: str, *, owner: str, seconds: float
+    session: Session, row_type: Any, row_id: str, *, owner: str, seconds: float, wall: datetime
 ) -> str | None:
     """Take the lease on one row; returns the token, or None if someone else holds it."""
-    wall = wall_now()
     token = uuid.uuid4().hex
     result = session.execute(
         update(row_type)

@@ -7,7 +7,6 @@ controllers pick the change up on their next pass.
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,7 +38,7 @@ from clusterplane.services.credentials import (
     issue_cluster_credentials,
 )
 from clusterplane.services.events import record_event, set_cluster_phase
-from clusterplane.services.ids import new_uuid
+from clusterplane.services.ids import new_seed, new_uuid
 
 
 @dataclass
@@ -219,7 +218,7 @@ def create_cluster(
         credentials=None,
         kube_config="",
         control_plane_ready=False,
-        seed=random.SystemRandom().randrange(2**31),
+        seed=new_seed(),
         step_state=None,
         created_at=now,
         updated_at=now,
