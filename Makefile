@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 SERVE_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: serve test test-sqlite test-postgresql postgres check lint typecheck imports unit format clean
+.PHONY: serve test test-sqlite test-postgresql postgres simulate check lint typecheck imports unit format clean
 
 $(VENV)/.runtime: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,11 @@ test-postgresql: $(VENV)/.dev postgres
 
 postgres:
 	scripts/ensure-postgres.sh
+
+# Deterministic simulation: SEEDS random histories with injected faults (make test runs 150).
+SEEDS ?= 2000
+simulate: $(VENV)/.dev
+	$(BIN)/python -m tests.simulation.run --seeds $(SEEDS)
 
 unit: $(VENV)/.dev
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

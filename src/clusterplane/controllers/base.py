@@ -46,27 +46,27 @@ class Controller(Protocol):
 
 
 def run_pass(controller: Controller, ctx: ControllerContext) -> int:
-    """One pass over the due rows of `controller`; returns how many rows it worked on."""
+    """One pass over the due rows of `controller`; returns how many rows it worked on.
+
+    A failure (the database, a driver, a bug) costs at most the row it happened on: the
+    pass goes on with the others, and that row is retried later.
+    """
     now = ctx.clock.now()
-    with transaction(ctx.sessions) as session:
-        ids = leases.due_ids(
-            session,
-            controller.row_type,
-            fleet_now=now,
-            wall=ctx.lease_clock.now(),
-            limit=ctx.settings.engine.batch_size,
-        )
-    worked = 0
-    for row_id in ids:
+    try:
         with transaction(ctx.sessions) as session:
-            token = leases.acquire(
+            ids = leases.due_ids(
                 session,
                 controller.row_type,
-                row_id,
-                owner=ctx.owner,
-                seconds=ctx.settings.engine.lease_seconds,
+                fleet_now=now,
                 wall=ctx.lease_clock.now(),
+                limit=ctx.settings.engine.batch_size,
             )
+    except Exception:
+        log.exception("%s: could not look for due rows; next pass tries again", controller.name)
+        return 0
+    worked = 0
+    for row_id in ids:
+        token = _lease(controller, ctx, row_id)
         if token is None:
             continue
         worked += 1
@@ -76,6 +76,22 @@ def run_pass(controller: Controller, ctx: ControllerContext) -> int:
             log.exception("%s: reconcile of %s failed; retrying later", controller.name, row_id)
             _release_after_error(controller, ctx, row_id, token)
     return worked
+
+
+def _lease(controller: Controller, ctx: ControllerContext, row_id: str) -> str | None:
+    try:
+        with transaction(ctx.sessions) as session:
+            return leases.acquire(
+                session,
+                controller.row_type,
+                row_id,
+                owner=ctx.owner,
+                seconds=ctx.settings.engine.lease_seconds,
+                wall=ctx.lease_clock.now(),
+            )
+    except Exception:
+        log.exception("%s: could not lease %s; next pass tries again", controller.name, row_id)
+        return None
 
 
 def _release_after_error(

@@ -1,0 +1,333 @@
+"""Seeding a database with many Ready clusters fast, by bulk inserts.
+
+`prepare_database` runs what a server does on first start (migrations, fleet sync, the
+admin key) through the composition root. `seed_ready_clusters` then writes clusters as
+the lifecycle controller leaves them once Ready, row for row: the cluster with its
+credentials and kubeconfig, its phase history, three control-plane VMs and its GPU
+workers (each with its five node phases and simulated driver state) on hosts of the
+fleet, which are marked allocated. Everything goes in with executemany (SQLite) or
+PostgreSQL's multi-row inserts, in chunks, so 10,000 clusters take seconds, not the
+minutes the API would need. The audit trail (`events`) is not seeded: nothing reads it
+on these paths.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.engine import Connection, Engine
+
+from benchmarks.fleetgen import DRIVER_ID, GPU_TYPE, REGION
+from clusterplane.app import build
+from clusterplane.db.rows import (
+    ClusterPhaseTransitionRow,
+    ClusterRow,
+    HostRow,
+    MembershipRow,
+    NodePhaseTransitionRow,
+    NodeRow,
+    ProjectRow,
+    UserRow,
+)
+from clusterplane.domain.enums import ClusterPhase, HostState, NodePhase, NodeRole
+from clusterplane.domain.lifecycle import bring_up_sequence, status_for
+from clusterplane.services.auth import ADMIN_USER, DEFAULT_ORG_ID, DEFAULT_PROJECT_ID
+from clusterplane.services.credentials import (
+    api_server_url,
+    build_kubeconfig,
+    issue_cluster_credentials,
+)
+from clusterplane.settings import Settings
+
+CHUNK = 5000
+NODE_PHASES = (
+    NodePhase.PENDING,
+    NodePhase.SCHEDULING,
+    NodePhase.BOOTING,
+    NodePhase.BOOTSTRAPPING,
+    NodePhase.RUNNING,
+)
+
+
+def prepare_database(url: str, fleet: Path, admin_key: str) -> None:
+    """Migrate, sync the fleet and register the admin key, as a first server start does."""
+    settings = Settings(
+        database_url=url, fleet_file=fleet, admin_api_key=admin_key, run_controllers=False
+    )
+    application = build(settings)
+    application.engine.dispose()
+
+
+def add_project(engine: Engine, project_id: str, now: datetime) -> None:
+    """A second project of the default organisation, with the admin user as a member."""
+    with engine.begin() as conn:
+        admin = conn.scalar(select(UserRow.id).where(UserRow.name == ADMIN_USER))
+        conn.execute(
+            insert(ProjectRow),
+            [
+                {
+                    "id": project_id,
+                    "organization_id": DEFAULT_ORG_ID,
+                    "name": project_id,
+                    "slug": project_id,
+                    "created_at": now,
+                }
+            ],
+        )
+        conn.execute(
+            insert(MembershipRow), [{"user_id": admin, "project_id": project_id, "role": "owner"}]
+        )
+
+
+@dataclass
+class Template:
+    """What every seeded cluster shares: credentials and a kubeconfig of realistic size."""
+
+    credentials: dict[str, str]
+    kube_config: str
+
+    @staticmethod
+    def make(now: datetime) -> Template:
+        creds = issue_cluster_credentials(cluster_id="template", now=now)
+        kube = build_kubeconfig(
+            cluster_id="template",
+            cluster_name="template",
+            server_url=api_server_url(
+                cluster_id="template", region=REGION, base_domain="clusters.clusterplane.local"
+            ),
+            credentials=creds,
+        )
+        return Template(
+            credentials={
+                "ca_cert_pem": creds.ca_cert_pem,
+                "ca_key_pem": creds.ca_key_pem,
+                "client_cert_pem": creds.client_cert_pem,
+                "client_key_pem": creds.client_key_pem,
+            },
+            kube_config=kube,
+        )
+
+
+@dataclass
+class Batch:
+    clusters: list[dict[str, Any]]
+    cluster_phases: list[dict[str, Any]]
+    nodes: list[dict[str, Any]]
+    node_phases: list[dict[str, Any]]
+    hosts: list[dict[str, Any]]
+
+
+def _cluster(cid: str, project_id: str, name: str, gpus: int, when: datetime, t: Template) -> Any:
+    return {
+        "id": cid,
+        "project_id": project_id,
+        "organization_id": DEFAULT_ORG_ID,
+        "name": name,
+        "cluster_type": "KUBERNETES",
+        "region": REGION,
+        "gpu_type": GPU_TYPE,
+        "billing_type": "ON_DEMAND",
+        "phase": ClusterPhase.READY,
+        "status": status_for(ClusterPhase.READY),
+        "num_gpus": gpus,
+        "num_reserved_gpus": 0,
+        "num_capacity_pool_gpus": 0,
+        "capacity_pool_id": None,
+        "desired_preemptible_gpus": 0,
+        "num_cpu_workers": 0,
+        "cuda_version": "12.8",
+        "nvidia_driver_version": "570",
+        "nvidia_driver_version_id": DRIVER_ID,
+        "os_image": "ubuntu-22.04",
+        "duration_hours": None,
+        "reservation_start_time": None,
+        "reservation_end_time": None,
+        "install_traefik": False,
+        "slurm_shm_size_gib": None,
+        "slurm_image": None,
+        "auto_scale": False,
+        "auto_scale_max_gpus": None,
+        "add_ons": [],
+        "cluster_config": None,
+        "oidc_config": None,
+        "acceptance_tests_params": {"enabled": True},
+        "api_server_url": f"https://{cid[:8]}.{REGION}.clusters.clusterplane.local:6443",
+        "credentials": t.credentials,
+        "kube_config": t.kube_config,
+        "control_plane_ready": True,
+        "seed": 0,
+        "step_state": None,
+        "created_at": when,
+        "updated_at": when + timedelta(minutes=25),
+        "first_ready_at": when + timedelta(minutes=25),
+        "delete_requested_at": None,
+        "deleted_at": None,
+        "next_reconcile_at": None,
+        "lease_owner": None,
+        "lease_token": None,
+        "lease_expires_at": None,
+    }
+
+
+def _node(
+    cid: str, role: NodeRole, ordinal: int, when: datetime, host: Any | None
+) -> dict[str, Any]:
+    cp = role == NodeRole.CONTROL_PLANE
+    return {
+        "id": str(uuid.uuid4()),
+        "cluster_id": cid,
+        "role": role,
+        "ordinal": ordinal,
+        "node_name": f"{'cp' if cp else 'gpu-dp'}-{cid[:5]}-{ordinal}",
+        "instance_id": str(uuid.uuid4()),
+        "host_id": None if host is None else host.id,
+        "host_name": f"{REGION}-cp-{cid[:8]}-{ordinal}" if host is None else host.name,
+        "phase": NodePhase.RUNNING,
+        "status": "Running",
+        "num_cpu_cores": 16 if cp else 208,
+        "num_gpus": 0 if cp else 8,
+        "memory_gib": 64.0 if cp else 2048.0,
+        "networks": [f"100.64.{ordinal}.{ordinal + 1}/10" if host is None else f"{host.ip}/12"],
+        "public_ipv4": None,
+        "slurm_worker_hostname": None,
+        "preemptible": False,
+        "auto_remediation_enabled": True,
+        "marked_for_deletion": False,
+        "removal_reason": None,
+        "origin": "bring_up",
+        "provider_state": {
+            "launched_at": when.isoformat(),
+            "scheduling": 10.0,
+            "booting": 180.0,
+            "bootstrapping": 200.0,
+        },
+        "created_at": when,
+        "deleted_at": None,
+    }
+
+
+@dataclass(frozen=True)
+class FreeHost:
+    id: str
+    name: str
+    ip: str
+
+
+def free_hosts(engine: Engine, count: int) -> list[FreeHost]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(HostRow.id, HostRow.name, HostRow.ip_address)
+            .where(HostRow.state == HostState.AVAILABLE, HostRow.cluster_id.is_(None))
+            .order_by(HostRow.fabric, HostRow.block, HostRow.rack, HostRow.name)
+            .limit(count)
+        ).all()
+    if len(rows) < count:
+        raise RuntimeError(f"the fleet has {len(rows)} free hosts; {count} needed")
+    return [FreeHost(*row) for row in rows]
+
+
+def _batches(
+    project_id: str,
+    workers: Sequence[int],
+    hosts: Sequence[FreeHost],
+    start: datetime,
+    template: Template,
+    prefix: str,
+) -> Iterator[Batch]:
+    batch = Batch([], [], [], [], [])
+    host_index = 0
+    for index, count in enumerate(workers):
+        cid = str(uuid.uuid4())
+        when = start + timedelta(seconds=index)
+        batch.clusters.append(
+            _cluster(cid, project_id, f"{prefix}-{index:06d}", count * 8, when, template)
+        )
+        sequence = bring_up_sequence(
+            has_volume=False, acceptance_tests=True, nccl_tests=count > 1
+        )
+        for step, phase in enumerate(sequence):
+            batch.cluster_phases.append(
+                {
+                    "cluster_id": cid,
+                    "phase": phase,
+                    "transition_time": when + timedelta(minutes=3 * step),
+                }
+            )
+        nodes = [_node(cid, NodeRole.CONTROL_PLANE, i, when, None) for i in range(3)]
+        for ordinal in range(count):
+            host = hosts[host_index]
+            host_index += 1
+            node = _node(cid, NodeRole.GPU_WORKER, ordinal, when, host)
+            nodes.append(node)
+            batch.hosts.append({"b_id": host.id, "b_cluster": cid, "b_node": node["id"]})
+        for node in nodes:
+            batch.nodes.append(node)
+            for step, phase in enumerate(NODE_PHASES):
+                batch.node_phases.append(
+                    {
+                        "node_row_id": node["id"],
+                        "phase": phase,
+                        "transition_time": when + timedelta(minutes=2 * step),
+                    }
+                )
+        if len(batch.clusters) >= CHUNK // 5:
+            yield batch
+            batch = Batch([], [], [], [], [])
+    if batch.clusters:
+        yield batch
+
+
+def _write(conn: Connection, batch: Batch) -> None:
+    conn.execute(insert(ClusterRow), batch.clusters)
+    conn.execute(insert(ClusterPhaseTransitionRow), batch.cluster_phases)
+    conn.execute(insert(NodeRow), batch.nodes)
+    conn.execute(insert(NodePhaseTransitionRow), batch.node_phases)
+    if batch.hosts:
+        conn.execute(
+            update(HostRow)
+            .where(HostRow.id == bindparam("b_id"))
+            .values(
+                state=HostState.ALLOCATED,
+                cluster_id=bindparam("b_cluster"),
+                node_row_id=bindparam("b_node"),
+            ),
+            batch.hosts,
+        )
+
+
+def seed_ready_clusters(
+    engine: Engine,
+    *,
+    project_id: str = DEFAULT_PROJECT_ID,
+    workers: Sequence[int],
+    prefix: str = "bench",
+    start: datetime | None = None,
+) -> int:
+    """One Ready cluster per entry of `workers` (its number of 8-GPU workers); returns
+    the number of node rows written."""
+    start = start or datetime.now(UTC) - timedelta(days=1)
+    template = Template.make(start)
+    hosts = free_hosts(engine, sum(workers))
+    written = 0
+    for batch in _batches(project_id, workers, hosts, start, template, prefix):
+        with engine.begin() as conn:
+            _write(conn, batch)
+        written += len(batch.nodes)
+    return written
+
+
+def worker_counts(clusters: int, nodes: int) -> list[int]:
+    """`clusters` clusters sharing `nodes` GPU workers as evenly as possible (>= 1 each)."""
+    if nodes < clusters:
+        raise ValueError("every cluster needs at least one worker")
+    base, extra = divmod(nodes, clusters)
+    # Spread the larger clusters through the list rather than at its end.
+    return [
+        base + (i + 1) * extra // clusters - i * extra // clusters for i in range(clusters)
+    ]

@@ -1,0 +1,50 @@
+"""The server the benchmarks drive: `clusterplane serve` plus the knobs a benchmark needs.
+
+    python -m benchmarks.serve --port P --database-url URL --fleet FILE
+                               [--duration-factor F] [--poll-interval S] [--no-controllers]
+
+Same composition root (`clusterplane.app.build`) and the same uvicorn settings as the
+CLI (one worker, no access log); `--duration-factor 0` makes every simulated step
+instantaneous, so what is left of a bring-up is the control plane's own overhead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import uvicorn
+
+from clusterplane.app import build
+from clusterplane.settings import EngineSettings, ServerSettings, Settings, SimulationSettings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="benchmarks.serve")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--fleet", type=Path, required=True)
+    parser.add_argument("--duration-factor", type=float, default=1.0)
+    parser.add_argument("--poll-interval", type=float, default=0.1)
+    parser.add_argument("--no-controllers", action="store_true")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    settings = Settings(
+        database_url=args.database_url,
+        fleet_file=args.fleet,
+        admin_api_key=Settings.admin_key_from_env(),
+        server=replace(ServerSettings(), port=args.port),
+        engine=replace(EngineSettings(), poll_interval_seconds=args.poll_interval),
+        simulation=SimulationSettings(duration_factor=args.duration_factor),
+        run_controllers=not args.no_controllers,
+    )
+    application = build(settings)
+    uvicorn.run(
+        application.api, host="127.0.0.1", port=args.port, log_level="warning", access_log=False
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,251 @@
+"""What every benchmark shares: statistics, the machine, a real server process, its memory.
+
+`BenchServer` starts `python -m benchmarks.serve` (uvicorn, one worker) on a free port and
+reads its peak resident memory (`VmHWM` in /proc/<pid>/status) and CPU time
+(/proc/<pid>/stat) while it runs, so the figures are about the server process alone and
+not the load generator beside it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from clusterplane.services.auth import generate_key_text
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --- statistics ---------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The `q`-th percentile (0-100), nearest-rank on sorted values (p99 of < 100 = max)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))
+    return ordered[min(len(ordered), int(rank)) - 1]
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+@dataclass
+class Samples:
+    """Repeated measurements of one quantity (seconds, requests/s, ...)."""
+
+    values: list[float] = field(default_factory=list)
+
+    def add(self, value: float) -> None:
+        self.values.append(value)
+
+    @property
+    def median(self) -> float:
+        return median(self.values)
+
+    @property
+    def p99(self) -> float:
+        return percentile(self.values, 99)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+# --- the machine ----------------------------------------------------------------------
+
+
+def machine() -> dict[str, str]:
+    model, cores = "unknown", 0
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and model == "unknown":
+                model = line.split(":", 1)[1].strip()
+            if line.startswith("processor"):
+                cores += 1
+    except OSError:
+        pass
+    mem = "unknown"
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    except OSError:
+        pass
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return {
+        "cpu": model,
+        "cores": str(cores or os.cpu_count() or 0),
+        "memory": mem,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "load_at_start": load,
+    }
+
+
+# --- processes ------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def proc_status_kib(pid: int, key: str) -> int:
+    """A `kB` field of /proc/<pid>/status (VmRSS, VmHWM), in KiB; 0 if unreadable."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return 0
+    return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid` (all its threads)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+class BenchServer:
+    """One server process (uvicorn, one worker) on `database_url` and `fleet`."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        database_url: str,
+        fleet: Path,
+        api_key: str | None = None,
+        duration_factor: float = 1.0,
+        controllers: bool = True,
+        poll_interval: float = 0.1,
+        name: str = "server",
+    ):
+        self.workdir = workdir
+        self.database_url = database_url
+        self.fleet = fleet
+        self.api_key = api_key or generate_key_text()
+        self.duration_factor = duration_factor
+        self.controllers = controllers
+        self.poll_interval = poll_interval
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = workdir / f"{name}.log"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self, timeout: float = 300.0) -> BenchServer:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        args = [
+            sys.executable,
+            "-m",
+            "benchmarks.serve",
+            "--port",
+            str(self.port),
+            "--database-url",
+            self.database_url,
+            "--fleet",
+            str(self.fleet),
+            "--duration-factor",
+            str(self.duration_factor),
+            "--poll-interval",
+            str(self.poll_interval),
+        ]
+        if not self.controllers:
+            args.append("--no-controllers")
+        env = dict(os.environ, CLUSTERPLANE_ADMIN_API_KEY=self.api_key)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log_path.read_text()[-4000:]}")
+            try:
+                if httpx.get(self.base_url + "/healthz", timeout=1.0).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"server did not start:\n{self.log_path.read_text()[-4000:]}")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def rss_mib(self) -> float:
+        return proc_status_kib(self.pid, "VmRSS") / 1024
+
+    def peak_rss_mib(self) -> float:
+        return proc_status_kib(self.pid, "VmHWM") / 1024
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+    def client(self, timeout: float = 300.0) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, headers=self.headers(), timeout=timeout)
+
+    def __enter__(self) -> BenchServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def timed_get(client: httpx.Client, path: str, **kwargs: Any) -> tuple[float, httpx.Response]:
+    start = time.perf_counter()
+    response = client.get(path, **kwargs)
+    elapsed = time.perf_counter() - start
+    if response.status_code != 200:
+        raise RuntimeError(f"GET {path}: {response.status_code} {response.text[:300]}")
+    return elapsed, response
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
