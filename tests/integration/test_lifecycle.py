@@ -270,3 +270,13 @@ def test_a_restarted_engine_resumes_every_in_flight_cluster(tmp_path: Path):
     assert len(cluster["gpu_worker_nodes"]) == 4
     assert len(phases(cluster)) == len(set(phases(cluster)))
     second.close()
+
+
+def test_an_operator_chosen_admin_key_works_as_a_bearer_token(tmp_path: Path):
+    chosen = "correct-horse-battery-staple-42"
+    gen = make_engine(tmp_path, admin_key=chosen)
+    engine = next(gen)
+    assert engine.client.get("/v3/whoami", headers=engine.headers(chosen)).status_code == 200
+    wrong = engine.client.get("/v3/whoami", headers=engine.headers(chosen + "x"))
+    assert wrong.status_code == 401
+    gen.close()

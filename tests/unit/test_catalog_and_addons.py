@@ -109,3 +109,12 @@ def test_an_update_naming_an_unknown_add_on_is_refused():
 def test_generated_keys_have_the_accepted_shape_and_are_unique():
     keys = {generate_key_text() for _ in range(100)}
     assert len(keys) == 100 and all(KEY_PATTERN.match(k) for k in keys)
+
+
+def test_an_operator_chosen_key_splits_into_a_derived_id_and_itself():
+    from clusterplane.services.auth import split_key
+
+    key_id, secret = split_key("correct-horse-battery-staple-42")
+    assert key_id is not None and key_id.startswith("key_") and secret.startswith("correct")
+    assert split_key("short")[0] is None
+    assert split_key("has a space in the middle of it ok")[0] is None

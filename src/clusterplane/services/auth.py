@@ -27,6 +27,7 @@ from clusterplane.db.rows import (
 from clusterplane.errors import InvalidRequest, NotFound, PermissionDenied, Unauthenticated
 from clusterplane.services.ids import new_prefixed
 
+MIN_CUSTOM_KEY = 24
 KEY_PATTERN = re.compile(r"^cp_(key_[0-9a-f]{16})_([A-Za-z0-9_-]{20,128})$")
 DEFAULT_ORG_ID = "org_default"
 DEFAULT_PROJECT_ID = "proj_default"
@@ -60,13 +61,12 @@ def _hash(secret: str) -> str:
 def authenticate(session: Session, token: str | None) -> Caller:
     if not token:
         raise Unauthenticated("missing API key: send 'Authorization: Bearer <key>'")
-    match = KEY_PATTERN.match(token.strip())
-    row = session.get(ApiKeyRow, match.group(1)) if match else None
+    key_id, secret = split_key(token.strip())
+    row = session.get(ApiKeyRow, key_id) if key_id else None
     if (
-        match is None
-        or row is None
+        row is None
         or row.revoked_at is not None
-        or not hmac.compare_digest(row.secret_sha256, _hash(match.group(2)))
+        or not hmac.compare_digest(row.secret_sha256, _hash(secret))
     ):
         raise Unauthenticated("invalid API key")
     user = session.get(UserRow, row.user_id)
@@ -84,6 +84,21 @@ def authenticate(session: Session, token: str | None) -> Caller:
         is_admin=row.is_admin,
         member_project_ids=frozenset(members) | {project.id},
     )
+
+
+def split_key(token: str) -> tuple[str | None, str]:
+    """(key id, secret) of a presented key.
+
+    Keys this server issues carry their id (`cp_key_<hex>_<secret>`). An operator-chosen
+    key (CLUSTERPLANE_ADMIN_API_KEY in any other form, 24+ printable characters) is looked
+    up by an id derived from its hash.
+    """
+    match = KEY_PATTERN.match(token)
+    if match is not None:
+        return match.group(1), match.group(2)
+    if len(token) < MIN_CUSTOM_KEY or len(token) > 512 or not token.isprintable() or " " in token:
+        return None, token
+    return "key_" + _hash(token)[:16], token
 
 
 def require_admin(caller: Caller) -> None:
@@ -110,14 +125,18 @@ def issue_key(
     secret: str | None = None,
     name: str = "",
 ) -> IssuedKey:
-    key_id = new_prefixed("key")
     if secret is not None:
-        match = KEY_PATTERN.match(secret)
-        if match is None:
-            raise InvalidRequest("an API key must look like cp_key_<16 hex>_<20+ chars>")
-        key_id, secret_part = match.group(1), match.group(2)
+        chosen_id, secret_part = split_key(secret)
+        if chosen_id is None:
+            raise InvalidRequest(
+                f"an API key must be at least {MIN_CUSTOM_KEY} printable characters without spaces"
+            )
+        key_id = chosen_id
+        whole = secret
     else:
+        key_id = new_prefixed("key")
         secret_part = secrets.token_urlsafe(32)
+        whole = f"cp_{key_id}_{secret_part}"
     session.add(
         ApiKeyRow(
             id=key_id,
@@ -130,7 +149,7 @@ def issue_key(
             revoked_at=None,
         )
     )
-    return IssuedKey(api_key_id=key_id, secret=f"cp_{key_id}_{secret_part}")
+    return IssuedKey(api_key_id=key_id, secret=whole)
 
 
 def ensure_default_tenancy(session: Session, now: datetime) -> None:
@@ -167,12 +186,13 @@ def bootstrap_admin_key(session: Session, *, now: datetime, key: str | None) -> 
     admin = session.scalar(select(UserRow).where(UserRow.name == ADMIN_USER))
     assert admin is not None
     if key is not None:
-        match = KEY_PATTERN.match(key)
-        if match is None:
+        key_id, _ = split_key(key)
+        if key_id is None:
             raise InvalidRequest(
-                "CLUSTERPLANE_ADMIN_API_KEY must look like cp_key_<16 hex>_<20+ chars>"
+                f"CLUSTERPLANE_ADMIN_API_KEY must be at least {MIN_CUSTOM_KEY} printable "
+                "characters without spaces (or a key from `clusterplane generate-key`)"
             )
-        if session.get(ApiKeyRow, match.group(1)) is not None:
+        if session.get(ApiKeyRow, key_id) is not None:
             return None
         return issue_key(
             session,
