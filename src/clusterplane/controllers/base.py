@@ -1,8 +1,9 @@
 """What every controller shares: its context and the lease-snapshot-act-apply pass.
 
-A controller's `reconcile(row_id, token)` is called for one leased row at a time. Any
-exception inside it releases the lease and retries the row later with backoff, so one bad
-row never stops the others.
+A controller's `reconcile(row_id, token)` is called for one leased row at a time. A driver's
+`TemporaryError` ("not yet") releases the lease and retries the row after the delay it
+asked for; any other exception retries it after 10 s of fleet time. One bad row never
+stops the others.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from clusterplane.clock import Clock, SystemClock
 from clusterplane.db import leases
 from clusterplane.db.engine import transaction
+from clusterplane.errors import TemporaryError
 from clusterplane.providers.base import Provider
 from clusterplane.settings import Settings
 
@@ -72,9 +74,13 @@ def run_pass(controller: Controller, ctx: ControllerContext) -> int:
         worked += 1
         try:
             controller.reconcile(row_id, token)
+        except TemporaryError as not_yet:
+            log.info("%s: %s not yet: %s", controller.name, row_id, not_yet.message)
+            delay = timedelta(seconds=not_yet.delay_seconds)
+            _release_after_error(controller, ctx, row_id, token, delay)
         except Exception:
             log.exception("%s: reconcile of %s failed; retrying later", controller.name, row_id)
-            _release_after_error(controller, ctx, row_id, token)
+            _release_after_error(controller, ctx, row_id, token, RETRY_AFTER_ERROR)
     return worked
 
 
@@ -95,9 +101,9 @@ def _lease(controller: Controller, ctx: ControllerContext, row_id: str) -> str |
 
 
 def _release_after_error(
-    controller: Controller, ctx: ControllerContext, row_id: str, token: str
+    controller: Controller, ctx: ControllerContext, row_id: str, token: str, delay: timedelta
 ) -> None:
-    retry_at: datetime = ctx.clock.now() + RETRY_AFTER_ERROR
+    retry_at: datetime = ctx.clock.now() + delay
     try:
         with transaction(ctx.sessions) as session:
             leases.release_by_token(session, controller.row_type, row_id, token, retry_at=retry_at)
