@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from multiprocessing import get_context
 
 from tests.simulation.harness import DEFAULT_STEPS, SimulationFailure, run_seed
 
@@ -38,7 +39,8 @@ def run_many(seeds: Iterable[int], *, jobs: int | None = None) -> list[Outcome]:
     jobs = jobs or os.cpu_count() or 1
     if jobs == 1 or len(seeds) == 1:
         return [run_one(seed) for seed in seeds]
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
+    # spawn, not fork: the caller (pytest) may hold threads whose locks a fork would copy
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
         return list(pool.map(run_one, seeds, chunksize=4))
 
 

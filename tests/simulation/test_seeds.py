@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from tests.simulation.harness import run_seed
 from tests.simulation.run import run_many
 
 SEEDS = int(os.environ.get("CLUSTERPLANE_SIMULATION_SEEDS", "200"))
 
 
+@pytest.mark.timeout(1200)
 def test_every_seed_keeps_the_invariants_and_converges_under_faults() -> None:
     outcomes = run_many(range(SEEDS))
     failures = [o.failure for o in outcomes if o.failure]

@@ -35,6 +35,7 @@ def facts(**overrides: bool) -> ExecutionFacts:
         "node_gone": False,
         "drain_done": False,
         "target_running": False,
+        "target_gone": False,
         "old_node_gone": False,
     }
     values.update(overrides)
@@ -71,3 +72,9 @@ def test_a_deleted_cluster_cancels_and_a_vanished_node_cancels_before_work_start
 @pytest.mark.parametrize("state", sorted(TERMINAL))
 def test_terminal_states_never_change(state: S):
     assert next_execution_state(state, M.VM_ONLY, facts(cluster_deleting=True)) is None
+
+
+def test_a_repair_whose_node_a_scale_down_removed_ends_cancelled():
+    assert next_execution_state(S.RUNNING, M.VM_ONLY, facts(target_gone=True)) == S.CANCELLED
+    assert next_execution_state(S.RUNNING, M.REBOOT_VM, facts(target_gone=True)) == S.CANCELLED
+    assert next_execution_state(S.QUARANTINED, M.REBOOT_VM, facts(node_gone=True)) == (S.CANCELLED)

@@ -108,6 +108,8 @@ class RemediationController:
             node_gone=node.deleted_at is not None or node.marked_for_deletion,
             drain_done=acted.drain_done,
             target_running=target is not None and target.phase == NodePhase.RUNNING,
+            target_gone=target is not None
+            and (target.deleted_at is not None or target.marked_for_deletion),
             old_node_gone=node.deleted_at is not None,
         )
         following = next_execution_state(S(row.state), RemediationMode(row.mode), facts)

@@ -44,6 +44,7 @@ class ExecutionFacts:
     node_gone: bool
     drain_done: bool
     target_running: bool
+    target_gone: bool  # the repaired or replacement node was removed (a scale-down)
     old_node_gone: bool
 
 
@@ -53,7 +54,9 @@ def next_execution_state(
     """Where an executing remediation goes next, or None to wait."""
     if state in TERMINAL or state == S.PENDING_APPROVAL:
         return None
-    if facts.cluster_deleting or (facts.node_gone and state in (S.PENDING, S.QUARANTINING)):
+    if facts.cluster_deleting or (
+        facts.node_gone and state in (S.PENDING, S.QUARANTINING, S.QUARANTINED)
+    ):
         return S.CANCELLED
     if state == S.PENDING:
         return S.QUARANTINING if facts.grace_over else None
@@ -63,4 +66,6 @@ def next_execution_state(
         return S.RUNNING
     if mode == M.EVICT_WITHOUT_REPLACEMENT:
         return S.SUCCEEDED if facts.old_node_gone else None
+    if facts.target_gone:
+        return S.CANCELLED
     return S.SUCCEEDED if facts.target_running else None
