@@ -1,11 +1,13 @@
 # clusterplane: `make serve` runs the server on the embedded default, `make test` runs
-# every check and test. Both create .venv first; nothing else is needed on a fresh machine.
+# every check and test, `make bench` runs the performance suite into docs/performance.md.
+# All create .venv first; nothing else is needed on a fresh machine.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SERVE_ARGS ?=
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: serve test test-sqlite test-postgresql postgres simulate check lint typecheck imports unit format clean
 
@@ -52,7 +54,13 @@ test-postgresql: $(VENV)/.dev postgres
 postgres:
 	scripts/ensure-postgres.sh
 
-# Deterministic simulation: SEEDS random histories with injected faults (make test runs 150).
+# The performance suite (benchmarks/, about 15 minutes on two cores): writes
+# docs/performance.md. It installs wrk (Debian) when missing; BENCH_ARGS=--quick is a
+# smoke run at toy sizes.
+bench: $(VENV)/.runtime postgres
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+# Deterministic simulation: SEEDS random histories with injected faults (make test runs 120).
 SEEDS ?= 2000
 simulate: $(VENV)/.dev
 	$(BIN)/python -m tests.simulation.run --seeds $(SEEDS)

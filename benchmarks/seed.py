@@ -20,7 +20,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+import orjson
+from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.engine import Connection, Engine
 
 from benchmarks.fleetgen import DRIVER_ID, GPU_TYPE, REGION
@@ -248,9 +249,7 @@ def _batches(
         batch.clusters.append(
             _cluster(cid, project_id, f"{prefix}-{index:06d}", count * 8, when, template)
         )
-        sequence = bring_up_sequence(
-            has_volume=False, acceptance_tests=True, nccl_tests=count > 1
-        )
+        sequence = bring_up_sequence(has_volume=False, acceptance_tests=True, nccl_tests=count > 1)
         for step, phase in enumerate(sequence):
             batch.cluster_phases.append(
                 {
@@ -284,6 +283,9 @@ def _batches(
 
 
 def _write(conn: Connection, batch: Batch) -> None:
+    if conn.dialect.name == "postgresql":
+        _write_postgres(conn, batch)
+        return
     conn.execute(insert(ClusterRow), batch.clusters)
     conn.execute(insert(ClusterPhaseTransitionRow), batch.cluster_phases)
     conn.execute(insert(NodeRow), batch.nodes)
@@ -298,6 +300,70 @@ def _write(conn: Connection, batch: Batch) -> None:
                 node_row_id=bindparam("b_node"),
             ),
             batch.hosts,
+        )
+
+
+def _naive(value: Any) -> Any:
+    return None if value is None else value.astimezone(UTC).replace(tzinfo=None)
+
+
+def _json(value: Any) -> Any:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def _text(value: Any) -> Any:
+    return None if value is None else str(value)  # a plain str, not a StrEnum
+
+
+def _converter(rows: list[dict[str, Any]], column: str) -> Any:
+    """How to hand one column to COPY, judged by its first non-null value."""
+    for row in rows:
+        value = row[column]
+        if value is None:
+            continue
+        if isinstance(value, datetime):
+            return _naive
+        if isinstance(value, dict | list):
+            return _json
+        if isinstance(value, str) and type(value) is not str:
+            return _text
+        return None
+    return None
+
+
+def _copy(cursor: Any, table: str, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    columns = list(rows[0])
+    plan = [(c, _converter(rows, c)) for c in columns]
+    with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([row[c] if f is None else f(row[c]) for c, f in plan])
+
+
+def _write_postgres(conn: Connection, batch: Batch) -> None:
+    """COPY: several times faster than multi-row INSERTs for millions of rows."""
+    with conn.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
+        _copy(cursor, "clusters", batch.clusters)
+        _copy(cursor, "cluster_phase_transitions", batch.cluster_phases)
+        _copy(cursor, "nodes", batch.nodes)
+        _copy(cursor, "node_phase_transitions", batch.node_phases)
+        cursor.execute(
+            "CREATE TEMP TABLE bench_hosts (id text, cluster_id text, node_row_id text) "
+            "ON COMMIT DROP"
+        )
+        _copy(
+            cursor,
+            "bench_hosts",
+            [
+                {"id": h["b_id"], "cluster_id": h["b_cluster"], "node_row_id": h["b_node"]}
+                for h in batch.hosts
+            ],
+        )
+        cursor.execute(
+            "UPDATE hosts SET state = %s, cluster_id = b.cluster_id, node_row_id = b.node_row_id "
+            "FROM bench_hosts b WHERE hosts.id = b.id",
+            (str(HostState.ALLOCATED),),
         )
 
 
@@ -319,6 +385,9 @@ def seed_ready_clusters(
         with engine.begin() as conn:
             _write(conn, batch)
         written += len(batch.nodes)
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(text("ANALYZE"))  # as autovacuum would, on a database in service
     return written
 
 
@@ -328,6 +397,4 @@ def worker_counts(clusters: int, nodes: int) -> list[int]:
         raise ValueError("every cluster needs at least one worker")
     base, extra = divmod(nodes, clusters)
     # Spread the larger clusters through the list rather than at its end.
-    return [
-        base + (i + 1) * extra // clusters - i * extra // clusters for i in range(clusters)
-    ]
+    return [base + (i + 1) * extra // clusters - i * extra // clusters for i in range(clusters)]

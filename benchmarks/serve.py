@@ -2,6 +2,7 @@
 
     python -m benchmarks.serve --port P --database-url URL --fleet FILE
                                [--duration-factor F] [--poll-interval S] [--no-controllers]
+                               [--read-cache-seconds S]
 
 Same composition root (`clusterplane.app.build`) and the same uvicorn settings as the
 CLI (one worker, no access log); `--duration-factor 0` makes every simulated step
@@ -29,13 +30,22 @@ def main() -> None:
     parser.add_argument("--duration-factor", type=float, default=1.0)
     parser.add_argument("--poll-interval", type=float, default=0.1)
     parser.add_argument("--no-controllers", action="store_true")
+    parser.add_argument("--read-cache-seconds", type=float, default=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     settings = Settings(
         database_url=args.database_url,
         fleet_file=args.fleet,
         admin_api_key=Settings.admin_key_from_env(),
-        server=replace(ServerSettings(), port=args.port),
+        server=replace(
+            ServerSettings(),
+            port=args.port,
+            read_cache_seconds=(
+                ServerSettings.read_cache_seconds
+                if args.read_cache_seconds is None
+                else args.read_cache_seconds
+            ),
+        ),
         engine=replace(EngineSettings(), poll_interval_seconds=args.poll_interval),
         simulation=SimulationSettings(duration_factor=args.duration_factor),
         run_controllers=not args.no_controllers,

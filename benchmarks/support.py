@@ -142,6 +142,7 @@ class BenchServer:
         duration_factor: float = 1.0,
         controllers: bool = True,
         poll_interval: float = 0.1,
+        read_cache_seconds: float | None = None,
         name: str = "server",
     ):
         self.workdir = workdir
@@ -151,6 +152,7 @@ class BenchServer:
         self.duration_factor = duration_factor
         self.controllers = controllers
         self.poll_interval = poll_interval
+        self.read_cache_seconds = read_cache_seconds
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / f"{name}.log"
@@ -183,6 +185,8 @@ class BenchServer:
         ]
         if not self.controllers:
             args.append("--no-controllers")
+        if self.read_cache_seconds is not None:
+            args += ["--read-cache-seconds", str(self.read_cache_seconds)]
         env = dict(os.environ, CLUSTERPLANE_ADMIN_API_KEY=self.api_key)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         log = self.log_path.open("ab")

@@ -19,12 +19,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from clusterplane import __version__
 from clusterplane.api import errors, openapi
 from clusterplane.api.deps import path_ids_are_text
+from clusterplane.api.read_cache import ReadCache
 from clusterplane.api.routers import admin, clusters, regions, remediations, storage, whoami
 from clusterplane.api.state import ApiState
 from clusterplane.clock import Clock, SystemClock
 from clusterplane.controllers.base import ControllerContext
 from clusterplane.controllers.manager import ControllerManager
 from clusterplane.db.engine import make_engine, make_session_factory, migrate, transaction
+from clusterplane.db.writes import count_writes
 from clusterplane.providers.base import Provider
 from clusterplane.providers.simulated import SimulatedProvider
 from clusterplane.services import auth, fleet, fleet_clock
@@ -108,7 +110,14 @@ def build(
         redoc_url=None,
         dependencies=[Depends(path_ids_are_text)],
     )
-    api.state.cp = ApiState(sessions=sessions, clock=clock, settings=settings, nudge=manager.nudge)
+    api.state.cp = ApiState(
+        sessions=sessions,
+        clock=clock,
+        settings=settings,
+        nudge=manager.nudge,
+        writes=count_writes(sessions),
+        reads=ReadCache(settings.server.read_cache_seconds),
+    )
     errors.install(api)
     openapi.install(api)
     for prefix, visible in (("/v1", True), ("/v1/v1", False)):
@@ -124,7 +133,7 @@ def build(
     api.include_router(admin.router, responses=openapi.ERROR_RESPONSES)
 
     @api.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     return Application(

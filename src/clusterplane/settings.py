@@ -24,6 +24,10 @@ class ServerSettings:
     max_body_bytes: int = 1024 * 1024
     # Base domain used in generated API-server URLs of clusters (kubeconfig `server`).
     cluster_base_domain: str = "clusters.clusterplane.local"
+    # Wall seconds a hot read (GET one cluster) may be answered from memory; any write
+    # by this server drops it at once, so this bounds only how late another replica's
+    # writes show. 0 turns the cache off.
+    read_cache_seconds: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from clusterplane.domain.lifecycle import (
     bring_up_sequence,
     next_phase,
     node_status,
+    phase_after,
     phase_complete,
     status_for,
     workers_may_launch,
@@ -77,3 +78,11 @@ def test_node_status_says_draining_and_deleted_before_the_phase():
     assert node_status(NodePhase.BOOTSTRAPPING, marked_for_deletion=False, deleted=False) == (
         "Joining"
     )
+
+
+def test_a_phase_that_left_the_sequence_is_followed_by_the_next_one_that_remains():
+    # Scaled down to one worker during the NCCL tests: they no longer apply, Ready follows.
+    seq = bring_up_sequence(has_volume=False, acceptance_tests=True, nccl_tests=False)
+    assert phase_after(seq, P.RUNNING_NCCL_TESTS) == P.READY
+    assert phase_after(seq, P.RUNNING_ACCEPTANCE_TESTS) == P.READY
+    assert phase_after(seq, P.READY) is None

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import orjson
 from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from clusterplane.api.schemas import format_validation_error
 from clusterplane.api.state import ApiState
@@ -30,7 +31,7 @@ def api_state(request: Request) -> ApiState:
     return state
 
 
-def path_ids_are_text(request: Request) -> None:
+async def path_ids_are_text(request: Request) -> None:
     """A path id with a NUL names nothing (no id holds one; PostgreSQL text cannot): 404.
 
     Installed on the whole app, so such ids never reach a query.
@@ -48,10 +49,24 @@ def _bearer(request: Request) -> str | None:
     return token.strip()
 
 
-def current_caller(request: Request) -> Caller:
+async def current_caller(request: Request) -> Caller:
+    """The authenticated caller; a key seen a moment ago comes from `state.callers`
+    without touching the database or leaving the event loop."""
     state = api_state(request)
+    token = _bearer(request)
+    if token is not None:
+        cached = state.callers.get(token)
+        if cached is not None:
+            return cached
+    caller = await run_in_threadpool(_authenticate, state, token)
+    if token is not None:
+        state.callers.put(token, caller)
+    return caller
+
+
+def _authenticate(state: ApiState, token: str | None) -> Caller:
     with read_transaction(state.sessions) as session:
-        return authenticate(session, _bearer(request))
+        return authenticate(session, token)
 
 
 @dataclass(frozen=True)

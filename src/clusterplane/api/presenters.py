@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from fastapi.responses import Response
 
-from clusterplane.db.rows import ClusterRow, RemediationRow, VolumeRow
+from clusterplane.db.rows import RemediationRow, VolumeRow
 from clusterplane.domain.enums import AddOnType, ClusterPhase
 from clusterplane.services import addons
 from clusterplane.services.cluster_views import ClusterDetail, NodeDetail
@@ -23,10 +23,12 @@ KUBECONFIG_FROM = frozenset(
 JSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS
 
 
+def encode(body: dict[str, Any]) -> bytes:
+    return orjson.dumps(body, option=JSON_OPTIONS)
+
+
 def json_response(body: dict[str, Any], status: int = 200) -> Response:
-    return Response(
-        orjson.dumps(body, option=JSON_OPTIONS), status_code=status, media_type="application/json"
-    )
+    return Response(encode(body), status_code=status, media_type="application/json")
 
 
 def remediation(row: RemediationRow) -> dict[str, Any]:
@@ -82,7 +84,7 @@ def control_plane_node(view: NodeDetail) -> dict[str, Any]:
 
 
 def worker_node(view: NodeDetail) -> dict[str, Any]:
-    node, host = view.row, view.host
+    node = view.row  # the node's columns and its host's facts (None without a host)
     latest = view.latest_remediation
     return {
         "node_id": node.node_name,
@@ -100,11 +102,11 @@ def worker_node(view: NodeDetail) -> dict[str, Any]:
         "auto_remediation_enabled": node.auto_remediation_enabled,
         "marked_for_deletion": node.marked_for_deletion,
         "deleted_at": node.deleted_at,
-        "ephemeral_storage": host.ephemeral_storage if host else None,
-        "ib_hca_count": host.ib_hca_count if host else None,
-        "ib_hca_type": host.ib_hca_type if host else None,
-        "nvswitch_count": host.nvswitch_count if host else None,
-        "nvswitch_type": host.nvswitch_type if host else None,
+        "ephemeral_storage": node.ephemeral_storage,
+        "ib_hca_count": node.ib_hca_count,
+        "ib_hca_type": node.ib_hca_type,
+        "nvswitch_count": node.nvswitch_count,
+        "nvswitch_type": node.nvswitch_type,
     }
 
 
@@ -120,11 +122,11 @@ def _add_on(item: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def kube_config_of(row: ClusterRow) -> str:
+def kube_config_of(row: Any) -> str:
     """Credentials are handed out once the control plane answers, not before."""
     if not row.control_plane_ready or ClusterPhase(row.phase) in KUBECONFIG_FROM:
         return ""
-    return row.kube_config
+    return str(row.kube_config)
 
 
 def cluster(detail: ClusterDetail) -> dict[str, Any]:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from clusterplane.api.read_cache import ReadCache
 from clusterplane.clock import Clock
+from clusterplane.db.writes import WriteCounter
+from clusterplane.services.caller_cache import CallerCache
 from clusterplane.settings import Settings
 
 
@@ -17,3 +20,6 @@ class ApiState:
     clock: Clock
     settings: Settings
     nudge: Callable[[], None]
+    callers: CallerCache = field(default_factory=CallerCache)
+    writes: WriteCounter = field(default_factory=WriteCounter)
+    reads: ReadCache = field(default_factory=lambda: ReadCache(0))

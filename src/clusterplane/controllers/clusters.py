@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from clusterplane.db import leases
 from clusterplane.db.engine import transaction
-from clusterplane.db.rows import ClusterRow, NodePhaseTransitionRow, NodeRow
+from clusterplane.db.rows import ClusterRow, HostRow, NodePhaseTransitionRow, NodeRow
 from clusterplane.domain import lifecycle
 from clusterplane.domain.enums import (
     ClusterPhase,
@@ -49,18 +49,19 @@ JOIN_EVENTS = {
 }
 
 
-def _has_run(session: Session, node: NodeRow) -> bool:
-    """Whether the node has been RUNNING before (a reboot is not a join)."""
-    return (
-        session.scalar(
-            select(NodePhaseTransitionRow.id)
+def _have_run(session: Session, node_ids: list[str]) -> set[str]:
+    """Which of these nodes have been RUNNING before (a reboot is not a join): one query."""
+    if not node_ids:
+        return set()
+    return set(
+        session.scalars(
+            select(NodePhaseTransitionRow.node_row_id)
             .where(
-                NodePhaseTransitionRow.node_row_id == node.id,
+                NodePhaseTransitionRow.node_row_id.in_(node_ids),
                 NodePhaseTransitionRow.phase == NodePhase.RUNNING,
             )
-            .limit(1)
+            .distinct()
         )
-        is not None
     )
 
 
@@ -206,24 +207,44 @@ class ClusterController:
     def _apply(
         self, session: Session, cluster: ClusterRow, outcome: Outcome, now: datetime
     ) -> None:
+        # The cluster's live nodes (and, when some terminated, its hosts) in one query
+        # each, so the per-node work below reads them from the session, not the database.
+        live = {n.id: n for n in self._live_nodes(session, cluster.id)}
+        if any(r.terminated for r in outcome.nodes):
+            session.scalars(select(HostRow).where(HostRow.cluster_id == cluster.id)).all()
+        ran = _have_run(
+            session,
+            [
+                r.node_id
+                for r in outcome.nodes
+                if r.phase == NodePhase.RUNNING
+                and r.node_id in live
+                and live[r.node_id].phase != NodePhase.RUNNING
+            ],
+        )
+        progressed = False
         for result in outcome.nodes:
-            node = session.get(NodeRow, result.node_id)
+            node = live.get(result.node_id)
             if node is None or node.deleted_at is not None:
                 continue
-            self._apply_node(session, cluster, node, result, now)
-        nodes = list(
-            session.scalars(
-                select(NodeRow).where(
-                    NodeRow.cluster_id == cluster.id, NodeRow.deleted_at.is_(None)
-                )
-            )
-        )
+            progressed |= self._apply_node(session, cluster, node, result, now, ran)
+        nodes = self._live_nodes(session, cluster.id)
         if cluster.delete_requested_at is not None:
-            self._apply_deleting(session, cluster, nodes, now)
+            self._apply_deleting(session, cluster, nodes, now, progressed)
             return
         if outcome.step_state is not None:
             cluster.step_state = outcome.step_state
-        self._advance(session, cluster, nodes, outcome, now)
+        self._advance(session, cluster, nodes, outcome, now, progressed)
+
+    @staticmethod
+    def _live_nodes(session: Session, cluster_id: str) -> list[NodeRow]:
+        return list(
+            session.scalars(
+                select(NodeRow).where(
+                    NodeRow.cluster_id == cluster_id, NodeRow.deleted_at.is_(None)
+                )
+            )
+        )
 
     def _apply_node(
         self,
@@ -232,7 +253,9 @@ class ClusterController:
         node: NodeRow,
         result: NodeOutcome,
         now: datetime,
-    ) -> None:
+        ran: set[str],
+    ) -> bool:
+        """Record one node's outcome; True if it moved (a new phase, or gone)."""
         if result.state is not None:
             node.provider_state = result.state
         if result.terminated:
@@ -251,26 +274,33 @@ class ClusterController:
                     message="node removed by scale-down",
                     now=now,
                 )
-            return
-        if result.phase is not None and result.phase != node.phase:
-            first_run = result.phase == NodePhase.RUNNING and not _has_run(session, node)
-            set_node_phase(session, node, result.phase, now)
-            if first_run and node.origin in JOIN_EVENTS:
-                reason, message = JOIN_EVENTS[node.origin]
-                node_lifecycle_event(
-                    session,
-                    cluster_id=cluster.id,
-                    node_name=node.node_name,
-                    reason=reason,
-                    message=message,
-                    now=now,
-                )
+            return True
+        if result.phase is None or result.phase == node.phase:
+            return False
+        first_run = result.phase == NodePhase.RUNNING and node.id not in ran
+        set_node_phase(session, node, result.phase, now)
+        if first_run and node.origin in JOIN_EVENTS:
+            reason, message = JOIN_EVENTS[node.origin]
+            node_lifecycle_event(
+                session,
+                cluster_id=cluster.id,
+                node_name=node.node_name,
+                reason=reason,
+                message=message,
+                now=now,
+            )
+        return True
 
     def _apply_deleting(
-        self, session: Session, cluster: ClusterRow, nodes: list[NodeRow], now: datetime
+        self,
+        session: Session,
+        cluster: ClusterRow,
+        nodes: list[NodeRow],
+        now: datetime,
+        progressed: bool,
     ) -> None:
         if nodes:
-            cluster.next_reconcile_at = now + POLL
+            cluster.next_reconcile_at = now if progressed else now + POLL
             return
         volumes.detach_all(session, cluster.id, now)
         cluster.deleted_at = now
@@ -292,6 +322,7 @@ class ClusterController:
         nodes: list[NodeRow],
         outcome: Outcome,
         now: datetime,
+        progressed: bool,
     ) -> None:
         if cluster.reservation_end_time is not None and now >= cluster.reservation_end_time:
             self._end_reservation(session, cluster, now)
@@ -304,6 +335,7 @@ class ClusterController:
                 return
             set_cluster_phase(session, cluster, P.QUEUED, now)
             phase = P.QUEUED
+        entered = phase
         cp = [n for n in nodes if n.role == NodeRole.CONTROL_PLANE]
         workers = [n for n in nodes if n.role == NodeRole.GPU_WORKER and not n.marked_for_deletion]
         cp_running = bool(cp) and all(n.phase == NodePhase.RUNNING for n in cp)
@@ -320,7 +352,7 @@ class ClusterController:
             step_done=outcome.step_done and (cluster.step_state or {}).get("kind") == phase,
         )
         while phase not in lifecycle.STEADY_PHASES and lifecycle.phase_complete(phase, facts):
-            following = lifecycle.next_phase(sequence, phase)
+            following = lifecycle.phase_after(sequence, phase)
             if following is None:
                 break
             set_cluster_phase(session, cluster, following, now)
@@ -334,17 +366,25 @@ class ClusterController:
             phase = following
             if following == P.READY and cluster.first_ready_at is None:
                 cluster.first_ready_at = now
-        cluster.next_reconcile_at = self._next_due(cluster, nodes, phase, now)
+        moved = progressed or phase != entered
+        cluster.next_reconcile_at = self._next_due(cluster, nodes, phase, now, moved)
 
     @staticmethod
     def _next_due(
-        cluster: ClusterRow, nodes: list[NodeRow], phase: ClusterPhase, now: datetime
+        cluster: ClusterRow,
+        nodes: list[NodeRow],
+        phase: ClusterPhase,
+        now: datetime,
+        moved: bool,
     ) -> datetime | None:
+        """When to look again: at once after a pass that moved something (what it moved
+        may unblock the next step: launch workers, start a step), in `POLL` while waiting
+        on the driver, at the reservation's end once all is steady."""
         busy = phase not in lifecycle.STEADY_PHASES or any(
             n.phase != NodePhase.RUNNING or n.marked_for_deletion for n in nodes
         )
         if busy:
-            return now + POLL
+            return now if moved else now + POLL
         return cluster.reservation_end_time
 
     @staticmethod

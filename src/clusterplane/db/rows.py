@@ -115,7 +115,8 @@ class ClusterRow(Base):
     __tablename__ = "clusters"
     __table_args__ = (
         Index("ix_clusters_project_created", "project_id", "created_at"),
-        Index("ix_clusters_due", "next_reconcile_at"),
+        # Due scans: `deleted_at IS NULL AND next_reconcile_at <= now`, in due order.
+        Index("ix_clusters_due", "deleted_at", "next_reconcile_at"),
     )
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"))

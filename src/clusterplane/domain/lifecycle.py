@@ -103,6 +103,22 @@ def next_phase(sequence: tuple[ClusterPhase, ...], phase: ClusterPhase) -> Clust
     return sequence[index + 1] if index + 1 < len(sequence) else None
 
 
+def phase_after(sequence: tuple[ClusterPhase, ...], phase: ClusterPhase) -> ClusterPhase | None:
+    """The phase that follows a completed `phase`.
+
+    Usually `next_phase`. A phase that dropped out of the sequence while the cluster was in
+    it (a scale-down to one worker during the NCCL tests, which only run on several) is
+    followed by the first phase of the sequence that comes after it in the full bring-up
+    order, so the cluster moves on instead of waiting for a successor it no longer has.
+    """
+    if phase in sequence:
+        return next_phase(sequence, phase)
+    full = bring_up_sequence(has_volume=True, acceptance_tests=True, nccl_tests=True)
+    if phase not in full:
+        return None
+    return next((p for p in full[full.index(phase) + 1 :] if p in sequence), None)
+
+
 def workers_may_launch(phase: ClusterPhase, sequence: tuple[ClusterPhase, ...]) -> bool:
     """GPU workers boot once the control plane and subnet exist."""
     if phase in STEADY_PHASES:

@@ -27,24 +27,21 @@ GPUS_PER_NODE = 8
 CONTROL_PLANE_NETWORK = ipaddress.ip_network("100.64.0.0/10")
 
 
-def free_hosts(session: Session, *, region: str, gpu_type: str) -> list[HostRow]:
-    return list(
-        session.scalars(
-            select(HostRow).where(
-                HostRow.region == region,
-                HostRow.gpu_type == gpu_type,
-                HostRow.state == HostState.AVAILABLE,
-                HostRow.in_fleet_file.is_(True),
-                HostRow.cluster_id.is_(None),
-            )
+def free_hosts(session: Session, *, region: str, gpu_type: str) -> list[FreeHost]:
+    """The hosts placement may choose from, as plain topology facts (one light query,
+    not ORM rows: the fleet can hold thousands of them)."""
+    rows = session.execute(
+        select(HostRow.id, HostRow.name, HostRow.fabric, HostRow.block, HostRow.rack).where(
+            HostRow.region == region,
+            HostRow.gpu_type == gpu_type,
+            HostRow.state == HostState.AVAILABLE,
+            HostRow.in_fleet_file.is_(True),
+            HostRow.cluster_id.is_(None),
         )
-    )
-
-
-def _as_free(rows: Sequence[HostRow]) -> list[FreeHost]:
+    ).all()
     return [
-        FreeHost(host_id=h.id, name=h.name, fabric=h.fabric, block=h.block, rack=h.rack)
-        for h in rows
+        FreeHost(host_id=host_id, name=name, fabric=fabric, block=block, rack=rack)
+        for host_id, name, fabric, block, rack in rows
     ]
 
 
@@ -64,7 +61,7 @@ def allocate_hosts(
         return []
     for _ in range(CLAIM_ATTEMPTS):
         candidates = free_hosts(session, region=cluster.region, gpu_type=cluster.gpu_type)
-        chosen = _place(cluster, _as_free(candidates), count, existing)
+        chosen = _place(cluster, candidates, count, existing)
         claimed = rowcount(
             session.execute(
                 update(HostRow)
@@ -78,10 +75,13 @@ def allocate_hosts(
             )
         )
         if claimed == len(chosen):
-            hosts = [h for h in candidates if h.id in set(chosen)]
-            for host in hosts:
-                session.refresh(host)
-            return sorted(hosts, key=lambda h: chosen.index(h.id))
+            hosts = session.scalars(
+                select(HostRow)
+                .where(HostRow.id.in_(chosen))
+                .execution_options(populate_existing=True)
+            ).all()
+            order = {host_id: index for index, host_id in enumerate(chosen)}
+            return sorted(hosts, key=lambda h: order[h.id])
         session.execute(
             update(HostRow)
             .where(

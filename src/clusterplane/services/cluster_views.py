@@ -1,18 +1,29 @@
 """Everything a Cluster response shows, loaded in a fixed number of queries for any list.
 
-`load_details` takes cluster rows and returns one `ClusterDetail` each, with nodes, phase
-histories, volumes, lifecycle events and latest remediations gathered by bulk queries
-(no per-cluster or per-node queries), in stable order.
+`load_details` takes clusters (ids, or rows carrying the presented columns) and returns one
+`ClusterDetail` each, with nodes (and their hosts' facts), phase histories, volumes,
+lifecycle events and latest remediations gathered by bulk queries: seven per batch of up
+to `BATCH` clusters, however many nodes they have (no per-cluster or per-node queries), in
+stable order.
+
+This is the hottest read path (the Together-compatible list is unpaginated, so a list is
+every cluster of a project), so it reads plain column tuples, not ORM objects: no identity
+map, no instrumented attributes, and none of the columns no response shows (credentials,
+driver state). A `ClusterDetail.row` is a SQLAlchemy `Row` whose attribute names are those
+of `ClusterRow`; a node's is a `Row` of `NodeRow` columns plus its host's facts. Callers
+iterate long lists in batches (`iter_details`) so memory stays bounded by a batch.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import BindParameter, bindparam, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from clusterplane.db.rows import (
@@ -26,96 +37,220 @@ from clusterplane.db.rows import (
     VolumeRow,
 )
 from clusterplane.domain.enums import NodeRole
-from clusterplane.services.remediations import latest_by_node
-from clusterplane.services.volumes import volumes_of
+from clusterplane.errors import NotFound
+from clusterplane.services.auth import Caller
 
 EVENT_RETENTION = timedelta(hours=72)
+BATCH = 250  # clusters per round of bulk queries (keeps IN lists and memory small)
+
+# The columns a Cluster response shows; never the credentials or the driver's state.
+CLUSTER_COLUMNS = (
+    ClusterRow.id,
+    ClusterRow.project_id,
+    ClusterRow.organization_id,
+    ClusterRow.name,
+    ClusterRow.cluster_type,
+    ClusterRow.region,
+    ClusterRow.gpu_type,
+    ClusterRow.billing_type,
+    ClusterRow.phase,
+    ClusterRow.status,
+    ClusterRow.num_gpus,
+    ClusterRow.num_reserved_gpus,
+    ClusterRow.num_capacity_pool_gpus,
+    ClusterRow.capacity_pool_id,
+    ClusterRow.desired_preemptible_gpus,
+    ClusterRow.num_cpu_workers,
+    ClusterRow.cuda_version,
+    ClusterRow.nvidia_driver_version,
+    ClusterRow.nvidia_driver_version_id,
+    ClusterRow.os_image,
+    ClusterRow.duration_hours,
+    ClusterRow.reservation_start_time,
+    ClusterRow.reservation_end_time,
+    ClusterRow.install_traefik,
+    ClusterRow.slurm_shm_size_gib,
+    ClusterRow.add_ons,
+    ClusterRow.cluster_config,
+    ClusterRow.oidc_config,
+    ClusterRow.kube_config,
+    ClusterRow.control_plane_ready,
+    ClusterRow.created_at,
+    ClusterRow.first_ready_at,
+    ClusterRow.deleted_at,
+)
+NODE_COLUMNS = (
+    NodeRow.id,
+    NodeRow.cluster_id,
+    NodeRow.role,
+    NodeRow.ordinal,
+    NodeRow.node_name,
+    NodeRow.instance_id,
+    NodeRow.host_name,
+    NodeRow.status,
+    NodeRow.num_cpu_cores,
+    NodeRow.num_gpus,
+    NodeRow.memory_gib,
+    NodeRow.networks,
+    NodeRow.public_ipv4,
+    NodeRow.slurm_worker_hostname,
+    NodeRow.preemptible,
+    NodeRow.auto_remediation_enabled,
+    NodeRow.marked_for_deletion,
+    NodeRow.deleted_at,
+    # The host's facts (None where the node has no host, as control-plane VMs).
+    HostRow.ephemeral_storage,
+    HostRow.ib_hca_count,
+    HostRow.ib_hca_type,
+    HostRow.nvswitch_count,
+    HostRow.nvswitch_type,
+)
+
+
+# A SQLAlchemy `Row` read by attribute name; typed loosely (rows of several shapes).
+ColumnRow = Any
 
 
 @dataclass
 class NodeDetail:
-    row: NodeRow
-    host: HostRow | None
-    transitions: list[NodePhaseTransitionRow] = field(default_factory=list)
+    row: ColumnRow  # NODE_COLUMNS
+    transitions: list[ColumnRow] = field(default_factory=list)  # .phase, .transition_time
     latest_remediation: RemediationRow | None = None
 
 
 @dataclass
 class ClusterDetail:
-    row: ClusterRow
-    transitions: list[ClusterPhaseTransitionRow] = field(default_factory=list)
+    row: ColumnRow  # CLUSTER_COLUMNS, or a ClusterRow: the same attribute names
+    transitions: list[ColumnRow] = field(default_factory=list)
     control_plane: list[NodeDetail] = field(default_factory=list)
     workers: list[NodeDetail] = field(default_factory=list)
     deleted_workers: list[NodeDetail] = field(default_factory=list)
     volumes: list[VolumeRow] = field(default_factory=list)
-    lifecycle_events: list[NodeLifecycleEventRow] = field(default_factory=list)
+    lifecycle_events: list[ColumnRow] = field(default_factory=list)
 
 
-def _chunks(ids: list[str], size: int = 500) -> list[list[str]]:
-    return [ids[i : i + size] for i in range(0, len(ids), size)]
+def cluster_rows(session: Session, cluster_ids: Sequence[str]) -> list[ColumnRow]:
+    """The presented columns of these clusters, in the order of `cluster_ids`."""
+    if not cluster_ids:
+        return []
+    conn = _connection(session)
+    found = {row.id: row for row in conn.execute(_CLUSTERS, {"ids": list(cluster_ids)}).all()}
+    return [found[i] for i in cluster_ids if i in found]
+
+
+def get_detail(
+    session: Session, caller: Caller, cluster_id: str, *, now: datetime
+) -> ClusterDetail:
+    """One live cluster the caller may see, ready to present; NotFound otherwise."""
+    rows = cluster_rows(session, [cluster_id])
+    if not rows or rows[0].deleted_at is not None or not caller.can_see(rows[0].project_id):
+        raise NotFound(f"cluster '{cluster_id}' not found", param="cluster_id")
+    return load_details(session, rows, now=now)[0]
+
+
+def iter_details(
+    session: Session, cluster_ids: Sequence[str], *, now: datetime, batch: int = BATCH
+) -> Iterator[list[ClusterDetail]]:
+    """Details of `cluster_ids` in order, one batch at a time (memory: one batch)."""
+    for start in range(0, len(cluster_ids), batch):
+        rows = cluster_rows(session, cluster_ids[start : start + batch])
+        yield load_details(session, rows, now=now)
 
 
 def load_details(
-    session: Session, clusters: Sequence[ClusterRow], *, now: datetime
+    session: Session, clusters: Sequence[Any], *, now: datetime
 ) -> list[ClusterDetail]:
+    """Details of `clusters` (rows with the presented columns), in their order."""
     details = {c.id: ClusterDetail(row=c) for c in clusters}
     ids = list(details)
-    for chunk in _chunks(ids):
-        for t in session.scalars(
-            select(ClusterPhaseTransitionRow)
-            .where(ClusterPhaseTransitionRow.cluster_id.in_(chunk))
-            .order_by(ClusterPhaseTransitionRow.id)
-        ):
-            details[t.cluster_id].transitions.append(t)
-        for e in session.scalars(
-            select(NodeLifecycleEventRow)
-            .where(
-                NodeLifecycleEventRow.cluster_id.in_(chunk),
-                NodeLifecycleEventRow.timestamp >= now - EVENT_RETENTION,
-            )
-            .order_by(NodeLifecycleEventRow.id)
-        ):
-            details[e.cluster_id].lifecycle_events.append(e)
-    for volume in volumes_of(session, ids):
-        if volume.cluster_id is not None:
-            details[volume.cluster_id].volumes.append(volume)
-    _load_nodes(session, details, ids)
+    conn = _connection(session)
+    for start in range(0, len(ids), BATCH):
+        chunk = ids[start : start + BATCH]
+        _load_cluster_parts(session, conn, details, chunk, now)
+        _load_nodes(session, conn, details, chunk)
     return [details[c.id] for c in clusters]
 
 
-def _load_nodes(session: Session, details: dict[str, ClusterDetail], ids: list[str]) -> None:
-    nodes: list[NodeRow] = []
-    for chunk in _chunks(ids):
-        nodes.extend(
-            session.scalars(
-                select(NodeRow)
-                .where(NodeRow.cluster_id.in_(chunk))
-                .order_by(NodeRow.role, NodeRow.ordinal)
-            )
-        )
-    node_ids = [n.id for n in nodes]
-    transitions: dict[str, list[NodePhaseTransitionRow]] = defaultdict(list)
+def _connection(session: Session) -> Connection:
+    """The session's connection, for plain-column reads that skip the ORM's row handling;
+    pending ORM changes are flushed first, so a create or update reads what it wrote."""
+    session.flush()
+    return session.connection()
+
+
+# The statements are built once: constructing a SELECT of thirty columns costs more than
+# running it, and a reused statement also skips the compiled-cache adaptation.
+_IDS: BindParameter[Any] = bindparam("ids", expanding=True)
+_CPT = ClusterPhaseTransitionRow
+_NPT = NodePhaseTransitionRow
+_EV = NodeLifecycleEventRow
+_CLUSTERS = select(*CLUSTER_COLUMNS).where(ClusterRow.id.in_(_IDS))
+_CLUSTER_PHASES = (
+    select(_CPT.cluster_id, _CPT.phase, _CPT.transition_time)
+    .where(_CPT.cluster_id.in_(_IDS))
+    .order_by(_CPT.id)
+)
+_EVENTS = (
+    select(_EV.cluster_id, _EV.node_name, _EV.reason, _EV.message, _EV.timestamp)
+    .where(_EV.cluster_id.in_(_IDS), _EV.timestamp >= bindparam("since"))
+    .order_by(_EV.id)
+)
+_VOLUMES = (
+    select(VolumeRow)
+    .where(VolumeRow.cluster_id.in_(_IDS), VolumeRow.deleted_at.is_(None))
+    .order_by(VolumeRow.created_at)
+)
+_NODES = (
+    select(*NODE_COLUMNS)
+    .outerjoin(HostRow, HostRow.id == NodeRow.host_id)
+    .where(NodeRow.cluster_id.in_(_IDS))
+    .order_by(NodeRow.role, NodeRow.ordinal)
+)
+_NODE_PHASES = (
+    select(_NPT.node_row_id, _NPT.phase, _NPT.transition_time)
+    .join(NodeRow, NodeRow.id == _NPT.node_row_id)
+    .where(NodeRow.cluster_id.in_(_IDS))
+    .order_by(_NPT.id)
+)
+_REMEDIATIONS = (
+    select(RemediationRow)
+    .where(RemediationRow.cluster_id.in_(_IDS))
+    .order_by(RemediationRow.create_time, RemediationRow.id)
+)
+
+
+def _load_cluster_parts(
+    session: Session,
+    conn: Connection,
+    details: dict[str, ClusterDetail],
+    chunk: list[str],
+    now: datetime,
+) -> None:
+    for row in conn.execute(_CLUSTER_PHASES, {"ids": chunk}).all():
+        details[row.cluster_id].transitions.append(row)
+    since = now - EVENT_RETENTION
+    for event in conn.execute(_EVENTS, {"ids": chunk, "since": since}).all():
+        details[event.cluster_id].lifecycle_events.append(event)
+    for volume in session.scalars(_VOLUMES, {"ids": chunk}):
+        if volume.cluster_id is not None:
+            details[volume.cluster_id].volumes.append(volume)
+
+
+def _load_nodes(
+    session: Session, conn: Connection, details: dict[str, ClusterDetail], chunk: list[str]
+) -> None:
+    nodes = conn.execute(_NODES, {"ids": chunk}).all()
+    if not nodes:
+        return
+    transitions: dict[str, list[ColumnRow]] = defaultdict(list)
+    for row in conn.execute(_NODE_PHASES, {"ids": chunk}).all():
+        transitions[row.node_row_id].append(row)
     latest: dict[str, RemediationRow] = {}
-    for chunk in _chunks(node_ids):
-        for t in session.scalars(
-            select(NodePhaseTransitionRow)
-            .where(NodePhaseTransitionRow.node_row_id.in_(chunk))
-            .order_by(NodePhaseTransitionRow.id)
-        ):
-            transitions[t.node_row_id].append(t)
-        latest.update(latest_by_node(session, chunk))
-    host_ids = [n.host_id for n in nodes if n.host_id]
-    hosts: dict[str, HostRow] = {}
-    for chunk in _chunks(host_ids):
-        hosts.update(
-            {h.id: h for h in session.scalars(select(HostRow).where(HostRow.id.in_(chunk)))}
-        )
+    for remediation in session.scalars(_REMEDIATIONS, {"ids": chunk}):
+        latest[remediation.node_row_id] = remediation
     for node in nodes:
         view = NodeDetail(
-            row=node,
-            host=hosts.get(node.host_id or ""),
-            transitions=transitions[node.id],
-            latest_remediation=latest.get(node.id),
+            row=node, transitions=transitions[node.id], latest_remediation=latest.get(node.id)
         )
         detail = details[node.cluster_id]
         if node.role == NodeRole.CONTROL_PLANE:

@@ -114,6 +114,20 @@ def list_clusters(session: Session, caller: Caller, project_id: str | None) -> l
     )
 
 
+def list_cluster_ids(session: Session, caller: Caller, project_id: str | None) -> list[str]:
+    """Ids of the live clusters of a project the caller sees, oldest first (stable order)."""
+    scope = caller.project_id if project_id is None else project_id
+    if not caller.can_see(scope):
+        return []
+    return list(
+        session.scalars(
+            select(ClusterRow.id)
+            .where(ClusterRow.project_id == scope, ClusterRow.deleted_at.is_(None))
+            .order_by(ClusterRow.created_at, ClusterRow.id)
+        )
+    )
+
+
 def _check_billing(req: ClusterCreate, now: datetime) -> None:
     start, end = req.reservation_start_time, req.reservation_end_time
     if req.billing_type == BillingType.ON_DEMAND and (start or end):
@@ -371,7 +385,8 @@ def _scale(session: Session, cluster: ClusterRow, num_gpus: int, now: datetime) 
     keep = [w for w in workers if not w.marked_for_deletion]
     want = num_gpus // GPUS_PER_NODE
     if want > len(keep):
-        existing = [h for h in (session.get(HostRow, w.host_id) for w in keep if w.host_id) if h]
+        held = [w.host_id for w in keep if w.host_id]
+        existing = list(session.scalars(select(HostRow).where(HostRow.id.in_(held))))
         hosts = allocate_hosts(session, cluster, want - len(keep), existing=existing)
         next_ordinal = 1 + max((w.ordinal for w in workers), default=-1)
         add_worker_nodes(session, cluster, hosts, next_ordinal, now, origin="scale_up")

@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 import yaml
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from clusterplane.db.rows import HostRow, RegionRow
@@ -46,17 +46,42 @@ def host_id_for(name: str) -> str:
     return "host_" + hashlib.sha256(name.encode()).hexdigest()[:16]
 
 
-def _apply_spec(row: HostRow, spec: HostSpec) -> None:
-    row.region, row.fabric, row.block, row.rack = spec.region, spec.fabric, spec.block, spec.rack
-    row.gpu_type = str(spec.gpu_type)
-    row.num_gpus, row.num_cpu_cores, row.memory_gib = (
-        spec.num_gpus,
-        spec.num_cpu_cores,
-        spec.memory_gib,
-    )
-    row.ib_hca_count, row.ib_hca_type = spec.ib_hca_count, spec.ib_hca_type
-    row.nvswitch_count, row.nvswitch_type = spec.nvswitch_count, spec.nvswitch_type
-    row.ephemeral_storage, row.ip_address = spec.ephemeral_storage, spec.ip_address
+HOST_FACTS = (
+    "region",
+    "fabric",
+    "block",
+    "rack",
+    "gpu_type",
+    "num_gpus",
+    "num_cpu_cores",
+    "memory_gib",
+    "ib_hca_count",
+    "ib_hca_type",
+    "nvswitch_count",
+    "nvswitch_type",
+    "ephemeral_storage",
+    "ip_address",
+)
+
+
+def _spec_values(spec: HostSpec) -> dict[str, object]:
+    """A host's facts as the fleet file gives them, by column name (`HOST_FACTS`)."""
+    return {
+        "region": spec.region,
+        "fabric": spec.fabric,
+        "block": spec.block,
+        "rack": spec.rack,
+        "gpu_type": str(spec.gpu_type),
+        "num_gpus": spec.num_gpus,
+        "num_cpu_cores": spec.num_cpu_cores,
+        "memory_gib": spec.memory_gib,
+        "ib_hca_count": spec.ib_hca_count,
+        "ib_hca_type": spec.ib_hca_type,
+        "nvswitch_count": spec.nvswitch_count,
+        "nvswitch_type": spec.nvswitch_type,
+        "ephemeral_storage": spec.ephemeral_storage,
+        "ip_address": spec.ip_address,
+    }
 
 
 @dataclass(frozen=True)
@@ -67,37 +92,81 @@ class SyncReport:
 
 
 def sync_fleet(session: Session, fleet: Fleet, now: datetime) -> SyncReport:
+    """Make the hosts table say what `fleet` says, writing only the hosts that changed.
+
+    Runs on every start, and fleets hold thousands of hosts: the current facts are read as
+    plain columns (not ORM rows), new hosts go in with one bulk insert, and a host whose
+    facts, membership and state are unchanged is not written at all.
+    """
     for region in fleet.regions:
         region_row = session.get(RegionRow, region.name) or RegionRow(name=region.name)
         region_row.driver_versions = [dv.model_dump(mode="json") for dv in region.driver_versions]
         region_row.control_plane = region.control_plane.model_dump(mode="json")
         region_row.network = str(region.network)
         session.add(region_row)
-    existing = {h.name: h for h in session.scalars(select(HostRow))}
-    added = updated = retired = 0
-    for spec in fleet.hosts:
-        row = existing.pop(spec.name, None)
-        if row is None:
-            row = HostRow(
-                id=host_id_for(spec.name), name=spec.name, state=HostState.AVAILABLE, updated_at=now
+    columns = [getattr(HostRow, name) for name in HOST_FACTS]
+    current = {
+        row.name: row
+        for row in session.execute(
+            select(
+                HostRow.id,
+                HostRow.name,
+                HostRow.state,
+                HostRow.in_fleet_file,
+                HostRow.cluster_id,
+                *columns,
             )
-            session.add(row)
-            added += 1
-        else:
-            updated += 1
-            if not row.in_fleet_file and row.state == HostState.OFFLINE and row.cluster_id is None:
-                row.state = HostState.AVAILABLE
-        _apply_spec(row, spec)
-        row.in_fleet_file = True
-        row.updated_at = now
-    for row in existing.values():
+        ).all()
+    }
+    new_rows: list[dict[str, object]] = []
+    changes: list[dict[str, object]] = []
+    updated = 0
+    for spec in fleet.hosts:
+        facts = _spec_values(spec)
+        row = current.pop(spec.name, None)
+        if row is None:
+            new_rows.append(
+                {
+                    "id": host_id_for(spec.name),
+                    "name": spec.name,
+                    "state": HostState.AVAILABLE,
+                    "in_fleet_file": True,
+                    "cluster_id": None,
+                    "node_row_id": None,
+                    "updated_at": now,
+                    **facts,
+                }
+            )
+            continue
+        updated += 1
+        delta = {k: v for k, v in facts.items() if getattr(row, k) != v}
+        if not row.in_fleet_file:
+            delta["in_fleet_file"] = True
+            if row.state == HostState.OFFLINE and row.cluster_id is None:
+                delta["state"] = HostState.AVAILABLE
+        if delta:
+            changes.append({"id": row.id, **delta, "updated_at": now})
+    retired = 0
+    for row in current.values():
+        change: dict[str, object] = {}
         if row.in_fleet_file:
             retired += 1
-        row.in_fleet_file = False
-        if row.cluster_id is None:
-            row.state = HostState.OFFLINE
-        row.updated_at = now
-    return SyncReport(added=added, updated=updated, retired=retired)
+            change["in_fleet_file"] = False
+        if row.cluster_id is None and row.state != HostState.OFFLINE:
+            change["state"] = HostState.OFFLINE
+        if change:
+            changes.append({"id": row.id, **change, "updated_at": now})
+    if new_rows:
+        session.execute(insert(HostRow), new_rows)
+    for change in changes:
+        host_id = change.pop("id")
+        session.execute(
+            update(HostRow)
+            .where(HostRow.id == host_id)
+            .values(**change)
+            .execution_options(synchronize_session=False)
+        )
+    return SyncReport(added=len(new_rows), updated=updated, retired=retired)
 
 
 def supported_instance_types(session: Session, region: str) -> list[str]:

@@ -54,7 +54,7 @@ class CreateKey(_Body):
     name: Label = ""
 
 
-def admin(caller: Caller = Depends(current_caller)) -> Caller:
+async def admin(caller: Caller = Depends(current_caller)) -> Caller:
     require_admin(caller)
     return caller
 
@@ -119,8 +119,10 @@ def add_member(
     caller: Caller = Depends(admin),
 ) -> Response:
     req = validate(AddMember, body)
-    with transaction(api_state(request).sessions) as session:
+    state = api_state(request)
+    with transaction(state.sessions) as session:
         tenancy.add_member(session, user_id=req.user_id, project_id=project_id, role=req.role)
+    state.callers.clear()  # cached callers of this user hold their old memberships
     return presenters.json_response({"user_id": req.user_id, "project_id": project_id})
 
 
@@ -138,6 +140,7 @@ def create_api_key(
             now=state.clock.now(),
             name=req.name,
         )
+    state.callers.clear()  # the key's user may have become a member of its project
     return presenters.json_response({"id": issued.api_key_id, "api_key": issued.secret})
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from clusterplane.api import presenters
 from clusterplane.api.deps import (
@@ -23,12 +27,19 @@ from clusterplane.api.schemas import (
     CreateClusterRequest,
     UpdateClusterRequest,
 )
+from clusterplane.api.state import ApiState
 from clusterplane.db.engine import read_transaction, transaction
 from clusterplane.db.rows import ClusterRow
 from clusterplane.domain.enums import ClusterType
 from clusterplane.services import clusters
 from clusterplane.services.auth import Caller
-from clusterplane.services.cluster_views import load_details
+from clusterplane.services.cluster_views import (
+    BATCH,
+    ClusterDetail,
+    get_detail,
+    iter_details,
+    load_details,
+)
 
 router = APIRouter(tags=["clusters"])
 
@@ -91,12 +102,48 @@ def to_update(req: UpdateClusterRequest) -> clusters.ClusterUpdate:
 
 @router.get("/compute/clusters", response_model=ClusterListResponse)
 def list_clusters(request: Request, caller: Caller = Depends(current_caller)) -> Response:
+    """The whole list (the wire has no pagination), read from one snapshot.
+
+    Up to one batch is answered as one body; a longer list is streamed batch by batch
+    from the same read transaction, so memory stays at one batch whatever the list's size.
+    """
     state = api_state(request)
-    with read_transaction(state.sessions) as session:
-        rows = clusters.list_clusters(session, caller, project_filter(request))
-        details = load_details(session, rows, now=state.clock.now())
-        body = {"clusters": [presenters.cluster(d) for d in details]}
-    return presenters.json_response(body)
+    now = state.clock.now()
+    stack = ExitStack()
+    session = stack.enter_context(read_transaction(state.sessions))
+    with _closed_on_error(stack):
+        ids = clusters.list_cluster_ids(session, caller, project_filter(request))
+        batches = iter_details(session, ids, now=now)
+        first = _encode(next(batches, []))
+    if len(ids) <= BATCH:
+        stack.close()
+        return Response(LIST_OPEN + first + LIST_CLOSE, media_type="application/json")
+
+    def body() -> Iterator[bytes]:
+        with stack:
+            yield LIST_OPEN + first
+            for details in batches:
+                yield b"," + _encode(details)
+            yield LIST_CLOSE
+
+    return StreamingResponse(body(), media_type="application/json")
+
+
+LIST_OPEN = b'{"clusters":['
+LIST_CLOSE = b"]}"
+
+
+def _encode(details: list[ClusterDetail]) -> bytes:
+    return b",".join(presenters.encode(presenters.cluster(d)) for d in details)
+
+
+@contextmanager
+def _closed_on_error(stack: ExitStack) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        stack.close()
+        raise
 
 
 @router.post(
@@ -134,14 +181,26 @@ def create_cluster(
 
 
 @router.get("/compute/clusters/{cluster_id}", response_model=ClusterResponse)
-def retrieve_cluster(
+async def retrieve_cluster(
     cluster_id: str, request: Request, caller: Caller = Depends(current_caller)
 ) -> Response:
+    """Clients poll this while a cluster comes up: answered from `state.reads` while this
+    server has written nothing since the answer was read (api/read_cache.py)."""
     state = api_state(request)
+    generation = state.writes.value  # before reading: a write after it voids the entry
+    key = f"cluster:{cluster_id}"
+    hit = state.reads.get(key, generation)
+    if hit is not None and caller.can_see(hit.project_id):
+        return Response(hit.body, media_type="application/json")
+    project_id, body = await run_in_threadpool(_retrieve, state, caller, cluster_id)
+    state.reads.put(key, generation=generation, project_id=project_id, body=body)
+    return Response(body, media_type="application/json")
+
+
+def _retrieve(state: ApiState, caller: Caller, cluster_id: str) -> tuple[str, bytes]:
     with read_transaction(state.sessions) as session:
-        row = clusters.get_cluster(session, caller, cluster_id)
-        result = presenters.cluster(load_details(session, [row], now=state.clock.now())[0])
-    return presenters.json_response(result)
+        detail = get_detail(session, caller, cluster_id, now=state.clock.now())
+        return str(detail.row.project_id), presenters.encode(presenters.cluster(detail))
 
 
 @router.put(

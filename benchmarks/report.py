@@ -1,0 +1,164 @@
+"""Results of a run and their rendering into docs/performance.md.
+
+Every figure is a measurement (median and p99 over repeated runs) beside a baseline
+measured in the same run, their ratio, the target it is held to, and the peak resident
+memory of the server process that produced it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from benchmarks.support import Samples
+
+
+@dataclass
+class Figure:
+    name: str
+    unit: str  # "ms", "s", "req/s/core", "MiB"
+    value: Samples
+    baseline_name: str
+    baseline: Samples | None
+    target: str
+    # Decides whether the target is met from (median, p99); None: no target.
+    check: Callable[[Figure], bool] | None
+    peak_rss_mib: float | None
+    note: str = ""
+    # Shown in the p99 columns instead of the p99 of `value` (throughput figures show
+    # the p99 request latency there).
+    p99_text: str = ""
+    baseline_p99_text: str = ""
+
+    @property
+    def ratio(self) -> float:
+        if self.baseline is None or not self.baseline.median:
+            return float("nan")
+        return self.value.median / self.baseline.median
+
+    @property
+    def met(self) -> bool | None:
+        return None if self.check is None else self.check(self)
+
+
+@dataclass
+class Section:
+    title: str
+    intro: str
+    figures: list[Figure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    misses: list[str] = field(default_factory=list)  # why a target was missed
+
+
+def _num(value: float, unit: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if unit == "ms":
+        return f"{value:.1f} ms" if value < 100 else f"{value:,.0f} ms"
+    if unit == "s":
+        return f"{value:.2f} s" if value < 100 else f"{value:,.0f} s"
+    if unit == "MiB":
+        return f"{value:,.0f} MiB"
+    if unit.startswith("req/s"):
+        return f"{value:,.0f}"
+    return f"{value:.3g} {unit}"
+
+
+def _verdict(figure: Figure) -> str:
+    met = figure.met
+    return "—" if met is None else ("**met**" if met else "**MISSED**")
+
+
+def render_section(section: Section) -> str:
+    lines = [f"## {section.title}", "", section.intro.strip(), ""]
+    lines += [
+        "| Figure | Target | Median | p99 | n | Baseline | Baseline median | Baseline p99 "
+        "| Ratio (medians) | Server peak RSS | Target |",
+        "| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for f in section.figures:
+        base = f.baseline
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    f.name,
+                    f.target or "—",
+                    _num(f.value.median, f.unit),
+                    f.p99_text or _num(f.value.p99, f.unit),
+                    str(len(f.value)),
+                    f.baseline_name or "—",
+                    _num(base.median, f.unit) if base else "—",
+                    f.baseline_p99_text or (_num(base.p99, f.unit) if base else "—"),
+                    "n/a" if math.isnan(f.ratio) else f"{f.ratio:.2f}x",
+                    _num(f.peak_rss_mib, "MiB") if f.peak_rss_mib is not None else "—",
+                    _verdict(f),
+                ]
+            )
+            + " |"
+        )
+    lines.append("")
+    for f in section.figures:
+        if f.note:
+            lines.append(f"- *{f.name}*: {f.note}")
+    for note in section.notes:
+        lines.append(f"- {note}")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def render(
+    *,
+    machine: dict[str, str],
+    sections: list[Section],
+    quick: bool,
+    wall_seconds: float,
+    command: str,
+    load_tool: str,
+    changes: str,
+) -> str:
+    missed = [(s.title, f) for s in sections for f in s.figures if f.met is False]
+    explained = [m for s in sections for m in s.misses]
+    head = [
+        "# Performance",
+        "",
+        "Written by the benchmark suite (`benchmarks/`); do not edit by hand: run "
+        f"`{command}` and commit the result. "
+        + (
+            "**This is a `--quick` smoke run at toy sizes: its numbers mean nothing.**"
+            if quick
+            else ""
+        ),
+        "",
+        "## The machine and the run",
+        "",
+        f"- CPU: {machine['cpu']}, {machine['cores']} cores (from /proc/cpuinfo); "
+        f"memory {machine['memory']}",
+        f"- Python {machine['python']} on {machine['platform']}",
+        f"- Date: {machine['date']}; load average at start {machine['load_at_start']}",
+        f"- Load generator: {load_tool}; whole run: {wall_seconds / 60:.1f} minutes",
+        "",
+        "Machines are noisy (this one is shared and has two cores, so the load generator "
+        "competes with the server): read the medians and the ratios to the baselines measured "
+        "in the same run, not single numbers. p99 is nearest-rank; with fewer than 100 "
+        "samples it is the maximum. Server peak RSS is `VmHWM` of the server process from "
+        "/proc/<pid>/status at the end of the figure (its high-water mark, so it includes "
+        "start-up and every request before).",
+        "",
+        "## Summary",
+        "",
+    ]
+    if missed:
+        head.append("Targets missed in this run:")
+        head.append("")
+        for title, f in missed:
+            head.append(f"- {title}: {f.name} (target {f.target})")
+        for reason in explained:
+            head.append(f"  - {reason}")
+    else:
+        head.append("Every target with a number was met in this run.")
+    head.append("")
+    body = [render_section(s) for s in sections]
+    tail = ["## What the numbers changed in the code", "", changes.strip(), ""]
+    return "\n".join(head + body + tail)

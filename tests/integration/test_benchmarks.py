@@ -1,0 +1,65 @@
+"""The performance suite runs end to end (`python -m benchmarks --quick`), so it cannot rot.
+
+Toy sizes, SQLite only (PostgreSQL figures are the same code on another URL): seeding, real
+server processes, the load generator, bring-ups with instantaneous steps, and the report.
+The numbers of a quick run mean nothing; what is checked is that every figure is there.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_the_quick_benchmark_run_writes_every_figure(tmp_path: Path):
+    output = tmp_path / "performance.md"
+    # The threaded Python load generator, as on a machine without wrk (`make bench`
+    # installs and uses wrk); nothing is installed from a test.
+    env = dict(os.environ, PYTHONPATH=str(ROOT), BENCH_NO_INSTALL="1", BENCH_LOAD="python")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--quick",
+            "--no-postgres",
+            "--output",
+            str(output),
+            "--workdir",
+            str(tmp_path / "work"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    text = output.read_text()
+    for heading in (
+        "## The machine and the run",
+        "1. List latency, SQLite",
+        "2. Requests per second per core",
+        "3. Control-plane overhead, create to Ready (SQLite, one server)",
+        "## What the numbers changed in the code",
+    ):
+        assert heading in text, heading
+    for figure in (
+        "GET one cluster,",
+        "Unpaginated `GET /v1/compute/clusters`",
+        "Server peak RSS holding",
+        "GET one cluster |",
+        "Create a cluster (8 GPUs)",
+        "create -> Ready, 8 GPUs",
+    ):
+        assert figure in text, figure
+    assert "n/a | n/a" not in text, "a figure came out empty"
