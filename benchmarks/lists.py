@@ -66,8 +66,8 @@ FULL = ListPlan(
     postgres_baseline=Scale(100, 125, gets=200, project_lists=60, whole_lists=3),
 )
 QUICK = ListPlan(
-    sqlite=Scale(100, 125, gets=10, project_lists=2, whole_lists=2, project=10),
-    baseline=Scale(10, 12, gets=10, project_lists=2, whole_lists=2, project=10),
+    sqlite=Scale(100, 125, gets=5, project_lists=2, whole_lists=1, project=10),
+    baseline=Scale(10, 12, gets=5, project_lists=2, whole_lists=1, project=10),
     postgres=Scale(150, 190, gets=10, project_lists=3, whole_lists=2, project=10),
     postgres_baseline=Scale(10, 12, gets=10, project_lists=3, whole_lists=2, project=10),
 )
@@ -223,6 +223,19 @@ these; the targets marked "suite" are this suite's own budgets.""",
             note=f"idle after start: {big.idle_rss_mib:.0f} MiB; peak includes the lists above.",
         ),
     ]
+    whole = section.figures[2]
+    if whole.met is False:
+        section.misses.append(
+            f"{backend}, unpaginated list of {n} ({per_cluster:.2f} ms per cluster at the "
+            "median): the list is CPU-bound in the one Python process that serves it. Each "
+            "cluster is about 35 rows (four nodes, their 20 phase transitions, its own 8) "
+            "read, converted (every timestamp becomes an aware datetime) and encoded; "
+            "the queries themselves are a small part. On PostgreSQL the driver's row and "
+            "timestamp conversion costs more than SQLite's. The machine is shared (see the "
+            "load average above) and the client reading the response runs on the same two "
+            "cores. The list is streamed, so memory stays flat; what would cut the time "
+            "further is paging (the Together wire has none) or caching encoded clusters."
+        )
     return section
 
 

@@ -1,5 +1,5 @@
 """Load generation against a server: `wrk` (installed from Debian when missing) or, where
-it cannot be had, a threaded keep-alive client in another process.
+it cannot be had, threaded keep-alive clients in the benchmark's own process.
 
 One run drives one path for a fixed time with a fixed number of connections and returns
 requests per second, latency percentiles and the server's CPU seconds over the run, so
@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -131,8 +130,10 @@ def _run_wrk(
     )
 
 
-def _client_worker(url: str, key: str, path: str, seconds: float, threads: int, body: str) -> None:
-    """Runs in a child process: `threads` keep-alive clients; prints count, errors, latencies."""
+def _run_python(
+    server: BenchServer, path: str, seconds: float, connections: int, body: str | None
+) -> LoadResult:
+    """`connections` keep-alive clients on threads of this process (not the server's)."""
     deadline = time.monotonic() + seconds
     lock = threading.Lock()
     latencies: list[float] = []
@@ -141,64 +142,34 @@ def _client_worker(url: str, key: str, path: str, seconds: float, threads: int, 
     def loop() -> None:
         mine: list[float] = []
         bad = 0
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}) as http:
+        with httpx.Client(base_url=server.base_url, headers=server.headers()) as http:
             while time.monotonic() < deadline:
                 start = time.perf_counter()
                 if body:
                     r = http.post(path, content=body, headers={"Content-Type": "application/json"})
                 else:
                     r = http.get(path)
-                mine.append(time.perf_counter() - start)
+                mine.append((time.perf_counter() - start) * 1000)
                 bad += r.status_code >= 400
         with lock:
             latencies.extend(mine)
             errors[0] += bad
 
-    pool = [threading.Thread(target=loop) for _ in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    print(len(latencies), errors[0], " ".join(f"{x:.6f}" for x in latencies))
-
-
-def _run_python(
-    server: BenchServer, path: str, seconds: float, connections: int, body: str | None
-) -> LoadResult:
     cpu0 = server.cpu_seconds()
-    start = time.monotonic()
-    code = (
-        "import sys; from benchmarks.load import _client_worker as w; a = sys.argv; "
-        "w(a[1], a[2], a[3], float(a[4]), int(a[5]), a[6])"
-    )
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            code,
-            server.base_url,
-            server.api_key,
-            path,
-            str(seconds),
-            str(connections),
-            body or "",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=Path(__file__).resolve().parents[1],
-    )
-    elapsed = time.monotonic() - start
-    cpu = server.cpu_seconds() - cpu0
-    count, errors, *rest = done.stdout.split()
-    latencies = [float(x) * 1000 for x in rest]
+    started = time.monotonic()
+    pool = [threading.Thread(target=loop) for _ in range(connections)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    elapsed = time.monotonic() - started
     return LoadResult(
-        requests=int(count),
-        seconds=min(elapsed, seconds + 0.5),
-        errors=int(errors),
+        requests=len(latencies),
+        seconds=elapsed,
+        errors=errors[0],
         p50_ms=percentile(latencies, 50),
         p99_ms=percentile(latencies, 99),
-        server_cpu_s=cpu,
+        server_cpu_s=server.cpu_seconds() - cpu0,
     )
 
 
@@ -206,7 +177,7 @@ class LoadGenerator:
     def __init__(self) -> None:
         # BENCH_LOAD=python forces the fallback (the test of the suite runs it that way).
         self.wrk = None if os.environ.get("BENCH_LOAD") == "python" else ensure_wrk()
-        self.tool = "wrk" if self.wrk else "python (httpx, threads; wrk unavailable)"
+        self.tool = "wrk" if self.wrk else "python (httpx keep-alive clients on threads)"
 
     def run(
         self,

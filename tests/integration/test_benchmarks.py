@@ -57,7 +57,8 @@ def test_the_quick_benchmark_run_writes_every_figure(tmp_path: Path):
         "GET one cluster,",
         "Unpaginated `GET /v1/compute/clusters`",
         "Server peak RSS holding",
-        "GET one cluster |",
+        "GET one cluster (read cache on",
+        "GET one cluster, read cache off",
         "Create a cluster (8 GPUs)",
         "create -> Ready, 8 GPUs",
     ):
