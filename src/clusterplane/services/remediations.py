@@ -66,6 +66,33 @@ def _instance(session: Session, cluster_id: str, instance_id: str) -> NodeRow:
     return node
 
 
+def _new_row(
+    node: NodeRow,
+    *,
+    mode: RemediationMode,
+    state: RemediationState,
+    trigger: RemediationTrigger,
+    reason: str | None,
+    requested_by: str,
+    now: datetime,
+    remediation_id: str | None = None,
+) -> RemediationRow:
+    return RemediationRow(
+        id=remediation_id or new_uuid(),
+        cluster_id=node.cluster_id,
+        node_row_id=node.id,
+        instance_id=node.instance_id,
+        instance_name=node.node_name,
+        mode=mode,
+        state=state,
+        trigger=trigger,
+        reason=reason,
+        requested_by=requested_by,
+        create_time=now,
+        update_time=now,
+    )
+
+
 def create_remediation(
     session: Session,
     caller: Caller,
@@ -89,29 +116,17 @@ def create_remediation(
     node = _instance(session, cluster.id, instance_id)
     if node.deleted_at is not None:
         raise FailedPrecondition(f"instance '{instance_id}' has been deleted", param="instance_id")
-    row = RemediationRow(
-        id=remediation_id or new_uuid(),
-        cluster_id=cluster.id,
-        node_row_id=node.id,
-        instance_id=node.instance_id,
-        instance_name=node.node_name,
+    row = _new_row(
+        node,
         mode=mode,
         state=S.PENDING,
         trigger=RemediationTrigger.MANUAL,
         reason=reason,
         requested_by=caller.user_name,
-        reviewed_by=None,
-        review_time=None,
-        review_comment=None,
-        create_time=now,
-        start_time=None,
-        end_time=None,
-        update_time=now,
-        error_message=None,
-        active_health_check_run_id=None,
-        passive_health_check_event_id=None,
-        next_reconcile_at=now,
+        now=now,
+        remediation_id=remediation_id,
     )
+    row.next_reconcile_at = now
     session.add(row)
     record_event(
         session,
@@ -293,19 +308,14 @@ def create_recommendation(
     node = _instance(session, cluster.id, instance_id)
     if node.deleted_at is not None:
         raise FailedPrecondition(f"instance '{instance_id}' has been deleted", param="instance_id")
-    row = RemediationRow(
-        id=new_uuid(),
-        cluster_id=cluster.id,
-        node_row_id=node.id,
-        instance_id=node.instance_id,
-        instance_name=node.node_name,
+    row = _new_row(
+        node,
         mode=mode,
         state=S.PENDING_APPROVAL,
         trigger=RemediationTrigger.AUTOMATED,
         reason=reason,
         requested_by=requested_by,
-        create_time=now,
-        update_time=now,
+        now=now,
     )
     session.add(row)
     record_event(
