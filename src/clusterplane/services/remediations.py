@@ -93,6 +93,13 @@ def _new_row(
     )
 
 
+def _add(session: Session, row: RemediationRow, kind: str, message: str, now: datetime) -> None:
+    session.add(row)
+    record_event(
+        session, object_type="remediation", object_id=row.id, kind=kind, message=message, at=now
+    )
+
+
 def create_remediation(
     session: Session,
     caller: Caller,
@@ -127,15 +134,7 @@ def create_remediation(
         remediation_id=remediation_id,
     )
     row.next_reconcile_at = now
-    session.add(row)
-    record_event(
-        session,
-        object_type="remediation",
-        object_id=row.id,
-        kind="created",
-        message=f"{mode} on {node.node_name} by {caller.user_name}",
-        at=now,
-    )
+    _add(session, row, "created", f"{mode} on {node.node_name} by {caller.user_name}", now)
     return row
 
 
@@ -317,14 +316,12 @@ def create_recommendation(
         requested_by=requested_by,
         now=now,
     )
-    session.add(row)
-    record_event(
+    _add(
         session,
-        object_type="remediation",
-        object_id=row.id,
-        kind="recommended",
-        message=f"{mode} on {node.node_name}: {reason or 'no reason given'}",
-        at=now,
+        row,
+        "recommended",
+        f"{mode} on {node.node_name}: {reason or 'no reason given'}",
+        now,
     )
     return row
 
