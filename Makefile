@@ -7,6 +7,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 SERVE_ARGS ?=
 PYTEST_ARGS ?=
+# Test files are spread over this many processes (pytest-xdist); 0 runs them in this one.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 BENCH_ARGS ?=
 
 .PHONY: serve test test-sqlite test-postgresql postgres simulate check lint typecheck imports unit format clean
@@ -42,14 +45,14 @@ check: lint typecheck imports
 
 # The whole suite on SQLite, then everything that touches a database again on PostgreSQL.
 test: check postgres
-	$(BIN)/pytest $(PYTEST_ARGS)
-	CLUSTERPLANE_TEST_DATABASE=postgresql $(BIN)/pytest tests/integration tests/compat $(PYTEST_ARGS)
+	$(PYTEST) $(PYTEST_ARGS)
+	CLUSTERPLANE_TEST_DATABASE=postgresql $(PYTEST) tests/integration tests/compat $(PYTEST_ARGS)
 
 test-sqlite: $(VENV)/.dev
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(PYTEST) $(PYTEST_ARGS)
 
 test-postgresql: $(VENV)/.dev postgres
-	CLUSTERPLANE_TEST_DATABASE=postgresql $(BIN)/pytest tests/integration tests/compat $(PYTEST_ARGS)
+	CLUSTERPLANE_TEST_DATABASE=postgresql $(PYTEST) tests/integration tests/compat $(PYTEST_ARGS)
 
 postgres:
 	scripts/ensure-postgres.sh

@@ -20,7 +20,8 @@ from clusterplane.services.cluster_views import ClusterDetail, NodeDetail
 KUBECONFIG_FROM = frozenset(
     {ClusterPhase.QUEUED, ClusterPhase.SCHEDULED, ClusterPhase.WAITING_FOR_CONTROL_PLANE_NODES}
 )
-JSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS
+# Naive datetimes are UTC here (phase histories are read without conversion).
+JSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS
 
 
 def encode(body: dict[str, Any]) -> bytes:

@@ -17,12 +17,23 @@ iterate long lists in batches (`iter_details`) so memory stays bounded by a batc
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BindParameter, bindparam, select
+from sqlalchemy import (
+    ARRAY,
+    BindParameter,
+    ColumnElement,
+    DateTime,
+    Select,
+    String,
+    any_,
+    bindparam,
+    select,
+    type_coerce,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -134,7 +145,8 @@ def cluster_rows(session: Session, cluster_ids: Sequence[str]) -> list[ColumnRow
     if not cluster_ids:
         return []
     conn = _connection(session)
-    found = {row.id: row for row in conn.execute(_CLUSTERS, {"ids": list(cluster_ids)}).all()}
+    query = _for(conn).clusters
+    found = {row.id: row for row in conn.execute(query, {"ids": list(cluster_ids)}).all()}
     return [found[i] for i in cluster_ids if i in found]
 
 
@@ -179,44 +191,70 @@ def _connection(session: Session) -> Connection:
 
 
 # The statements are built once: constructing a SELECT of thirty columns costs more than
-# running it, and a reused statement also skips the compiled-cache adaptation.
-_IDS: BindParameter[Any] = bindparam("ids", expanding=True)
+# running it, and a reused statement also skips the compiled-cache adaptation. Each comes
+# in two forms: `IN (...)` with one bound value per id for SQLite, and `= ANY(:ids)` with
+# a single array value for PostgreSQL, whose driver would otherwise render and parse 250
+# placeholders per query. Phase-history timestamps are read as the database's naive UTC
+# (`_naive`), skipping the per-value conversion to aware datetimes: they are only ever
+# encoded, and the encoder writes naive values as UTC (presenters.JSON_OPTIONS).
 _CPT = ClusterPhaseTransitionRow
 _NPT = NodePhaseTransitionRow
 _EV = NodeLifecycleEventRow
-_CLUSTERS = select(*CLUSTER_COLUMNS).where(ClusterRow.id.in_(_IDS))
-_CLUSTER_PHASES = (
-    select(_CPT.cluster_id, _CPT.phase, _CPT.transition_time)
-    .where(_CPT.cluster_id.in_(_IDS))
-    .order_by(_CPT.id)
-)
-_EVENTS = (
-    select(_EV.cluster_id, _EV.node_name, _EV.reason, _EV.message, _EV.timestamp)
-    .where(_EV.cluster_id.in_(_IDS), _EV.timestamp >= bindparam("since"))
-    .order_by(_EV.id)
-)
-_VOLUMES = (
-    select(VolumeRow)
-    .where(VolumeRow.cluster_id.in_(_IDS), VolumeRow.deleted_at.is_(None))
-    .order_by(VolumeRow.created_at)
-)
-_NODES = (
-    select(*NODE_COLUMNS)
-    .outerjoin(HostRow, HostRow.id == NodeRow.host_id)
-    .where(NodeRow.cluster_id.in_(_IDS))
-    .order_by(NodeRow.role, NodeRow.ordinal)
-)
-_NODE_PHASES = (
-    select(_NPT.node_row_id, _NPT.phase, _NPT.transition_time)
-    .join(NodeRow, NodeRow.id == _NPT.node_row_id)
-    .where(NodeRow.cluster_id.in_(_IDS))
-    .order_by(_NPT.id)
-)
-_REMEDIATIONS = (
-    select(RemediationRow)
-    .where(RemediationRow.cluster_id.in_(_IDS))
-    .order_by(RemediationRow.create_time, RemediationRow.id)
-)
+
+
+def _naive(column: Any) -> Any:
+    return type_coerce(column, DateTime).label(column.key)
+
+
+@dataclass(frozen=True)
+class _Statements:
+    clusters: Select[Any]
+    cluster_phases: Select[Any]
+    events: Select[Any]
+    volumes: Select[Any]
+    nodes: Select[Any]
+    node_phases: Select[Any]
+    remediations: Select[Any]
+
+
+def _statements(one_of: Callable[[Any], ColumnElement[bool]]) -> _Statements:
+    return _Statements(
+        clusters=select(*CLUSTER_COLUMNS).where(one_of(ClusterRow.id)),
+        cluster_phases=select(_CPT.cluster_id, _CPT.phase, _naive(_CPT.transition_time))
+        .where(one_of(_CPT.cluster_id))
+        .order_by(_CPT.id),
+        events=select(
+            _EV.cluster_id, _EV.node_name, _EV.reason, _EV.message, _naive(_EV.timestamp)
+        )
+        .where(one_of(_EV.cluster_id), _EV.timestamp >= bindparam("since"))
+        .order_by(_EV.id),
+        volumes=select(VolumeRow)
+        .where(one_of(VolumeRow.cluster_id), VolumeRow.deleted_at.is_(None))
+        .order_by(VolumeRow.created_at),
+        nodes=select(*NODE_COLUMNS)
+        .outerjoin(HostRow, HostRow.id == NodeRow.host_id)
+        .where(one_of(NodeRow.cluster_id))
+        .order_by(NodeRow.role, NodeRow.ordinal),
+        node_phases=select(_NPT.node_row_id, _NPT.phase, _naive(_NPT.transition_time))
+        .join(NodeRow, NodeRow.id == _NPT.node_row_id)
+        .where(one_of(NodeRow.cluster_id))
+        .order_by(_NPT.id),
+        remediations=select(RemediationRow)
+        .where(one_of(RemediationRow.cluster_id))
+        .order_by(RemediationRow.create_time, RemediationRow.id),
+    )
+
+
+_IN_LIST: BindParameter[Any] = bindparam("ids", expanding=True)
+_ARRAY: BindParameter[Any] = bindparam("ids", type_=ARRAY(String))
+_BY_DIALECT = {
+    "postgresql": _statements(lambda column: column == any_(_ARRAY)),
+    "sqlite": _statements(lambda column: column.in_(_IN_LIST)),
+}
+
+
+def _for(conn: Connection) -> _Statements:
+    return _BY_DIALECT.get(conn.dialect.name, _BY_DIALECT["sqlite"])
 
 
 def _load_cluster_parts(
@@ -226,12 +264,13 @@ def _load_cluster_parts(
     chunk: list[str],
     now: datetime,
 ) -> None:
-    for row in conn.execute(_CLUSTER_PHASES, {"ids": chunk}).all():
+    queries = _for(conn)
+    for row in conn.execute(queries.cluster_phases, {"ids": chunk}).all():
         details[row.cluster_id].transitions.append(row)
     since = now - EVENT_RETENTION
-    for event in conn.execute(_EVENTS, {"ids": chunk, "since": since}).all():
+    for event in conn.execute(queries.events, {"ids": chunk, "since": since}).all():
         details[event.cluster_id].lifecycle_events.append(event)
-    for volume in session.scalars(_VOLUMES, {"ids": chunk}):
+    for volume in session.scalars(queries.volumes, {"ids": chunk}):
         if volume.cluster_id is not None:
             details[volume.cluster_id].volumes.append(volume)
 
@@ -239,14 +278,15 @@ def _load_cluster_parts(
 def _load_nodes(
     session: Session, conn: Connection, details: dict[str, ClusterDetail], chunk: list[str]
 ) -> None:
-    nodes = conn.execute(_NODES, {"ids": chunk}).all()
+    queries = _for(conn)
+    nodes = conn.execute(queries.nodes, {"ids": chunk}).all()
     if not nodes:
         return
     transitions: dict[str, list[ColumnRow]] = defaultdict(list)
-    for row in conn.execute(_NODE_PHASES, {"ids": chunk}).all():
+    for row in conn.execute(queries.node_phases, {"ids": chunk}).all():
         transitions[row.node_row_id].append(row)
     latest: dict[str, RemediationRow] = {}
-    for remediation in session.scalars(_REMEDIATIONS, {"ids": chunk}):
+    for remediation in session.scalars(queries.remediations, {"ids": chunk}):
         latest[remediation.node_row_id] = remediation
     for node in nodes:
         view = NodeDetail(
