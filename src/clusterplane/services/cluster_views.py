@@ -223,9 +223,7 @@ def _statements(one_of: Callable[[Any], ColumnElement[bool]]) -> _Statements:
         cluster_phases=select(_CPT.cluster_id, _CPT.phase, _naive(_CPT.transition_time))
         .where(one_of(_CPT.cluster_id))
         .order_by(_CPT.id),
-        events=select(
-            _EV.cluster_id, _EV.node_name, _EV.reason, _EV.message, _naive(_EV.timestamp)
-        )
+        events=select(_EV.cluster_id, _EV.node_name, _EV.reason, _EV.message, _naive(_EV.timestamp))
         .where(one_of(_EV.cluster_id), _EV.timestamp >= bindparam("since"))
         .order_by(_EV.id),
         volumes=select(VolumeRow)
