@@ -50,26 +50,33 @@ class Controller(Protocol):
 def run_pass(controller: Controller, ctx: ControllerContext) -> int:
     """One pass over the due rows of `controller`; returns how many rows it worked on.
 
-    A failure (the database, a driver, a bug) costs at most the row it happened on: the
-    pass goes on with the others, and that row is retried later.
+    The due rows are found and leased in one transaction; a lease that has run half its
+    time by the row's turn (a slow pass) is renewed first, and a row whose lease was lost
+    meanwhile is left to its new holder. A failure (the database, a driver, a bug) costs
+    at most the row it happened on: the pass goes on with the others, and that row is
+    retried later.
     """
     now = ctx.clock.now()
+    lease_seconds = ctx.settings.engine.lease_seconds
     try:
         with transaction(ctx.sessions) as session:
-            ids = leases.due_ids(
+            claimed_at = ctx.lease_clock.now()
+            claimed = leases.claim_due(
                 session,
                 controller.row_type,
                 fleet_now=now,
-                wall=ctx.lease_clock.now(),
+                wall=claimed_at,
                 limit=ctx.settings.engine.batch_size,
+                owner=ctx.owner,
+                seconds=lease_seconds,
             )
     except Exception:
-        log.exception("%s: could not look for due rows; next pass tries again", controller.name)
+        log.exception("%s: could not claim due rows; next pass tries again", controller.name)
         return 0
     worked = 0
-    for row_id in ids:
-        token = _lease(controller, ctx, row_id)
-        if token is None:
+    for row_id, token in claimed:
+        held = (ctx.lease_clock.now() - claimed_at).total_seconds()
+        if held > lease_seconds / 2 and not _renew(controller, ctx, row_id, token):
             continue
         worked += 1
         try:
@@ -84,20 +91,20 @@ def run_pass(controller: Controller, ctx: ControllerContext) -> int:
     return worked
 
 
-def _lease(controller: Controller, ctx: ControllerContext, row_id: str) -> str | None:
+def _renew(controller: Controller, ctx: ControllerContext, row_id: str, token: str) -> bool:
     try:
         with transaction(ctx.sessions) as session:
-            return leases.acquire(
+            return leases.renew(
                 session,
                 controller.row_type,
                 row_id,
-                owner=ctx.owner,
+                token,
                 seconds=ctx.settings.engine.lease_seconds,
                 wall=ctx.lease_clock.now(),
             )
     except Exception:
-        log.exception("%s: could not lease %s; next pass tries again", controller.name, row_id)
-        return None
+        log.exception("%s: could not renew %s; next pass tries again", controller.name, row_id)
+        return False
 
 
 def _release_after_error(

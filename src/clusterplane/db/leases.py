@@ -1,8 +1,9 @@
-"""Row leases: how a controller claims one due row so no other worker acts on it.
+"""Row leases: how a controller claims due rows so no other worker acts on them.
 
-A lease is (`lease_owner`, `lease_token`, `lease_expires_at`) on the row. Taking it is one
-conditional UPDATE that succeeds only when the row is unleased or its lease has expired
-(so a crashed worker's rows are taken over); every later write by the holder is guarded by
+A lease is (`lease_owner`, `lease_token`, `lease_expires_at`) on the row. Taking leases is
+one conditional UPDATE, in the transaction that found the due rows, that succeeds only for
+rows unleased or whose lease has expired (so a crashed worker's rows are taken over);
+every later write by the holder is guarded by
 the token, so a worker whose lease was taken over cannot overwrite the new holder's work.
 Lease times are wall-clock (`wall_now`, independent of the possibly scaled fleet clock);
 callers pass it in, so a deterministic simulation can drive leases from its own clock.
@@ -47,24 +48,55 @@ def due_ids(
     return list(session.scalars(query))
 
 
-def acquire(
-    session: Session, row_type: Any, row_id: str, *, owner: str, seconds: float, wall: datetime
-) -> str | None:
-    """Take the lease on one row; returns the token, or None if someone else holds it."""
+def claim_due(
+    session: Session,
+    row_type: Any,
+    *,
+    fleet_now: datetime,
+    wall: datetime,
+    limit: int,
+    owner: str,
+    seconds: float,
+) -> list[tuple[str, str]]:
+    """Find due rows and lease them in the same transaction: (id, token) for each.
+
+    The scan's rows stay locked until the commit (PostgreSQL's `FOR UPDATE SKIP LOCKED`;
+    SQLite's single writer), so no other replica can lease them in between, and a pass
+    costs one transaction for all its rows instead of one per row. The rows share a token
+    (the guard is always id and token together).
+    """
+    ids = due_ids(session, row_type, fleet_now=fleet_now, wall=wall, limit=limit)
+    if not ids:
+        return []
     token = uuid.uuid4().hex
-    result = session.execute(
+    leased = session.scalars(
         update(row_type)
         .where(
-            row_type.id == row_id,
+            row_type.id.in_(ids),
             row_type.deleted_at.is_(None),
             or_(row_type.lease_expires_at.is_(None), row_type.lease_expires_at < wall),
         )
         .values(
             lease_owner=owner, lease_token=token, lease_expires_at=wall + timedelta(seconds=seconds)
         )
+        .returning(row_type.id)
         .execution_options(synchronize_session=False)
     )
-    return token if rowcount(result) == 1 else None
+    got = set(leased)
+    return [(row_id, token) for row_id in ids if row_id in got]
+
+
+def renew(
+    session: Session, row_type: Any, row_id: str, token: str, *, seconds: float, wall: datetime
+) -> bool:
+    """Extend a lease this token still holds; False when it was lost."""
+    result = session.execute(
+        update(row_type)
+        .where(row_type.id == row_id, row_type.lease_token == token)
+        .values(lease_expires_at=wall + timedelta(seconds=seconds))
+        .execution_options(synchronize_session=False)
+    )
+    return rowcount(result) == 1
 
 
 def load_guarded(session: Session, row_type: Any, row_id: str, token: str) -> Any | None:
