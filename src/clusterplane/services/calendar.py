@@ -1,0 +1,212 @@
+"""The fleet's capacity calendar: what every live cluster has booked, and the check that
+refuses a booking the fleet cannot honour.
+
+A cluster books standard hosts of its region and GPU type: its capacity-pool part against
+its pool's hosts, the rest against general capacity. It books them from its start (now,
+or a scheduled cluster's `reservation_start_time`) until its end (`reservation_end_time`;
+none for ON_DEMAND; never past its pool's end). Preemptible nodes book nothing: they are
+taken back when a booking needs their hosts (`services/claims.py`).
+
+General capacity is every serviceable host (available or allocated) of the region and
+GPU type outside a live pool; a pool's hosts rejoin it when the pool ends. So a host can
+only be promised once: pool hosts are never booked by other projects while the pool lives.
+
+Callers: `services/clusters.py` after every change that books more (create, scale-up,
+extension, more pool GPUs) and `services/pools.py` before a pool takes hosts. Each check
+first locks the region row, so concurrent writers check one after the other.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from clusterplane.db.rows import CapacityPoolRow, ClusterRow, HostRow, RegionRow
+from clusterplane.domain.calendar import Booking, Capacity, first_overbooking
+from clusterplane.domain.enums import ClusterPhase, HostState
+from clusterplane.errors import CapacityUnavailable
+
+GPUS_PER_NODE = 8
+SERVICEABLE = (HostState.AVAILABLE, HostState.ALLOCATED)
+
+
+@dataclass(frozen=True)
+class ClusterBooking:
+    """One cluster's entry in the calendar."""
+
+    cluster_id: str
+    cluster_name: str
+    project_id: str
+    billing_type: str
+    capacity_pool_id: str | None
+    general_nodes: int
+    pool_nodes: int
+    starts_at: datetime
+    ends_at: datetime | None
+
+
+@dataclass
+class Calendar:
+    """The bookings and capacity of one region and GPU type."""
+
+    region: str
+    gpu_type: str
+    now: datetime
+    general: Capacity
+    pool_hosts: dict[str, int]
+    pools: dict[str, CapacityPoolRow]
+    entries: list[ClusterBooking]
+
+    def general_bookings(self) -> list[Booking]:
+        return [
+            Booking(e.cluster_id, e.general_nodes, e.starts_at, e.ends_at) for e in self.entries
+        ]
+
+    def pool_bookings(self, pool_id: str) -> list[Booking]:
+        return [
+            Booking(e.cluster_id, e.pool_nodes, e.starts_at, e.ends_at)
+            for e in self.entries
+            if e.capacity_pool_id == pool_id
+        ]
+
+
+def pool_is_live(pool: CapacityPoolRow | None, now: datetime) -> bool:
+    """A live pool (active or still to come) keeps its hosts out of general capacity."""
+    return pool is not None and pool.deleted_at is None and pool.ends_at > now
+
+
+def live_pools(session: Session, region: str, gpu_type: str) -> dict[str, CapacityPoolRow]:
+    rows = session.scalars(
+        select(CapacityPoolRow).where(
+            CapacityPoolRow.region == region,
+            CapacityPoolRow.gpu_type == gpu_type,
+            CapacityPoolRow.deleted_at.is_(None),
+        )
+    )
+    return {p.id: p for p in rows}
+
+
+def _capacity(
+    session: Session, region: str, gpu_type: str, pools: dict[str, CapacityPoolRow], now: datetime
+) -> tuple[Capacity, dict[str, int]]:
+    counts = session.execute(
+        select(HostRow.capacity_pool_id, func.count())
+        .where(
+            HostRow.region == region,
+            HostRow.gpu_type == gpu_type,
+            HostRow.in_fleet_file.is_(True),
+            HostRow.state.in_(SERVICEABLE),
+        )
+        .group_by(HostRow.capacity_pool_id)
+    ).all()
+    base = 0
+    later: defaultdict[datetime, int] = defaultdict(int)
+    per_pool: dict[str, int] = {}
+    for pool_id, count in counts:
+        pool = pools.get(pool_id) if pool_id else None
+        if pool is None or not pool_is_live(pool, now):
+            base += count
+        else:
+            per_pool[pool.id] = count
+            later[pool.ends_at] += count
+    return Capacity(base, tuple(sorted(later.items()))), per_pool
+
+
+def booking_of(cluster: ClusterRow, pool: CapacityPoolRow | None, now: datetime) -> ClusterBooking:
+    """What `cluster` (as it stands in the session, changes included) books."""
+    start = cluster.reservation_start_time
+    starts_at = start if start is not None and start > now else now
+    ends_at = cluster.reservation_end_time
+    if pool is not None:
+        ends_at = pool.ends_at if ends_at is None else min(ends_at, pool.ends_at)
+    total = cluster.num_gpus // GPUS_PER_NODE
+    pool_nodes = min(total, cluster.num_capacity_pool_gpus // GPUS_PER_NODE) if pool else 0
+    return ClusterBooking(
+        cluster_id=cluster.id,
+        cluster_name=cluster.name,
+        project_id=cluster.project_id,
+        billing_type=cluster.billing_type,
+        capacity_pool_id=cluster.capacity_pool_id,
+        general_nodes=total - pool_nodes,
+        pool_nodes=pool_nodes,
+        starts_at=starts_at,
+        ends_at=ends_at,
+    )
+
+
+def load_calendar(session: Session, region: str, gpu_type: str, now: datetime) -> Calendar:
+    pools = live_pools(session, region, gpu_type)
+    general, pool_hosts = _capacity(session, region, gpu_type, pools, now)
+    clusters = session.scalars(
+        select(ClusterRow)
+        .where(
+            ClusterRow.region == region,
+            ClusterRow.gpu_type == gpu_type,
+            ClusterRow.deleted_at.is_(None),
+            ClusterRow.phase != ClusterPhase.DELETING,
+        )
+        .order_by(ClusterRow.created_at, ClusterRow.id)
+    )
+    entries = [
+        booking_of(c, pools.get(c.capacity_pool_id) if c.capacity_pool_id else None, now)
+        for c in clusters
+    ]
+    return Calendar(region, gpu_type, now, general, pool_hosts, pools, entries)
+
+
+def lock_region(session: Session, region: str) -> None:
+    """Serialise calendar checks of one region (a row lock on PostgreSQL; SQLite writers
+    are serialised already)."""
+    session.execute(select(RegionRow.name).where(RegionRow.name == region).with_for_update())
+
+
+def _when(at: datetime | None) -> str:
+    return "open-ended" if at is None else at.isoformat()
+
+
+def check_cluster_booking(session: Session, cluster: ClusterRow, now: datetime) -> None:
+    """Refuse (CapacityUnavailable, 409) unless the calendar with `cluster` as it now
+    stands in the session can be honoured. Nothing is written here."""
+    lock_region(session, cluster.region)
+    session.flush()
+    calendar = load_calendar(session, cluster.region, cluster.gpu_type, now)
+    mine = next((e for e in calendar.entries if e.cluster_id == cluster.id), None)
+    if mine is None:
+        return
+    what = f"{cluster.gpu_type} in {cluster.region}"
+    over = first_overbooking(calendar.general_bookings(), calendar.general, since=now)
+    if over is not None and mine.general_nodes > 0:
+        raise CapacityUnavailable(
+            f"need {mine.general_nodes} node(s) of {what} from {_when(mine.starts_at)} "
+            f"until {_when(mine.ends_at)}; {over.capacity} available at {_when(over.when)}, "
+            f"{over.demand - mine.general_nodes} of them already booked"
+        )
+    if mine.capacity_pool_id is None or mine.pool_nodes == 0:
+        return
+    pool_id = mine.capacity_pool_id
+    hosts = calendar.pool_hosts.get(pool_id, 0)
+    over = first_overbooking(calendar.pool_bookings(pool_id), Capacity(hosts), since=now)
+    if over is not None:
+        raise CapacityUnavailable(
+            f"need {mine.pool_nodes} node(s) from capacity pool '{pool_id}' from "
+            f"{_when(mine.starts_at)}; the pool has {hosts} host(s) available, "
+            f"{over.demand - mine.pool_nodes} of them already booked at {_when(over.when)}",
+            param="num_capacity_pool_gpus",
+        )
+
+
+def check_general_calendar(session: Session, region: str, gpu_type: str, now: datetime) -> None:
+    """Refuse (409) if the general bookings of a region and GPU type no longer fit (after
+    a pool took hosts out of general capacity in this session)."""
+    session.flush()
+    calendar = load_calendar(session, region, gpu_type, now)
+    over = first_overbooking(calendar.general_bookings(), calendar.general, since=now)
+    if over is not None:
+        raise CapacityUnavailable(
+            f"clusters have booked {over.demand} node(s) of {gpu_type} in {region} at "
+            f"{_when(over.when)}; only {over.capacity} would stay available"
+        )
