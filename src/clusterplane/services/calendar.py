@@ -158,6 +158,29 @@ def load_calendar(session: Session, region: str, gpu_type: str, now: datetime) -
     return Calendar(region, gpu_type, now, general, pool_hosts, pools, entries)
 
 
+def _largest_fabric(session: Session, calendar: Calendar, mine: ClusterBooking) -> int:
+    """Serviceable hosts of the widest fabric this cluster may use (general hosts and its
+    own pool's): a cluster never spans fabrics, so no booking can be wider."""
+    rows = session.execute(
+        select(HostRow.fabric, HostRow.capacity_pool_id, func.count())
+        .where(
+            HostRow.region == calendar.region,
+            HostRow.gpu_type == calendar.gpu_type,
+            HostRow.in_fleet_file.is_(True),
+            HostRow.state.in_(SERVICEABLE),
+        )
+        .group_by(HostRow.fabric, HostRow.capacity_pool_id)
+    ).all()
+    per_fabric: defaultdict[str, int] = defaultdict(int)
+    for fabric, pool_id, count in rows:
+        pool = calendar.pools.get(pool_id) if pool_id else None
+        if pool_id is None or pool is None or pool_id == mine.capacity_pool_id:
+            per_fabric[fabric] += count
+        elif not pool_is_live(pool, calendar.now):
+            per_fabric[fabric] += count
+    return max(per_fabric.values(), default=0)
+
+
 def lock_region(session: Session, region: str) -> None:
     """Serialise calendar checks of one region (a row lock on PostgreSQL; SQLite writers
     are serialised already)."""
@@ -178,6 +201,13 @@ def check_cluster_booking(session: Session, cluster: ClusterRow, now: datetime) 
     if mine is None:
         return
     what = f"{cluster.gpu_type} in {cluster.region}"
+    widest = _largest_fabric(session, calendar, mine)
+    if mine.general_nodes + mine.pool_nodes > widest:
+        raise CapacityUnavailable(
+            f"need {mine.general_nodes + mine.pool_nodes} node(s) of {what} in one fabric; "
+            f"the largest fabric has {widest} available to this cluster",
+            param="num_gpus",
+        )
     over = first_overbooking(calendar.general_bookings(), calendar.general, since=now)
     if over is not None and mine.general_nodes > 0:
         raise CapacityUnavailable(
