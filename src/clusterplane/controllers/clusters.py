@@ -39,7 +39,7 @@ from clusterplane.domain.enums import (
 from clusterplane.providers.models import ClusterStepSpec, DriverState, InstanceSpec
 from clusterplane.services import volumes
 from clusterplane.services.allocation import release_host
-from clusterplane.services.claims import claim_workers, fulfil_preemptible
+from clusterplane.services.claims import START_LEAD, claim_workers, fulfil_preemptible
 from clusterplane.services.events import (
     node_lifecycle_event,
     record_event,
@@ -350,12 +350,13 @@ class ClusterController:
         if phase == P.SCHEDULED:
             start = cluster.reservation_start_time
             if start is not None and now < start:
-                if now >= start - drain:
+                make_room_from = start - drain - START_LEAD
+                if now >= make_room_from:
                     # Preempt early, so the hosts are free when the window opens.
                     claim_workers(session, cluster, now, drain=drain, strict=False, take=False)
                     cluster.next_reconcile_at = min(start, now + POLL)
                 else:
-                    cluster.next_reconcile_at = start - drain
+                    cluster.next_reconcile_at = make_room_from
                 return
             set_cluster_phase(session, cluster, P.QUEUED, now)
             phase = P.QUEUED

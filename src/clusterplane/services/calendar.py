@@ -174,9 +174,12 @@ def _largest_fabric(session: Session, calendar: Calendar, mine: ClusterBooking) 
     per_fabric: defaultdict[str, int] = defaultdict(int)
     for fabric, pool_id, count in rows:
         pool = calendar.pools.get(pool_id) if pool_id else None
-        if pool_id is None or pool is None or pool_id == mine.capacity_pool_id:
-            per_fabric[fabric] += count
-        elif not pool_is_live(pool, calendar.now):
+        if (
+            pool_id is None
+            or pool is None
+            or pool_id == mine.capacity_pool_id
+            or not pool_is_live(pool, calendar.now)
+        ):
             per_fabric[fabric] += count
     return max(per_fabric.values(), default=0)
 

@@ -34,6 +34,10 @@ from clusterplane.services.allocation import add_worker_nodes
 from clusterplane.services.calendar import GPUS_PER_NODE, pool_is_live
 from clusterplane.services.events import node_lifecycle_event, record_event, refresh_node_status
 
+# A scheduled cluster starts taking preemptible hosts back this long before its drain
+# window must begin, so that the drained nodes have also terminated when it starts.
+START_LEAD = timedelta(minutes=10)
+
 
 @dataclass
 class Claim:
@@ -289,7 +293,8 @@ def preempt(session: Session, node: NodeRow, now: datetime, drain: timedelta) ->
 
 
 def _waiting_demand(session: Session, cluster: ClusterRow, now: datetime, drain: timedelta) -> int:
-    """Standard nodes the region's clusters are waiting for (or will within `drain`)."""
+    """Standard nodes the region's clusters are waiting for, or will be once scheduled
+    clusters that start soon (within the drain window and `START_LEAD`) begin."""
     others = session.scalars(
         select(ClusterRow).where(
             ClusterRow.region == cluster.region,
@@ -301,7 +306,8 @@ def _waiting_demand(session: Session, cluster: ClusterRow, now: datetime, drain:
     waiting = 0
     for other in others:
         start = other.reservation_start_time
-        if other.phase == ClusterPhase.SCHEDULED and start is not None and start > now + drain:
+        soon = now + drain + START_LEAD
+        if other.phase == ClusterPhase.SCHEDULED and start is not None and start > soon:
             continue
         have = len(workers(session, other.id, preemptible=False))
         waiting += max(0, other.num_gpus // GPUS_PER_NODE - have)
@@ -332,9 +338,13 @@ def fulfil_preemptible(
         FreeHost(h.id, h.name, h.fabric, h.block, h.rack)
         for h in _held(session, workers(session, cluster.id, preemptible=False))
     ]
-    for count in range(room, 0, -1):
+    # Near the cluster's fabric first; preemptible capacity may also come from another.
+    attempts = [(count, near) for count in range(room, 0, -1)] + [
+        (count, []) for count in range(room, 0, -1)
+    ]
+    for count, beside in attempts:
         try:
-            chosen = _place(idle, count, near)
+            chosen = _place(idle, count, beside)
         except CapacityUnavailable:
             continue
         try:
