@@ -205,7 +205,9 @@ def claim_workers(
         chosen = list(_place(in_pool, pool_gap, near)) if pool_gap else []
     except CapacityUnavailable as exc:
         if strict:
-            raise CapacityUnavailable(f"capacity pool: {exc.message}") from exc
+            raise CapacityUnavailable(
+                f"capacity pool: {exc.message}", param="num_capacity_pool_gpus"
+            ) from exc
         return Claim([], waiting=f"capacity pool: {exc.message}")
     near += [h.facts for h in free if h.facts.host_id in chosen]
     general_free = [h.facts for h in _general(free, pools, now) if h.facts.host_id not in chosen]

@@ -258,10 +258,10 @@ def create_cluster(
             if req.num_capacity_pool_gpus is not None
             else pools.gpus_free_for(session, pool, cluster, now)
         )
-    check_cluster_booking(session, cluster, now)
-    add_control_plane_nodes(session, cluster, region, now)
     if not scheduled:
         claim_workers(session, cluster, now, drain=drain, strict=True)
+    check_cluster_booking(session, cluster, now)
+    add_control_plane_nodes(session, cluster, region, now)
     _attach_volume(session, caller, cluster, req, now)
     creds = issue_cluster_credentials(cluster_id=cluster.id, now=now)
     cluster.credentials = {
