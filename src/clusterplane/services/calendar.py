@@ -21,8 +21,9 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, not_, or_, select
 from sqlalchemy.orm import Session
 
 from clusterplane.db.rows import CapacityPoolRow, ClusterRow, HostRow, RegionRow
@@ -60,11 +61,14 @@ class Calendar:
     pool_hosts: dict[str, int]
     pools: dict[str, CapacityPoolRow]
     entries: list[ClusterBooking]
+    # Started, open-ended general bookings summed up instead of listed in `entries`.
+    held_nodes: int = 0
 
     def general_bookings(self) -> list[Booking]:
-        return [
+        listed = [
             Booking(e.cluster_id, e.general_nodes, e.starts_at, e.ends_at) for e in self.entries
         ]
+        return [Booking("held", self.held_nodes, self.now, None), *listed]
 
     def pool_bookings(self, pool_id: str) -> list[Booking]:
         return [
@@ -116,7 +120,30 @@ def _capacity(
     return Capacity(base, tuple(sorted(later.items()))), per_pool
 
 
-def booking_of(cluster: ClusterRow, pool: CapacityPoolRow | None, now: datetime) -> ClusterBooking:
+class _Bookable(Protocol):
+    """The facts of a cluster its booking is made of (a row, or a row of those columns)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def project_id(self) -> str: ...
+    @property
+    def billing_type(self) -> str: ...
+    @property
+    def capacity_pool_id(self) -> str | None: ...
+    @property
+    def num_gpus(self) -> int: ...
+    @property
+    def num_capacity_pool_gpus(self) -> int: ...
+    @property
+    def reservation_start_time(self) -> datetime | None: ...
+    @property
+    def reservation_end_time(self) -> datetime | None: ...
+
+
+def booking_of(cluster: _Bookable, pool: CapacityPoolRow | None, now: datetime) -> ClusterBooking:
     """What `cluster` (as it stands in the session, changes included) books."""
     start = cluster.reservation_start_time
     starts_at = start if start is not None and start > now else now
@@ -138,24 +165,61 @@ def booking_of(cluster: ClusterRow, pool: CapacityPoolRow | None, now: datetime)
     )
 
 
-def load_calendar(session: Session, region: str, gpu_type: str, now: datetime) -> Calendar:
+_BOOKING_COLUMNS = (
+    ClusterRow.id,
+    ClusterRow.name,
+    ClusterRow.project_id,
+    ClusterRow.billing_type,
+    ClusterRow.capacity_pool_id,
+    ClusterRow.num_gpus,
+    ClusterRow.num_capacity_pool_gpus,
+    ClusterRow.reservation_start_time,
+    ClusterRow.reservation_end_time,
+)
+
+
+def load_calendar(
+    session: Session,
+    region: str,
+    gpu_type: str,
+    now: datetime,
+    *,
+    itemise: bool = True,
+    keep: str | None = None,
+) -> Calendar:
+    """The calendar of one region and GPU type. With `itemise` False, the started,
+    open-ended general bookings (on-demand clusters: most of them) are summed in SQL into
+    `held_nodes` instead of listed, except `keep`'s, so a create's check does not read
+    every cluster."""
     pools = live_pools(session, region, gpu_type)
     general, pool_hosts = _capacity(session, region, gpu_type, pools, now)
-    clusters = session.scalars(
-        select(ClusterRow)
-        .where(
-            ClusterRow.region == region,
-            ClusterRow.gpu_type == gpu_type,
-            ClusterRow.deleted_at.is_(None),
-            ClusterRow.phase != ClusterPhase.DELETING,
-        )
-        .order_by(ClusterRow.created_at, ClusterRow.id)
+    live = (
+        ClusterRow.region == region,
+        ClusterRow.gpu_type == gpu_type,
+        ClusterRow.deleted_at.is_(None),
+        ClusterRow.phase != ClusterPhase.DELETING,
     )
+    steady = and_(
+        ClusterRow.reservation_end_time.is_(None),
+        ClusterRow.capacity_pool_id.is_(None),
+        or_(
+            ClusterRow.reservation_start_time.is_(None),
+            ClusterRow.reservation_start_time <= now,
+        ),
+        ClusterRow.id != (keep or ""),
+    )
+    held = 0
+    query = select(*_BOOKING_COLUMNS).where(*live)
+    if not itemise:
+        total = session.scalar(select(func.sum(ClusterRow.num_gpus)).where(*live, steady))
+        held = int(total or 0) // GPUS_PER_NODE
+        query = query.where(not_(steady))
+    rows = session.execute(query.order_by(ClusterRow.created_at, ClusterRow.id)).all()
     entries = [
         booking_of(c, pools.get(c.capacity_pool_id) if c.capacity_pool_id else None, now)
-        for c in clusters
+        for c in rows
     ]
-    return Calendar(region, gpu_type, now, general, pool_hosts, pools, entries)
+    return Calendar(region, gpu_type, now, general, pool_hosts, pools, entries, held)
 
 
 def _largest_fabric(session: Session, calendar: Calendar, mine: ClusterBooking) -> int:
@@ -199,7 +263,9 @@ def check_cluster_booking(session: Session, cluster: ClusterRow, now: datetime) 
     stands in the session can be honoured. Nothing is written here."""
     lock_region(session, cluster.region)
     session.flush()
-    calendar = load_calendar(session, cluster.region, cluster.gpu_type, now)
+    calendar = load_calendar(
+        session, cluster.region, cluster.gpu_type, now, itemise=False, keep=cluster.id
+    )
     mine = next((e for e in calendar.entries if e.cluster_id == cluster.id), None)
     if mine is None:
         return
@@ -236,7 +302,7 @@ def check_general_calendar(session: Session, region: str, gpu_type: str, now: da
     """Refuse (409) if the general bookings of a region and GPU type no longer fit (after
     a pool took hosts out of general capacity in this session)."""
     session.flush()
-    calendar = load_calendar(session, region, gpu_type, now)
+    calendar = load_calendar(session, region, gpu_type, now, itemise=False)
     over = first_overbooking(calendar.general_bookings(), calendar.general, since=now)
     if over is not None:
         raise CapacityUnavailable(
