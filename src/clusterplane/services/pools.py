@@ -94,7 +94,7 @@ def _check_owner(session: Session, req: PoolCreate) -> None:
             )
 
 
-def _pick_hosts(session: Session, req: PoolCreate) -> list[HostRow]:
+def _pick_hosts(session: Session, req: PoolCreate, now: datetime) -> list[HostRow]:
     free = list(
         session.scalars(
             select(HostRow).where(
@@ -110,7 +110,7 @@ def _pick_hosts(session: Session, req: PoolCreate) -> list[HostRow]:
         for h in free
         if h.state == HostState.AVAILABLE
         and h.cluster_id is None
-        and not (h.capacity_pool_id and pool_is_live(pools.get(h.capacity_pool_id), req.starts_at))
+        and not (h.capacity_pool_id and pool_is_live(pools.get(h.capacity_pool_id), now))
     }
     if req.host_names is not None:
         by_name = {h.name: h for h in free}
@@ -161,7 +161,7 @@ def create_pool(session: Session, req: PoolCreate, *, now: datetime) -> Capacity
         deleted_at=None,
     )
     session.add(pool)
-    hosts = _pick_hosts(session, req)
+    hosts = _pick_hosts(session, req, now)
     if len({h.id for h in hosts}) != len(hosts):
         raise InvalidRequest("host_names lists a host twice", param="host_names")
     for host in hosts:
