@@ -21,9 +21,7 @@ from sqlalchemy.orm import Session
 from clusterplane.db import leases
 from clusterplane.db.engine import transaction
 from clusterplane.db.rows import (
-    CapacityPoolRow,
     ClusterRow,
-    EventRow,
     HostRow,
     NodePhaseTransitionRow,
     NodeRow,
@@ -39,7 +37,13 @@ from clusterplane.domain.enums import (
 from clusterplane.providers.models import ClusterStepSpec, DriverState, InstanceSpec
 from clusterplane.services import volumes
 from clusterplane.services.allocation import release_host
-from clusterplane.services.claims import START_LEAD, claim_workers, fulfil_preemptible
+from clusterplane.services.calendar import wind_down_at
+from clusterplane.services.claims import (
+    START_LEAD,
+    claim_workers,
+    fulfil_preemptible,
+    note_waiting,
+)
 from clusterplane.services.events import (
     node_lifecycle_event,
     record_event,
@@ -341,7 +345,7 @@ class ClusterController:
         now: datetime,
         progressed: bool,
     ) -> None:
-        end, why = self._end_of(session, cluster)
+        end, why = wind_down_at(session, cluster)
         if end is not None and now >= end:
             self._end_reservation(session, cluster, now, why)
             return
@@ -365,7 +369,7 @@ class ClusterController:
             nodes = self._live_nodes(session, cluster.id)
             progressed = True
         if claim.waiting is not None and claim.preempting == 0:
-            self._note_waiting(session, cluster, claim.waiting, now)
+            note_waiting(session, cluster, claim.waiting, now)
         entered = phase
         cp = [n for n in nodes if n.role == NodeRole.CONTROL_PLANE]
         workers = [
@@ -419,43 +423,6 @@ class ClusterController:
     def _short_of_preemptible(cluster: ClusterRow, nodes: list[NodeRow]) -> bool:
         live = sum(n.preemptible and not n.marked_for_deletion for n in nodes)
         return live * 8 < cluster.desired_preemptible_gpus
-
-    @staticmethod
-    def _end_of(session: Session, cluster: ClusterRow) -> tuple[datetime | None, str]:
-        """When the cluster is wound down: its reservation's end, or its pool's if sooner."""
-        end, why = cluster.reservation_end_time, "reservation"
-        pool = (
-            session.get(CapacityPoolRow, cluster.capacity_pool_id)
-            if cluster.capacity_pool_id
-            else None
-        )
-        if pool is not None and (end is None or pool.ends_at < end):
-            end, why = pool.ends_at, f"capacity pool {pool.id}"
-        return end, why
-
-    @staticmethod
-    def _note_waiting(session: Session, cluster: ClusterRow, why: str, now: datetime) -> None:
-        """Say once (per reason) in the audit trail that the cluster waits for hosts."""
-        last = session.scalar(
-            select(EventRow.message)
-            .where(
-                EventRow.object_type == "cluster",
-                EventRow.object_id == cluster.id,
-                EventRow.kind == "waiting_for_hosts",
-            )
-            .order_by(EventRow.id.desc())
-            .limit(1)
-        )
-        if last == why:
-            return
-        record_event(
-            session,
-            object_type="cluster",
-            object_id=cluster.id,
-            kind="waiting_for_hosts",
-            message=why,
-            at=now,
-        )
 
     @staticmethod
     def _next_due(

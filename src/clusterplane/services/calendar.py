@@ -309,3 +309,15 @@ def check_general_calendar(session: Session, region: str, gpu_type: str, now: da
             f"clusters have booked {over.demand} node(s) of {gpu_type} in {region} at "
             f"{_when(over.when)}; only {over.capacity} would stay available"
         )
+
+
+def wind_down_at(session: Session, cluster: ClusterRow) -> tuple[datetime | None, str]:
+    """When a cluster is wound down, and why: its reservation's end, or its capacity
+    pool's end if that comes first (None: never, an on-demand cluster)."""
+    end, why = cluster.reservation_end_time, "reservation"
+    pool = (
+        session.get(CapacityPoolRow, cluster.capacity_pool_id) if cluster.capacity_pool_id else None
+    )
+    if pool is not None and (end is None or pool.ends_at < end):
+        end, why = pool.ends_at, f"capacity pool {pool.id}"
+    return end, why

@@ -26,7 +26,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from clusterplane.db.leases import rowcount
-from clusterplane.db.rows import CapacityPoolRow, ClusterRow, HostRow, NodeRow
+from clusterplane.db.rows import CapacityPoolRow, ClusterRow, EventRow, HostRow, NodeRow
 from clusterplane.domain.enums import ClusterPhase, HostState, NodeLifecycleReason, NodeRole
 from clusterplane.domain.placement import FreeHost, choose_additional_hosts, choose_hosts
 from clusterplane.errors import CapacityUnavailable
@@ -368,3 +368,26 @@ def fulfil_preemptible(
         )
         return True
     return False
+
+
+def note_waiting(session: Session, cluster: ClusterRow, why: str, now: datetime) -> None:
+    """Say in the audit trail that a cluster waits for hosts, once per reason."""
+    last = session.scalar(
+        select(EventRow.message)
+        .where(
+            EventRow.object_type == "cluster",
+            EventRow.object_id == cluster.id,
+            EventRow.kind == "waiting_for_hosts",
+        )
+        .order_by(EventRow.id.desc())
+        .limit(1)
+    )
+    if last != why:
+        record_event(
+            session,
+            object_type="cluster",
+            object_id=cluster.id,
+            kind="waiting_for_hosts",
+            message=why,
+            at=now,
+        )
