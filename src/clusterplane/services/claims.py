@@ -118,7 +118,10 @@ def _held(session: Session, nodes: Sequence[NodeRow]) -> list[HostRow]:
     return list(session.scalars(select(HostRow).where(HostRow.id.in_(ids)))) if ids else []
 
 
-def _place(free: Sequence[FreeHost], count: int, near: Sequence[FreeHost]) -> tuple[str, ...]:
+def _place(
+    cluster: ClusterRow, free: Sequence[FreeHost], count: int, near: Sequence[FreeHost]
+) -> tuple[str, ...]:
+    where = {"region": cluster.region, "gpu_type": cluster.gpu_type}
     if near:
         return choose_additional_hosts(
             free,
@@ -126,8 +129,9 @@ def _place(free: Sequence[FreeHost], count: int, near: Sequence[FreeHost]) -> tu
             existing_fabrics={h.fabric for h in near},
             existing_blocks={h.block for h in near},
             existing_racks={h.rack for h in near},
+            **where,
         )
-    return choose_hosts(free, count)
+    return choose_hosts(free, count, **where)
 
 
 def _take(session: Session, cluster: ClusterRow, host_ids: Sequence[str]) -> list[HostRow]:
@@ -202,7 +206,7 @@ def claim_workers(
         pool_gap = max(0, min(gap, cluster.num_capacity_pool_gpus // GPUS_PER_NODE - pool_have))
     in_pool = [h.facts for h in free if pool is not None and h.pool_id == pool.id]
     try:
-        chosen = list(_place(in_pool, pool_gap, near)) if pool_gap else []
+        chosen = list(_place(cluster, in_pool, pool_gap, near)) if pool_gap else []
     except CapacityUnavailable as exc:
         if strict:
             raise CapacityUnavailable(
@@ -213,7 +217,7 @@ def claim_workers(
     general_free = [h.facts for h in _general(free, pools, now) if h.facts.host_id not in chosen]
     rest = gap - pool_gap
     try:
-        chosen += _place(general_free, rest, near) if rest else ()
+        chosen += _place(cluster, general_free, rest, near) if rest else ()
     except CapacityUnavailable as exc:
         preempting = _reclaim(session, cluster, general_free, rest, near, pools, now, drain)
         if preempting is None:
@@ -264,7 +268,7 @@ def _reclaim(
                 node_of[node.host_id] = node
     candidates = free + [preemptible_hosts[h].facts for h in node_of]
     try:
-        chosen = _place(candidates, count, near)
+        chosen = _place(cluster, candidates, count, near)
     except CapacityUnavailable:
         return None
     victims = [node_of[h] for h in chosen if h in node_of]
@@ -346,7 +350,7 @@ def fulfil_preemptible(
     ]
     for count, beside in attempts:
         try:
-            chosen = _place(idle, count, beside)
+            chosen = _place(cluster, idle, count, beside)
         except CapacityUnavailable:
             continue
         try:
