@@ -26,6 +26,7 @@ CREATE = {
 @dataclass
 class World:
     engine: Engine
+    pooled: str  # alpha's ON_DEMAND from the pool, 8 GPUs
     alpha: str
     key_alpha: str
     key_beta: str
@@ -85,8 +86,16 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             headers=alpha,
         )
     )
+    pooled = _ok(
+        engine.client.post(
+            "/v1/compute/clusters",
+            json={**CREATE, "num_gpus": 8, "capacity_pool_id": pool},
+            headers=alpha,
+        )
+    )
     yield World(
         engine,
+        pooled["cluster_id"],
         projects[0],
         keys[0],
         keys[1],
@@ -290,6 +299,13 @@ CASES = [
         400,
         update("reserved", lambda w: {"num_capacity_pool_gpus": 8}),
         param="num_capacity_pool_gpus",
+    ),
+    Case(
+        "pool-gpus-changed-on-a-started-cluster",
+        400,
+        update("pooled", lambda w: {"num_capacity_pool_gpus": 0}),
+        param="num_capacity_pool_gpus",
+        says="before a scheduled cluster starts",
     ),
     Case(
         "preemptible-update-not-multiple",

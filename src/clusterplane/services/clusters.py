@@ -388,6 +388,14 @@ def _update_counts(cluster: ClusterRow, req: ClusterUpdate) -> None:
             raise InvalidRequest(
                 "num_capacity_pool_gpus cannot exceed num_gpus", param="num_capacity_pool_gpus"
             )
+        changed = req.num_capacity_pool_gpus != cluster.num_capacity_pool_gpus
+        if changed and cluster.phase != ClusterPhase.SCHEDULED:
+            # Running nodes are not moved between pool and general hosts, so the count
+            # would no longer say where the cluster's GPUs come from.
+            raise FailedPrecondition(
+                "num_capacity_pool_gpus can change only before a scheduled cluster starts",
+                param="num_capacity_pool_gpus",
+            )
         cluster.num_capacity_pool_gpus = req.num_capacity_pool_gpus
     if req.num_preemptible_gpus is not None:
         if req.num_preemptible_gpus and cluster.cluster_type == ClusterType.SLURM:
