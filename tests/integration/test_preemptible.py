@@ -4,10 +4,17 @@ drain window when standard demand needs the hosts, and scale-down of the target.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from clusterplane.clock import utc
-from tests.support.engine import Engine
+from fastapi.testclient import TestClient
+
+from clusterplane.app import build
+from clusterplane.clock import ManualClock, utc
+from clusterplane.services.auth import generate_key_text
+from clusterplane.settings import EngineSettings, Settings
+from tests.support.databases import fresh_database_url
+from tests.support.engine import SMALL_FLEET, Engine
 
 CREATE = {
     "cluster_name": "train",
@@ -158,3 +165,32 @@ def test_lowering_the_preemptible_target_scales_preemptible_nodes_down(engine: E
     assert after["allocated_preemptible_gpus"] == 8 and len(preemptible(after)) == 1
     assert len(reasons(after, "TogetherScaledDown")) == 3
     assert len(after["gpu_worker_nodes"]) == 3, "standard nodes are untouched"
+
+
+def test_the_drain_window_is_an_engine_setting(tmp_path: Path):
+    key = generate_key_text()
+    settings = Settings(
+        database_url=fresh_database_url(tmp_path, "drain.db"),
+        fleet_file=SMALL_FLEET,
+        admin_api_key=key,
+        run_controllers=False,
+        engine=EngineSettings(preemption_drain_seconds=60),
+    )
+    clock = ManualClock()
+    app = build(settings, clock=clock)
+    with TestClient(app.api) as client:
+        engine = Engine(app=app, clock=clock, client=client, admin_key=key, database_url="")
+        holder = create(engine, num_preemptible_gpus=112)
+        engine.advance(3 * 3600, step=60)
+        create(engine, num_gpus=32)
+        notice = get(engine, holder["cluster_id"])["node_lifecycle_events"]
+        noticed = [e for e in notice if e["reason"] == "TogetherPreemptionNotified"]
+        engine.advance(600, step=10)
+        preempted = [
+            e
+            for e in get(engine, holder["cluster_id"])["node_lifecycle_events"]
+            if e["reason"] == "TogetherPreempted"
+        ]
+        assert noticed and len(preempted) == len(noticed)
+        gap = when(preempted[0]["timestamp"]) - when(noticed[0]["timestamp"])
+        assert timedelta(seconds=60) <= gap < DRAIN
