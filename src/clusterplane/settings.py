@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 DEFAULT_STATE_DIR = Path(".clusterplane")
@@ -41,6 +42,12 @@ class EngineSettings:
     acceptance_tests_by_default: bool = True
     # Fleet seconds an approved or requested repair waits before it cordons the node.
     remediation_grace_seconds: float = 1800.0
+    # Fleet seconds a preempted node keeps serving before its host is taken back.
+    preemption_drain_seconds: float = 300.0
+
+    @property
+    def preemption_drain(self) -> timedelta:
+        return timedelta(seconds=self.preemption_drain_seconds)
 
 
 @dataclass(frozen=True)

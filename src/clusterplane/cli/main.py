@@ -15,6 +15,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from clusterplane.cli import capacity
 from clusterplane.errors import ClusterplaneError
 from clusterplane.settings import ServerSettings, Settings, SimulationSettings, default_database_url
 
@@ -45,6 +46,7 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--seed", type=int, default=0, help="seed of the simulated fleet")
     serve.add_argument("--log-level", default="info")
     commands.add_parser("generate-key", help="print a fresh API key in the accepted format")
+    capacity.add_commands(commands)
     return root
 
 
@@ -105,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "serve":
         return serve(args)
+    if args.command == "capacity":
+        return capacity.run(args)
     from clusterplane.services.auth import generate_key_text
 
     print(generate_key_text())

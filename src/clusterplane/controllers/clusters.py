@@ -20,7 +20,12 @@ from sqlalchemy.orm import Session
 
 from clusterplane.db import leases
 from clusterplane.db.engine import transaction
-from clusterplane.db.rows import ClusterRow, HostRow, NodePhaseTransitionRow, NodeRow
+from clusterplane.db.rows import (
+    ClusterRow,
+    HostRow,
+    NodePhaseTransitionRow,
+    NodeRow,
+)
 from clusterplane.domain import lifecycle
 from clusterplane.domain.enums import (
     ClusterPhase,
@@ -32,6 +37,13 @@ from clusterplane.domain.enums import (
 from clusterplane.providers.models import ClusterStepSpec, DriverState, InstanceSpec
 from clusterplane.services import volumes
 from clusterplane.services.allocation import release_host
+from clusterplane.services.calendar import wind_down_at
+from clusterplane.services.claims import (
+    START_LEAD,
+    claim_workers,
+    fulfil_preemptible,
+    note_waiting,
+)
 from clusterplane.services.events import (
     node_lifecycle_event,
     record_event,
@@ -47,6 +59,12 @@ JOIN_EVENTS = {
     "scale_up": (NodeLifecycleReason.SCALED_UP, "node joined by scale-up"),
     "replacement": (NodeLifecycleReason.NODE_ADDED, "node joined to replace a repaired node"),
 }
+LEAVE_EVENTS = {
+    "scale_down": (NodeLifecycleReason.SCALED_DOWN, "node removed by scale-down"),
+    "preempted": (NodeLifecycleReason.PREEMPTED, "preemptible node taken back after its drain"),
+}
+# How often a cluster short of preemptible nodes looks for idle capacity again.
+FULFIL_POLL = timedelta(seconds=30)
 
 
 def _have_run(session: Session, node_ids: list[str]) -> set[str]:
@@ -165,6 +183,8 @@ class ClusterController:
         for node in snap.nodes:
             spec = instance_spec(cluster, node)
             if deleting or node.marked_for_deletion:
+                if not deleting and node.drain_until is not None and now < node.drain_until:
+                    continue  # a preempted node serves until its drain window closes
                 if node.provider_state is None:
                     outcome.nodes.append(NodeOutcome(node.id, None, terminated=True))
                     continue
@@ -265,13 +285,14 @@ class ClusterController:
             release_host(
                 session, node, cluster.id, now, quarantine=node.removal_reason == "quarantined"
             )
-            if node.removal_reason == "scale_down" and cluster.delete_requested_at is None:
+            leaving = LEAVE_EVENTS.get(node.removal_reason or "")
+            if leaving is not None and cluster.delete_requested_at is None:
                 node_lifecycle_event(
                     session,
                     cluster_id=cluster.id,
                     node_name=node.node_name,
-                    reason=NodeLifecycleReason.SCALED_DOWN,
-                    message="node removed by scale-down",
+                    reason=leaving[0],
+                    message=leaving[1],
                     now=now,
                 )
             return True
@@ -324,20 +345,38 @@ class ClusterController:
         now: datetime,
         progressed: bool,
     ) -> None:
-        if cluster.reservation_end_time is not None and now >= cluster.reservation_end_time:
-            self._end_reservation(session, cluster, now)
+        end, why = wind_down_at(session, cluster)
+        if end is not None and now >= end:
+            self._end_reservation(session, cluster, now, why)
             return
         phase = ClusterPhase(cluster.phase)
+        drain = self.ctx.settings.engine.preemption_drain
         if phase == P.SCHEDULED:
             start = cluster.reservation_start_time
             if start is not None and now < start:
-                cluster.next_reconcile_at = start
+                make_room_from = start - drain - START_LEAD
+                if now >= make_room_from:
+                    # Preempt early, so the hosts are free when the window opens.
+                    claim_workers(session, cluster, now, drain=drain, strict=False, take=False)
+                    cluster.next_reconcile_at = min(start, now + POLL)
+                else:
+                    cluster.next_reconcile_at = make_room_from
                 return
             set_cluster_phase(session, cluster, P.QUEUED, now)
             phase = P.QUEUED
+        claim = claim_workers(session, cluster, now, drain=drain, strict=False)
+        if claim.added:
+            nodes = self._live_nodes(session, cluster.id)
+            progressed = True
+        if claim.waiting is not None and claim.preempting == 0:
+            note_waiting(session, cluster, claim.waiting, now)
         entered = phase
         cp = [n for n in nodes if n.role == NodeRole.CONTROL_PLANE]
-        workers = [n for n in nodes if n.role == NodeRole.GPU_WORKER and not n.marked_for_deletion]
+        workers = [
+            n
+            for n in nodes
+            if n.role == NodeRole.GPU_WORKER and not n.marked_for_deletion and not n.preemptible
+        ]
         cp_running = bool(cp) and all(n.phase == NodePhase.RUNNING for n in cp)
         if cp_running and not cluster.control_plane_ready:
             cluster.control_plane_ready = True
@@ -345,7 +384,8 @@ class ClusterController:
         sequence = _sequence(cluster, bool(vols), len(workers))
         facts = lifecycle.BringUpFacts(
             control_plane_running=cp_running,
-            workers_running=all(n.phase == NodePhase.RUNNING for n in workers),
+            workers_running=len(workers) >= cluster.num_gpus // 8
+            and all(n.phase == NodePhase.RUNNING for n in workers),
             volume_ready=all(
                 v.status in (VolumeStatus.AVAILABLE, VolumeStatus.BOUND) for v in vols
             ),
@@ -366,8 +406,23 @@ class ClusterController:
             phase = following
             if following == P.READY and cluster.first_ready_at is None:
                 cluster.first_ready_at = now
+        if phase in lifecycle.STEADY_PHASES and fulfil_preemptible(
+            session, cluster, now, drain=drain
+        ):
+            progressed = True
+            nodes = self._live_nodes(session, cluster.id)
         moved = progressed or phase != entered
-        cluster.next_reconcile_at = self._next_due(cluster, nodes, phase, now, moved)
+        due = self._next_due(cluster, nodes, phase, now, moved, end)
+        if claim.waiting is not None:
+            due = min(due or now + POLL, now + POLL)
+        elif phase in lifecycle.STEADY_PHASES and self._short_of_preemptible(cluster, nodes):
+            due = min(due or now + FULFIL_POLL, now + FULFIL_POLL)
+        cluster.next_reconcile_at = due
+
+    @staticmethod
+    def _short_of_preemptible(cluster: ClusterRow, nodes: list[NodeRow]) -> bool:
+        live = sum(n.preemptible and not n.marked_for_deletion for n in nodes)
+        return live * 8 < cluster.desired_preemptible_gpus
 
     @staticmethod
     def _next_due(
@@ -376,6 +431,7 @@ class ClusterController:
         phase: ClusterPhase,
         now: datetime,
         moved: bool,
+        end: datetime | None,
     ) -> datetime | None:
         """When to look again: at once after a pass that moved something (what it moved
         may unblock the next step: launch workers, start a step), in `POLL` while waiting
@@ -385,16 +441,16 @@ class ClusterController:
         )
         if busy:
             return now if moved else now + POLL
-        return cluster.reservation_end_time
+        return end
 
     @staticmethod
-    def _end_reservation(session: Session, cluster: ClusterRow, now: datetime) -> None:
+    def _end_reservation(session: Session, cluster: ClusterRow, now: datetime, why: str) -> None:
         record_event(
             session,
             object_type="cluster",
             object_id=cluster.id,
             kind="reservation_ended",
-            message=f"reservation ended at {cluster.reservation_end_time}",
+            message=f"{why} ended; the cluster is wound down",
             at=now,
         )
         cluster.delete_requested_at = now

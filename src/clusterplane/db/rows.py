@@ -108,7 +108,26 @@ class HostRow(Base):
     in_fleet_file: Mapped[bool] = mapped_column(Boolean, default=True)
     cluster_id: Mapped[str | None] = mapped_column(String(64), index=True)
     node_row_id: Mapped[str | None] = mapped_column(String(64))
+    # The capacity pool the operator put this host in (None: general capacity).
+    capacity_pool_id: Mapped[str | None] = mapped_column(String(64), index=True)
     updated_at: Mapped[datetime]
+
+
+class CapacityPoolRow(Base):
+    """Hosts the operator holds for one project or organisation over a time window."""
+
+    __tablename__ = "capacity_pools"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    region: Mapped[str] = mapped_column(String(64))
+    gpu_type: Mapped[str] = mapped_column(String(32))
+    # Exactly one of the two owners is set.
+    project_id: Mapped[str | None] = mapped_column(String(64))
+    organization_id: Mapped[str | None] = mapped_column(String(64))
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+    deleted_at: Mapped[datetime | None]
 
 
 class ClusterRow(Base):
@@ -204,6 +223,8 @@ class NodeRow(Base):
     removal_reason: Mapped[str | None] = mapped_column(String(32))
     # Why the node was added: "bring_up", "scale_up" or "replacement" (of a repaired node).
     origin: Mapped[str] = mapped_column(String(16), default="bring_up")
+    # A preempted node keeps serving until then (its drain window); None otherwise.
+    drain_until: Mapped[datetime | None]
     provider_state: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime]
     deleted_at: Mapped[datetime | None]

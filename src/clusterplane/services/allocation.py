@@ -37,6 +37,8 @@ def free_hosts(session: Session, *, region: str, gpu_type: str) -> list[FreeHost
             HostRow.state == HostState.AVAILABLE,
             HostRow.in_fleet_file.is_(True),
             HostRow.cluster_id.is_(None),
+            # Pool hosts are claimed only through services/claims.py, for their pool.
+            HostRow.capacity_pool_id.is_(None),
         )
     ).all()
     return [

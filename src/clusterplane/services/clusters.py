@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from clusterplane.db.rows import ClusterPhaseTransitionRow, ClusterRow, HostRow, NodeRow
+from clusterplane.db.rows import ClusterPhaseTransitionRow, ClusterRow, NodeRow
 from clusterplane.domain.enums import (
     BillingType,
     ClusterPhase,
@@ -23,15 +23,12 @@ from clusterplane.domain.enums import (
 )
 from clusterplane.domain.lifecycle import status_for
 from clusterplane.errors import FailedPrecondition, InvalidRequest, NotFound
-from clusterplane.services import addons, volumes
-from clusterplane.services.allocation import (
-    GPUS_PER_NODE,
-    add_control_plane_nodes,
-    add_worker_nodes,
-    allocate_hosts,
-)
+from clusterplane.services import addons, pools, volumes
+from clusterplane.services.allocation import GPUS_PER_NODE, add_control_plane_nodes
 from clusterplane.services.auth import Caller, resolve_project
+from clusterplane.services.calendar import check_cluster_booking
 from clusterplane.services.catalog import check_gpu_type, get_region, resolve_driver
+from clusterplane.services.claims import claim_workers
 from clusterplane.services.credentials import (
     api_server_url,
     build_kubeconfig,
@@ -39,6 +36,8 @@ from clusterplane.services.credentials import (
 )
 from clusterplane.services.events import record_event, set_cluster_phase
 from clusterplane.services.ids import new_seed, new_uuid
+
+DEFAULT_DRAIN = timedelta(minutes=5)
 
 
 @dataclass
@@ -144,10 +143,6 @@ def _check_billing(req: ClusterCreate, now: datetime) -> None:
             "reservation_end_time must be in the future and after the start",
             param="reservation_end_time",
         )
-    if req.capacity_pool_id is not None:
-        raise InvalidRequest(
-            f"unknown capacity pool '{req.capacity_pool_id}'", param="capacity_pool_id"
-        )
     if req.num_preemptible_gpus and req.cluster_type == ClusterType.SLURM:
         raise InvalidRequest(
             "preemptible GPUs are available on KUBERNETES clusters only",
@@ -163,7 +158,11 @@ def create_cluster(
     now: datetime,
     base_domain: str,
     acceptance_tests_by_default: bool = True,
+    drain: timedelta = DEFAULT_DRAIN,
 ) -> ClusterRow:
+    """Write the cluster and book its capacity in the calendar (409 if the booking cannot
+    be honoured). A cluster that starts now claims its workers' hosts at once; a scheduled
+    one claims them at its start (the cluster controller)."""
     project_id = resolve_project(caller, req.project_id)
     region = get_region(session, req.region)
     check_gpu_type(session, region.name, req.gpu_type)
@@ -174,6 +173,15 @@ def create_cluster(
         nvidia_driver_version=req.nvidia_driver_version,
     )
     _check_billing(req, now)
+    pool = pools.resolve_for_cluster(
+        session,
+        req.capacity_pool_id,
+        project_id=project_id,
+        region=region.name,
+        gpu_type=req.gpu_type,
+        starts_at=max(now, req.reservation_start_time or now),
+        now=now,
+    )
     addon_list = addons.validate_new(req.add_ons, req.cluster_type)
     cluster_id = new_uuid()
     scheduled = req.reservation_start_time is not None and req.reservation_start_time > now
@@ -207,7 +215,7 @@ def create_cluster(
             else 0
         ),
         num_capacity_pool_gpus=0,
-        capacity_pool_id=None,
+        capacity_pool_id=pool.id if pool is not None else None,
         desired_preemptible_gpus=req.num_preemptible_gpus or 0,
         num_cpu_workers=0,
         cuda_version=driver.cuda_version,
@@ -244,9 +252,16 @@ def create_cluster(
     session.add(cluster)
     session.flush()
     session.add(ClusterPhaseTransitionRow(cluster_id=cluster.id, phase=phase, transition_time=now))
-    hosts = allocate_hosts(session, cluster, req.num_gpus // GPUS_PER_NODE)
+    if pool is not None:
+        cluster.num_capacity_pool_gpus = (
+            req.num_capacity_pool_gpus
+            if req.num_capacity_pool_gpus is not None
+            else pools.gpus_free_for(session, pool, cluster, now)
+        )
+    if not scheduled:
+        claim_workers(session, cluster, now, drain=drain, strict=True)
+    check_cluster_booking(session, cluster, now)
     add_control_plane_nodes(session, cluster, region, now)
-    add_worker_nodes(session, cluster, hosts, 0, now)
     _attach_volume(session, caller, cluster, req, now)
     creds = issue_cluster_credentials(cluster_id=cluster.id, now=now)
     cluster.credentials = {
@@ -297,7 +312,13 @@ def live_workers(session: Session, cluster_id: str) -> list[NodeRow]:
 
 
 def update_cluster(
-    session: Session, caller: Caller, cluster_id: str, req: ClusterUpdate, *, now: datetime
+    session: Session,
+    caller: Caller,
+    cluster_id: str,
+    req: ClusterUpdate,
+    *,
+    now: datetime,
+    drain: timedelta = DEFAULT_DRAIN,
 ) -> ClusterRow:
     cluster = get_cluster(session, caller, cluster_id)
     if cluster.phase == ClusterPhase.DELETING:
@@ -310,6 +331,15 @@ def update_cluster(
     _update_counts(cluster, req)
     if req.reservation_end_time is not None:
         _extend(cluster, req.reservation_end_time, now)
+    if (
+        req.reservation_end_time is not None
+        or req.num_capacity_pool_gpus is not None
+        or (req.num_gpus is not None and req.num_gpus > cluster.num_gpus)
+    ):
+        before = cluster.num_gpus
+        cluster.num_gpus = req.num_gpus if req.num_gpus is not None else before
+        check_cluster_booking(session, cluster, now)
+        cluster.num_gpus = before
     if req.add_ons is not None:
         cluster.add_ons = addons.merge_updates(
             cluster.add_ons, req.add_ons, ClusterType(cluster.cluster_type)
@@ -317,7 +347,7 @@ def update_cluster(
     if req.cluster_config is not None:
         cluster.cluster_config = {**(cluster.cluster_config or {}), **req.cluster_config}
     if req.num_gpus is not None and req.num_gpus != cluster.num_gpus:
-        _scale(session, cluster, req.num_gpus, now)
+        _scale(session, cluster, req.num_gpus, now, drain)
     cluster.updated_at = now
     cluster.next_reconcile_at = now
     record_event(
@@ -354,6 +384,18 @@ def _update_counts(cluster: ClusterRow, req: ClusterUpdate) -> None:
                 "num_capacity_pool_gpus needs a cluster created from a pool",
                 param="num_capacity_pool_gpus",
             )
+        if req.num_capacity_pool_gpus > target:
+            raise InvalidRequest(
+                "num_capacity_pool_gpus cannot exceed num_gpus", param="num_capacity_pool_gpus"
+            )
+        changed = req.num_capacity_pool_gpus != cluster.num_capacity_pool_gpus
+        if changed and cluster.phase != ClusterPhase.SCHEDULED:
+            # Running nodes are not moved between pool and general hosts, so the count
+            # would no longer say where the cluster's GPUs come from.
+            raise FailedPrecondition(
+                "num_capacity_pool_gpus can change only before a scheduled cluster starts",
+                param="num_capacity_pool_gpus",
+            )
         cluster.num_capacity_pool_gpus = req.num_capacity_pool_gpus
     if req.num_preemptible_gpus is not None:
         if req.num_preemptible_gpus and cluster.cluster_type == ClusterType.SLURM:
@@ -380,20 +422,22 @@ def _extend(cluster: ClusterRow, end: datetime, now: datetime) -> None:
     cluster.reservation_end_time = end
 
 
-def _scale(session: Session, cluster: ClusterRow, num_gpus: int, now: datetime) -> None:
-    workers = live_workers(session, cluster.id)
-    keep = [w for w in workers if not w.marked_for_deletion]
-    want = num_gpus // GPUS_PER_NODE
-    if want > len(keep):
-        held = [w.host_id for w in keep if w.host_id]
-        existing = list(session.scalars(select(HostRow).where(HostRow.id.in_(held))))
-        hosts = allocate_hosts(session, cluster, want - len(keep), existing=existing)
-        next_ordinal = 1 + max((w.ordinal for w in workers), default=-1)
-        add_worker_nodes(session, cluster, hosts, next_ordinal, now, origin="scale_up")
-    elif want < len(keep):
-        for node in sorted(keep, key=lambda w: (w.created_at, w.ordinal), reverse=True)[
-            : len(keep) - want
-        ]:
+def _scale(
+    session: Session, cluster: ClusterRow, num_gpus: int, now: datetime, drain: timedelta
+) -> None:
+    """Scale-up claims hosts now (or preempts nodes to make room, 409 if even that cannot);
+    scale-down drains nodes already marked for deletion first, then the newest."""
+    previous = cluster.num_gpus
+    cluster.num_gpus = num_gpus
+    cluster.num_capacity_pool_gpus = min(cluster.num_capacity_pool_gpus, num_gpus)
+    started = cluster.phase != ClusterPhase.SCHEDULED
+    if num_gpus > previous and started:
+        claim_workers(session, cluster, now, drain=drain, strict=True)
+    elif num_gpus < previous:
+        keep = [w for w in live_workers(session, cluster.id) if not w.marked_for_deletion]
+        surplus = len(keep) - num_gpus // GPUS_PER_NODE
+        newest_first = sorted(keep, key=lambda w: (w.created_at, w.ordinal), reverse=True)
+        for node in newest_first[: max(0, surplus)]:
             node.marked_for_deletion = True
             node.removal_reason = "scale_down"
             node.status = "Draining"
@@ -402,10 +446,9 @@ def _scale(session: Session, cluster: ClusterRow, num_gpus: int, now: datetime) 
         object_type="cluster",
         object_id=cluster.id,
         kind="scaled",
-        message=f"num_gpus {cluster.num_gpus} -> {num_gpus}",
+        message=f"num_gpus {previous} -> {num_gpus}",
         at=now,
     )
-    cluster.num_gpus = num_gpus
 
 
 def delete_cluster(session: Session, caller: Caller, cluster_id: str, *, now: datetime) -> str:

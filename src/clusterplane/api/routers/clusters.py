@@ -173,6 +173,7 @@ def create_cluster(
                 now=now,
                 base_domain=state.settings.server.cluster_base_domain,
                 acceptance_tests_by_default=state.settings.engine.acceptance_tests_by_default,
+                drain=state.settings.engine.preemption_drain,
             ),
         )
         result = presenters.cluster(load_details(session, [row], now=now)[0])
@@ -218,7 +219,14 @@ def update_cluster(
     state = api_state(request)
     now = state.clock.now()
     with transaction(state.sessions) as session:
-        row = clusters.update_cluster(session, caller, cluster_id, to_update(req), now=now)
+        row = clusters.update_cluster(
+            session,
+            caller,
+            cluster_id,
+            to_update(req),
+            now=now,
+            drain=state.settings.engine.preemption_drain,
+        )
         result = presenters.cluster(load_details(session, [row], now=now)[0])
     state.nudge()
     return presenters.json_response(result)

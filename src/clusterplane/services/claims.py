@@ -1,0 +1,397 @@
+"""Claiming hosts for a cluster's workers: standard ones (pool first), reclamation of
+preemptible nodes standing in the way, and preemptible fulfilment.
+
+- `claim_workers` gives a started cluster the standard workers it is short of: from its
+  capacity pool's free hosts first (its pool part), then from free general hosts. When the
+  free hosts cannot hold the rest but would with the hosts of preemptible nodes, those
+  nodes are preempted (`preempt`: marked, given `drain_until`, TogetherPreemptionNotified)
+  and the claim is made on a later pass, once they have drained and left.
+- `fulfil_preemptible` moves a cluster's live preemptible nodes toward its target: idle
+  general hosts only (never pool hosts, never hosts that standard demand waits for), and
+  extra ones are scaled down, newest first.
+
+Claims use the conditional UPDATE of `services/allocation.py` (only hosts still available
+and unowned are taken), so a host never serves two nodes. Callers: `services/clusters.py`
+(create and scale-up, strict: 409 when even reclamation cannot make room) and the cluster
+controller (each pass of a started cluster).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from clusterplane.db.leases import rowcount
+from clusterplane.db.rows import CapacityPoolRow, ClusterRow, EventRow, HostRow, NodeRow
+from clusterplane.domain.enums import ClusterPhase, HostState, NodeLifecycleReason, NodeRole
+from clusterplane.domain.placement import FreeHost, choose_additional_hosts, choose_hosts
+from clusterplane.errors import CapacityUnavailable
+from clusterplane.services.allocation import add_worker_nodes
+from clusterplane.services.calendar import GPUS_PER_NODE, pool_is_live
+from clusterplane.services.events import node_lifecycle_event, record_event, refresh_node_status
+
+# A scheduled cluster starts taking preemptible hosts back this long before its drain
+# window must begin, so that the drained nodes have also terminated when it starts.
+START_LEAD = timedelta(minutes=10)
+
+
+@dataclass
+class Claim:
+    """What one claim did: nodes added, nodes being preempted for it, or why it waits."""
+
+    added: list[NodeRow]
+    preempting: int = 0
+    waiting: str | None = None
+
+
+@dataclass(frozen=True)
+class _Host:
+    facts: FreeHost
+    pool_id: str | None
+    node_row_id: str | None
+
+
+def _hosts(session: Session, cluster: ClusterRow, *conditions: object) -> list[_Host]:
+    rows = session.execute(
+        select(
+            HostRow.id,
+            HostRow.name,
+            HostRow.fabric,
+            HostRow.block,
+            HostRow.rack,
+            HostRow.capacity_pool_id,
+            HostRow.node_row_id,
+        ).where(
+            HostRow.region == cluster.region,
+            HostRow.gpu_type == cluster.gpu_type,
+            HostRow.in_fleet_file.is_(True),
+            *conditions,  # type: ignore[arg-type]
+        )
+    ).all()
+    return [_Host(FreeHost(i, n, f, b, r), p, node) for i, n, f, b, r, p, node in rows]
+
+
+def _free(session: Session, cluster: ClusterRow) -> list[_Host]:
+    return _hosts(
+        session, cluster, HostRow.state == HostState.AVAILABLE, HostRow.cluster_id.is_(None)
+    )
+
+
+def _general(
+    hosts: Sequence[_Host], pools: dict[str, CapacityPoolRow], now: datetime
+) -> list[_Host]:
+    return [h for h in hosts if h.pool_id is None or not pool_is_live(pools.get(h.pool_id), now)]
+
+
+def _pools(session: Session, cluster: ClusterRow) -> dict[str, CapacityPoolRow]:
+    rows = session.scalars(
+        select(CapacityPoolRow).where(
+            CapacityPoolRow.region == cluster.region, CapacityPoolRow.gpu_type == cluster.gpu_type
+        )
+    )
+    return {p.id: p for p in rows}
+
+
+def workers(session: Session, cluster_id: str, *, preemptible: bool) -> list[NodeRow]:
+    """Live GPU workers of one kind that are staying (not marked for deletion)."""
+    return list(
+        session.scalars(
+            select(NodeRow)
+            .where(
+                NodeRow.cluster_id == cluster_id,
+                NodeRow.role == NodeRole.GPU_WORKER,
+                NodeRow.deleted_at.is_(None),
+                NodeRow.preemptible.is_(preemptible),
+                NodeRow.marked_for_deletion.is_(False),
+            )
+            .order_by(NodeRow.ordinal)
+        )
+    )
+
+
+def _held(session: Session, nodes: Sequence[NodeRow]) -> list[HostRow]:
+    ids = [n.host_id for n in nodes if n.host_id]
+    return list(session.scalars(select(HostRow).where(HostRow.id.in_(ids)))) if ids else []
+
+
+def _place(
+    cluster: ClusterRow, free: Sequence[FreeHost], count: int, near: Sequence[FreeHost]
+) -> tuple[str, ...]:
+    where = {"region": cluster.region, "gpu_type": cluster.gpu_type}
+    if near:
+        return choose_additional_hosts(
+            free,
+            count,
+            existing_fabrics={h.fabric for h in near},
+            existing_blocks={h.block for h in near},
+            existing_racks={h.rack for h in near},
+            **where,
+        )
+    return choose_hosts(free, count, **where)
+
+
+def _take(session: Session, cluster: ClusterRow, host_ids: Sequence[str]) -> list[HostRow]:
+    """Claim exactly these hosts for `cluster`, or none (a concurrent writer was first)."""
+    claimed = rowcount(
+        session.execute(
+            update(HostRow)
+            .where(
+                HostRow.id.in_(host_ids),
+                HostRow.state == HostState.AVAILABLE,
+                HostRow.cluster_id.is_(None),
+            )
+            .values(state=HostState.ALLOCATED, cluster_id=cluster.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    if claimed != len(host_ids):
+        session.execute(
+            update(HostRow)
+            .where(
+                HostRow.id.in_(host_ids),
+                HostRow.cluster_id == cluster.id,
+                HostRow.node_row_id.is_(None),
+            )
+            .values(state=HostState.AVAILABLE, cluster_id=None)
+            .execution_options(synchronize_session=False)
+        )
+        raise CapacityUnavailable("hosts were taken by a concurrent request; try again")
+    hosts = session.scalars(
+        select(HostRow).where(HostRow.id.in_(host_ids)).execution_options(populate_existing=True)
+    ).all()
+    order = {host_id: index for index, host_id in enumerate(host_ids)}
+    return sorted(hosts, key=lambda h: order[h.id])
+
+
+def _next_ordinal(session: Session, cluster_id: str) -> int:
+    ordinals = session.scalars(
+        select(NodeRow.ordinal).where(
+            NodeRow.cluster_id == cluster_id, NodeRow.role == NodeRole.GPU_WORKER
+        )
+    )
+    return 1 + max(ordinals, default=-1)
+
+
+def claim_workers(
+    session: Session,
+    cluster: ClusterRow,
+    now: datetime,
+    *,
+    drain: timedelta,
+    strict: bool,
+    take: bool = True,
+) -> Claim:
+    """Give `cluster` the standard workers it is short of, or make room for them.
+
+    `strict` (a user's create or scale-up): CapacityUnavailable when not even the hosts of
+    preemptible nodes would make room. Otherwise the shortfall is reported in `waiting`.
+    `take` False only makes room (a scheduled cluster about to start): nothing is claimed.
+    """
+    live = workers(session, cluster.id, preemptible=False)
+    gap = cluster.num_gpus // GPUS_PER_NODE - len(live)
+    if gap <= 0:
+        return Claim([])
+    pools = _pools(session, cluster)
+    held = _held(session, live)
+    near = [FreeHost(h.id, h.name, h.fabric, h.block, h.rack) for h in held]
+    free = _free(session, cluster)
+    pool = pools.get(cluster.capacity_pool_id) if cluster.capacity_pool_id else None
+    pool_gap = 0
+    if pool is not None and pool.deleted_at is None and pool.starts_at <= now < pool.ends_at:
+        pool_have = sum(h.capacity_pool_id == pool.id for h in held)
+        pool_gap = max(0, min(gap, cluster.num_capacity_pool_gpus // GPUS_PER_NODE - pool_have))
+    in_pool = [h.facts for h in free if pool is not None and h.pool_id == pool.id]
+    try:
+        chosen = list(_place(cluster, in_pool, pool_gap, near)) if pool_gap else []
+    except CapacityUnavailable as exc:
+        if strict:
+            raise CapacityUnavailable(
+                f"capacity pool: {exc.message}", param="num_capacity_pool_gpus"
+            ) from exc
+        return Claim([], waiting=f"capacity pool: {exc.message}")
+    near += [h.facts for h in free if h.facts.host_id in chosen]
+    general_free = [h.facts for h in _general(free, pools, now) if h.facts.host_id not in chosen]
+    rest = gap - pool_gap
+    try:
+        chosen += _place(cluster, general_free, rest, near) if rest else ()
+    except CapacityUnavailable as exc:
+        preempting = _reclaim(session, cluster, general_free, rest, near, pools, now, drain)
+        if preempting is None:
+            if strict:
+                raise
+            return Claim([], waiting=exc.message)
+        return Claim([], preempting=preempting, waiting="preempting nodes to make room")
+    if not take:
+        return Claim([])
+    try:
+        hosts = _take(session, cluster, chosen)
+    except CapacityUnavailable as exc:
+        if strict:
+            raise
+        return Claim([], waiting=exc.message)
+    origin = "bring_up" if cluster.first_ready_at is None else "scale_up"
+    ordinal = _next_ordinal(session, cluster.id)
+    nodes = add_worker_nodes(session, cluster, hosts, ordinal, now, origin=origin)
+    return Claim(nodes)
+
+
+def _reclaim(
+    session: Session,
+    cluster: ClusterRow,
+    free: list[FreeHost],
+    count: int,
+    near: Sequence[FreeHost],
+    pools: dict[str, CapacityPoolRow],
+    now: datetime,
+    drain: timedelta,
+) -> int | None:
+    """Preempt the preemptible nodes whose hosts would let `count` more workers fit;
+    None when even that would not. Returns how many nodes are now on their way out."""
+    preemptible_hosts = {
+        h.facts.host_id: h
+        for h in _general(_hosts(session, cluster, HostRow.node_row_id.is_not(None)), pools, now)
+    }
+    node_of: dict[str, NodeRow] = {}
+    if preemptible_hosts:
+        for node in session.scalars(
+            select(NodeRow).where(
+                NodeRow.id.in_([h.node_row_id for h in preemptible_hosts.values()]),
+                NodeRow.preemptible.is_(True),
+                NodeRow.deleted_at.is_(None),
+            )
+        ):
+            if node.host_id:
+                node_of[node.host_id] = node
+    candidates = free + [preemptible_hosts[h].facts for h in node_of]
+    try:
+        chosen = _place(cluster, candidates, count, near)
+    except CapacityUnavailable:
+        return None
+    victims = [node_of[h] for h in chosen if h in node_of]
+    for node in victims:
+        preempt(session, node, now, drain)
+    return len(victims)
+
+
+def preempt(session: Session, node: NodeRow, now: datetime, drain: timedelta) -> None:
+    """Start taking a preemptible node back: it drains until `now + drain`, then leaves."""
+    if node.marked_for_deletion:
+        return
+    node.marked_for_deletion = True
+    node.removal_reason = "preempted"
+    node.drain_until = now + drain
+    refresh_node_status(node)
+    node_lifecycle_event(
+        session,
+        cluster_id=node.cluster_id,
+        node_name=node.node_name,
+        reason=NodeLifecycleReason.PREEMPTION_NOTIFIED,
+        message=f"reclaimed for standard capacity; drains until {node.drain_until.isoformat()}",
+        now=now,
+    )
+    owner = session.get(ClusterRow, node.cluster_id)
+    if owner is not None:
+        owner.next_reconcile_at = now
+
+
+def _waiting_demand(session: Session, cluster: ClusterRow, now: datetime, drain: timedelta) -> int:
+    """Standard nodes the region's clusters are waiting for, or will be once scheduled
+    clusters that start soon (within the drain window and `START_LEAD`) begin."""
+    others = session.scalars(
+        select(ClusterRow).where(
+            ClusterRow.region == cluster.region,
+            ClusterRow.gpu_type == cluster.gpu_type,
+            ClusterRow.deleted_at.is_(None),
+            ClusterRow.phase != ClusterPhase.DELETING,
+        )
+    )
+    waiting = 0
+    for other in others:
+        start = other.reservation_start_time
+        soon = now + drain + START_LEAD
+        if other.phase == ClusterPhase.SCHEDULED and start is not None and start > soon:
+            continue
+        have = len(workers(session, other.id, preemptible=False))
+        waiting += max(0, other.num_gpus // GPUS_PER_NODE - have)
+    return waiting
+
+
+def fulfil_preemptible(
+    session: Session, cluster: ClusterRow, now: datetime, *, drain: timedelta
+) -> bool:
+    """Move live preemptible nodes toward the target; True if anything changed."""
+    live = workers(session, cluster.id, preemptible=True)
+    want = cluster.desired_preemptible_gpus // GPUS_PER_NODE
+    if len(live) > want:
+        for node in sorted(live, key=lambda n: (n.created_at, n.ordinal), reverse=True)[
+            : len(live) - want
+        ]:
+            node.marked_for_deletion = True
+            node.removal_reason = "scale_down"
+            refresh_node_status(node)
+        return True
+    gap = want - len(live)
+    if gap <= 0:
+        return False
+    pools = _pools(session, cluster)
+    idle = [h.facts for h in _general(_free(session, cluster), pools, now)]
+    room = min(gap, len(idle) - _waiting_demand(session, cluster, now, drain))
+    near = [
+        FreeHost(h.id, h.name, h.fabric, h.block, h.rack)
+        for h in _held(session, workers(session, cluster.id, preemptible=False))
+    ]
+    # Near the cluster's fabric first; preemptible capacity may also come from another.
+    attempts = [(count, near) for count in range(room, 0, -1)] + [
+        (count, []) for count in range(room, 0, -1)
+    ]
+    for count, beside in attempts:
+        try:
+            chosen = _place(cluster, idle, count, beside)
+        except CapacityUnavailable:
+            continue
+        try:
+            hosts = _take(session, cluster, chosen)
+        except CapacityUnavailable:
+            return False
+        ordinal = _next_ordinal(session, cluster.id)
+        nodes = add_worker_nodes(session, cluster, hosts, ordinal, now, origin="scale_up")
+        for node in nodes:
+            node.preemptible = True
+            node.node_name = f"gpu-preemptible-dp-{cluster.id[:5]}-{node.ordinal}"
+        record_event(
+            session,
+            object_type="cluster",
+            object_id=cluster.id,
+            kind="preemptible_fulfilled",
+            message=f"{len(nodes)} preemptible node(s) added toward {want}",
+            at=now,
+        )
+        return True
+    return False
+
+
+def note_waiting(session: Session, cluster: ClusterRow, why: str, now: datetime) -> None:
+    """Say in the audit trail that a cluster waits for hosts, once per reason."""
+    last = session.scalar(
+        select(EventRow.message)
+        .where(
+            EventRow.object_type == "cluster",
+            EventRow.object_id == cluster.id,
+            EventRow.kind == "waiting_for_hosts",
+        )
+        .order_by(EventRow.id.desc())
+        .limit(1)
+    )
+    if last != why:
+        record_event(
+            session,
+            object_type="cluster",
+            object_id=cluster.id,
+            kind="waiting_for_hosts",
+            message=why,
+            at=now,
+        )
