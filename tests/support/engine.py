@@ -16,8 +16,11 @@ from clusterplane.clock import ManualClock
 from clusterplane.db.engine import transaction
 from clusterplane.db.rows import HostRow
 from clusterplane.services.auth import generate_key_text
-from clusterplane.settings import EngineSettings, Settings
+from clusterplane.settings import CredentialSettings, EngineSettings, Settings
 from tests.support.databases import fresh_database_url
+
+TEST_CREDENTIALS_KEY = "clusterplane-test-suite-credentials-key-not-secret"
+"""The server key every test engine and server seals credentials with (restarts read them)."""
 
 SMALL_FLEET = Path(__file__).resolve().parents[2] / "src/clusterplane/fleets/small.yaml"
 
@@ -83,6 +86,7 @@ def make_engine(
         admin_api_key=key,
         run_controllers=False,
         engine=EngineSettings(acceptance_tests_by_default=acceptance_tests),
+        credentials=CredentialSettings(key=TEST_CREDENTIALS_KEY),
     )
     clock = ManualClock()
     app = build(settings, clock=clock)

@@ -32,13 +32,11 @@ from clusterplane.services.allocation import (
 )
 from clusterplane.services.auth import Caller, resolve_project
 from clusterplane.services.catalog import check_gpu_type, get_region, resolve_driver
-from clusterplane.services.credentials import (
-    api_server_url,
-    build_kubeconfig,
-    issue_cluster_credentials,
-)
+from clusterplane.services.cluster_secrets import ensure_ssh_ca, provision
+from clusterplane.services.credentials import api_server_url
 from clusterplane.services.events import record_event, set_cluster_phase
 from clusterplane.services.ids import new_seed, new_uuid
+from clusterplane.services.sealing import SecretBox
 
 
 @dataclass
@@ -161,6 +159,7 @@ def create_cluster(
     req: ClusterCreate,
     *,
     now: datetime,
+    box: SecretBox,
     base_domain: str,
     acceptance_tests_by_default: bool = True,
 ) -> ClusterRow:
@@ -175,6 +174,7 @@ def create_cluster(
     )
     _check_billing(req, now)
     addon_list = addons.validate_new(req.add_ons, req.cluster_type)
+    addons.check_cluster_config(req.cluster_config, req.cluster_type)
     cluster_id = new_uuid()
     scheduled = req.reservation_start_time is not None and req.reservation_start_time > now
     phase = ClusterPhase.SCHEDULED if scheduled else ClusterPhase.QUEUED
@@ -248,19 +248,7 @@ def create_cluster(
     add_control_plane_nodes(session, cluster, region, now)
     add_worker_nodes(session, cluster, hosts, 0, now)
     _attach_volume(session, caller, cluster, req, now)
-    creds = issue_cluster_credentials(cluster_id=cluster.id, now=now)
-    cluster.credentials = {
-        "ca_cert_pem": creds.ca_cert_pem,
-        "ca_key_pem": creds.ca_key_pem,
-        "client_cert_pem": creds.client_cert_pem,
-        "client_key_pem": creds.client_key_pem,
-    }
-    cluster.kube_config = build_kubeconfig(
-        cluster_id=cluster.id,
-        cluster_name=cluster.name,
-        server_url=cluster.api_server_url,
-        credentials=creds,
-    )
+    provision(cluster, box, now)
     record_event(
         session,
         object_type="cluster",
@@ -297,7 +285,13 @@ def live_workers(session: Session, cluster_id: str) -> list[NodeRow]:
 
 
 def update_cluster(
-    session: Session, caller: Caller, cluster_id: str, req: ClusterUpdate, *, now: datetime
+    session: Session,
+    caller: Caller,
+    cluster_id: str,
+    req: ClusterUpdate,
+    *,
+    now: datetime,
+    box: SecretBox,
 ) -> ClusterRow:
     cluster = get_cluster(session, caller, cluster_id)
     if cluster.phase == ClusterPhase.DELETING:
@@ -315,7 +309,10 @@ def update_cluster(
             cluster.add_ons, req.add_ons, ClusterType(cluster.cluster_type)
         )
     if req.cluster_config is not None:
-        cluster.cluster_config = {**(cluster.cluster_config or {}), **req.cluster_config}
+        cluster.cluster_config = addons.merge_cluster_config(
+            cluster.cluster_config, req.cluster_config, ClusterType(cluster.cluster_type)
+        )
+        ensure_ssh_ca(cluster, box)
     if req.num_gpus is not None and req.num_gpus != cluster.num_gpus:
         _scale(session, cluster, req.num_gpus, now)
     cluster.updated_at = now
