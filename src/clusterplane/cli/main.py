@@ -8,7 +8,7 @@ first start); otherwise one is generated on first start and printed once. The ke
 seals cluster private keys at rest comes from CLUSTERPLANE_CREDENTIALS_KEY when set;
 otherwise from ./.clusterplane/credentials-key, created (mode 0600) on first start.
 
-    clusterplane ssh CLUSTER [NODE] [COMMAND...]     see clusterplane/cli/ssh.py
+    clusterplane ssh CLUSTER [NODE] [-- COMMAND...]  see clusterplane/cli/ssh.py
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from clusterplane.cli import ssh
 from clusterplane.errors import ClusterplaneError
 from clusterplane.settings import (
     DEFAULT_STATE_DIR,
@@ -58,6 +59,7 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--seed", type=int, default=0, help="seed of the simulated fleet")
     serve.add_argument("--log-level", default="info")
     commands.add_parser("generate-key", help="print a fresh API key in the accepted format")
+    ssh.add_parser(commands)
     return root
 
 
@@ -133,10 +135,23 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse(argv: list[str]) -> argparse.Namespace:
+    """Parse a command line; for `ssh`, what follows ``--`` is the remote command."""
+    own, remote = ssh.split_remote_command(argv)
+    args = parser().parse_args(own)
+    if args.command == "ssh":
+        args.remote_command = remote
+    elif remote:
+        parser().error("'--' is only for `clusterplane ssh`")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parse(sys.argv[1:] if argv is None else argv)
     if args.command == "serve":
         return serve(args)
+    if args.command == "ssh":
+        return ssh.run(args)
     from clusterplane.services.auth import generate_key_text
 
     print(generate_key_text())
