@@ -83,6 +83,8 @@ class RegionRow(Base):
     network: Mapped[str] = mapped_column(String(64))
     # Control-plane VMs ever placed in the region; numbers their management addresses.
     control_plane_seq: Mapped[int] = mapped_column(Integer, default=0)
+    # Room for shared volumes, in TiB (the fleet file's `storage_tib`).
+    storage_capacity_tib: Mapped[int] = mapped_column(Integer, default=1024, server_default="1024")
 
 
 class HostRow(Base):

@@ -37,6 +37,8 @@ from clusterplane.services.credentials import api_server_url
 from clusterplane.services.events import record_event, set_cluster_phase
 from clusterplane.services.ids import new_seed, new_uuid
 from clusterplane.services.sealing import SecretBox
+from clusterplane.services.volumes import DEFAULT_LIMITS
+from clusterplane.settings import StorageSettings
 
 
 @dataclass
@@ -162,6 +164,7 @@ def create_cluster(
     box: SecretBox,
     base_domain: str,
     acceptance_tests_by_default: bool = True,
+    storage: StorageSettings = DEFAULT_LIMITS,
 ) -> ClusterRow:
     project_id = resolve_project(caller, req.project_id)
     region = get_region(session, req.region)
@@ -247,7 +250,7 @@ def create_cluster(
     hosts = allocate_hosts(session, cluster, req.num_gpus // GPUS_PER_NODE)
     add_control_plane_nodes(session, cluster, region, now)
     add_worker_nodes(session, cluster, hosts, 0, now)
-    _attach_volume(session, caller, cluster, req, now)
+    _attach_volume(session, caller, cluster, req, now, storage)
     provision(cluster, box, now)
     record_event(
         session,
@@ -261,12 +264,17 @@ def create_cluster(
 
 
 def _attach_volume(
-    session: Session, caller: Caller, cluster: ClusterRow, req: ClusterCreate, now: datetime
+    session: Session,
+    caller: Caller,
+    cluster: ClusterRow,
+    req: ClusterCreate,
+    now: datetime,
+    storage: StorageSettings,
 ) -> None:
     if req.volume_id is not None:
         volumes.attach_existing(session, caller, cluster, req.volume_id, now=now)
     elif req.shared_volume is not None:
-        volumes.create_inline(session, caller, cluster, req.shared_volume, now=now)
+        volumes.create_inline(session, caller, cluster, req.shared_volume, now=now, limits=storage)
 
 
 def live_workers(session: Session, cluster_id: str) -> list[NodeRow]:

@@ -175,6 +175,7 @@ def create_cluster(
                 box=state.secrets,
                 base_domain=state.settings.server.cluster_base_domain,
                 acceptance_tests_by_default=state.settings.engine.acceptance_tests_by_default,
+                storage=state.settings.storage,
             ),
         )
         result = presenters.cluster(load_details(session, [row], now=now)[0], state.secrets)
