@@ -77,6 +77,8 @@ def make_engine(
     acceptance_tests: bool = True,
     database_url: str | None = None,
     admin_key: str | None = None,
+    credentials_key: str = TEST_CREDENTIALS_KEY,
+    previous_credentials_keys: tuple[str, ...] = (),
 ) -> Iterator[Engine]:
     """An engine on a new database, or on `database_url` (a restart) with `admin_key`."""
     key = admin_key or generate_key_text()
@@ -86,7 +88,9 @@ def make_engine(
         admin_api_key=key,
         run_controllers=False,
         engine=EngineSettings(acceptance_tests_by_default=acceptance_tests),
-        credentials=CredentialSettings(key=TEST_CREDENTIALS_KEY),
+        credentials=CredentialSettings(
+            key=credentials_key, previous_keys=previous_credentials_keys
+        ),
     )
     clock = ManualClock()
     app = build(settings, clock=clock)
