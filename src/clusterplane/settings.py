@@ -67,8 +67,9 @@ class CredentialSettings:
 
     `key` is the server secret (32+ characters) that seals every private key and kubeconfig
     in the database; `previous_keys` still open what older keys sealed, until an operator
-    re-seals them (`POST /admin/v1/credentials/reseal`) and drops them. Without a key the
-    server seals with a throw-away one and says so in its log.
+    re-seals them (`POST /admin/v1/credentials/reseal`) and drops them. Without a key
+    (library and test use: `clusterplane serve` always has one, from the environment or
+    ./.clusterplane/credentials-key) they are stored unencrypted, with a warning in the log.
     """
 
     key: str | None = None

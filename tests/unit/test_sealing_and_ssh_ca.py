@@ -117,3 +117,11 @@ def test_ecdsa_keys_are_accepted_and_fingerprinted_like_ssh_keygen():
         serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
     ).decode()
     assert parse_user_key(line).fingerprint.startswith("SHA256:")
+
+
+def test_a_box_without_a_key_stores_text_as_it_is_but_opens_what_a_previous_key_sealed():
+    old = SecretBox(KEY).seal("secret", context="c")
+    keyless = SecretBox(None, previous=(KEY,))
+    assert keyless.seal("secret", context="c") == "secret"
+    assert keyless.open(old, context="c") == "secret"
+    assert not keyless.is_current(old) and keyless.is_current("secret")

@@ -13,6 +13,9 @@ Invariants:
     * Text that does not start with ``cp1.`` was stored before encryption at rest existed;
       `open` returns it unchanged and `is_sealed` says so, so a re-seal can find it.
     * Nothing here logs or returns key material.
+    * A box without a key (settings without one: only library and test use, since
+      `clusterplane serve` always has one) stores text as it is and says so in the log
+      once; it still opens what a previous key sealed.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import base64
 import hashlib
 import logging
 import os
-import secrets
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -65,10 +67,13 @@ def _key_id(key: bytes) -> str:
 class SecretBox:
     """Seals with the current key; opens with the current or any previous key."""
 
-    def __init__(self, secret: str, previous: tuple[str, ...] = ()):
-        current = _derive(secret)
-        self._current_id = _key_id(current)
-        self._keys: dict[str, AESGCM] = {self._current_id: AESGCM(current)}
+    def __init__(self, secret: str | None, previous: tuple[str, ...] = ()):
+        self._keys: dict[str, AESGCM] = {}
+        self._current_id: str | None = None
+        if secret is not None:
+            current = _derive(secret)
+            self._current_id = _key_id(current)
+            self._keys[self._current_id] = AESGCM(current)
         for old in previous:
             key = _derive(old)
             self._keys.setdefault(_key_id(key), AESGCM(key))
@@ -77,18 +82,19 @@ class SecretBox:
     def from_settings(cls, settings: CredentialSettings) -> SecretBox:
         if settings.key is None:
             log.warning(
-                "no CLUSTERPLANE_CREDENTIALS_KEY: cluster private keys are sealed with a "
-                "throw-away key and cannot be read after a restart"
+                "no credentials key (CLUSTERPLANE_CREDENTIALS_KEY): cluster private keys "
+                "are stored UNENCRYPTED"
             )
-            return cls(secrets.token_urlsafe(48), settings.previous_keys)
         return cls(settings.key, settings.previous_keys)
 
     @property
-    def key_id(self) -> str:
-        """Which key new seals use (never the key itself)."""
+    def key_id(self) -> str | None:
+        """Which key new seals use (never the key itself); None: stored as they are."""
         return self._current_id
 
     def seal(self, plaintext: str, *, context: str) -> str:
+        if self._current_id is None:
+            return plaintext
         nonce = os.urandom(_NONCE_BYTES)
         sealed = self._keys[self._current_id].encrypt(
             nonce, plaintext.encode("utf-8"), context.encode("utf-8")
@@ -112,6 +118,8 @@ class SecretBox:
 
     def is_current(self, value: str) -> bool:
         """Whether `value` is sealed with the current key (else a re-seal would change it)."""
+        if self._current_id is None:
+            return not is_sealed(value)
         return is_sealed(value) and value.split(".", 2)[1] == self._current_id
 
 
