@@ -112,9 +112,12 @@ def worker_node(view: NodeDetail) -> dict[str, Any]:
     }
 
 
-def _add_on(item: dict[str, Any]) -> dict[str, Any]:
+def _add_on(item: dict[str, Any], status: str) -> dict[str, Any]:
+    """`state` names the add-on once the driver applied its current config, and is `{}`
+    while that is pending (the spec keeps each entry an empty object)."""
+    applied = status == "applied"
     state: dict[str, dict[str, Any]] = {
-        key: {} for key in item["config"] if key in AddOnType.__members__.values()
+        key: {} for key in item["config"] if applied and key in AddOnType.__members__.values()
     }
     return {
         "name": item["name"],
@@ -134,6 +137,7 @@ def kube_config_of(row: Any, box: SecretBox) -> str:
 def cluster(detail: ClusterDetail, box: SecretBox) -> dict[str, Any]:
     row = detail.row
     preemptible_live = sum(v.row.num_gpus for v in detail.workers if v.row.preemptible)
+    states = addons.add_on_states(row.add_ons, row.applied_config)
     return {
         "cluster_id": row.id,
         "cluster_name": row.name,
@@ -156,7 +160,7 @@ def cluster(detail: ClusterDetail, box: SecretBox) -> dict[str, Any]:
         "control_plane_nodes": [control_plane_node(v) for v in detail.control_plane],
         "gpu_worker_nodes": [worker_node(v) for v in detail.workers],
         "phase_transitions": _transitions(detail.transitions),
-        "add_ons": [_add_on(a) for a in addons.enabled(row.add_ons)],
+        "add_ons": [_add_on(a, states[a["name"]]) for a in addons.enabled(row.add_ons)],
         "capacity_pool_id": row.capacity_pool_id,
         "cluster_config": row.cluster_config,
         "oidc_config": row.oidc_config,

@@ -152,6 +152,8 @@ class ClusterRow(Base):
     cluster_config: Mapped[dict[str, Any] | None]
     oidc_config: Mapped[dict[str, Any] | None]
     acceptance_tests_params: Mapped[dict[str, Any] | None]
+    # The enabled add-ons and cluster_config the driver last applied (None: not yet).
+    applied_config: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     api_server_url: Mapped[str] = mapped_column(String(256))
     credentials: Mapped[dict[str, Any] | None]
     kube_config: Mapped[str] = mapped_column(Text, default="")

@@ -113,6 +113,24 @@ def enabled(add_ons: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return shown
 
 
+def desired_config(
+    add_ons: list[dict[str, Any]], cluster_config: dict[str, Any] | None
+) -> dict[str, Any]:
+    """What the driver should have applied to a running cluster: the enabled add-ons and
+    the cluster_config, compared with `ClusterRow.applied_config` to see what is pending."""
+    return {"add_ons": enabled(add_ons), "cluster_config": cluster_config or {}}
+
+
+def add_on_states(add_ons: list[dict[str, Any]], applied: dict[str, Any] | None) -> dict[str, str]:
+    """Per enabled add-on name: ``applied`` when the driver applied this very config,
+    else ``pending``."""
+    done = {item["name"]: item for item in (applied or {}).get("add_ons", [])}
+    return {
+        item["name"]: "applied" if done.get(item["name"]) == item else "pending"
+        for item in enabled(add_ons)
+    }
+
+
 def check_cluster_config(config: dict[str, Any] | None, cluster_type: ClusterType) -> None:
     """Refuse `cluster_config` keys that do not apply to the cluster's type."""
     if not config:

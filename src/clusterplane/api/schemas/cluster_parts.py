@@ -84,7 +84,8 @@ class AddOnUpdate(WireRequest):
 
 
 class AddOnStateEntry(WireResponse):
-    """Per-add-on state; an empty object today (reserved by the API)."""
+    """Per-add-on state; an empty object (reserved by the API). clusterplane lists an
+    add-on's key in `state` once the driver has applied its current config."""
 
 
 class AddOnState(WireResponse):
