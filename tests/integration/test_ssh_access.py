@@ -160,3 +160,26 @@ def test_after_rotation_the_old_ca_is_no_longer_the_one_that_signs(
     assert rotated.json()["ssh_ca_public_key"] not in (None, old)
     assert clusterplane_ssh(wall_clock_engine, tmp_path, cluster_id, sshd) == 255
     assert LOGGED_IN not in capfd.readouterr().out
+
+
+def test_without_a_jump_host_the_key_logs_in_directly(
+    wall_clock_engine: Engine, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    cluster_id = create(
+        wall_clock_engine,
+        cluster_name="direct",
+        cluster_config={"load_balancer": "NONE", "ssh_ca_enabled": True},
+    )
+    with Sshd(tmp_path / "sshd", [ssh_ca(wall_clock_engine, cluster_id)]) as sshd:
+        args = parse(
+            [
+                "ssh", "--login", getpass.getuser(), "--address", "127.0.0.1",
+                "--port", str(sshd.port), "--cache-dir", str(tmp_path / "cache"),
+                "-o", "BatchMode=yes", cluster_id, "--", *REMOTE,
+            ]
+        )  # fmt: skip
+        assert run(args, http=wall_clock_engine.client) == 0
+        log = sshd.log_path.read_text()
+    assert LOGGED_IN in capfd.readouterr().out
+    assert "ProxyJump" not in (tmp_path / "cache" / f"{cluster_id}.config").read_text()
+    assert log.count("Accepted publickey") == 1
