@@ -125,8 +125,9 @@ def _identity(args: argparse.Namespace, cache: Path) -> Path:
 
 
 def _split_host(value: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":") if value.count(":") == 1 else (value, "", "")
-    if not port:
+    """``HOST[:PORT]`` (port 22 by default; a bare IPv6 address has no port)."""
+    host, colon, port = value.rpartition(":")
+    if not colon or ":" in host:
         return value, 22
     if not port.isdigit():
         raise SshError(f"--jumphost {value}: the port must be a number")

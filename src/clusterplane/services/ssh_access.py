@@ -96,7 +96,8 @@ def sign_certificate(
     ensure_ssh_ca(cluster, box)
     ca_key = ssh_ca_private_key(cluster, box)
     ca_public = ssh_ca_public_key(cluster)
-    assert ca_key is not None and ca_public is not None  # ensure_ssh_ca made them
+    if ca_key is None or ca_public is None:
+        raise RuntimeError(f"cluster {cluster.id} has ssh_ca_enabled but no SSH CA")
     serial = secrets.randbits(63)
     key_id = f"{caller.user_name}@{cluster.id}:{login}:{user_key.fingerprint}"
     valid_after = now - CLOCK_SKEW
