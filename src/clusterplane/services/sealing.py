@@ -3,7 +3,7 @@
 What it owns:
     `SecretBox`, which seals a text with AES-256-GCM under a key derived (HKDF-SHA256)
     from the operator's server secret, and opens it again. A sealed text reads
-    ``cp1.<key id>.<base64url(nonce | ciphertext)>``; the key id (8 hex digits of a hash
+    ``cp1.<key id>.<base64(nonce | ciphertext)>``; the key id (8 hex digits of a hash
     of the derived key) says which server key sealed it, so a box built with the current
     key and the previous ones opens everything while new seals use the current key.
 
@@ -20,7 +20,7 @@ Invariants:
 
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
 import logging
 import os
@@ -99,7 +99,7 @@ class SecretBox:
         sealed = self._keys[self._current_id].encrypt(
             nonce, plaintext.encode("utf-8"), context.encode("utf-8")
         )
-        body = base64.urlsafe_b64encode(nonce + sealed).decode("ascii").rstrip("=")
+        body = binascii.b2a_base64(nonce + sealed, newline=False).decode("ascii")
         return f"{_PREFIX}.{self._current_id}.{body}"
 
     def open(self, value: str, *, context: str) -> str:
@@ -109,7 +109,10 @@ class SecretBox:
         aead = self._keys.get(key_id)
         if aead is None:
             raise SealError(f"{context} was sealed with a credentials key this server lacks")
-        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        try:
+            raw = binascii.a2b_base64(body)
+        except binascii.Error:
+            raise SealError(f"{context} is not a readable sealed value") from None
         try:
             plain = aead.decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], context.encode("utf-8"))
         except InvalidTag:
