@@ -37,6 +37,7 @@ def main() -> None:
         database_url=args.database_url,
         fleet_file=args.fleet,
         admin_api_key=Settings.admin_key_from_env(),
+        credentials=Settings.credentials_from_env(),
         server=replace(
             ServerSettings(),
             port=args.port,

@@ -23,9 +23,11 @@ from clusterplane.api.read_cache import ReadCache
 from clusterplane.api.routers import (
     admin,
     admin_capacity,
+    admin_credentials,
     clusters,
     regions,
     remediations,
+    ssh,
     storage,
     whoami,
 )
@@ -38,6 +40,7 @@ from clusterplane.db.writes import count_writes
 from clusterplane.providers.base import Provider
 from clusterplane.providers.simulated import SimulatedProvider
 from clusterplane.services import auth, fleet, fleet_clock
+from clusterplane.services.sealing import SecretBox
 from clusterplane.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -123,6 +126,7 @@ def build(
         clock=clock,
         settings=settings,
         nudge=manager.nudge,
+        secrets=SecretBox.from_settings(settings.credentials),
         writes=count_writes(sessions),
         reads=ReadCache(settings.server.read_cache_seconds),
     )
@@ -138,8 +142,10 @@ def build(
             )
     api.include_router(whoami.router, responses=openapi.ERROR_RESPONSES)
     api.include_router(whoami.router, prefix="/v1", include_in_schema=False)
+    api.include_router(ssh.router, prefix="/v1", responses=openapi.ERROR_RESPONSES)
     api.include_router(admin.router, responses=openapi.ERROR_RESPONSES)
     api.include_router(admin_capacity.router, responses=openapi.ERROR_RESPONSES)
+    api.include_router(admin_credentials.router, responses=openapi.ERROR_RESPONSES)
 
     @api.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -61,6 +61,31 @@ class SimulationSettings:
 
 
 @dataclass(frozen=True)
+class StorageSettings:
+    """Operator limits on shared volumes (whole TiB); region capacity is in the fleet file."""
+
+    min_volume_tib: int = 1
+    max_volume_tib: int = 1024
+
+
+@dataclass(frozen=True)
+class CredentialSettings:
+    """Encryption at rest of cluster private keys, and SSH certificate lifetimes.
+
+    `key` is the server secret (32+ characters) that seals every private key and kubeconfig
+    in the database; `previous_keys` still open what older keys sealed, until an operator
+    re-seals them (`POST /admin/v1/credentials/reseal`) and drops them. Without a key
+    (library and test use: `clusterplane serve` always has one, from the environment or
+    ./.clusterplane/credentials-key) they are stored unencrypted, with a warning in the log.
+    """
+
+    key: str | None = None
+    previous_keys: tuple[str, ...] = ()
+    ssh_certificate_seconds: int = 3600
+    ssh_certificate_max_seconds: int = 86_400
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str = field(default_factory=default_database_url)
     fleet_file: Path | None = None  # None: the built-in fleet
@@ -68,6 +93,8 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     engine: EngineSettings = field(default_factory=EngineSettings)
     simulation: SimulationSettings = field(default_factory=SimulationSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    credentials: CredentialSettings = field(default_factory=CredentialSettings)
     run_controllers: bool = True
     replay_window_seconds: float = 600.0
 
@@ -76,3 +103,13 @@ class Settings:
         env = os.environ if environ is None else environ
         value = env.get("CLUSTERPLANE_ADMIN_API_KEY", "").strip()
         return value or None
+
+    @staticmethod
+    def credentials_from_env(environ: dict[str, str] | None = None) -> CredentialSettings:
+        """CLUSTERPLANE_CREDENTIALS_KEY and CLUSTERPLANE_PREVIOUS_CREDENTIALS_KEYS (comma list)."""
+        env = os.environ if environ is None else environ
+        key = env.get("CLUSTERPLANE_CREDENTIALS_KEY", "").strip() or None
+        previous = env.get("CLUSTERPLANE_PREVIOUS_CREDENTIALS_KEYS", "")
+        return CredentialSettings(
+            key=key, previous_keys=tuple(k.strip() for k in previous.split(",") if k.strip())
+        )

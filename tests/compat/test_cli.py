@@ -13,6 +13,7 @@ import base64
 import json
 import os
 import re
+import shutil
 import stat
 import subprocess
 from collections.abc import Iterator
@@ -25,6 +26,9 @@ from typing import Any, get_args
 import pytest
 import together
 import yaml
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
 from together.types.cluster import Cluster
 from together.types.clusters.remediation import Remediation
 
@@ -36,6 +40,7 @@ from tests.compat.support import (
     create_h100_cluster,
     is_ready,
     wait_for_cluster,
+    wait_until,
 )
 from tests.support.server import BIN, ServerProcess
 
@@ -400,6 +405,152 @@ def test_storage_create_list_retrieve_update_and_delete(tg: Tg, client: together
 
     assert f"Deleted. ({vid})" in tg.text("clusters", "storage", "delete", vid, "--force")
     assert volume_deleted_or_deleting(client, vid)
+
+
+def test_storage_update_that_shrinks_exits_1_and_keeps_the_size(
+    tg: Tg, client: together.Together
+) -> None:
+    volume = client.clusters.storage.create(
+        region=H100_REGION, size_tib=3, volume_name="cli-no-shrink"
+    )
+
+    run = tg("clusters", "storage", "update", volume.volume_id, "--size-tib", "1", exit_code=1)
+
+    assert "volumes can only grow" in run.stdout
+    assert client.clusters.storage.retrieve(volume.volume_id).size_tib == 3
+    client.clusters.storage.delete(volume.volume_id)
+
+
+def test_cluster_create_with_volume_attaches_it_and_storage_delete_is_refused_meanwhile(
+    tg: Tg, client: together.Together
+) -> None:
+    volume = client.clusters.storage.create(
+        region=H100_REGION, size_tib=1, volume_name="cli-attached"
+    )
+    created = tg.json(
+        "clusters", "create",
+        "--name", "cli-with-volume",
+        "--num-gpus", "8",
+        "--region", H100_REGION,
+        "--billing-type", "ON_DEMAND",
+        "--gpu-type", "H100_SXM",
+        "--nvidia-version-id", H100_DRIVER_ID,
+        "--volume", volume.volume_id,
+    )  # fmt: skip
+    assert [v["volume_id"] for v in created["volumes"]] == [volume.volume_id]
+
+    run = tg("clusters", "storage", "delete", volume.volume_id, "--force", exit_code=1)
+
+    assert "is attached to cluster" in run.stdout
+    assert client.clusters.storage.retrieve(volume.volume_id).volume_id == volume.volume_id
+    tg.text("clusters", "delete", created["cluster_id"], "--force")
+    wait_until(
+        lambda: (
+            created["cluster_id"] not in {c.cluster_id for c in client.clusters.list().clusters}
+        ),
+        what="the cluster to be deleted",
+    )
+    assert f"Deleted. ({volume.volume_id})" in tg.text(
+        "clusters", "storage", "delete", volume.volume_id, "--force"
+    )
+
+
+# --- kubectl reads what get-credentials writes -----------------------------------------
+
+
+# Debian's kubectl, unpacked here by scripts/ensure-test-tools.sh when /usr/bin/kubectl is
+# another package's (such as the Google Cloud SDK's dispatcher, which runs exec plugins).
+DEBIAN_KUBECTL = (
+    Path(__file__).resolve().parents[2] / ".cache/tools/kubernetes-client/usr/bin/kubectl"
+)
+
+
+def _kubectl_view(path: Path) -> dict[str, Any]:
+    kubectl = str(DEBIAN_KUBECTL) if DEBIAN_KUBECTL.exists() else shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("needs kubectl (scripts/ensure-test-tools.sh installs kubernetes-client)")
+    run = subprocess.run(
+        [kubectl, "config", "view", "--kubeconfig", str(path), "--raw", "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "KUBECONFIG": str(path)},
+    )
+    assert run.returncode == 0, run.stderr
+    view: dict[str, Any] = json.loads(run.stdout)
+    return view
+
+
+def test_kubectl_reads_the_kubeconfig_get_credentials_writes_and_its_ca_signed_the_client(
+    tg: Tg, ready_clusters: tuple[Cluster, Cluster], tmp_path: Path
+) -> None:
+    alpha = ready_clusters[0]
+    path = tmp_path / "kubeconfig"
+    tg.text("clusters", "get-credentials", alpha.cluster_id, "--file", str(path))
+
+    view = _kubectl_view(path)
+
+    assert view["current-context"] == "cli-alpha"
+    (cluster,) = view["clusters"]
+    (user,) = view["users"]
+    assert cluster["cluster"]["server"].startswith(f"https://api.{alpha.cluster_id}.")
+    ca = x509.load_pem_x509_certificate(
+        base64.b64decode(cluster["cluster"]["certificate-authority-data"])
+    )
+    client_cert = x509.load_pem_x509_certificate(
+        base64.b64decode(user["user"]["client-certificate-data"])
+    )
+    client_key = serialization.load_pem_private_key(
+        base64.b64decode(user["user"]["client-key-data"]), password=None
+    )
+    client_cert.verify_directly_issued_by(ca)
+    assert client_cert.public_key() == client_key.public_key()
+    assert ca.subject.rfc4514_string() == f"CN=clusterplane-ca-{alpha.cluster_id}"
+    other_ca = x509.load_pem_x509_certificate(
+        base64.b64decode(
+            yaml.safe_load(base64.b64decode(ready_clusters[1].kube_config))["clusters"][0][
+                "cluster"
+            ]["certificate-authority-data"]
+        )
+    )
+    with pytest.raises((ValueError, InvalidSignature)):
+        client_cert.verify_directly_issued_by(other_ca)
+
+
+def test_kubectl_reads_an_oidc_clusters_kubeconfig_with_its_exec_login(
+    tg: Tg, client: together.Together, tmp_path: Path
+) -> None:
+    oidc = {
+        "issuer_url": "https://login.example.com",
+        "client_id": "gpu-clusters",
+        "username_claim": "email",
+        "username_prefix": "oidc:",
+        "group_claim": "groups",
+        "group_prefix": "oidc:",
+    }
+    created = client.clusters.create(
+        cluster_name="cli-oidc",
+        billing_type="ON_DEMAND",
+        gpu_type="H100_SXM",
+        num_gpus=8,
+        region=H100_REGION,
+        nvidia_version_id=H100_DRIVER_ID,
+        oidc_config=oidc,  # type: ignore[arg-type]
+    )
+    try:
+        wait_for_cluster(client, created.cluster_id, is_ready, what="cli-oidc to be Ready")
+        path = tmp_path / "kubeconfig"
+        tg.text("clusters", "get-credentials", created.cluster_id, "--file", str(path))
+
+        (user,) = _kubectl_view(path)["users"]
+
+        assert user["name"] == f"{created.cluster_id}-oidc"
+        exec_ = user["user"]["exec"]
+        assert exec_["command"] == "kubectl"
+        assert "--oidc-issuer-url=https://login.example.com" in exec_["args"]
+        assert "client-certificate-data" not in user["user"]
+    finally:
+        client.clusters.delete(created.cluster_id)
 
 
 # --- remediations ----------------------------------------------------------------------

@@ -455,9 +455,11 @@ def test_deleting_a_volume_attached_to_a_cluster_is_refused_until_the_cluster_is
         assert [v.volume_id for v in cluster.volumes] == [volume.volume_id]
         with pytest.raises(together.APIStatusError) as caught:
             client.clusters.storage.delete(volume.volume_id)
-        assert caught.value.status_code in (400, 409)
-        if caught.value.status_code == 409:
-            assert caught.value.response.headers.get("x-should-retry") == "false"
+        assert caught.value.status_code == 409
+        assert isinstance(caught.value, together.ConflictError)
+        assert caught.value.response.headers.get("x-should-retry") == "false"
+        assert "is attached to cluster" in str(caught.value)
+        assert client.clusters.storage.retrieve(volume.volume_id).volume_id == volume.volume_id
     finally:
         client.clusters.delete(cluster.cluster_id)
 
@@ -466,6 +468,80 @@ def test_deleting_a_volume_attached_to_a_cluster_is_refused_until_the_cluster_is
         what="the cluster to be deleted",
     )
     assert client.clusters.storage.delete(volume.volume_id).success is True
+
+
+def test_shrinking_a_volume_is_a_400_and_the_size_stays(client: together.Together) -> None:
+    volume = client.clusters.storage.create(
+        region=H100_REGION, size_tib=3, volume_name="sdk-no-shrink"
+    )
+
+    with pytest.raises(together.BadRequestError) as caught:
+        client.clusters.storage.update(volume_id=volume.volume_id, size_tib=2)
+
+    assert "volumes can only grow" in str(caught.value)
+    assert client.clusters.storage.retrieve(volume.volume_id).size_tib == 3
+    client.clusters.storage.delete(volume.volume_id)
+
+
+def test_a_volume_over_the_servers_size_limit_is_a_400(client: together.Together) -> None:
+    with pytest.raises(together.BadRequestError) as caught:
+        client.clusters.storage.create(region=H100_REGION, size_tib=5000, volume_name="sdk-huge")
+
+    assert "1 to 1024 TiB" in str(caught.value)
+    assert "sdk-huge" not in {v.volume_name for v in client.clusters.storage.list().volumes}
+
+
+def test_a_region_out_of_shared_storage_is_a_409_that_is_not_retried(
+    client: together.Together,
+) -> None:
+    # small.yaml gives test-2 10 TiB of shared storage; nothing else in this module uses it.
+    full = client.clusters.storage.create(region=L40_REGION, size_tib=10, volume_name="sdk-full")
+    try:
+        with pytest.raises(together.ConflictError) as caught:
+            client.clusters.storage.create(region=L40_REGION, size_tib=1, volume_name="sdk-more")
+        assert caught.value.response.headers.get("x-should-retry") == "false"
+        assert "0 TiB of shared storage free" in str(caught.value)
+        with pytest.raises(together.ConflictError):
+            client.clusters.storage.update(volume_id=full.volume_id, size_tib=11)
+    finally:
+        client.clusters.storage.delete(full.volume_id)
+
+
+def test_an_inline_shared_volume_is_created_and_attached_with_the_cluster(
+    client: together.Together,
+) -> None:
+    cluster = client.clusters.create(
+        cluster_name="sdk-inline-volume",
+        billing_type="ON_DEMAND",
+        gpu_type="H100_SXM",
+        num_gpus=8,
+        region=H100_REGION,
+        nvidia_version_id=H100_DRIVER_ID,
+        shared_volume={"volume_name": "sdk-inline", "size_tib": 2, "region": H100_REGION},
+    )
+    try:
+        (attached,) = cluster.volumes
+        assert (attached.volume_name, attached.size_tib) == ("sdk-inline", 2)
+        listed = {v.volume_id: v for v in client.clusters.storage.list().volumes}
+        assert listed[attached.volume_id].volume_name == "sdk-inline"
+        bound = wait_for_cluster(
+            client,
+            cluster.cluster_id,
+            lambda c: bool(c.volumes) and c.volumes[0].status == "bound",
+            what="the inline volume to be bound",
+        )
+        assert bound.volumes[0].volume_id == attached.volume_id
+    finally:
+        client.clusters.delete(cluster.cluster_id)
+
+    def volume_gone() -> bool:
+        try:
+            client.clusters.storage.retrieve(attached.volume_id)
+        except together.NotFoundError:
+            return True
+        return False
+
+    wait_until(volume_gone, what="the inline volume to go with its cluster")
 
 
 # --- remediations ----------------------------------------------------------------------

@@ -16,8 +16,11 @@ from clusterplane.clock import ManualClock
 from clusterplane.db.engine import transaction
 from clusterplane.db.rows import HostRow
 from clusterplane.services.auth import generate_key_text
-from clusterplane.settings import EngineSettings, Settings
+from clusterplane.settings import CredentialSettings, EngineSettings, Settings
 from tests.support.databases import fresh_database_url
+
+TEST_CREDENTIALS_KEY = "clusterplane-test-suite-credentials-key-not-secret"
+"""The server key every test engine and server seals credentials with (restarts read them)."""
 
 SMALL_FLEET = Path(__file__).resolve().parents[2] / "src/clusterplane/fleets/small.yaml"
 
@@ -74,6 +77,8 @@ def make_engine(
     acceptance_tests: bool = True,
     database_url: str | None = None,
     admin_key: str | None = None,
+    credentials_key: str = TEST_CREDENTIALS_KEY,
+    previous_credentials_keys: tuple[str, ...] = (),
 ) -> Iterator[Engine]:
     """An engine on a new database, or on `database_url` (a restart) with `admin_key`."""
     key = admin_key or generate_key_text()
@@ -83,6 +88,9 @@ def make_engine(
         admin_api_key=key,
         run_controllers=False,
         engine=EngineSettings(acceptance_tests_by_default=acceptance_tests),
+        credentials=CredentialSettings(
+            key=credentials_key, previous_keys=previous_credentials_keys
+        ),
     )
     clock = ManualClock()
     app = build(settings, clock=clock)

@@ -20,6 +20,7 @@ import httpx
 
 from clusterplane.services.auth import generate_key_text
 from tests.support.databases import fresh_database_url
+from tests.support.engine import TEST_CREDENTIALS_KEY
 
 BIN = Path(sys.executable).parent
 SMALL_FLEET = Path(__file__).resolve().parents[2] / "src/clusterplane/fleets/small.yaml"
@@ -58,6 +59,7 @@ class ServerProcess:
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["CLUSTERPLANE_ADMIN_API_KEY"] = self.api_key
+        env["CLUSTERPLANE_CREDENTIALS_KEY"] = TEST_CREDENTIALS_KEY
         return env
 
     def start(self, timeout: float = 30.0) -> ServerProcess:

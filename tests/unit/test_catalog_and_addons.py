@@ -118,3 +118,47 @@ def test_an_operator_chosen_key_splits_into_a_derived_id_and_itself():
     assert key_id is not None and key_id.startswith("key_") and secret.startswith("correct")
     assert split_key("short")[0] is None
     assert split_key("has a space in the middle of it ok")[0] is None
+
+
+def test_kubernetes_only_add_ons_are_refused_on_slurm():
+    for kind in ("dashboard", "ingress"):
+        with pytest.raises(InvalidRequest, match="KUBERNETES"):
+            addons.validate_new([{"name": kind, "add_on_type": kind}], ClusterType.SLURM)
+
+
+def test_an_add_on_config_holds_only_its_own_section():
+    with pytest.raises(InvalidRequest) as caught:
+        addons.validate_new(
+            [{"name": "h", "add_on_type": "headlamp", "config": {"ingress": {"enabled": True}}}],
+            ClusterType.KUBERNETES,
+        )
+    assert caught.value.param == "add_ons.0.config.ingress"
+
+
+def test_a_cluster_config_update_merges_sub_objects_and_replaces_plain_keys():
+    current = {
+        "load_balancer": "NONE",
+        "jumphost_enabled": True,
+        "slurm_startup_scripts": {"worker_prolog": "a", "worker_epilog": "b"},
+    }
+    merged = addons.merge_cluster_config(
+        current,
+        {"load_balancer": "TRAEFIK", "slurm_startup_scripts": {"worker_prolog": "c"}},
+        ClusterType.SLURM,
+    )
+    assert merged == {
+        "load_balancer": "TRAEFIK",
+        "jumphost_enabled": True,
+        "slurm_startup_scripts": {"worker_prolog": "c", "worker_epilog": "b"},
+    }
+    assert current["slurm_startup_scripts"] == {"worker_prolog": "a", "worker_epilog": "b"}
+
+
+def test_slurm_startup_scripts_are_refused_on_kubernetes_and_capped_in_total():
+    with pytest.raises(InvalidRequest, match="SLURM"):
+        addons.check_cluster_config(
+            {"slurm_startup_scripts": {"worker_prolog": "x"}}, ClusterType.KUBERNETES
+        )
+    big = {name: "#" * 65_536 for name in ("a", "b", "c", "d", "e")}
+    with pytest.raises(InvalidRequest, match="add up to"):
+        addons.check_cluster_config({"slurm_startup_scripts": big}, ClusterType.SLURM)

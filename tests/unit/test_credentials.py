@@ -239,3 +239,36 @@ def test_cluster_names_kubectl_would_misread_are_quoted_in_the_yaml(
     assert config["clusters"][0]["name"] == name
     assert config["contexts"][0]["context"]["cluster"] == name
     assert config["current-context"] == name
+
+
+def test_an_oidc_kubeconfig_has_an_exec_user_for_the_issuer_and_no_client_key(
+    creds_a: ClusterCredentials,
+) -> None:
+    oidc = {
+        "issuer_url": "https://login.example.com",
+        "client_id": "gpu",
+        "username_claim": "sub",
+        "username_prefix": "oidc:",
+        "group_claim": "groups",
+        "group_prefix": "oidc:",
+        "ca_cert": creds_a.ca_cert_pem,
+    }
+    wire = build_kubeconfig(
+        cluster_id="cl-aaa",
+        cluster_name="train",
+        server_url="https://api.cl-aaa.x.example.com:6443",
+        credentials=creds_a,
+        oidc=oidc,
+    )
+    config = yaml.safe_load(base64.b64decode(wire))
+    (user,) = config["users"]
+    assert user["name"] == "cl-aaa-oidc"
+    assert config["contexts"][0]["context"]["user"] == "cl-aaa-oidc"
+    assert set(user["user"]) == {"exec"}
+    args = user["user"]["exec"]["args"]
+    assert "--oidc-issuer-url=https://login.example.com" in args
+    assert "--oidc-extra-scope=groups" in args
+    assert not any(a.startswith("--oidc-extra-scope=sub") for a in args)
+    ca_arg = next(a for a in args if a.startswith("--certificate-authority-data="))
+    assert base64.b64decode(ca_arg.split("=", 1)[1]).decode() == creds_a.ca_cert_pem
+    assert "PRIVATE KEY" not in base64.b64decode(wire).decode()

@@ -15,7 +15,9 @@ from fastapi.responses import Response
 from clusterplane.db.rows import RemediationRow, VolumeRow
 from clusterplane.domain.enums import AddOnType, ClusterPhase
 from clusterplane.services import addons
+from clusterplane.services.cluster_secrets import kube_config_text
 from clusterplane.services.cluster_views import ClusterDetail, NodeDetail
+from clusterplane.services.sealing import SecretBox
 
 KUBECONFIG_FROM = frozenset(
     {ClusterPhase.QUEUED, ClusterPhase.SCHEDULED, ClusterPhase.WAITING_FOR_CONTROL_PLANE_NODES}
@@ -111,9 +113,12 @@ def worker_node(view: NodeDetail) -> dict[str, Any]:
     }
 
 
-def _add_on(item: dict[str, Any]) -> dict[str, Any]:
+def _add_on(item: dict[str, Any], status: str) -> dict[str, Any]:
+    """`state` names the add-on once the driver applied its current config, and is `{}`
+    while that is pending (the spec keeps each entry an empty object)."""
+    applied = status == "applied"
     state: dict[str, dict[str, Any]] = {
-        key: {} for key in item["config"] if key in AddOnType.__members__.values()
+        key: {} for key in item["config"] if applied and key in AddOnType.__members__.values()
     }
     return {
         "name": item["name"],
@@ -123,16 +128,17 @@ def _add_on(item: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def kube_config_of(row: Any) -> str:
+def kube_config_of(row: Any, box: SecretBox) -> str:
     """Credentials are handed out once the control plane answers, not before."""
     if not row.control_plane_ready or ClusterPhase(row.phase) in KUBECONFIG_FROM:
         return ""
-    return str(row.kube_config)
+    return kube_config_text(str(row.id), str(row.kube_config), box)
 
 
-def cluster(detail: ClusterDetail) -> dict[str, Any]:
+def cluster(detail: ClusterDetail, box: SecretBox) -> dict[str, Any]:
     row = detail.row
     preemptible_live = sum(v.row.num_gpus for v in detail.workers if v.row.preemptible)
+    states = addons.add_on_states(row.add_ons, row.applied_config)
     return {
         "cluster_id": row.id,
         "cluster_name": row.name,
@@ -149,13 +155,13 @@ def cluster(detail: ClusterDetail) -> dict[str, Any]:
         "num_cpu_workers": row.num_cpu_workers,
         "cuda_version": row.cuda_version,
         "nvidia_driver_version": row.nvidia_driver_version,
-        "kube_config": kube_config_of(row),
+        "kube_config": kube_config_of(row, box),
         "project_id": row.project_id,
         "volumes": [volume(v) for v in detail.volumes],
         "control_plane_nodes": [control_plane_node(v) for v in detail.control_plane],
         "gpu_worker_nodes": [worker_node(v) for v in detail.workers],
         "phase_transitions": _transitions(detail.transitions),
-        "add_ons": [_add_on(a) for a in addons.enabled(row.add_ons)],
+        "add_ons": [_add_on(a, states[a["name"]]) for a in addons.enabled(row.add_ons)],
         "capacity_pool_id": row.capacity_pool_id,
         "cluster_config": row.cluster_config,
         "oidc_config": row.oidc_config,

@@ -11,6 +11,7 @@ from clusterplane.api.read_cache import ReadCache
 from clusterplane.clock import Clock
 from clusterplane.db.writes import WriteCounter
 from clusterplane.services.caller_cache import CallerCache
+from clusterplane.services.sealing import SecretBox
 from clusterplane.settings import Settings
 
 
@@ -20,6 +21,7 @@ class ApiState:
     clock: Clock
     settings: Settings
     nudge: Callable[[], None]
+    secrets: SecretBox
     callers: CallerCache = field(default_factory=CallerCache)
     writes: WriteCounter = field(default_factory=WriteCounter)
     reads: ReadCache = field(default_factory=lambda: ReadCache(0))

@@ -4,20 +4,33 @@
                        [--time-scale FACTOR] [--seed N]
 
 The bootstrap admin key comes from CLUSTERPLANE_ADMIN_API_KEY when set (registered on
-first start); otherwise one is generated on first start and printed once.
+first start); otherwise one is generated on first start and printed once. The key that
+seals cluster private keys at rest comes from CLUSTERPLANE_CREDENTIALS_KEY when set;
+otherwise from ./.clusterplane/credentials-key, created (mode 0600) on first start.
+
+    clusterplane ssh CLUSTER [NODE] [-- COMMAND...]  see clusterplane/cli/ssh.py
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import secrets
 import sys
 from dataclasses import replace
 from pathlib import Path
 
-from clusterplane.cli import capacity
+from clusterplane.cli import capacity, ssh
 from clusterplane.errors import ClusterplaneError
-from clusterplane.settings import ServerSettings, Settings, SimulationSettings, default_database_url
+from clusterplane.settings import (
+    DEFAULT_STATE_DIR,
+    CredentialSettings,
+    ServerSettings,
+    Settings,
+    SimulationSettings,
+    default_database_url,
+)
 
 
 def _positive(value: str) -> float:
@@ -47,7 +60,26 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info")
     commands.add_parser("generate-key", help="print a fresh API key in the accepted format")
     capacity.add_commands(commands)
+    ssh.add_parser(commands)
     return root
+
+
+def _credentials() -> CredentialSettings:
+    """The sealing key: the environment's, else the one kept under ./.clusterplane/."""
+    settings = Settings.credentials_from_env()
+    if settings.key is not None:
+        return settings
+    path = DEFAULT_STATE_DIR / "credentials-key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another replica made it first
+        else:
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_urlsafe(48) + "\n")
+    return replace(settings, key=path.read_text().strip())
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -55,6 +87,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         database_url=args.database_url or default_database_url(),
         fleet_file=args.fleet,
         admin_api_key=Settings.admin_key_from_env(),
+        credentials=_credentials(),
         server=replace(ServerSettings(), host=args.host, port=args.port),
         simulation=SimulationSettings(time_scale=args.time_scale, seed=args.seed),
     )
@@ -103,12 +136,25 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse(argv: list[str]) -> argparse.Namespace:
+    """Parse a command line; for `ssh`, what follows ``--`` is the remote command."""
+    own, remote = ssh.split_remote_command(argv)
+    args = parser().parse_args(own)
+    if args.command == "ssh":
+        args.remote_command = remote
+    elif remote:
+        parser().error("'--' is only for `clusterplane ssh`")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parse(sys.argv[1:] if argv is None else argv)
     if args.command == "serve":
         return serve(args)
     if args.command == "capacity":
         return capacity.run(args)
+    if args.command == "ssh":
+        return ssh.run(args)
     from clusterplane.services.auth import generate_key_text
 
     print(generate_key_text())

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -34,8 +35,13 @@ from clusterplane.domain.enums import (
     NodeRole,
     VolumeStatus,
 )
-from clusterplane.providers.models import ClusterStepSpec, DriverState, InstanceSpec
-from clusterplane.services import volumes
+from clusterplane.providers.models import (
+    ClusterConfigSpec,
+    ClusterStepSpec,
+    DriverState,
+    InstanceSpec,
+)
+from clusterplane.services import addons, volumes
 from clusterplane.services.allocation import release_host
 from clusterplane.services.calendar import wind_down_at
 from clusterplane.services.claims import (
@@ -107,6 +113,7 @@ class Outcome:
     nodes: list[NodeOutcome] = field(default_factory=list)
     step_state: DriverState | None = None
     step_done: bool = False
+    applied: dict[str, Any] | None = None  # the add-ons and config the driver just applied
 
 
 def instance_spec(cluster: ClusterRow, node: NodeRow) -> InstanceSpec:
@@ -211,6 +218,19 @@ class ClusterController:
                 current = provider.start_step(step, now)
             polled = provider.poll_step(step, current, now)
             outcome.step_state, outcome.step_done = polled.state, polled.done
+        desired = addons.desired_config(cluster.add_ons, cluster.cluster_config)
+        if not deleting and phase in lifecycle.STEADY_PHASES and desired != cluster.applied_config:
+            provider.apply_cluster_config(
+                ClusterConfigSpec(
+                    cluster_id=cluster.id,
+                    cluster_type=cluster.cluster_type,
+                    region=cluster.region,
+                    add_ons=desired["add_ons"],
+                    cluster_config=desired["cluster_config"],
+                ),
+                now,
+            )
+            outcome.applied = desired
         return outcome
 
     @staticmethod
@@ -255,6 +275,27 @@ class ClusterController:
         if outcome.step_state is not None:
             cluster.step_state = outcome.step_state
         self._advance(session, cluster, nodes, outcome, now, progressed)
+        self._record_applied(session, cluster, outcome, now)
+
+    @staticmethod
+    def _record_applied(
+        session: Session, cluster: ClusterRow, outcome: Outcome, now: datetime
+    ) -> None:
+        if outcome.applied is not None:
+            cluster.applied_config = outcome.applied
+            names = ", ".join(a["name"] for a in outcome.applied["add_ons"]) or "none"
+            record_event(
+                session,
+                object_type="cluster",
+                object_id=cluster.id,
+                kind="config_applied",
+                message=f"add-ons applied: {names}",
+                at=now,
+            )
+        steady = ClusterPhase(cluster.phase) in lifecycle.STEADY_PHASES
+        desired = addons.desired_config(cluster.add_ons, cluster.cluster_config)
+        if steady and desired != cluster.applied_config:
+            cluster.next_reconcile_at = now  # changed while this pass ran: apply it next
 
     @staticmethod
     def _live_nodes(session: Session, cluster_id: str) -> list[NodeRow]:

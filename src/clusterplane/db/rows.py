@@ -83,6 +83,8 @@ class RegionRow(Base):
     network: Mapped[str] = mapped_column(String(64))
     # Control-plane VMs ever placed in the region; numbers their management addresses.
     control_plane_seq: Mapped[int] = mapped_column(Integer, default=0)
+    # Room for shared volumes, in TiB (the fleet file's `storage_tib`).
+    storage_capacity_tib: Mapped[int] = mapped_column(Integer, default=1024, server_default="1024")
 
 
 class HostRow(Base):
@@ -169,6 +171,8 @@ class ClusterRow(Base):
     cluster_config: Mapped[dict[str, Any] | None]
     oidc_config: Mapped[dict[str, Any] | None]
     acceptance_tests_params: Mapped[dict[str, Any] | None]
+    # The enabled add-ons and cluster_config the driver last applied (None: not yet).
+    applied_config: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     api_server_url: Mapped[str] = mapped_column(String(256))
     credentials: Mapped[dict[str, Any] | None]
     kube_config: Mapped[str] = mapped_column(Text, default="")

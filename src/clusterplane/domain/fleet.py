@@ -162,6 +162,8 @@ class RegionSpec(_Spec):
     control_plane: ControlPlaneSpec = ControlPlaneSpec()
     driver_versions: tuple[DriverVersionSpec, ...] = ()
     fabrics: tuple[FabricSpec, ...] = ()
+    storage_tib: int = Field(default=1024, ge=0, le=10_000_000)
+    """Room for shared volumes in the region, in whole TiB."""
 
     @field_validator("network", mode="before")
     @classmethod

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Protocol
 
 from clusterplane.providers.models import (
+    ClusterConfigSpec,
     ClusterStepSpec,
     DriverState,
     InstanceSpec,
@@ -46,6 +47,11 @@ class Provider(Protocol):
     def start_step(self, spec: ClusterStepSpec, now: datetime) -> DriverState: ...
 
     def poll_step(self, spec: ClusterStepSpec, state: DriverState, now: datetime) -> StepStatus: ...
+
+    def apply_cluster_config(self, spec: ClusterConfigSpec, now: datetime) -> DriverState:
+        """Make the running cluster's add-ons and config what `spec` says (idempotent);
+        returns what was applied, which the controller records."""
+        ...
 
     def create_volume(self, spec: VolumeSpec, now: datetime) -> DriverState: ...
 

@@ -54,6 +54,18 @@ class ClusterStepSpec:
 
 
 @dataclass(frozen=True)
+class ClusterConfigSpec:
+    """What a running cluster should have installed: its enabled add-ons (name, type,
+    config) and its cluster_config (load balancer, operators, Slurm scripts...)."""
+
+    cluster_id: str
+    cluster_type: str
+    region: str
+    add_ons: list[dict[str, Any]]
+    cluster_config: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class StepStatus:
     done: bool
     state: DriverState

@@ -1,9 +1,19 @@
-"""Cluster add-ons: which exist, which cluster types take them, and update merge rules.
+"""Cluster add-ons and `cluster_config`: cluster-type rules and update merge rules.
 
 Stored on the cluster as a list of `{name, add_on_type, config}`; the wire shows only the
 enabled ones. An update entry names an existing add-on and its config is merged in; naming
 a known add-on type that the cluster does not have yet adds it (that is what
 `together clusters update --headlamp` sends).
+
+Cluster types: `slurm_web` is for SLURM clusters only; the Kubernetes dashboard and the
+ingress add-on (and `kubernetes_dashboard_enabled`) for KUBERNETES clusters only; Headlamp
+runs on both (a Slurm cluster runs on Kubernetes underneath). `slurm_startup_scripts` are
+for SLURM clusters only, each up to 64 KiB (the wire schema), all together up to
+`MAX_STARTUP_SCRIPTS_BYTES`.
+
+`cluster_config` updates replace the keys they give; the sub-objects (`ingress`,
+`observability`, `slurm_startup_scripts`) are merged key by key, so sending one script
+keeps the others.
 """
 
 from __future__ import annotations
@@ -15,6 +25,8 @@ from clusterplane.domain.enums import AddOnType, ClusterType
 from clusterplane.errors import InvalidRequest
 
 SLURM_ONLY = {AddOnType.SLURM_WEB}
+KUBERNETES_ONLY = {AddOnType.DASHBOARD, AddOnType.INGRESS}
+MAX_STARTUP_SCRIPTS_BYTES = 256 * 1024
 
 
 def _check_type(add_on_type: str, cluster_type: ClusterType, param: str) -> AddOnType:
@@ -27,7 +39,20 @@ def _check_type(add_on_type: str, cluster_type: ClusterType, param: str) -> AddO
         ) from None
     if kind in SLURM_ONLY and cluster_type != ClusterType.SLURM:
         raise InvalidRequest(f"add-on '{kind}' is available on SLURM clusters only", param=param)
+    if kind in KUBERNETES_ONLY and cluster_type != ClusterType.KUBERNETES:
+        raise InvalidRequest(
+            f"add-on '{kind}' is available on KUBERNETES clusters only", param=param
+        )
     return kind
+
+
+def _check_config_sections(kind: AddOnType, config: dict[str, Any], param: str) -> None:
+    for key in config:
+        if key != kind.value:
+            raise InvalidRequest(
+                f"the config of a '{kind}' add-on may only hold its own '{kind}' section",
+                param=f"{param}.{key}",
+            )
 
 
 def _default_config(kind: AddOnType) -> dict[str, Any]:
@@ -45,6 +70,7 @@ def validate_new(items: list[dict[str, Any]], cluster_type: ClusterType) -> list
             raise InvalidRequest(f"duplicate add-on name '{name}'", param=f"{param}.name")
         names.add(name)
         config = item.get("config") or _default_config(kind)
+        _check_config_sections(kind, config, f"{param}.config")
         result.append({"name": name, "add_on_type": kind.value, "config": config})
     return result
 
@@ -67,6 +93,9 @@ def merge_updates(
             existing = {"name": name, "add_on_type": kind.value, "config": {}}
             merged.append(existing)
             by_name[name] = existing
+        _check_config_sections(
+            AddOnType(existing["add_on_type"]), config, f"add_ons.{index}.config"
+        )
         for key, value in config.items():
             section = dict(existing["config"].get(key) or {})
             section.update(value or {})
@@ -82,3 +111,61 @@ def enabled(add_ons: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if section.get("enabled", False):
             shown.append(item)
     return shown
+
+
+def desired_config(
+    add_ons: list[dict[str, Any]], cluster_config: dict[str, Any] | None
+) -> dict[str, Any]:
+    """What the driver should have applied to a running cluster: the enabled add-ons and
+    the cluster_config, compared with `ClusterRow.applied_config` to see what is pending."""
+    return {"add_ons": enabled(add_ons), "cluster_config": cluster_config or {}}
+
+
+def add_on_states(add_ons: list[dict[str, Any]], applied: dict[str, Any] | None) -> dict[str, str]:
+    """Per enabled add-on name: ``applied`` when the driver applied this very config,
+    else ``pending``."""
+    done = {item["name"]: item for item in (applied or {}).get("add_ons", [])}
+    return {
+        item["name"]: "applied" if done.get(item["name"]) == item else "pending"
+        for item in enabled(add_ons)
+    }
+
+
+def check_cluster_config(config: dict[str, Any] | None, cluster_type: ClusterType) -> None:
+    """Refuse `cluster_config` keys that do not apply to the cluster's type."""
+    if not config:
+        return
+    scripts = config.get("slurm_startup_scripts")
+    if scripts and cluster_type != ClusterType.SLURM:
+        raise InvalidRequest(
+            "slurm_startup_scripts are for SLURM clusters only",
+            param="cluster_config.slurm_startup_scripts",
+        )
+    if scripts:
+        total = sum(len(str(text).encode("utf-8")) for text in scripts.values())
+        if total > MAX_STARTUP_SCRIPTS_BYTES:
+            raise InvalidRequest(
+                f"slurm_startup_scripts add up to {total} bytes; at most "
+                f"{MAX_STARTUP_SCRIPTS_BYTES} are kept",
+                param="cluster_config.slurm_startup_scripts",
+            )
+    if config.get("kubernetes_dashboard_enabled") and cluster_type != ClusterType.KUBERNETES:
+        raise InvalidRequest(
+            "kubernetes_dashboard_enabled is for KUBERNETES clusters only",
+            param="cluster_config.kubernetes_dashboard_enabled",
+        )
+
+
+def merge_cluster_config(
+    current: dict[str, Any] | None, update: dict[str, Any], cluster_type: ClusterType
+) -> dict[str, Any]:
+    """The stored config with `update` applied (sub-objects merged key by key), checked."""
+    merged = copy.deepcopy(current or {})
+    for key, value in update.items():
+        old = merged.get(key)
+        if isinstance(value, dict) and isinstance(old, dict):
+            merged[key] = {**old, **value}
+        else:
+            merged[key] = value
+    check_cluster_config(merged, cluster_type)
+    return merged

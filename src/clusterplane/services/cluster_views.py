@@ -84,6 +84,7 @@ CLUSTER_COLUMNS = (
     ClusterRow.add_ons,
     ClusterRow.cluster_config,
     ClusterRow.oidc_config,
+    ClusterRow.applied_config,
     ClusterRow.kube_config,
     ClusterRow.control_plane_ready,
     ClusterRow.created_at,

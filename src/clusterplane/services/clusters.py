@@ -29,13 +29,13 @@ from clusterplane.services.auth import Caller, resolve_project
 from clusterplane.services.calendar import check_cluster_booking
 from clusterplane.services.catalog import check_gpu_type, get_region, resolve_driver
 from clusterplane.services.claims import claim_workers
-from clusterplane.services.credentials import (
-    api_server_url,
-    build_kubeconfig,
-    issue_cluster_credentials,
-)
+from clusterplane.services.cluster_secrets import ensure_ssh_ca, provision
+from clusterplane.services.credentials import api_server_url
 from clusterplane.services.events import record_event, set_cluster_phase
 from clusterplane.services.ids import new_seed, new_uuid
+from clusterplane.services.sealing import SecretBox
+from clusterplane.services.volumes import DEFAULT_LIMITS
+from clusterplane.settings import StorageSettings
 
 DEFAULT_DRAIN = timedelta(minutes=5)
 
@@ -156,9 +156,11 @@ def create_cluster(
     req: ClusterCreate,
     *,
     now: datetime,
+    box: SecretBox,
     base_domain: str,
     acceptance_tests_by_default: bool = True,
     drain: timedelta = DEFAULT_DRAIN,
+    storage: StorageSettings = DEFAULT_LIMITS,
 ) -> ClusterRow:
     """Write the cluster and book its capacity in the calendar (409 if the booking cannot
     be honoured). A cluster that starts now claims its workers' hosts at once; a scheduled
@@ -183,6 +185,7 @@ def create_cluster(
         now=now,
     )
     addon_list = addons.validate_new(req.add_ons, req.cluster_type)
+    addons.check_cluster_config(req.cluster_config, req.cluster_type)
     cluster_id = new_uuid()
     scheduled = req.reservation_start_time is not None and req.reservation_start_time > now
     phase = ClusterPhase.SCHEDULED if scheduled else ClusterPhase.QUEUED
@@ -262,20 +265,8 @@ def create_cluster(
         claim_workers(session, cluster, now, drain=drain, strict=True)
     check_cluster_booking(session, cluster, now)
     add_control_plane_nodes(session, cluster, region, now)
-    _attach_volume(session, caller, cluster, req, now)
-    creds = issue_cluster_credentials(cluster_id=cluster.id, now=now)
-    cluster.credentials = {
-        "ca_cert_pem": creds.ca_cert_pem,
-        "ca_key_pem": creds.ca_key_pem,
-        "client_cert_pem": creds.client_cert_pem,
-        "client_key_pem": creds.client_key_pem,
-    }
-    cluster.kube_config = build_kubeconfig(
-        cluster_id=cluster.id,
-        cluster_name=cluster.name,
-        server_url=cluster.api_server_url,
-        credentials=creds,
-    )
+    _attach_volume(session, caller, cluster, req, now, storage)
+    provision(cluster, box, now)
     record_event(
         session,
         object_type="cluster",
@@ -288,12 +279,17 @@ def create_cluster(
 
 
 def _attach_volume(
-    session: Session, caller: Caller, cluster: ClusterRow, req: ClusterCreate, now: datetime
+    session: Session,
+    caller: Caller,
+    cluster: ClusterRow,
+    req: ClusterCreate,
+    now: datetime,
+    storage: StorageSettings,
 ) -> None:
     if req.volume_id is not None:
         volumes.attach_existing(session, caller, cluster, req.volume_id, now=now)
     elif req.shared_volume is not None:
-        volumes.create_inline(session, caller, cluster, req.shared_volume, now=now)
+        volumes.create_inline(session, caller, cluster, req.shared_volume, now=now, limits=storage)
 
 
 def live_workers(session: Session, cluster_id: str) -> list[NodeRow]:
@@ -319,6 +315,7 @@ def update_cluster(
     *,
     now: datetime,
     drain: timedelta = DEFAULT_DRAIN,
+    box: SecretBox,
 ) -> ClusterRow:
     cluster = get_cluster(session, caller, cluster_id)
     if cluster.phase == ClusterPhase.DELETING:
@@ -345,7 +342,10 @@ def update_cluster(
             cluster.add_ons, req.add_ons, ClusterType(cluster.cluster_type)
         )
     if req.cluster_config is not None:
-        cluster.cluster_config = {**(cluster.cluster_config or {}), **req.cluster_config}
+        cluster.cluster_config = addons.merge_cluster_config(
+            cluster.cluster_config, req.cluster_config, ClusterType(cluster.cluster_type)
+        )
+        ensure_ssh_ca(cluster, box)
     if req.num_gpus is not None and req.num_gpus != cluster.num_gpus:
         _scale(session, cluster, req.num_gpus, now, drain)
     cluster.updated_at = now

@@ -48,6 +48,8 @@ __all__ = [
     "api_server_url",
     "build_kubeconfig",
     "issue_cluster_credentials",
+    "oidc_exec_config",
+    "oidc_user_name",
 ]
 
 CA_VALIDITY = timedelta(days=3650)
@@ -63,9 +65,9 @@ KUBE_API_PORT = 6443
 class ClusterCredentials:
     """A cluster's CA and its admin client certificate, all as PEM text.
 
-    `ca_key_pem` and `client_key_pem` are UNENCRYPTED PKCS#8 PEM. Whoever stores this
-    object is storing private keys in the clear; encryption at rest is a later issue.
-    Never log these values or return `ca_key_pem` over the API.
+    `ca_key_pem` and `client_key_pem` are UNENCRYPTED PKCS#8 PEM: whoever stores them
+    seals them first (`clusterplane.services.cluster_secrets`). Never log these values or
+    return `ca_key_pem` over the API.
     """
 
     ca_cert_pem: str
@@ -81,6 +83,11 @@ class ClusterCredentials:
 def admin_user_name(cluster_id: str) -> str:
     """The kubeconfig user (and client certificate CN) for a cluster: ``<cluster_id>-admin``."""
     return f"{cluster_id}-admin"
+
+
+def oidc_user_name(cluster_id: str) -> str:
+    """The kubeconfig user of an OIDC cluster: ``<cluster_id>-oidc``."""
+    return f"{cluster_id}-oidc"
 
 
 def _require(value: str, what: str) -> None:
@@ -219,17 +226,28 @@ def build_kubeconfig(
     cluster_name: str,
     server_url: str,
     credentials: ClusterCredentials,
+    oidc: dict[str, Any] | None = None,
 ) -> str:
     """Return the wire `kube_config`: standard base64, without newlines, of a kubeconfig YAML.
 
     The YAML has one cluster and one context, both named `cluster_name` (the CLI renames
-    them anyway), and one user named ``<cluster_id>-admin`` (the CLI does not rename it,
-    so it must be unique per cluster). The CA private key is never included.
+    them anyway), and one user (the CLI does not rename it, so it is unique per cluster):
+    ``<cluster_id>-admin`` with the client certificate, or, when `oidc` (the cluster's
+    `oidc_config`) is given, ``<cluster_id>-oidc`` with an exec credential plugin
+    (`kubectl oidc-login`) that logs in at the issuer. The CA private key is never included.
     """
     _require(cluster_id, "cluster_id")
     _require(cluster_name, "cluster_name")
     _require(server_url, "server_url")
-    user = admin_user_name(cluster_id)
+    if oidc is not None:
+        user = oidc_user_name(cluster_id)
+        user_entry: dict[str, Any] = {"exec": oidc_exec_config(oidc)}
+    else:
+        user = admin_user_name(cluster_id)
+        user_entry = {
+            "client-certificate-data": _b64(credentials.client_cert_pem),
+            "client-key-data": _b64(credentials.client_key_pem),
+        }
     config: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -242,15 +260,7 @@ def build_kubeconfig(
                 },
             }
         ],
-        "users": [
-            {
-                "name": user,
-                "user": {
-                    "client-certificate-data": _b64(credentials.client_cert_pem),
-                    "client-key-data": _b64(credentials.client_key_pem),
-                },
-            }
-        ],
+        "users": [{"name": user, "user": user_entry}],
         "contexts": [
             {
                 "name": cluster_name,
@@ -268,6 +278,32 @@ def build_kubeconfig(
         allow_unicode=True,
     )
     return _b64(text)
+
+
+def oidc_exec_config(oidc: dict[str, Any]) -> dict[str, Any]:
+    """The `exec` user of an OIDC kubeconfig: kubelogin's `get-token` for the issuer.
+
+    Claims other than ``sub`` are asked for as extra scopes (``email``, ``groups``...), so
+    the ID token carries what the API server maps to user and group names.
+    """
+    args = [
+        "oidc-login",
+        "get-token",
+        f"--oidc-issuer-url={oidc['issuer_url']}",
+        f"--oidc-client-id={oidc['client_id']}",
+    ]
+    for claim in dict.fromkeys([oidc["username_claim"], oidc["group_claim"]]):
+        if claim != "sub":
+            args.append(f"--oidc-extra-scope={claim}")
+    if oidc.get("ca_cert"):
+        args.append(f"--certificate-authority-data={_b64(str(oidc['ca_cert']))}")
+    return {
+        "apiVersion": "client.authentication.k8s.io/v1beta1",
+        "command": "kubectl",
+        "args": args,
+        "interactiveMode": "IfAvailable",
+        "provideClusterInfo": False,
+    }
 
 
 def api_server_url(*, cluster_id: str, region: str, base_domain: str) -> str:

@@ -107,6 +107,7 @@ def sync_fleet(session: Session, fleet: Fleet, now: datetime) -> SyncReport:
         region_row.driver_versions = [dv.model_dump(mode="json") for dv in region.driver_versions]
         region_row.control_plane = region.control_plane.model_dump(mode="json")
         region_row.network = str(region.network)
+        region_row.storage_capacity_tib = region.storage_tib
         session.add(region_row)
     columns = [getattr(HostRow, name) for name in HOST_FACTS]
     current = {

@@ -3,6 +3,11 @@
 Status is driven by the volume controller through the storage driver: `provisioning` until
 the driver says the volume exists, then `available`, or `bound` while attached to a
 cluster; `deleting` until the driver has removed it, after which it is gone from lists.
+
+Limits: each volume's size is within the operator's `StorageSettings` (min..max TiB), and
+the live volumes of a region (everything not yet gone, deleting ones included, since their
+space is not free yet) fit in the region's `storage_capacity_tib`; past it a create or a
+grow is refused with `CapacityUnavailable` (409, not retried) saying how much is free.
 """
 
 from __future__ import annotations
@@ -10,16 +15,54 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from clusterplane.db.rows import ClusterRow, VolumeRow
+from clusterplane.db.rows import ClusterRow, RegionRow, VolumeRow
 from clusterplane.domain.enums import VolumeStatus
-from clusterplane.errors import Conflict, FailedPrecondition, InvalidRequest, NotFound
+from clusterplane.errors import (
+    CapacityUnavailable,
+    Conflict,
+    FailedPrecondition,
+    InvalidRequest,
+    NotFound,
+)
 from clusterplane.services.auth import Caller, resolve_project
 from clusterplane.services.catalog import get_region
 from clusterplane.services.events import record_event
 from clusterplane.services.ids import new_uuid
+from clusterplane.settings import StorageSettings
+
+DEFAULT_LIMITS = StorageSettings()
+
+
+def check_size(size_tib: int, limits: StorageSettings, param: str = "size_tib") -> None:
+    if not limits.min_volume_tib <= size_tib <= limits.max_volume_tib:
+        raise InvalidRequest(
+            f"volumes on this server are {limits.min_volume_tib} to "
+            f"{limits.max_volume_tib} TiB; {size_tib} TiB is outside that",
+            param=param,
+        )
+
+
+def used_tib(session: Session, region: str) -> int:
+    total = session.scalar(
+        select(func.coalesce(func.sum(VolumeRow.size_tib), 0)).where(
+            VolumeRow.region == region, VolumeRow.deleted_at.is_(None)
+        )
+    )
+    return int(total or 0)
+
+
+def check_room(session: Session, region: RegionRow, extra_tib: int, param: str) -> None:
+    """Refuse `extra_tib` more in `region` when its shared storage would overflow."""
+    free = region.storage_capacity_tib - used_tib(session, region.name)
+    if extra_tib > free:
+        raise CapacityUnavailable(
+            f"region {region.name} has {max(free, 0)} TiB of shared storage free "
+            f"(of {region.storage_capacity_tib} TiB); {extra_tib} TiB more does not fit",
+            param=param,
+        )
 
 
 def find_volume(session: Session, caller: Caller, volume_id: str) -> VolumeRow | None:
@@ -60,9 +103,12 @@ def create_volume(
     project_id: str | None = None,
     is_lifecycle_independent: bool = True,
     instance_cluster_id: str | None = None,
+    limits: StorageSettings = DEFAULT_LIMITS,
+    size_param: str = "size_tib",
 ) -> VolumeRow:
     project = resolve_project(caller, project_id)
     region_row = get_region(session, region)
+    check_size(size_tib, limits, size_param)
     if instance_cluster_id is not None:
         cluster = session.get(ClusterRow, instance_cluster_id)
         if (
@@ -75,6 +121,7 @@ def create_volume(
             )
         if cluster.region != region_row.name:
             raise InvalidRequest("instance_cluster_id is in another region", param="region")
+    check_room(session, region_row, size_tib, size_param)
     row = VolumeRow(
         id=new_uuid(),
         project_id=project,
@@ -105,7 +152,13 @@ def create_volume(
 
 
 def resize_volume(
-    session: Session, caller: Caller, volume_id: str, size_tib: int | None, *, now: datetime
+    session: Session,
+    caller: Caller,
+    volume_id: str,
+    size_tib: int | None,
+    *,
+    now: datetime,
+    limits: StorageSettings = DEFAULT_LIMITS,
 ) -> VolumeRow:
     row = get_volume(session, caller, volume_id)
     if size_tib is None or size_tib == row.size_tib:
@@ -117,6 +170,8 @@ def resize_volume(
             f"volumes can only grow: {row.size_tib} TiB -> {size_tib} TiB is a shrink",
             param="size_tib",
         )
+    check_size(size_tib, limits)
+    check_room(session, get_region(session, row.region), size_tib - row.size_tib, "size_tib")
     record_event(
         session,
         object_type="volume",
@@ -194,6 +249,7 @@ def create_inline(
     spec: dict[str, Any],
     *,
     now: datetime,
+    limits: StorageSettings = DEFAULT_LIMITS,
 ) -> VolumeRow:
     if spec.get("region") not in (None, cluster.region):
         raise InvalidRequest(
@@ -208,6 +264,8 @@ def create_inline(
         now=now,
         project_id=cluster.project_id,
         is_lifecycle_independent=bool(spec.get("is_lifecycle_independent") or False),
+        limits=limits,
+        size_param="shared_volume.size_tib",
     )
     row.cluster_id = cluster.id
     return row

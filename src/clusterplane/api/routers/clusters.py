@@ -40,6 +40,7 @@ from clusterplane.services.cluster_views import (
     iter_details,
     load_details,
 )
+from clusterplane.services.sealing import SecretBox
 
 router = APIRouter(tags=["clusters"])
 
@@ -114,7 +115,7 @@ def list_clusters(request: Request, caller: Caller = Depends(current_caller)) ->
     with _closed_on_error(stack):
         ids = clusters.list_cluster_ids(session, caller, project_filter(request))
         batches = iter_details(session, ids, now=now)
-        first = _encode(next(batches, []))
+        first = _encode(next(batches, []), state.secrets)
     if len(ids) <= BATCH:
         stack.close()
         return Response(LIST_OPEN + first + LIST_CLOSE, media_type="application/json")
@@ -123,7 +124,7 @@ def list_clusters(request: Request, caller: Caller = Depends(current_caller)) ->
         with stack:
             yield LIST_OPEN + first
             for details in batches:
-                yield b"," + _encode(details)
+                yield b"," + _encode(details, state.secrets)
             yield LIST_CLOSE
 
     return StreamingResponse(body(), media_type="application/json")
@@ -133,8 +134,8 @@ LIST_OPEN = b'{"clusters":['
 LIST_CLOSE = b"]}"
 
 
-def _encode(details: list[ClusterDetail]) -> bytes:
-    return b",".join(presenters.encode(presenters.cluster(d)) for d in details)
+def _encode(details: list[ClusterDetail], box: SecretBox) -> bytes:
+    return b",".join(presenters.encode(presenters.cluster(d, box)) for d in details)
 
 
 @contextmanager
@@ -171,12 +172,14 @@ def create_cluster(
                 caller,
                 to_create(req),
                 now=now,
+                box=state.secrets,
                 base_domain=state.settings.server.cluster_base_domain,
                 acceptance_tests_by_default=state.settings.engine.acceptance_tests_by_default,
                 drain=state.settings.engine.preemption_drain,
+                storage=state.settings.storage,
             ),
         )
-        result = presenters.cluster(load_details(session, [row], now=now)[0])
+        result = presenters.cluster(load_details(session, [row], now=now)[0], state.secrets)
     state.nudge()
     return presenters.json_response(result)
 
@@ -201,7 +204,9 @@ async def retrieve_cluster(
 def _retrieve(state: ApiState, caller: Caller, cluster_id: str) -> tuple[str, bytes]:
     with read_transaction(state.sessions) as session:
         detail = get_detail(session, caller, cluster_id, now=state.clock.now())
-        return str(detail.row.project_id), presenters.encode(presenters.cluster(detail))
+        return str(detail.row.project_id), presenters.encode(
+            presenters.cluster(detail, state.secrets)
+        )
 
 
 @router.put(
@@ -226,8 +231,9 @@ def update_cluster(
             to_update(req),
             now=now,
             drain=state.settings.engine.preemption_drain,
+            box=state.secrets,
         )
-        result = presenters.cluster(load_details(session, [row], now=now)[0])
+        result = presenters.cluster(load_details(session, [row], now=now)[0], state.secrets)
     state.nudge()
     return presenters.json_response(result)
 

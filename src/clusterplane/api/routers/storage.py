@@ -70,6 +70,7 @@ def create_volume(
                 project_id=req.project_id,
                 is_lifecycle_independent=independent,
                 instance_cluster_id=req.instance_cluster_id,
+                limits=state.settings.storage,
             ),
         )
         result = presenters.volume(row)
@@ -87,7 +88,12 @@ def update_volume(
     state = api_state(request)
     with transaction(state.sessions) as session:
         row = volumes.resize_volume(
-            session, caller, req.volume_id, req.size_tib, now=state.clock.now()
+            session,
+            caller,
+            req.volume_id,
+            req.size_tib,
+            now=state.clock.now(),
+            limits=state.settings.storage,
         )
         result = presenters.volume(row)
     state.nudge()

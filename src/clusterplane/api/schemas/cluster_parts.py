@@ -9,9 +9,11 @@ pieces mirror `together` 3.1.1 `types/cluster.py` name for name.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 from urllib.parse import urlsplit
 
+from cryptography import x509
 from pydantic import AfterValidator, Field, StrictBool, StrictInt, StrictStr, StringConstraints
 from pydantic_core import PydanticCustomError
 
@@ -82,7 +84,8 @@ class AddOnUpdate(WireRequest):
 
 
 class AddOnStateEntry(WireResponse):
-    """Per-add-on state; an empty object today (reserved by the API)."""
+    """Per-add-on state; an empty object (reserved by the API). clusterplane lists an
+    add-on's key in `state` once the driver has applied its current config."""
 
 
 class AddOnState(WireResponse):
@@ -158,6 +161,10 @@ def _check_https_url(value: str) -> str:
         raise PydanticCustomError("https_url", problem) from exc
     if parts.scheme != "https" or not parts.hostname:
         raise PydanticCustomError("https_url", problem)
+    if parts.query or parts.fragment or "@" in parts.netloc:
+        raise PydanticCustomError(
+            "issuer_url", "an OIDC issuer URL has no user info, query or fragment"
+        )
     return value
 
 
@@ -171,10 +178,37 @@ def _check_prefix(value: str) -> str:
     return value
 
 
+def _check_pem_ca(value: str) -> str:
+    problem = "must be one or more PEM certificates (-----BEGIN CERTIFICATE-----)"
+    if "-----BEGIN CERTIFICATE-----" not in value:
+        raise PydanticCustomError("pem_certificate", problem)
+    try:
+        certificates = x509.load_pem_x509_certificates(value.encode("utf-8"))
+    except ValueError as exc:
+        raise PydanticCustomError("pem_certificate", problem) from exc
+    if not certificates:
+        raise PydanticCustomError("pem_certificate", problem)
+    return value
+
+
+def _check_claim(value: str) -> str:
+    if not _CLAIM.fullmatch(value):
+        raise PydanticCustomError(
+            "oidc_claim", "must be a claim name: letters, digits, '_', '-', ':', '.' or '/'"
+        )
+    return value
+
+
+_CLAIM = re.compile(r"[A-Za-z0-9_:./-]{1,128}", re.ASCII)
+
 HttpsUrl = Annotated[
     StrictStr, StringConstraints(min_length=1, max_length=2048), AfterValidator(_check_https_url)
 ]
 ClaimPrefix = Annotated[StrictStr, StringConstraints(max_length=128), AfterValidator(_check_prefix)]
+ClaimName = Annotated[StrictStr, AfterValidator(_check_claim)]
+PemCertificates = Annotated[
+    StrictStr, StringConstraints(max_length=65_536), AfterValidator(_check_pem_ca)
+]
 
 
 class OidcConfigRequest(WireRequest):
@@ -182,11 +216,11 @@ class OidcConfigRequest(WireRequest):
 
     issuer_url: HttpsUrl
     client_id: Identifier
-    username_claim: Identifier
+    username_claim: ClaimName
     username_prefix: ClaimPrefix
-    group_claim: Identifier
+    group_claim: ClaimName
     group_prefix: ClaimPrefix
-    ca_cert: Script | None = None
+    ca_cert: PemCertificates | None = None
 
 
 class OidcConfigResponse(WireResponse):

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from clusterplane.clock import utc
 from clusterplane.domain.enums import NodePhase, NodeRole
 from clusterplane.providers.models import (
+    ClusterConfigSpec,
     ClusterStepSpec,
     DriverState,
     InstanceSpec,
@@ -118,6 +119,13 @@ class SimulatedProvider:
     def poll_step(self, spec: ClusterStepSpec, state: DriverState, now: datetime) -> StepStatus:
         done_at = _at(state, "started_at") + timedelta(seconds=float(state["duration"]))
         return StepStatus(done=now >= done_at, state=state)
+
+    def apply_cluster_config(self, spec: ClusterConfigSpec, now: datetime) -> DriverState:
+        """The simulated cluster installs add-ons at once: it records what it applied."""
+        return {
+            "applied_at": now.isoformat(),
+            "add_ons": sorted(a["name"] for a in spec.add_ons),
+        }
 
     # -- volumes ---------------------------------------------------------------------
 

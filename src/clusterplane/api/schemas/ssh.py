@@ -1,0 +1,61 @@
+"""Wire models of clusterplane's SSH certificate endpoint (an extension, not in Together's API).
+
+`POST /v1/compute/clusters/{cluster_id}/ssh-certificates` takes `SshCertificateRequest`
+and answers `SshCertificateResponse`; errors use the same envelope as every endpoint.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator, Field, StrictInt, StrictStr, StringConstraints
+from pydantic_core import PydanticCustomError
+
+from clusterplane.api.schemas.common import UtcDatetime, WireRequest, WireResponse
+
+__all__ = ["SshCertificateRequest", "SshCertificateResponse"]
+
+_LOGIN = re.compile(r"[a-z_][a-z0-9_.-]{0,31}", re.ASCII)
+
+
+def _check_login(value: str) -> str:
+    if not _LOGIN.fullmatch(value):
+        raise PydanticCustomError(
+            "posix_login",
+            "must be a POSIX login: a lowercase letter or '_', then up to 31 of a-z 0-9 _ . -",
+        )
+    return value
+
+
+def _check_key_line(value: str) -> str:
+    if any(ch < " " and ch != "\n" for ch in value) or "\x7f" in value:
+        raise PydanticCustomError("string_control", "must not contain control characters")
+    if "\n" in value.strip():
+        raise PydanticCustomError("ssh_public_key", "must be a single public key line")
+    return value
+
+
+class SshCertificateRequest(WireRequest):
+    public_key: Annotated[
+        StrictStr,
+        StringConstraints(min_length=1, max_length=16_384),
+        AfterValidator(_check_key_line),
+    ]
+    """An OpenSSH public key line: ``ssh-ed25519 AAAA... me@laptop``."""
+    login: Annotated[StrictStr, AfterValidator(_check_login)] = "ubuntu"
+    """The account on the nodes; the certificate's only principal."""
+    valid_seconds: Annotated[StrictInt, Field(ge=60, le=604_800)] | None = None
+    """Lifetime; the server's default when absent, never above the server's maximum."""
+
+
+class SshCertificateResponse(WireResponse):
+    cluster_id: str
+    login: str
+    certificate: str
+    serial: int
+    key_id: str
+    valid_after: UtcDatetime
+    valid_before: UtcDatetime
+    ca_public_key: str
+    jumphost: str | None = None

@@ -1,0 +1,195 @@
+"""A cluster's stored secrets: its Kubernetes CA and client pair, its SSH CA, its kubeconfig.
+
+What it owns:
+    Issuing them at create (`provision`), adding an SSH CA when `ssh_ca_enabled` is
+    switched on later (`ensure_ssh_ca`), replacing them all (`rotate`), reading the
+    kubeconfig and the SSH CA back (`kube_config_text`, `ssh_ca_private_key`), and
+    re-sealing every cluster under the current server key (`reseal_all`).
+
+Invariants:
+    * Private keys and the kubeconfig (which embeds the client key) are stored sealed by
+      `SecretBox`, each bound to its cluster and field; certificates and the SSH CA's
+      public key are public and stored as they are.
+    * `ClusterRow.credentials` is always replaced by a new dict, never mutated in place
+      (the JSON column does not track in-place changes).
+    * Rows written before encryption at rest (plain PEM under ``*_pem`` keys, a plain
+      kubeconfig) still read; `reseal_all` converts them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from clusterplane.db.rows import ClusterRow
+from clusterplane.errors import NotFound
+from clusterplane.services.credentials import (
+    ClusterCredentials,
+    build_kubeconfig,
+    issue_cluster_credentials,
+)
+from clusterplane.services.sealing import SecretBox
+from clusterplane.services.ssh_ca import issue_ssh_ca
+
+__all__ = [
+    "Rotation",
+    "ensure_ssh_ca",
+    "kube_config_text",
+    "live_cluster",
+    "provision",
+    "reseal_all",
+    "rotate",
+    "ssh_ca_private_key",
+    "ssh_ca_public_key",
+]
+
+_SEALED_FIELDS = ("ca_key", "client_key", "ssh_ca_key")
+_LEGACY_PLAIN = {"ca_key_pem": "ca_key", "client_key_pem": "client_key"}
+
+
+@dataclass(frozen=True)
+class Rotation:
+    cluster_id: str
+    ca_fingerprint_sha256: str
+    ssh_ca_public_key: str | None
+    rotated_at: datetime
+
+
+def _context(cluster_id: str, name: str) -> str:
+    return f"cluster:{cluster_id}:{name}"
+
+
+def ssh_enabled(cluster: ClusterRow) -> bool:
+    return bool((cluster.cluster_config or {}).get("ssh_ca_enabled"))
+
+
+def _store(
+    cluster: ClusterRow, creds: ClusterCredentials, box: SecretBox, now: datetime
+) -> dict[str, Any]:
+    stored: dict[str, Any] = {
+        "ca_cert_pem": creds.ca_cert_pem,
+        "client_cert_pem": creds.client_cert_pem,
+        "ca_key": box.seal(creds.ca_key_pem, context=_context(cluster.id, "ca_key")),
+        "client_key": box.seal(creds.client_key_pem, context=_context(cluster.id, "client_key")),
+        "issued_at": now.isoformat(),
+    }
+    kube = build_kubeconfig(
+        cluster_id=cluster.id,
+        cluster_name=cluster.name,
+        server_url=cluster.api_server_url,
+        credentials=creds,
+        oidc=cluster.oidc_config,
+    )
+    cluster.kube_config = box.seal(kube, context=_context(cluster.id, "kube_config"))
+    return stored
+
+
+def _with_new_ssh_ca(cluster: ClusterRow, stored: dict[str, Any], box: SecretBox) -> None:
+    ca = issue_ssh_ca(cluster.id)
+    stored["ssh_ca_public_key"] = ca.public_key
+    stored["ssh_ca_key"] = box.seal(ca.private_key_pem, context=_context(cluster.id, "ssh_ca_key"))
+
+
+def provision(cluster: ClusterRow, box: SecretBox, now: datetime) -> None:
+    """Issue a new cluster's CA, client pair and kubeconfig, and its SSH CA when enabled."""
+    creds = issue_cluster_credentials(cluster_id=cluster.id, now=now)
+    stored = _store(cluster, creds, box, now)
+    if ssh_enabled(cluster):
+        _with_new_ssh_ca(cluster, stored, box)
+    cluster.credentials = stored
+
+
+def ensure_ssh_ca(cluster: ClusterRow, box: SecretBox) -> None:
+    """Give the cluster an SSH CA if `ssh_ca_enabled` is on and it has none yet."""
+    stored = dict(cluster.credentials or {})
+    if ssh_enabled(cluster) and "ssh_ca_key" not in stored:
+        _with_new_ssh_ca(cluster, stored, box)
+        cluster.credentials = stored
+
+
+def rotate(cluster: ClusterRow, box: SecretBox, now: datetime) -> Rotation:
+    """New CA, client pair and kubeconfig; a new SSH CA too when SSH is enabled.
+
+    Everything issued before stops verifying: old client certificates against the new
+    CA, old SSH certificates against the new SSH CA.
+    """
+    creds = issue_cluster_credentials(cluster_id=cluster.id, now=now)
+    stored = _store(cluster, creds, box, now)
+    if ssh_enabled(cluster) or "ssh_ca_key" in (cluster.credentials or {}):
+        _with_new_ssh_ca(cluster, stored, box)
+    stored["rotated_at"] = now.isoformat()
+    cluster.credentials = stored
+    ca = x509.load_pem_x509_certificate(creds.ca_cert_pem.encode("ascii"))
+    return Rotation(
+        cluster_id=cluster.id,
+        ca_fingerprint_sha256=hashlib.sha256(ca.public_bytes(Encoding.DER)).hexdigest(),
+        ssh_ca_public_key=stored.get("ssh_ca_public_key"),
+        rotated_at=now,
+    )
+
+
+def kube_config_text(cluster_id: str, stored: str, box: SecretBox) -> str:
+    """The wire `kube_config` of a cluster from its stored (sealed) column."""
+    if not stored:
+        return ""
+    return box.open(stored, context=_context(cluster_id, "kube_config"))
+
+
+def ssh_ca_public_key(cluster: ClusterRow) -> str | None:
+    value = (cluster.credentials or {}).get("ssh_ca_public_key")
+    return str(value) if value else None
+
+
+def ssh_ca_private_key(cluster: ClusterRow, box: SecretBox) -> str | None:
+    sealed = (cluster.credentials or {}).get("ssh_ca_key")
+    if not sealed:
+        return None
+    return box.open(str(sealed), context=_context(cluster.id, "ssh_ca_key"))
+
+
+def _resealed(cluster: ClusterRow, box: SecretBox) -> bool:
+    stored = dict(cluster.credentials or {})
+    changed = False
+    for legacy, name in _LEGACY_PLAIN.items():
+        if legacy in stored:
+            stored[name] = stored.pop(legacy)
+    for name in _SEALED_FIELDS:
+        value = stored.get(name)
+        if value and not box.is_current(str(value)):
+            plain = box.open(str(value), context=_context(cluster.id, name))
+            stored[name] = box.seal(plain, context=_context(cluster.id, name))
+            changed = True
+    if cluster.kube_config and not box.is_current(cluster.kube_config):
+        plain = kube_config_text(cluster.id, cluster.kube_config, box)
+        cluster.kube_config = box.seal(plain, context=_context(cluster.id, "kube_config"))
+        changed = True
+    if changed or stored != (cluster.credentials or {}):
+        cluster.credentials = stored
+        return True
+    return False
+
+
+def reseal_all(session: Session, box: SecretBox) -> tuple[int, int]:
+    """Re-seal every live cluster's secrets under the current key: (resealed, checked)."""
+    rows = session.scalars(select(ClusterRow).where(ClusterRow.deleted_at.is_(None)))
+    checked = resealed = 0
+    for cluster in rows:
+        checked += 1
+        if _resealed(cluster, box):
+            resealed += 1
+    return resealed, checked
+
+
+def live_cluster(session: Session, cluster_id: str) -> ClusterRow:
+    """Any live cluster, whatever its project (for the operator's API)."""
+    row = session.get(ClusterRow, cluster_id)
+    if row is None or row.deleted_at is not None:
+        raise NotFound(f"cluster '{cluster_id}' not found", param="cluster_id")
+    return row

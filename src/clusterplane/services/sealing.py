@@ -1,0 +1,130 @@
+"""Encryption at rest of the secrets clusterplane keeps: private keys and kubeconfigs.
+
+What it owns:
+    `SecretBox`, which seals a text with AES-256-GCM under a key derived (HKDF-SHA256)
+    from the operator's server secret, and opens it again. A sealed text reads
+    ``cp1.<key id>.<base64(nonce | ciphertext)>``; the key id (8 hex digits of a hash
+    of the derived key) says which server key sealed it, so a box built with the current
+    key and the previous ones opens everything while new seals use the current key.
+
+Invariants:
+    * Every seal is bound to a `context` (for example ``cluster:<id>:ca_key``) given as
+      associated data: a sealed value copied to another row or field does not open.
+    * Text that does not start with ``cp1.`` was stored before encryption at rest existed;
+      `open` returns it unchanged and `is_sealed` says so, so a re-seal can find it.
+    * Nothing here logs or returns key material.
+    * A box without a key (settings without one: only library and test use, since
+      `clusterplane serve` always has one) stores text as it is and says so in the log
+      once; it still opens what a previous key sealed.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import logging
+import os
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from clusterplane.errors import ClusterplaneError, InvalidRequest
+from clusterplane.settings import CredentialSettings
+
+__all__ = ["MIN_SECRET_LENGTH", "SealError", "SecretBox"]
+
+log = logging.getLogger(__name__)
+
+MIN_SECRET_LENGTH = 32
+_PREFIX = "cp1"
+_NONCE_BYTES = 12
+
+
+class SealError(ClusterplaneError):
+    """A sealed value that no configured key opens (wrong key, or tampered)."""
+
+
+def _derive(secret: str) -> bytes:
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise InvalidRequest(
+            f"the credentials key must be at least {MIN_SECRET_LENGTH} characters",
+            param="credentials_key",
+        )
+    return HKDF(
+        algorithm=hashes.SHA256(),
+        length=32,
+        salt=b"clusterplane credentials at rest",
+        info=b"aes-256-gcm v1",
+    ).derive(secret.encode("utf-8"))
+
+
+def _key_id(key: bytes) -> str:
+    return hashlib.sha256(b"key-id:" + key).hexdigest()[:8]
+
+
+class SecretBox:
+    """Seals with the current key; opens with the current or any previous key."""
+
+    def __init__(self, secret: str | None, previous: tuple[str, ...] = ()):
+        self._keys: dict[str, AESGCM] = {}
+        self._current_id: str | None = None
+        if secret is not None:
+            current = _derive(secret)
+            self._current_id = _key_id(current)
+            self._keys[self._current_id] = AESGCM(current)
+        for old in previous:
+            key = _derive(old)
+            self._keys.setdefault(_key_id(key), AESGCM(key))
+
+    @classmethod
+    def from_settings(cls, settings: CredentialSettings) -> SecretBox:
+        if settings.key is None:
+            log.warning(
+                "no credentials key (CLUSTERPLANE_CREDENTIALS_KEY): cluster private keys "
+                "are stored UNENCRYPTED"
+            )
+        return cls(settings.key, settings.previous_keys)
+
+    @property
+    def key_id(self) -> str | None:
+        """Which key new seals use (never the key itself); None: stored as they are."""
+        return self._current_id
+
+    def seal(self, plaintext: str, *, context: str) -> str:
+        if self._current_id is None:
+            return plaintext
+        nonce = os.urandom(_NONCE_BYTES)
+        sealed = self._keys[self._current_id].encrypt(
+            nonce, plaintext.encode("utf-8"), context.encode("utf-8")
+        )
+        body = binascii.b2a_base64(nonce + sealed, newline=False).decode("ascii")
+        return f"{_PREFIX}.{self._current_id}.{body}"
+
+    def open(self, value: str, *, context: str) -> str:
+        if not is_sealed(value):
+            return value
+        _, key_id, body = value.split(".", 2)
+        aead = self._keys.get(key_id)
+        if aead is None:
+            raise SealError(f"{context} was sealed with a credentials key this server lacks")
+        try:
+            raw = binascii.a2b_base64(body)
+        except binascii.Error:
+            raise SealError(f"{context} is not a readable sealed value") from None
+        try:
+            plain = aead.decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], context.encode("utf-8"))
+        except InvalidTag:
+            raise SealError(f"{context} does not open: tampered, or not sealed for it") from None
+        return plain.decode("utf-8")
+
+    def is_current(self, value: str) -> bool:
+        """Whether `value` is sealed with the current key (else a re-seal would change it)."""
+        if self._current_id is None:
+            return not is_sealed(value)
+        return is_sealed(value) and value.split(".", 2)[1] == self._current_id
+
+
+def is_sealed(value: str) -> bool:
+    return value.startswith(_PREFIX + ".") and value.count(".") >= 2
