@@ -57,7 +57,12 @@ def _prepare_database(
 ) -> str | None:
     fleet_spec = fleet.load_fleet_file(settings.fleet_file)
     with transaction(sessions) as session:
-        report = fleet.sync_fleet(session, fleet_spec, clock.now())
+        report = fleet.sync_fleet(
+            session,
+            fleet_spec,
+            clock.now(),
+            allow_cross_fabric=settings.placement.allow_cross_fabric,
+        )
         issued = auth.bootstrap_admin_key(session, now=clock.now(), key=settings.admin_api_key)
     log.info(
         "fleet synced: %s added, %s updated, %s retired",

@@ -83,6 +83,8 @@ class RegionRow(Base):
     network: Mapped[str] = mapped_column(String(64))
     # Control-plane VMs ever placed in the region; numbers their management addresses.
     control_plane_seq: Mapped[int] = mapped_column(Integer, default=0)
+    # The operator's policy (fleet file or settings): may one cluster span fabrics?
+    allow_cross_fabric: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class HostRow(Base):
@@ -108,6 +110,17 @@ class HostRow(Base):
     in_fleet_file: Mapped[bool] = mapped_column(Boolean, default=True)
     cluster_id: Mapped[str | None] = mapped_column(String(64), index=True)
     node_row_id: Mapped[str | None] = mapped_column(String(64))
+    # Drained by the operator: keeps serving its cluster, is never handed out again.
+    draining: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime]
+
+
+class ProjectQuotaRow(Base):
+    """The operator's limit on the GPUs one project's live clusters may hold."""
+
+    __tablename__ = "project_quotas"
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), primary_key=True)
+    max_gpus: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime]
 
 

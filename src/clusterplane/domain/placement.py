@@ -34,7 +34,7 @@ thousands of hosts. `choose_hosts` builds a throw-away index.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Set
+from collections.abc import Iterable, Iterator, Mapping, Set
 from dataclasses import dataclass
 
 from clusterplane.domain.enums import HostState
@@ -133,9 +133,7 @@ def _span(domain: _Domain, count: int) -> list[FreeHost]:
     """`count` of `domain`'s free hosts: whole biggest children first, then the rest."""
     if domain.level == RACK:
         return sorted(domain.hosts.values(), key=_host_order)[:count]
-    ranked = sorted(
-        (c for c in domain.children.values() if c.free), key=lambda c: (-c.free, c.key)
-    )
+    ranked = sorted((c for c in domain.children.values() if c.free), key=lambda c: (-c.free, c.key))
     chosen: list[FreeHost] = []
     remaining = count
     for index, child in enumerate(ranked):
@@ -201,7 +199,15 @@ class PlacementIndex:
     and returned.
     """
 
-    def __init__(self, hosts: Iterable[FreeHost] = (), *, allow_cross_fabric: bool = False):
+    def __init__(
+        self,
+        hosts: Iterable[FreeHost] = (),
+        *,
+        allow_cross_fabric: bool = False,
+        not_placeable: Mapping[str, int] | None = None,
+    ):
+        """`not_placeable` adds counts of hosts left out (by reason) that the caller
+        did not list, for the "no fit" message."""
         self.allow_cross_fabric = allow_cross_fabric
         self.root = _Domain(REGION, (), None)
         self._hosts: dict[str, FreeHost] = {}
@@ -218,6 +224,9 @@ class PlacementIndex:
             else:
                 why = host.why_not_placeable
                 self.not_placeable[why] = self.not_placeable.get(why, 0) + 1
+        for why, n in (not_placeable or {}).items():
+            if n:
+                self.not_placeable[why] = self.not_placeable.get(why, 0) + n
 
     # --- upkeep -------------------------------------------------------------------------
 
