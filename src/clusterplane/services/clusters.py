@@ -23,7 +23,7 @@ from clusterplane.domain.enums import (
 )
 from clusterplane.domain.lifecycle import status_for
 from clusterplane.errors import FailedPrecondition, InvalidRequest, NotFound
-from clusterplane.services import addons, volumes
+from clusterplane.services import addons, quotas, volumes
 from clusterplane.services.allocation import (
     GPUS_PER_NODE,
     add_control_plane_nodes,
@@ -175,6 +175,7 @@ def create_cluster(
     )
     _check_billing(req, now)
     addon_list = addons.validate_new(req.add_ons, req.cluster_type)
+    quotas.check(session, project_id, req.num_gpus)
     cluster_id = new_uuid()
     scheduled = req.reservation_start_time is not None and req.reservation_start_time > now
     phase = ClusterPhase.SCHEDULED if scheduled else ClusterPhase.QUEUED
@@ -384,6 +385,8 @@ def _scale(session: Session, cluster: ClusterRow, num_gpus: int, now: datetime) 
     workers = live_workers(session, cluster.id)
     keep = [w for w in workers if not w.marked_for_deletion]
     want = num_gpus // GPUS_PER_NODE
+    if num_gpus > cluster.num_gpus:
+        quotas.check(session, cluster.project_id, num_gpus - cluster.num_gpus)
     if want > len(keep):
         held = [w.host_id for w in keep if w.host_id]
         existing = list(session.scalars(select(HostRow).where(HostRow.id.in_(held))))
