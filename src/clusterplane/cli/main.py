@@ -1,7 +1,8 @@
 """`clusterplane serve`: start the API server and controllers on the embedded default.
 
     clusterplane serve [--host H] [--port P] [--database-url URL] [--fleet FILE]
-                       [--time-scale FACTOR] [--seed N]
+                       [--time-scale FACTOR] [--seed N] [--allow-cross-fabric]
+    clusterplane admin ...   (operator commands over the admin API: see cli/admin.py)
 
 The bootstrap admin key comes from CLUSTERPLANE_ADMIN_API_KEY when set (registered on
 first start); otherwise one is generated on first start and printed once.
@@ -15,8 +16,15 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from clusterplane.cli import admin
 from clusterplane.errors import ClusterplaneError
-from clusterplane.settings import ServerSettings, Settings, SimulationSettings, default_database_url
+from clusterplane.settings import (
+    PlacementSettings,
+    ServerSettings,
+    Settings,
+    SimulationSettings,
+    default_database_url,
+)
 
 
 def _positive(value: str) -> float:
@@ -44,7 +52,13 @@ def parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--seed", type=int, default=0, help="seed of the simulated fleet")
     serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--allow-cross-fabric",
+        action="store_true",
+        help="let a cluster span fabrics when no single fabric fits (all regions)",
+    )
     commands.add_parser("generate-key", help="print a fresh API key in the accepted format")
+    admin.register(commands)
     return root
 
 
@@ -55,6 +69,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         admin_api_key=Settings.admin_key_from_env(),
         server=replace(ServerSettings(), host=args.host, port=args.port),
         simulation=SimulationSettings(time_scale=args.time_scale, seed=args.seed),
+        placement=PlacementSettings(allow_cross_fabric=args.allow_cross_fabric),
     )
 
 
@@ -105,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "serve":
         return serve(args)
+    if args.command == "admin":
+        return admin.run(args)
     from clusterplane.services.auth import generate_key_text
 
     print(generate_key_text())
