@@ -41,9 +41,7 @@ def fleets(draw: st.DrawFn) -> list[FreeHost]:
                     state, draining = HostState.AVAILABLE, False
                     if draw(st.integers(0, 5)) == 0:
                         state, draining = draw(st.sampled_from(UNPLACEABLE))
-                    hosts.append(
-                        FreeHost(name, name, f"f{f}", f"b{b}", f"r{r}", state, draining)
-                    )
+                    hosts.append(FreeHost(name, name, f"f{f}", f"b{b}", f"r{r}", state, draining))
     return draw(st.permutations(hosts))
 
 
