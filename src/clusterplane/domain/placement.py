@@ -15,7 +15,9 @@ Topology is fabric > block > rack. The rules, in order:
 2. Use the smallest domain that fits: a single rack if any rack has room, else a single
    block, else a single fabric (else, when allowed, several fabrics).
 3. Best fit: among the domains of that level that fit, take the one with the fewest free
-   hosts (ties broken by name), keeping big holes for big clusters.
+   hosts; ties go to the one whose fabric, then block, has the fewest free hosts, then
+   to the name. Clusters go where the fleet is already fullest, keeping big holes for
+   big clusters.
 4. Spanning inside the chosen domain, take whole sub-domains with the most free hosts
    first (so the cluster touches as few blocks, then racks, as possible); the remainder
    is then placed among the sub-domains left by rules 2 and 3 (a single rack if one
@@ -110,14 +112,20 @@ class _Domain:
             yield from child.all_hosts()
 
 
+def _fit_order(domain: _Domain) -> tuple[object, ...]:
+    """Best fit: the fewest free hosts; ties go to the domain whose fabric, then block,
+    has the fewest free hosts (so holes gather where they are already big), then name."""
+    ancestors: list[object] = []
+    node = domain.parent
+    while node is not None and node.level < REGION:
+        ancestors.append(node.free)
+        node = node.parent
+    return (domain.free, *reversed(ancestors), domain.key)
+
+
 def _best_fit(domains: Iterable[_Domain], count: int) -> _Domain | None:
-    best: _Domain | None = None
-    for domain in domains:
-        if domain.free >= count and (
-            best is None or (domain.free, domain.key) < (best.free, best.key)
-        ):
-            best = domain
-    return best
+    fitting = [d for d in domains if d.free >= count]
+    return min(fitting, key=_fit_order) if fitting else None
 
 
 def _place_among(pool: list[_Domain], count: int, top: int) -> list[FreeHost] | None:
@@ -318,7 +326,7 @@ class PlacementIndex:
         fits = [free for free in self._racks_by_free if free >= count]
         if not fits:
             return None
-        return min(self._racks_by_free[min(fits)].values(), key=lambda r: r.key)
+        return min(self._racks_by_free[min(fits)].values(), key=_fit_order)
 
     def shortage(self, count: int) -> Shortage:
         largest = {
