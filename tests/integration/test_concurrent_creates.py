@@ -122,9 +122,7 @@ def check_invariants(db: Engine) -> None:
         ).scalar_one()
         assert states == 0, "a host's state disagrees with whether a cluster holds it"
         total, allocated = conn.execute(
-            text(
-                "SELECT COUNT(*), COUNT(cluster_id) FROM hosts WHERE region = :region"
-            ),
+            text("SELECT COUNT(*), COUNT(cluster_id) FROM hosts WHERE region = :region"),
             {"region": RACE_REGION},
         ).one()
         assert allocated <= total == HOSTS
@@ -167,9 +165,7 @@ def test_many_concurrent_creates_with_room_for_half_keep_the_fleet_invariants(
     race_server: tuple[ServerProcess, Engine],
 ):
     server, db = race_server
-    bodies = [
-        {**BODY, "region": RACE_REGION, "cluster_name": f"race-{i}"} for i in range(CREATES)
-    ]
+    bodies = [{**BODY, "region": RACE_REGION, "cluster_name": f"race-{i}"} for i in range(CREATES)]
     responses = _race(server, db, bodies, {})
     statuses = Counter(r.status_code for r in responses)
     assert statuses == {200: CREATES // 2, 409: CREATES // 2}, statuses
@@ -194,8 +190,7 @@ def test_concurrent_creates_in_one_project_stop_exactly_at_its_quota(
         quota = client.put(f"/admin/v1/projects/{project}/quota", json={"max_gpus": 80})
         assert quota.status_code == 200, quota.text
     bodies = [
-        {**BODY, "region": RACE_REGION, "num_gpus": 8, "cluster_name": f"q-{i}"}
-        for i in range(20)
+        {**BODY, "region": RACE_REGION, "num_gpus": 8, "cluster_name": f"q-{i}"} for i in range(20)
     ]
     responses = _race(server, db, bodies, {})
     statuses = Counter(r.status_code for r in responses)

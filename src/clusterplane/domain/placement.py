@@ -220,7 +220,8 @@ class PlacementIndex:
         self.root = _Domain(REGION, (), None)
         self._hosts: dict[str, FreeHost] = {}
         self._racks: dict[str, _Domain] = {}  # host id -> its rack
-        self._racks_by_free: dict[int, dict[tuple[str, ...], _Domain]] = {}
+        # free count -> fabric -> the racks of that fabric with that many free hosts
+        self._racks_by_free: dict[int, dict[_Domain, dict[tuple[str, ...], _Domain]]] = {}
         self.not_placeable: dict[str, int] = {}
         seen: set[str] = set()
         for host in hosts:
@@ -255,13 +256,19 @@ class PlacementIndex:
         return node
 
     def _rebucket(self, rack: _Domain, old: int) -> None:
+        fabric = rack.parent.parent  # type: ignore[union-attr]
+        assert fabric is not None
         bucket = self._racks_by_free.get(old)
         if bucket is not None:
-            bucket.pop(rack.key, None)
+            racks = bucket.get(fabric)
+            if racks is not None:
+                racks.pop(rack.key, None)
+                if not racks:
+                    del bucket[fabric]
             if not bucket:
                 del self._racks_by_free[old]
         if rack.free:
-            self._racks_by_free.setdefault(rack.free, {})[rack.key] = rack
+            self._racks_by_free.setdefault(rack.free, {}).setdefault(fabric, {})[rack.key] = rack
 
     def _add(self, host: FreeHost) -> None:
         rack = self._rack_for(host)
@@ -326,7 +333,15 @@ class PlacementIndex:
         fits = [free for free in self._racks_by_free if free >= count]
         if not fits:
             return None
-        return min(self._racks_by_free[min(fits)].values(), key=_fit_order)
+        # `_fit_order` for racks of equal free counts, in two steps: the fabric with the
+        # fewest free hosts, then its rack of the fullest block (this runs on every
+        # decision; buckets hold hundreds of racks, fabrics are few).
+        by_fabric = self._racks_by_free[min(fits)]
+        fabric = min(by_fabric, key=lambda f: (f.free, f.key))
+        return min(
+            by_fabric[fabric].values(),
+            key=lambda r: (r.parent.free, r.key),  # type: ignore[union-attr]
+        )
 
     def shortage(self, count: int) -> Shortage:
         largest = {

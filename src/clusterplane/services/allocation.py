@@ -15,10 +15,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
-from clusterplane.db.leases import rowcount
 from clusterplane.db.rows import ClusterRow, HostRow, NodePhaseTransitionRow, NodeRow, RegionRow
 from clusterplane.domain.enums import ClusterType, HostState, NodePhase, NodeRole
 from clusterplane.domain.placement import FreeHost, PlacementIndex
@@ -79,6 +78,31 @@ def placement_index(session: Session, *, region: str, gpu_type: str, full: bool)
 
 CLAIM_ATTEMPTS = 5
 
+# Built once: placement commits run hundreds of times a second, and building a statement
+# costs more than SQLite takes to run it. The claim hands back the claimed rows
+# (UPDATE ... RETURNING, SQLite 3.35+ and PostgreSQL), so no second read is needed.
+_CLAIM = (
+    update(HostRow)
+    .where(
+        HostRow.id.in_(bindparam("ids", expanding=True)),
+        HostRow.state == HostState.AVAILABLE,
+        HostRow.draining.is_(False),
+        HostRow.cluster_id.is_(None),
+    )
+    .values(state=HostState.ALLOCATED, cluster_id=bindparam("cluster"))
+    .returning(HostRow)
+    .execution_options(synchronize_session=False, populate_existing=True)
+)
+_UNDO = (
+    update(HostRow)
+    .where(
+        HostRow.id.in_(bindparam("ids", expanding=True)),
+        HostRow.cluster_id == bindparam("cluster"),
+        HostRow.node_row_id.is_(None),
+    )
+    .values(state=HostState.AVAILABLE, cluster_id=None)
+)
+
 
 def allocate_hosts(
     session: Session, cluster: ClusterRow, count: int, *, existing: Sequence[HostRow] = ()
@@ -103,38 +127,13 @@ def allocate_hosts(
 
     for attempt in range(CLAIM_ATTEMPTS):
         chosen = cache.reserve(key, decide, load, fresh=attempt > 0)
-        claimed = rowcount(
-            session.execute(
-                update(HostRow)
-                .where(
-                    HostRow.id.in_(chosen),
-                    HostRow.state == HostState.AVAILABLE,
-                    HostRow.draining.is_(False),
-                    HostRow.cluster_id.is_(None),
-                )
-                .values(state=HostState.ALLOCATED, cluster_id=cluster.id)
-                .execution_options(synchronize_session=False)
-            )
-        )
-        if claimed == len(chosen):
-            hosts = session.scalars(
-                select(HostRow)
-                .where(HostRow.id.in_(chosen))
-                .execution_options(populate_existing=True)
-            ).all()
+        params = {"ids": list(chosen), "cluster": cluster.id}
+        hosts = session.scalars(_CLAIM, params).all()
+        if len(hosts) == len(chosen):
             order = {host_id: index for index, host_id in enumerate(chosen)}
             return sorted(hosts, key=lambda h: order[h.id])
         cache.drop(key)
-        session.execute(
-            update(HostRow)
-            .where(
-                HostRow.id.in_(chosen),
-                HostRow.cluster_id == cluster.id,
-                HostRow.node_row_id.is_(None),
-            )
-            .values(state=HostState.AVAILABLE, cluster_id=None)
-            .execution_options(synchronize_session=False)
-        )
+        session.connection().execute(_UNDO, params)
     raise CapacityUnavailable(
         "hosts kept being taken by concurrent requests; try again", code="conflict"
     )

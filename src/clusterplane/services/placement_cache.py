@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from clusterplane.domain.placement import FreeHost, PlacementIndex
 from clusterplane.errors import CapacityUnavailable
 
-DEFAULT_TTL_SECONDS = 1.0
+DEFAULT_TTL_SECONDS = 5.0
 
 Key = tuple[str, str]  # (region, gpu_type)
 Loader = Callable[[bool], PlacementIndex]  # full: also count the unplaceable hosts
