@@ -230,13 +230,19 @@ def _first_fit_policy(
 def _decisions(
     hosts: list[FreeHost], plan: PlacementPlan, seed: int, policy: str
 ) -> tuple[float, list[float]]:
-    """(decisions per second, latencies in seconds) of one round."""
-    if policy == "index":
-        choose, take, put_back = _index_policy(PlacementIndex(hosts))
-    else:
-        choose, take, put_back = _list_policy(hosts)
+    """(decisions per second, latencies in seconds) of one round.
+
+    The fleet is filled to 90% with a kept index either way (same seed, same state); only
+    the timed decisions after it use `policy`.
+    """
+    index = PlacementIndex(hosts)
     churn = Churn(hosts, seed)
-    churn.fill(choose, take)
+    churn.fill(index.try_choose, index.take)
+    if policy == "index":
+        choose, take, put_back = _index_policy(index)
+    else:
+        held = {i for ids in churn.clusters.values() for i in ids}
+        choose, take, put_back = _list_policy([h for h in hosts if h.host_id not in held])
     latencies: list[float] = []
     while len(latencies) < plan.decisions:
         elapsed = churn.step(choose, take, put_back)

@@ -14,7 +14,13 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from fastapi.testclient import TestClient
 
+from clusterplane.app import build
+from clusterplane.clock import ManualClock
+from clusterplane.services.auth import generate_key_text
+from clusterplane.settings import PlacementSettings, Settings
+from tests.support.databases import fresh_database_url
 from tests.support.engine import SMALL_FLEET, Engine, make_engine
 
 CREATE = {
@@ -299,3 +305,23 @@ def test_the_fleet_file_can_let_a_cluster_span_fabrics(tmp_path: Path):
         assert racks == {"test1-r01": 4, "test1-r02": 4, "test1-r03": 2}
         held = _hosts(engine, cluster_id=cluster["cluster_id"])
         assert {h["fabric"] for h in held} == {"ib-a", "ib-b"}
+
+
+def test_the_settings_can_let_clusters_span_fabrics_in_every_region(tmp_path: Path):
+    key = generate_key_text()
+    settings = Settings(
+        database_url=fresh_database_url(tmp_path, "policy.db"),
+        fleet_file=SMALL_FLEET,
+        admin_api_key=key,
+        run_controllers=False,
+        placement=PlacementSettings(allow_cross_fabric=True),
+    )
+    app = build(settings, clock=ManualClock())
+    with TestClient(app.api) as client:
+        response = client.post(
+            "/v1/compute/clusters",
+            json={**CREATE, "num_gpus": 128},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        assert response.status_code == 200, response.text
+        assert len(response.json()["gpu_worker_nodes"]) == 16
