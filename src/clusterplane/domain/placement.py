@@ -281,6 +281,10 @@ class PlacementIndex:
             node = node.parent
         self._rebucket(rack, rack.free - 1)
 
+    def hosts_of(self, host_ids: Iterable[str]) -> list[FreeHost]:
+        """The index's hosts of `host_ids` (ids it does not hold are skipped)."""
+        return [self._hosts[i] for i in host_ids if i in self._hosts]
+
     def take(self, host_ids: Iterable[str]) -> None:
         """Hosts handed out (or gone): they are no longer offered. Unknown ids are ignored."""
         for host_id in host_ids:

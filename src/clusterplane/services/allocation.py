@@ -126,13 +126,13 @@ def allocate_hosts(
         return _place(index, cluster, count, existing)
 
     for attempt in range(CLAIM_ATTEMPTS):
-        chosen = cache.reserve(key, decide, load, fresh=attempt > 0)
+        chosen = cache.reserve(session, key, decide, load, fresh=attempt > 0)
         params = {"ids": list(chosen), "cluster": cluster.id}
         hosts = session.scalars(_CLAIM, params).all()
         if len(hosts) == len(chosen):
             order = {host_id: index for index, host_id in enumerate(chosen)}
             return sorted(hosts, key=lambda h: order[h.id])
-        cache.drop(key)
+        cache.forget(session, key)
         session.connection().execute(_UNDO, params)
     raise CapacityUnavailable(
         "hosts kept being taken by concurrent requests; try again", code="conflict"

@@ -15,6 +15,9 @@ Invariants:
       are put back at once.
     * "No fit" is never answered from a kept index: the decision is re-run on an index
       rebuilt from the database (with the counts of unplaceable hosts for the message).
+    * Hosts reserved by a transaction of this process stay out of every index, rebuilt
+      ones included, until that transaction ends (a rebuild does not see uncommitted
+      claims on PostgreSQL); a rollback puts them back at once.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
@@ -54,12 +58,26 @@ class PlacementCache:
         self.ttl_seconds = ttl_seconds
         self._monotonic = monotonic
         self._entries: dict[Key, _Entry] = {}
+        self._pending: dict[Key, dict[str, FreeHost]] = {}
         self._lock = threading.Lock()
 
+    def _load(self, key: Key, load: Loader, full: bool, now: float) -> _Entry:
+        index = load(full)
+        index.take(self._pending.get(key, {}))
+        entry = self._entries[key] = _Entry(index, now)
+        return entry
+
     def reserve(
-        self, key: Key, decide: Decision, load: Loader, *, fresh: bool = False
+        self,
+        session: Session,
+        key: Key,
+        decide: Decision,
+        load: Loader,
+        *,
+        fresh: bool = False,
     ) -> tuple[str, ...]:
-        """Run `decide` on the index of `key` and mark its answer taken.
+        """Run `decide` on the index of `key` and keep its answer out of every index
+        until `session`'s transaction ends.
 
         `fresh` rebuilds the index first. A `CapacityUnavailable` from a kept index is
         re-checked on a rebuilt one before it is raised.
@@ -68,14 +86,38 @@ class PlacementCache:
             now = self._monotonic()
             entry = self._entries.get(key)
             if fresh or entry is None or now - entry.loaded_at > self.ttl_seconds:
-                entry = self._entries[key] = _Entry(load(False), now)
+                entry = self._load(key, load, False, now)
             try:
                 chosen = decide(entry.index)
             except CapacityUnavailable:
-                entry = self._entries[key] = _Entry(load(True), now)
+                entry = self._load(key, load, True, now)
                 chosen = decide(entry.index)
+            hosts = entry.index.hosts_of(chosen)
             entry.index.take(chosen)
-            return chosen
+            self._pending.setdefault(key, {}).update((h.host_id, h) for h in hosts)
+        session.info.setdefault(_RESERVED, []).append((self, key, hosts))
+        return chosen
+
+    def forget(self, session: Session, key: Key) -> None:
+        """The claim of `session`'s reservations for `key` failed: drop them and the index
+        (a fresh one is read for the retry)."""
+        kept = []
+        for cache, reserved_key, hosts in session.info.get(_RESERVED, []):
+            if cache is self and reserved_key == key:
+                self._settle(key, hosts, put_back=False)
+            else:
+                kept.append((cache, reserved_key, hosts))
+        session.info[_RESERVED] = kept
+        self.drop(key)
+
+    def _settle(self, key: Key, hosts: list[FreeHost], *, put_back: bool) -> None:
+        with self._lock:
+            pending = self._pending.get(key, {})
+            for host in hosts:
+                pending.pop(host.host_id, None)
+            entry = self._entries.get(key)
+            if put_back and entry is not None:
+                entry.index.put_back(hosts)
 
     def put_back(self, key: Key, hosts: Iterable[FreeHost]) -> None:
         with self._lock:
@@ -90,6 +132,21 @@ class PlacementCache:
                 self._entries.clear()
             else:
                 self._entries.pop(key, None)
+
+
+_RESERVED = "clusterplane_placement_reserved"
+
+
+@event.listens_for(Session, "after_commit")
+def _committed(session: Session) -> None:
+    for cache, key, hosts in session.info.pop(_RESERVED, []):
+        cache._settle(key, hosts, put_back=False)
+
+
+@event.listens_for(Session, "after_rollback")
+def _rolled_back(session: Session) -> None:
+    for cache, key, hosts in session.info.pop(_RESERVED, []):
+        cache._settle(key, hosts, put_back=True)
 
 
 _caches: weakref.WeakKeyDictionary[Engine, PlacementCache] = weakref.WeakKeyDictionary()
