@@ -207,6 +207,15 @@ def splice(existing: str, sections: list[Section], *, machine: dict[str, str], c
     missed = [f for s in sections for f in s.figures if f.met is False]
     text = "".join(out)
     if missed:
-        note = "".join(f"- {sections[0].title}: {f.name} (target {f.target})\n" for f in missed)
-        text = text.replace("## Summary\n\n", "## Summary\n\n" + note, 1)
+        note = "".join(
+            f"- {s.title}: {f.name} (target {f.target})\n"
+            for s in sections
+            for f in s.figures
+            if f.met is False
+        )
+        head = "Targets missed in this run:\n\n"
+        if head in text:
+            text = text.replace(head, head + note, 1)
+        else:
+            text = text.replace("Every target with a number was met in this run.\n", head + note, 1)
     return text
