@@ -58,7 +58,7 @@ def unplaceable_counts(session: Session, *, region: str, gpu_type: str) -> dict[
     counts: dict[str, int] = {}
     for state, draining, n in rows:
         if state == HostState.AVAILABLE and not draining:
-            continue  # placeable, or held by a cluster and counted as allocated below
+            continue  # placeable: the free ones are in the index itself
         why = "draining" if draining and state == HostState.AVAILABLE else str(state)
         counts[why] = counts.get(why, 0) + int(n)
     return counts
