@@ -205,7 +205,7 @@ def splice(existing: str, sections: list[Section], *, machine: dict[str, str], c
             out.append(body)
     out += [fresh[h] + "\n" for h in fresh if h not in placed]
     missed = [f for s in sections for f in s.figures if f.met is False]
-    text = "".join(out)
+    text = _drop_summary_lines("".join(out), [f"- {s.title}: " for s in sections])
     if missed:
         note = "".join(
             f"- {s.title}: {f.name} (target {f.target})\n"
@@ -213,9 +213,26 @@ def splice(existing: str, sections: list[Section], *, machine: dict[str, str], c
             for f in s.figures
             if f.met is False
         )
+        note += "".join(f"  - {reason}\n" for s in sections for reason in s.misses)
         head = "Targets missed in this run:\n\n"
         if head in text:
             text = text.replace(head, head + note, 1)
         else:
             text = text.replace("Every target with a number was met in this run.\n", head + note, 1)
     return text
+
+
+def _drop_summary_lines(text: str, prefixes: list[str]) -> str:
+    """`text` without the summary's entries (and their indented reasons) of `prefixes`."""
+    lines = text.split("\n")
+    kept: list[str] = []
+    dropping = False
+    for line in lines:
+        if any(line.startswith(p) for p in prefixes):
+            dropping = True
+            continue
+        if dropping and line.startswith("  - "):
+            continue
+        dropping = False
+        kept.append(line)
+    return "\n".join(kept)
