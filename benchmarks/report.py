@@ -60,6 +60,8 @@ def _num(value: float, unit: str) -> str:
         return f"{value:.2f} s" if value < 100 else f"{value:,.0f} s"
     if unit == "MiB":
         return f"{value:,.0f} MiB"
+    if unit == "GPUs":
+        return f"{value:,.0f} GPUs"
     if unit.startswith("req/s"):
         return f"{value:,.0f}"
     return f"{value:.3g} {unit}"
@@ -162,3 +164,75 @@ def render(
     body = [render_section(s) for s in sections]
     tail = ["## What the numbers changed in the code", "", changes.strip(), ""]
     return "\n".join(head + body + tail)
+
+
+def _split_sections(text: str) -> list[tuple[str, str]]:
+    """(heading line, whole text) of each `## ` part of a report; the head has heading ''."""
+    parts: list[tuple[str, str]] = []
+    current: list[str] = []
+    heading = ""
+    for line in text.splitlines(keepends=True):
+        if line.startswith("## "):
+            parts.append((heading, "".join(current)))
+            heading, current = line.strip(), []
+        current.append(line)
+    parts.append((heading, "".join(current)))
+    return parts
+
+
+def splice(existing: str, sections: list[Section], *, machine: dict[str, str], command: str) -> str:
+    """`existing` with `sections` put in place of those of the same title (new ones go
+    before the closing "What the numbers changed" part); every other part is kept."""
+    stamp = (
+        f"*Measured by `{command}` on {machine['date']} ({machine['cpu']}, "
+        f"{machine['cores']} cores, load average {machine['load_at_start']}); the other "
+        "sections come from an earlier run.*"
+    )
+    fresh = {
+        f"## {s.title}": render_section(s).replace("\n", "\n" + stamp + "\n\n", 1) for s in sections
+    }
+    parts = _split_sections(existing)
+    out: list[str] = []
+    placed: set[str] = set()
+    for heading, body in parts:
+        if heading.startswith("## What the numbers changed"):
+            out += [fresh[h] + "\n" for h in fresh if h not in placed]
+            placed |= set(fresh)
+        if heading in fresh:
+            out.append(fresh[heading] + "\n")
+            placed.add(heading)
+        else:
+            out.append(body)
+    out += [fresh[h] + "\n" for h in fresh if h not in placed]
+    missed = [f for s in sections for f in s.figures if f.met is False]
+    text = _drop_summary_lines("".join(out), [f"- {s.title}: " for s in sections])
+    if missed:
+        note = "".join(
+            f"- {s.title}: {f.name} (target {f.target})\n"
+            for s in sections
+            for f in s.figures
+            if f.met is False
+        )
+        note += "".join(f"  - {reason}\n" for s in sections for reason in s.misses)
+        head = "Targets missed in this run:\n\n"
+        if head in text:
+            text = text.replace(head, head + note, 1)
+        else:
+            text = text.replace("Every target with a number was met in this run.\n", head + note, 1)
+    return text
+
+
+def _drop_summary_lines(text: str, prefixes: list[str]) -> str:
+    """`text` without the summary's entries (and their indented reasons) of `prefixes`."""
+    lines = text.split("\n")
+    kept: list[str] = []
+    dropping = False
+    for line in lines:
+        if any(line.startswith(p) for p in prefixes):
+            dropping = True
+            continue
+        if dropping and line.startswith("  - "):
+            continue
+        dropping = False
+        kept.append(line)
+    return "\n".join(kept)

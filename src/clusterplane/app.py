@@ -24,6 +24,8 @@ from clusterplane.api.routers import (
     admin,
     admin_capacity,
     admin_credentials,
+    admin_fleet,
+    admin_quotas,
     clusters,
     regions,
     remediations,
@@ -68,7 +70,12 @@ def _prepare_database(
 ) -> str | None:
     fleet_spec = fleet.load_fleet_file(settings.fleet_file)
     with transaction(sessions) as session:
-        report = fleet.sync_fleet(session, fleet_spec, clock.now())
+        report = fleet.sync_fleet(
+            session,
+            fleet_spec,
+            clock.now(),
+            allow_cross_fabric=settings.placement.allow_cross_fabric,
+        )
         issued = auth.bootstrap_admin_key(session, now=clock.now(), key=settings.admin_api_key)
     log.info(
         "fleet synced: %s added, %s updated, %s retired",
@@ -146,6 +153,8 @@ def build(
     api.include_router(admin.router, responses=openapi.ERROR_RESPONSES)
     api.include_router(admin_capacity.router, responses=openapi.ERROR_RESPONSES)
     api.include_router(admin_credentials.router, responses=openapi.ERROR_RESPONSES)
+    api.include_router(admin_fleet.router, responses=openapi.ERROR_RESPONSES)
+    api.include_router(admin_quotas.router, responses=openapi.ERROR_RESPONSES)
 
     @api.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -9,6 +9,7 @@ one place (`api/errors.py`), so lower layers raise these and never think about H
     │   └── FailedPrecondition  400  valid input, but the object's state forbids it
     ├── Unauthenticated         401  missing or unknown API key
     ├── PermissionDenied        403  authenticated, not allowed
+    │   └── QuotaExceeded       403  the project's GPU quota does not allow it
     ├── NotFound                404  unknown or invisible object
     ├── Conflict                409  deterministic conflict, never worth retrying
     ├── PayloadTooLarge         413  request body over the limit
@@ -49,6 +50,12 @@ class Unauthenticated(ClusterplaneError):
 class PermissionDenied(ClusterplaneError):
     status_code = 403
     error_type = "permission_denied"
+
+
+class QuotaExceeded(PermissionDenied):
+    """The operator's GPU limit for the project does not allow the request."""
+
+    error_type = "quota_exceeded"
 
 
 class NotFound(ClusterplaneError):

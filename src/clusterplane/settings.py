@@ -86,6 +86,15 @@ class CredentialSettings:
 
 
 @dataclass(frozen=True)
+class PlacementSettings:
+    """The operator's placement policy, on top of what the fleet file says."""
+
+    # True lets one cluster span fabrics in every region when no single fabric fits
+    # (the fleet file can allow it per region or fleet-wide instead).
+    allow_cross_fabric: bool = False
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str = field(default_factory=default_database_url)
     fleet_file: Path | None = None  # None: the built-in fleet
@@ -95,6 +104,7 @@ class Settings:
     simulation: SimulationSettings = field(default_factory=SimulationSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     credentials: CredentialSettings = field(default_factory=CredentialSettings)
+    placement: PlacementSettings = field(default_factory=PlacementSettings)
     run_controllers: bool = True
     replay_window_seconds: float = 600.0
 

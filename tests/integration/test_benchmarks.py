@@ -50,6 +50,7 @@ def test_the_quick_benchmark_run_writes_every_figure(tmp_path: Path):
         "1. List latency, SQLite",
         "2. Requests per second per core",
         "3. Control-plane overhead, create to Ready (SQLite, one server)",
+        "4. Placement, 100,000-GPU fleet (one core)",
         "## What the numbers changed in the code",
     ):
         assert heading in text, heading
@@ -61,6 +62,38 @@ def test_the_quick_benchmark_run_writes_every_figure(tmp_path: Path):
         "GET one cluster, read cache off",
         "Create a cluster (8 GPUs)",
         "create -> Ready, 8 GPUs",
+        "Placement decisions per second (kept index)",
+        "p99 placement decision latency",
+        "Committed placements per second, SQLite",
+        "Largest placeable cluster after",
     ):
         assert figure in text, figure
     assert "n/a | n/a" not in text, "a figure came out empty"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_a_partial_run_replaces_only_its_own_section_of_the_report(tmp_path: Path):
+    output = tmp_path / "performance.md"
+    before = (ROOT / "docs" / "performance.md").read_text()
+    output.write_text(before)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "benchmarks", "--quick", "--only", "placement"),
+            *("--output", str(output), "--workdir", str(tmp_path / "work")),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    after = output.read_text()
+    assert after.count("## 4. Placement, 100,000-GPU fleet (one core)") == 1
+    assert "Measured by `python -m benchmarks --only placement --quick`" in after
+    for heading in ("## 1. List latency, SQLite", "## What the numbers changed in the code"):
+        kept = before[before.index(heading) :].split("\n## ")[0]
+        assert kept in after, heading

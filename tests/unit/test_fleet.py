@@ -405,3 +405,22 @@ def test_the_small_test_fleet_has_the_documented_shape() -> None:
     assert [h.name for h in test2] == [f"test2-r01-0{i}" for i in range(1, 5)]
     assert {h.gpu_type for h in test2} == {GpuType.L40_PCIE}
     assert all(len(r.driver_versions) == 1 for r in fleet.regions)
+
+
+# --- placement policy -------------------------------------------------------------------
+
+
+def test_crossing_fabrics_is_off_unless_the_fleet_or_a_region_allows_it() -> None:
+    data = _fleet_data()
+    fleet = parse_fleet(data)
+    assert [fleet.placement_for(r).allow_cross_fabric for r in fleet.regions] == [False, False]
+    data["placement"] = {"allow_cross_fabric": True}
+    data["regions"][1]["placement"] = {"allow_cross_fabric": False}
+    fleet = parse_fleet(data)
+    assert [fleet.placement_for(r).allow_cross_fabric for r in fleet.regions] == [True, False]
+
+
+def test_an_unknown_placement_option_is_reported_with_its_path() -> None:
+    data = _fleet_data()
+    data["regions"][0]["placement"] = {"allow_cross_fabrics": True}
+    assert _invalid(data).startswith("regions[0].placement.allow_cross_fabrics:")

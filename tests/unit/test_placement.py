@@ -119,14 +119,21 @@ def test_a_cluster_never_crosses_fabrics_even_when_the_region_has_room() -> None
     with pytest.raises(CapacityUnavailable) as caught:
         choose_hosts(hosts, 5, region="us-central-8", gpu_type="H100_SXM")
     assert caught.value.message == (
-        "need 5 nodes of H100_SXM in us-central-8; 6 available (largest single-fabric group: 3)"
+        "need 5 nodes of H100_SXM in us-central-8: no single fabric has enough free hosts "
+        "and crossing fabrics is not allowed; 6 available (largest free rack 3, block 3, "
+        "fabric 3)"
     )
+    assert caught.value.code == "no_single_fabric_fits"
 
 
 def test_the_capacity_message_reads_well_without_region_and_gpu_type() -> None:
     with pytest.raises(CapacityUnavailable) as caught:
         choose_hosts([], 1)
-    assert caught.value.message == "need 1 node; 0 available (largest single-fabric group: 0)"
+    assert caught.value.message == (
+        "need 1 node: not enough placeable hosts; 0 available "
+        "(largest free rack 0, block 0, fabric 0)"
+    )
+    assert caught.value.code == "insufficient_capacity"
 
 
 def test_asking_for_zero_hosts_returns_none() -> None:
@@ -192,9 +199,11 @@ def test_scale_up_beyond_the_clusters_fabric_is_capacity_unavailable() -> None:
             hosts, 3, existing_fabrics={"f1"}, region="us-west-2", gpu_type="B200_SXM"
         )
     assert caught.value.message == (
-        "need 3 nodes of B200_SXM in us-west-2; 10 available, 2 of them in the cluster's "
-        "fabric (f1)"
+        "need 3 nodes of B200_SXM in us-west-2: the cluster's fabric (f1) has too few free "
+        "hosts; 10 available, 2 of them in the cluster's fabric "
+        "(largest free rack 8, block 8, fabric 8)"
     )
+    assert caught.value.code == "no_fit_in_cluster_fabric"
 
 
 def test_scale_up_by_zero_returns_none() -> None:

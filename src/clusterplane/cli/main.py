@@ -1,7 +1,8 @@
 """`clusterplane serve`: start the API server and controllers on the embedded default.
 
     clusterplane serve [--host H] [--port P] [--database-url URL] [--fleet FILE]
-                       [--time-scale FACTOR] [--seed N]
+                       [--time-scale FACTOR] [--seed N] [--allow-cross-fabric]
+    clusterplane admin ...   (operator commands over the admin API: see cli/admin.py)
 
 The bootstrap admin key comes from CLUSTERPLANE_ADMIN_API_KEY when set (registered on
 first start); otherwise one is generated on first start and printed once. The key that
@@ -21,11 +22,12 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from clusterplane.cli import capacity, ssh
+from clusterplane.cli import admin, capacity, ssh
 from clusterplane.errors import ClusterplaneError
 from clusterplane.settings import (
     DEFAULT_STATE_DIR,
     CredentialSettings,
+    PlacementSettings,
     ServerSettings,
     Settings,
     SimulationSettings,
@@ -58,9 +60,15 @@ def parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--seed", type=int, default=0, help="seed of the simulated fleet")
     serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--allow-cross-fabric",
+        action="store_true",
+        help="let a cluster span fabrics when no single fabric fits (all regions)",
+    )
     commands.add_parser("generate-key", help="print a fresh API key in the accepted format")
     capacity.add_commands(commands)
     ssh.add_parser(commands)
+    admin.register(commands)
     return root
 
 
@@ -90,6 +98,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         credentials=_credentials(),
         server=replace(ServerSettings(), host=args.host, port=args.port),
         simulation=SimulationSettings(time_scale=args.time_scale, seed=args.seed),
+        placement=PlacementSettings(allow_cross_fabric=args.allow_cross_fabric),
     )
 
 
@@ -155,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         return capacity.run(args)
     if args.command == "ssh":
         return ssh.run(args)
+    if args.command == "admin":
+        return admin.run(args)
     from clusterplane.services.auth import generate_key_text
 
     print(generate_key_text())

@@ -85,6 +85,8 @@ class RegionRow(Base):
     control_plane_seq: Mapped[int] = mapped_column(Integer, default=0)
     # Room for shared volumes, in TiB (the fleet file's `storage_tib`).
     storage_capacity_tib: Mapped[int] = mapped_column(Integer, default=1024, server_default="1024")
+    # The operator's policy (fleet file or settings): may one cluster span fabrics?
+    allow_cross_fabric: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class HostRow(Base):
@@ -112,6 +114,17 @@ class HostRow(Base):
     node_row_id: Mapped[str | None] = mapped_column(String(64))
     # The capacity pool the operator put this host in (None: general capacity).
     capacity_pool_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    # Drained by the operator: keeps serving its cluster, is never handed out again.
+    draining: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime]
+
+
+class ProjectQuotaRow(Base):
+    """The operator's limit on the GPUs one project's live clusters may hold."""
+
+    __tablename__ = "project_quotas"
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), primary_key=True)
+    max_gpus: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime]
 
 

@@ -16,9 +16,12 @@ the disk. The format, also documented in `docs/fleet-file.md`::
         nvswitch_count: 4          # optional, default 0
         nvswitch_type: NVSwitch gen3
         ephemeral_storage: 28Ti    # optional, a Kubernetes quantity, default "0"
+    placement:                     # optional, fleet-wide policy
+      allow_cross_fabric: false    # may one cluster span fabrics when none fits alone?
     regions:
       - name: us-central-8
         network: 10.8.0.0/16       # host addresses are drawn from it in file order
+        placement: {allow_cross_fabric: true}   # optional, overrides the fleet-wide one
         control_plane: {nodes_per_cluster: 3, num_cpu_cores: 16, memory_gib: 64}
         driver_versions:
           - {id: cu128-drv570-ubuntu2204, cuda_version: "12.8",
@@ -56,7 +59,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 from typing import Annotated
 
@@ -75,6 +78,7 @@ __all__ = [
     "HostEntry",
     "HostProfile",
     "HostSpec",
+    "PlacementPolicy",
     "RackSpec",
     "RegionSpec",
     "parse_fleet",
@@ -156,9 +160,16 @@ class DriverVersionSpec(_Spec):
         return value
 
 
+class PlacementPolicy(_Spec):
+    """The operator's placement policy for a region (or, as a default, every region)."""
+
+    allow_cross_fabric: bool = False
+
+
 class RegionSpec(_Spec):
     name: Name
     network: IPv4Network
+    placement: PlacementPolicy | None = None  # None: the fleet-wide policy
     control_plane: ControlPlaneSpec = ControlPlaneSpec()
     driver_versions: tuple[DriverVersionSpec, ...] = ()
     fabrics: tuple[FabricSpec, ...] = ()
@@ -180,6 +191,7 @@ class FleetFile(_Spec):
     """The whole fleet file, validated for shape only; `parse_fleet` checks the rest."""
 
     profiles: dict[str, HostProfile] = Field(default_factory=dict)
+    placement: PlacementPolicy = PlacementPolicy()
     regions: tuple[RegionSpec, ...] = Field(min_length=1)
 
 
@@ -210,9 +222,13 @@ class Fleet:
 
     regions: tuple[RegionSpec, ...]
     hosts: tuple[HostSpec, ...]
+    placement: PlacementPolicy = field(default_factory=PlacementPolicy)
 
     def region(self, name: str) -> RegionSpec | None:
         return next((r for r in self.regions if r.name == name), None)
+
+    def placement_for(self, region: RegionSpec) -> PlacementPolicy:
+        return region.placement or self.placement
 
     def hosts_in_region(self, name: str) -> tuple[HostSpec, ...]:
         return tuple(h for h in self.hosts if h.region == name)
@@ -229,7 +245,7 @@ def parse_fleet(data: object) -> Fleet:
         hosts.extend(_assign_addresses(region, region_slots, f"regions[{index}]"))
         slots.extend(region_slots)
     _check_unique_host_names(slots)
-    return Fleet(regions=spec.regions, hosts=tuple(hosts))
+    return Fleet(regions=spec.regions, hosts=tuple(hosts), placement=spec.placement)
 
 
 def supported_instance_types(region: str | RegionSpec, hosts: Iterable[HostSpec]) -> list[str]:

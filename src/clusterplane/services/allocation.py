@@ -3,7 +3,9 @@
 Allocation is one conditional UPDATE per batch (`state = 'available'` in the WHERE clause):
 if another writer took any chosen host first, the row count comes up short and the whole
 request fails before commit, so a host can never serve two clusters and a refused request
-leaves nothing half-allocated.
+leaves nothing half-allocated. Placement decides on an index kept between requests
+(`services/placement_cache.py`); only `available` hosts that are not draining are offered
+or claimed, and the region's policy says whether a cluster may span fabrics.
 """
 
 from __future__ import annotations
@@ -13,14 +15,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
-from clusterplane.db.leases import rowcount
 from clusterplane.db.rows import ClusterRow, HostRow, NodePhaseTransitionRow, NodeRow, RegionRow
 from clusterplane.domain.enums import ClusterType, HostState, NodePhase, NodeRole
-from clusterplane.domain.placement import FreeHost, choose_additional_hosts, choose_hosts
+from clusterplane.domain.placement import FreeHost, PlacementIndex
 from clusterplane.errors import CapacityUnavailable
+from clusterplane.services import placement_cache
 from clusterplane.services.ids import new_uuid
 
 GPUS_PER_NODE = 8
@@ -35,6 +37,7 @@ def free_hosts(session: Session, *, region: str, gpu_type: str) -> list[FreeHost
             HostRow.region == region,
             HostRow.gpu_type == gpu_type,
             HostRow.state == HostState.AVAILABLE,
+            HostRow.draining.is_(False),
             HostRow.in_fleet_file.is_(True),
             HostRow.cluster_id.is_(None),
             # Pool hosts are claimed only through services/claims.py, for their pool.
@@ -47,7 +50,60 @@ def free_hosts(session: Session, *, region: str, gpu_type: str) -> list[FreeHost
     ]
 
 
+def unplaceable_counts(session: Session, *, region: str, gpu_type: str) -> dict[str, int]:
+    """Hosts of the region and GPU type placement may not choose, by reason."""
+    rows = session.execute(
+        select(HostRow.state, HostRow.draining, func.count())
+        .where(HostRow.region == region, HostRow.gpu_type == gpu_type)
+        .group_by(HostRow.state, HostRow.draining)
+    ).all()
+    counts: dict[str, int] = {}
+    for state, draining, n in rows:
+        if state == HostState.AVAILABLE and not draining:
+            continue  # placeable: the free ones are in the index itself
+        why = "draining" if draining and state == HostState.AVAILABLE else str(state)
+        counts[why] = counts.get(why, 0) + int(n)
+    return counts
+
+
+def placement_index(session: Session, *, region: str, gpu_type: str, full: bool) -> PlacementIndex:
+    """A fresh index of the free hosts; `full` also counts the unplaceable ones."""
+    row = session.get(RegionRow, region)
+    return PlacementIndex(
+        free_hosts(session, region=region, gpu_type=gpu_type),
+        allow_cross_fabric=bool(row is not None and row.allow_cross_fabric),
+        not_placeable=(
+            unplaceable_counts(session, region=region, gpu_type=gpu_type) if full else None
+        ),
+    )
+
+
 CLAIM_ATTEMPTS = 5
+
+# Built once: placement commits run hundreds of times a second, and building a statement
+# costs more than SQLite takes to run it. The claim hands back the claimed rows
+# (UPDATE ... RETURNING, SQLite 3.35+ and PostgreSQL), so no second read is needed.
+_CLAIM = (
+    update(HostRow)
+    .where(
+        HostRow.id.in_(bindparam("ids", expanding=True)),
+        HostRow.state == HostState.AVAILABLE,
+        HostRow.draining.is_(False),
+        HostRow.cluster_id.is_(None),
+    )
+    .values(state=HostState.ALLOCATED, cluster_id=bindparam("cluster"))
+    .returning(HostRow)
+    .execution_options(synchronize_session=False, populate_existing=True)
+)
+_UNDO = (
+    update(HostRow)
+    .where(
+        HostRow.id.in_(bindparam("ids", expanding=True)),
+        HostRow.cluster_id == bindparam("cluster"),
+        HostRow.node_row_id.is_(None),
+    )
+    .values(state=HostState.AVAILABLE, cluster_id=None)
+)
 
 
 def allocate_hosts(
@@ -55,63 +111,47 @@ def allocate_hosts(
 ) -> list[HostRow]:
     """Choose and claim `count` hosts for `cluster`, near its `existing` hosts if any.
 
-    If a concurrent request claimed one of the chosen hosts first (possible on PostgreSQL,
-    where writers do not queue as on SQLite), the partial claim is undone and placement runs
-    again on what is still free; CapacityUnavailable only when the fleet really is full.
+    If a concurrent request claimed one of the chosen hosts first (another replica, or
+    on PostgreSQL, where writers do not queue as on SQLite), the partial claim is undone
+    and placement runs again on a fresh read of what is free; CapacityUnavailable only
+    when the fleet really is full.
     """
     if count <= 0:
         return []
-    for _ in range(CLAIM_ATTEMPTS):
-        candidates = free_hosts(session, region=cluster.region, gpu_type=cluster.gpu_type)
-        chosen = _place(cluster, candidates, count, existing)
-        claimed = rowcount(
-            session.execute(
-                update(HostRow)
-                .where(
-                    HostRow.id.in_(chosen),
-                    HostRow.state == HostState.AVAILABLE,
-                    HostRow.cluster_id.is_(None),
-                )
-                .values(state=HostState.ALLOCATED, cluster_id=cluster.id)
-                .execution_options(synchronize_session=False)
-            )
-        )
-        if claimed == len(chosen):
-            hosts = session.scalars(
-                select(HostRow)
-                .where(HostRow.id.in_(chosen))
-                .execution_options(populate_existing=True)
-            ).all()
+    cache = placement_cache.for_session(session)
+    key = (cluster.region, cluster.gpu_type)
+
+    def load(full: bool) -> PlacementIndex:
+        return placement_index(session, region=cluster.region, gpu_type=cluster.gpu_type, full=full)
+
+    def decide(index: PlacementIndex) -> tuple[str, ...]:
+        return _place(index, cluster, count, existing)
+
+    for attempt in range(CLAIM_ATTEMPTS):
+        chosen = cache.reserve(session, key, decide, load, fresh=attempt > 0)
+        params = {"ids": list(chosen), "cluster": cluster.id}
+        hosts = session.scalars(_CLAIM, params).all()
+        if len(hosts) == len(chosen):
             order = {host_id: index for index, host_id in enumerate(chosen)}
             return sorted(hosts, key=lambda h: order[h.id])
-        session.execute(
-            update(HostRow)
-            .where(
-                HostRow.id.in_(chosen),
-                HostRow.cluster_id == cluster.id,
-                HostRow.node_row_id.is_(None),
-            )
-            .values(state=HostState.AVAILABLE, cluster_id=None)
-            .execution_options(synchronize_session=False)
-        )
+        cache.forget(session, key)
+        session.connection().execute(_UNDO, params)
     raise CapacityUnavailable(
         "hosts kept being taken by concurrent requests; try again", code="conflict"
     )
 
 
 def _place(
-    cluster: ClusterRow, free: list[FreeHost], count: int, existing: Sequence[HostRow]
+    index: PlacementIndex, cluster: ClusterRow, count: int, existing: Sequence[HostRow]
 ) -> tuple[str, ...]:
-    if existing:
-        return choose_additional_hosts(
-            free,
-            count,
-            existing_fabrics={h.fabric for h in existing},
-            existing_racks={h.rack for h in existing},
-            region=cluster.region,
-            gpu_type=cluster.gpu_type,
-        )
-    return choose_hosts(free, count, region=cluster.region, gpu_type=cluster.gpu_type)
+    return index.choose_near(
+        count,
+        fabrics={h.fabric for h in existing},
+        blocks={h.block for h in existing},
+        racks={h.rack for h in existing},
+        region=cluster.region,
+        gpu_type=cluster.gpu_type,
+    )
 
 
 def release_host(
@@ -136,6 +176,11 @@ def release_host(
     else:
         host.state = HostState.AVAILABLE if host.in_fleet_file else HostState.OFFLINE
     host.updated_at = now
+    if host.state == HostState.AVAILABLE and not host.draining:
+        placement_cache.for_session(session).put_back(
+            (host.region, host.gpu_type),
+            [FreeHost(host.id, host.name, host.fabric, host.block, host.rack)],
+        )
 
 
 def _new_node(

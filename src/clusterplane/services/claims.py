@@ -26,12 +26,19 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from clusterplane.db.leases import rowcount
-from clusterplane.db.rows import CapacityPoolRow, ClusterRow, EventRow, HostRow, NodeRow
+from clusterplane.db.rows import (
+    CapacityPoolRow,
+    ClusterRow,
+    EventRow,
+    HostRow,
+    NodeRow,
+    RegionRow,
+)
 from clusterplane.domain.enums import ClusterPhase, HostState, NodeLifecycleReason, NodeRole
 from clusterplane.domain.placement import FreeHost, choose_additional_hosts, choose_hosts
 from clusterplane.errors import CapacityUnavailable
 from clusterplane.services.allocation import add_worker_nodes
-from clusterplane.services.calendar import GPUS_PER_NODE, pool_is_live
+from clusterplane.services.calendar import GPUS_PER_NODE, lock_region, pool_is_live
 from clusterplane.services.events import node_lifecycle_event, record_event, refresh_node_status
 
 # A scheduled cluster starts taking preemptible hosts back this long before its drain
@@ -77,7 +84,11 @@ def _hosts(session: Session, cluster: ClusterRow, *conditions: object) -> list[_
 
 def _free(session: Session, cluster: ClusterRow) -> list[_Host]:
     return _hosts(
-        session, cluster, HostRow.state == HostState.AVAILABLE, HostRow.cluster_id.is_(None)
+        session,
+        cluster,
+        HostRow.state == HostState.AVAILABLE,
+        HostRow.draining.is_(False),
+        HostRow.cluster_id.is_(None),
     )
 
 
@@ -119,9 +130,14 @@ def _held(session: Session, nodes: Sequence[NodeRow]) -> list[HostRow]:
 
 
 def _place(
-    cluster: ClusterRow, free: Sequence[FreeHost], count: int, near: Sequence[FreeHost]
+    session: Session,
+    cluster: ClusterRow,
+    free: Sequence[FreeHost],
+    count: int,
+    near: Sequence[FreeHost],
 ) -> tuple[str, ...]:
-    where = {"region": cluster.region, "gpu_type": cluster.gpu_type}
+    row = session.get(RegionRow, cluster.region)
+    cross = bool(row is not None and row.allow_cross_fabric)
     if near:
         return choose_additional_hosts(
             free,
@@ -129,9 +145,13 @@ def _place(
             existing_fabrics={h.fabric for h in near},
             existing_blocks={h.block for h in near},
             existing_racks={h.rack for h in near},
-            **where,
+            region=cluster.region,
+            gpu_type=cluster.gpu_type,
+            allow_cross_fabric=cross,
         )
-    return choose_hosts(free, count, **where)
+    return choose_hosts(
+        free, count, region=cluster.region, gpu_type=cluster.gpu_type, allow_cross_fabric=cross
+    )
 
 
 def _take(session: Session, cluster: ClusterRow, host_ids: Sequence[str]) -> list[HostRow]:
@@ -142,6 +162,7 @@ def _take(session: Session, cluster: ClusterRow, host_ids: Sequence[str]) -> lis
             .where(
                 HostRow.id.in_(host_ids),
                 HostRow.state == HostState.AVAILABLE,
+                HostRow.draining.is_(False),
                 HostRow.cluster_id.is_(None),
             )
             .values(state=HostState.ALLOCATED, cluster_id=cluster.id)
@@ -195,6 +216,9 @@ def claim_workers(
     gap = cluster.num_gpus // GPUS_PER_NODE - len(live)
     if gap <= 0:
         return Claim([])
+    # Claims in one region queue on its row (PostgreSQL), so the free hosts read below
+    # are not being claimed by a concurrent transaction.
+    lock_region(session, cluster.region)
     pools = _pools(session, cluster)
     held = _held(session, live)
     near = [FreeHost(h.id, h.name, h.fabric, h.block, h.rack) for h in held]
@@ -206,7 +230,7 @@ def claim_workers(
         pool_gap = max(0, min(gap, cluster.num_capacity_pool_gpus // GPUS_PER_NODE - pool_have))
     in_pool = [h.facts for h in free if pool is not None and h.pool_id == pool.id]
     try:
-        chosen = list(_place(cluster, in_pool, pool_gap, near)) if pool_gap else []
+        chosen = list(_place(session, cluster, in_pool, pool_gap, near)) if pool_gap else []
     except CapacityUnavailable as exc:
         if strict:
             raise CapacityUnavailable(
@@ -217,7 +241,7 @@ def claim_workers(
     general_free = [h.facts for h in _general(free, pools, now) if h.facts.host_id not in chosen]
     rest = gap - pool_gap
     try:
-        chosen += _place(cluster, general_free, rest, near) if rest else ()
+        chosen += _place(session, cluster, general_free, rest, near) if rest else ()
     except CapacityUnavailable as exc:
         preempting = _reclaim(session, cluster, general_free, rest, near, pools, now, drain)
         if preempting is None:
@@ -268,7 +292,7 @@ def _reclaim(
                 node_of[node.host_id] = node
     candidates = free + [preemptible_hosts[h].facts for h in node_of]
     try:
-        chosen = _place(cluster, candidates, count, near)
+        chosen = _place(session, cluster, candidates, count, near)
     except CapacityUnavailable:
         return None
     victims = [node_of[h] for h in chosen if h in node_of]
@@ -350,7 +374,7 @@ def fulfil_preemptible(
     ]
     for count, beside in attempts:
         try:
-            chosen = _place(cluster, idle, count, beside)
+            chosen = _place(session, cluster, idle, count, beside)
         except CapacityUnavailable:
             continue
         try:

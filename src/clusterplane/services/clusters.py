@@ -23,10 +23,10 @@ from clusterplane.domain.enums import (
 )
 from clusterplane.domain.lifecycle import status_for
 from clusterplane.errors import FailedPrecondition, InvalidRequest, NotFound
-from clusterplane.services import addons, pools, volumes
+from clusterplane.services import addons, pools, quotas, volumes
 from clusterplane.services.allocation import GPUS_PER_NODE, add_control_plane_nodes
 from clusterplane.services.auth import Caller, resolve_project
-from clusterplane.services.calendar import check_cluster_booking
+from clusterplane.services.calendar import check_cluster_booking, lock_region
 from clusterplane.services.catalog import check_gpu_type, get_region, resolve_driver
 from clusterplane.services.claims import claim_workers
 from clusterplane.services.cluster_secrets import ensure_ssh_ca, provision
@@ -186,6 +186,10 @@ def create_cluster(
     )
     addon_list = addons.validate_new(req.add_ons, req.cluster_type)
     addons.check_cluster_config(req.cluster_config, req.cluster_type)
+    # One order of row locks for every path that places hosts (region, then quota), so
+    # concurrent creates and scales on PostgreSQL queue instead of deadlocking.
+    lock_region(session, region.name)
+    quotas.check(session, project_id, req.num_gpus)
     cluster_id = new_uuid()
     scheduled = req.reservation_start_time is not None and req.reservation_start_time > now
     phase = ClusterPhase.SCHEDULED if scheduled else ClusterPhase.QUEUED
@@ -431,6 +435,8 @@ def _scale(
     cluster.num_gpus = num_gpus
     cluster.num_capacity_pool_gpus = min(cluster.num_capacity_pool_gpus, num_gpus)
     started = cluster.phase != ClusterPhase.SCHEDULED
+    if num_gpus > previous:
+        quotas.check(session, cluster.project_id, num_gpus - previous)
     if num_gpus > previous and started:
         claim_workers(session, cluster, now, drain=drain, strict=True)
     elif num_gpus < previous:

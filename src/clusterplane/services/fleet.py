@@ -95,12 +95,15 @@ class SyncReport:
     retired: int
 
 
-def sync_fleet(session: Session, fleet: Fleet, now: datetime) -> SyncReport:
+def sync_fleet(
+    session: Session, fleet: Fleet, now: datetime, *, allow_cross_fabric: bool = False
+) -> SyncReport:
     """Make the hosts table say what `fleet` says, writing only the hosts that changed.
 
     Runs on every start, and fleets hold thousands of hosts: the current facts are read as
     plain columns (not ORM rows), new hosts go in with one bulk insert, and a host whose
-    facts, membership and state are unchanged is not written at all.
+    facts, membership and state are unchanged is not written at all. A region may span
+    fabrics when its fleet-file policy or `allow_cross_fabric` (the settings) says so.
     """
     for region in fleet.regions:
         region_row = session.get(RegionRow, region.name) or RegionRow(name=region.name)
@@ -108,6 +111,9 @@ def sync_fleet(session: Session, fleet: Fleet, now: datetime) -> SyncReport:
         region_row.control_plane = region.control_plane.model_dump(mode="json")
         region_row.network = str(region.network)
         region_row.storage_capacity_tib = region.storage_tib
+        region_row.allow_cross_fabric = (
+            allow_cross_fabric or fleet.placement_for(region).allow_cross_fabric
+        )
         session.add(region_row)
     columns = [getattr(HostRow, name) for name in HOST_FACTS]
     current = {

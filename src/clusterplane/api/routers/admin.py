@@ -1,4 +1,7 @@
-"""`/admin/v1/...`: the operator's API (admin keys only): tenancy and the fleet's state."""
+"""`/admin/v1/...`: the operator's API (admin keys only): tenancy and the fleet's state.
+
+Host listing and host state changes live in `admin_fleet.py`, quotas in `admin_quotas.py`.
+"""
 
 from __future__ import annotations
 
@@ -157,26 +160,6 @@ def fleet_summary(request: Request, caller: Caller = Depends(admin)) -> Response
         {"region": r, "gpu_type": g, "state": s, "hosts": n} for r, g, s, n in rows
     ]
     return presenters.json_response({"hosts": summary})
-
-
-@router.get("/fleet/hosts")
-def fleet_hosts(request: Request, caller: Caller = Depends(admin)) -> Response:
-    with read_transaction(api_state(request).sessions) as session:
-        hosts = [
-            {
-                "id": h.id,
-                "name": h.name,
-                "region": h.region,
-                "fabric": h.fabric,
-                "block": h.block,
-                "rack": h.rack,
-                "gpu_type": h.gpu_type,
-                "state": h.state,
-                "cluster_id": h.cluster_id,
-            }
-            for h in session.scalars(select(HostRow).order_by(HostRow.name))
-        ]
-    return presenters.json_response({"hosts": hosts})
 
 
 @router.post(

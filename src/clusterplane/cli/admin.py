@@ -1,0 +1,140 @@
+"""`clusterplane admin ...`: the operator's commands, over the admin HTTP API.
+
+    clusterplane admin [--url URL] [--api-key KEY] [--json] quotas list
+    clusterplane admin quotas get PROJECT_ID
+    clusterplane admin quotas set PROJECT_ID MAX_GPUS
+    clusterplane admin quotas remove PROJECT_ID
+    clusterplane admin hosts list [--region R] [--gpu-type T] [--state S] [--fabric F]
+                                  [--block B] [--rack R] [--cluster-id C]
+                                  [--draining | --not-draining] [--placeable | --unplaceable]
+    clusterplane admin hosts drain|undrain|offline|online HOST   (id or name)
+
+The server is `--url` or CLUSTERPLANE_URL (default http://127.0.0.1:8080); the key is
+`--api-key` or CLUSTERPLANE_ADMIN_API_KEY. An API error prints its message and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+import httpx
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+HOST_ACTIONS = ("drain", "undrain", "offline", "online")
+HOST_COLUMNS = ("name", "region", "fabric", "block", "rack", "state", "draining", "cluster_id")
+QUOTA_COLUMNS = ("project_id", "max_gpus", "used_gpus", "remaining_gpus")
+
+
+def register(commands: Any) -> None:
+    """Add `admin` and its subcommands to the root parser's subcommands."""
+    parser = commands.add_parser("admin", help="operator commands (quotas, fleet hosts)")
+    parser.add_argument(
+        "--url", default=None, help=f"server (default $CLUSTERPLANE_URL or {DEFAULT_URL})"
+    )
+    parser.add_argument("--api-key", default=None, help="default: $CLUSTERPLANE_ADMIN_API_KEY")
+    parser.add_argument("--json", action="store_true", help="print the JSON answer")
+    areas = parser.add_subparsers(dest="area", required=True)
+
+    quotas = areas.add_parser("quotas", help="per-project GPU limits")
+    q = quotas.add_subparsers(dest="action", required=True)
+    q.add_parser("list", help="every project with a quota")
+    for name in ("get", "remove"):
+        q.add_parser(name).add_argument("project_id")
+    setter = q.add_parser("set", help="set a project's GPU limit")
+    setter.add_argument("project_id")
+    setter.add_argument("max_gpus", type=int)
+
+    hosts = areas.add_parser("hosts", help="fleet hosts and their service state")
+    h = hosts.add_subparsers(dest="action", required=True)
+    lister = h.add_parser("list", help="hosts, filtered")
+    for option in ("region", "gpu-type", "state", "fabric", "block", "rack", "cluster-id"):
+        lister.add_argument(f"--{option}", default=None)
+    drained = lister.add_mutually_exclusive_group()
+    drained.add_argument("--draining", dest="draining", action="store_true", default=None)
+    drained.add_argument("--not-draining", dest="draining", action="store_false")
+    placeable = lister.add_mutually_exclusive_group()
+    placeable.add_argument("--placeable", dest="placeable", action="store_true", default=None)
+    placeable.add_argument("--unplaceable", dest="placeable", action="store_false")
+    for action in HOST_ACTIONS:
+        h.add_parser(action, help=f"{action} a host (by id or name)").add_argument("host")
+
+
+def _request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any], dict[str, Any] | None]:
+    """(method, path, query, body) of the command."""
+    if args.area == "quotas":
+        if args.action == "list":
+            return "GET", "/admin/v1/quotas", {}, None
+        path = f"/admin/v1/projects/{args.project_id}/quota"
+        if args.action == "set":
+            return "PUT", path, {}, {"max_gpus": args.max_gpus}
+        return ("GET" if args.action == "get" else "DELETE"), path, {}, None
+    if args.action == "list":
+        query = {
+            name: getattr(args, name.replace("-", "_"))
+            for name in ("region", "gpu_type", "state", "fabric", "block", "rack", "cluster_id")
+        }
+        query["draining"] = args.draining
+        query["placeable"] = args.placeable
+        clean = {
+            k: (str(v).lower() if isinstance(v, bool) else v)
+            for k, v in query.items()
+            if v is not None
+        }
+        return "GET", "/admin/v1/fleet/hosts", clean, None
+    return "POST", f"/admin/v1/fleet/hosts/{args.host}/{args.action}", {}, None
+
+
+def _table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
+    cells = [[("-" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _render(args: argparse.Namespace, answer: dict[str, Any]) -> str:
+    if args.json:
+        return json.dumps(answer, indent=2, sort_keys=True)
+    if "hosts" in answer:
+        return _table(answer["hosts"], HOST_COLUMNS)
+    if "quotas" in answer:
+        return _table(answer["quotas"], QUOTA_COLUMNS)
+    columns = QUOTA_COLUMNS if args.area == "quotas" else HOST_COLUMNS
+    return _table([answer], columns)
+
+
+def run(args: argparse.Namespace, *, transport: httpx.BaseTransport | None = None) -> int:
+    url = args.url or os.environ.get("CLUSTERPLANE_URL") or DEFAULT_URL
+    key = args.api_key or os.environ.get("CLUSTERPLANE_ADMIN_API_KEY", "").strip()
+    if not key:
+        print(
+            "clusterplane: no admin key (--api-key or CLUSTERPLANE_ADMIN_API_KEY)", file=sys.stderr
+        )
+        return 2
+    method, path, query, body = _request(args)
+    try:
+        with httpx.Client(
+            base_url=url,
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+            transport=transport,
+        ) as client:
+            response = client.request(method, path, params=query, json=body)
+    except httpx.HTTPError as exc:
+        print(f"clusterplane: cannot reach {url}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = {"error": {"message": response.text or f"HTTP {response.status_code}"}}
+    if response.status_code >= 400:
+        error = answer.get("error") if isinstance(answer, dict) else None
+        message = error.get("message") if isinstance(error, dict) else str(answer)
+        print(f"clusterplane: {message} (HTTP {response.status_code})", file=sys.stderr)
+        return 1
+    print(_render(args, answer))
+    return 0
