@@ -224,7 +224,8 @@ def load_calendar(
 
 def _largest_fabric(session: Session, calendar: Calendar, mine: ClusterBooking) -> int:
     """Serviceable hosts of the widest fabric this cluster may use (general hosts and its
-    own pool's): a cluster never spans fabrics, so no booking can be wider."""
+    own pool's): unless the region's policy lets clusters span fabrics, no booking can be
+    wider."""
     rows = session.execute(
         select(HostRow.fabric, HostRow.capacity_pool_id, func.count())
         .where(
@@ -270,8 +271,10 @@ def check_cluster_booking(session: Session, cluster: ClusterRow, now: datetime) 
     if mine is None:
         return
     what = f"{cluster.gpu_type} in {cluster.region}"
-    widest = _largest_fabric(session, calendar, mine)
-    if mine.general_nodes + mine.pool_nodes > widest:
+    region = session.get(RegionRow, cluster.region)
+    spans_fabrics = region is not None and region.allow_cross_fabric
+    widest = 0 if spans_fabrics else _largest_fabric(session, calendar, mine)
+    if not spans_fabrics and mine.general_nodes + mine.pool_nodes > widest:
         raise CapacityUnavailable(
             f"need {mine.general_nodes + mine.pool_nodes} node(s) of {what} in one fabric; "
             f"the largest fabric has {widest} available to this cluster",

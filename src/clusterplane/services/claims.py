@@ -35,9 +35,9 @@ from clusterplane.db.rows import (
     RegionRow,
 )
 from clusterplane.domain.enums import ClusterPhase, HostState, NodeLifecycleReason, NodeRole
-from clusterplane.domain.placement import FreeHost, choose_additional_hosts, choose_hosts
+from clusterplane.domain.placement import FreeHost, PlacementIndex
 from clusterplane.errors import CapacityUnavailable
-from clusterplane.services.allocation import add_worker_nodes
+from clusterplane.services.allocation import add_worker_nodes, unplaceable_counts
 from clusterplane.services.calendar import GPUS_PER_NODE, lock_region, pool_is_live
 from clusterplane.services.events import node_lifecycle_event, record_event, refresh_node_status
 
@@ -138,20 +138,23 @@ def _place(
 ) -> tuple[str, ...]:
     row = session.get(RegionRow, cluster.region)
     cross = bool(row is not None and row.allow_cross_fabric)
-    if near:
-        return choose_additional_hosts(
-            free,
+
+    def choose(index: PlacementIndex) -> tuple[str, ...]:
+        return index.choose_near(
             count,
-            existing_fabrics={h.fabric for h in near},
-            existing_blocks={h.block for h in near},
-            existing_racks={h.rack for h in near},
+            fabrics={h.fabric for h in near},
+            blocks={h.block for h in near},
+            racks={h.rack for h in near},
             region=cluster.region,
             gpu_type=cluster.gpu_type,
-            allow_cross_fabric=cross,
         )
-    return choose_hosts(
-        free, count, region=cluster.region, gpu_type=cluster.gpu_type, allow_cross_fabric=cross
-    )
+
+    try:
+        return choose(PlacementIndex(free, allow_cross_fabric=cross))
+    except CapacityUnavailable:
+        # The "no fit" answer also says which hosts were left out, and why.
+        left_out = unplaceable_counts(session, region=cluster.region, gpu_type=cluster.gpu_type)
+        return choose(PlacementIndex(free, allow_cross_fabric=cross, not_placeable=left_out))
 
 
 def _take(session: Session, cluster: ClusterRow, host_ids: Sequence[str]) -> list[HostRow]:

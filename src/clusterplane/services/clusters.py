@@ -432,11 +432,11 @@ def _scale(
     """Scale-up claims hosts now (or preempts nodes to make room, 409 if even that cannot);
     scale-down drains nodes already marked for deletion first, then the newest."""
     previous = cluster.num_gpus
+    if num_gpus > previous:
+        quotas.check(session, cluster.project_id, num_gpus - previous)
     cluster.num_gpus = num_gpus
     cluster.num_capacity_pool_gpus = min(cluster.num_capacity_pool_gpus, num_gpus)
     started = cluster.phase != ClusterPhase.SCHEDULED
-    if num_gpus > previous:
-        quotas.check(session, cluster.project_id, num_gpus - previous)
     if num_gpus > previous and started:
         claim_workers(session, cluster, now, drain=drain, strict=True)
     elif num_gpus < previous:
