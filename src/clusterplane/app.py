@@ -20,7 +20,15 @@ from clusterplane import __version__
 from clusterplane.api import errors, openapi
 from clusterplane.api.deps import path_ids_are_text
 from clusterplane.api.read_cache import ReadCache
-from clusterplane.api.routers import admin, clusters, regions, remediations, storage, whoami
+from clusterplane.api.routers import (
+    admin,
+    clusters,
+    health,
+    regions,
+    remediations,
+    storage,
+    whoami,
+)
 from clusterplane.api.state import ApiState
 from clusterplane.clock import Clock, SystemClock
 from clusterplane.controllers.base import ControllerContext
@@ -131,6 +139,7 @@ def build(
     api.include_router(whoami.router, responses=openapi.ERROR_RESPONSES)
     api.include_router(whoami.router, prefix="/v1", include_in_schema=False)
     api.include_router(admin.router, responses=openapi.ERROR_RESPONSES)
+    api.include_router(health.router, responses=openapi.ERROR_RESPONSES)
 
     @api.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -20,17 +20,25 @@ from sqlalchemy.orm import Session
 
 from clusterplane.db import leases
 from clusterplane.db.engine import transaction
-from clusterplane.db.rows import ClusterRow, HostRow, NodePhaseTransitionRow, NodeRow
+from clusterplane.db.rows import (
+    ClusterRow,
+    HostRow,
+    NodePhaseTransitionRow,
+    NodeRow,
+    RemediationRow,
+)
 from clusterplane.domain import lifecycle
 from clusterplane.domain.enums import (
     ClusterPhase,
+    HostState,
     NodeLifecycleReason,
     NodePhase,
     NodeRole,
+    RemediationState,
     VolumeStatus,
 )
 from clusterplane.providers.models import ClusterStepSpec, DriverState, InstanceSpec
-from clusterplane.services import volumes
+from clusterplane.services import checks, volumes
 from clusterplane.services.allocation import release_host
 from clusterplane.services.events import (
     node_lifecycle_event,
@@ -66,6 +74,23 @@ def _have_run(session: Session, node_ids: list[str]) -> set[str]:
 
 
 P = ClusterPhase
+REPAIRING = (
+    RemediationState.QUARANTINING,
+    RemediationState.QUARANTINED,
+    RemediationState.RUNNING,
+)
+
+
+def _degraded(session: Session, cluster_id: str, workers: list[NodeRow]) -> bool:
+    """Whether a serving worker is unhealthy or a repair of the cluster is under way."""
+    if any(n.health == "unhealthy" for n in workers):
+        return True
+    repairing = session.scalar(
+        select(RemediationRow.id)
+        .where(RemediationRow.cluster_id == cluster_id, RemediationRow.state.in_(REPAIRING))
+        .limit(1)
+    )
+    return repairing is not None
 
 
 @dataclass
@@ -262,9 +287,11 @@ class ClusterController:
             set_node_phase(session, node, NodePhase.SUCCEEDED, now)
             node.deleted_at = now
             refresh_node_status(node)
-            release_host(
-                session, node, cluster.id, now, quarantine=node.removal_reason == "quarantined"
-            )
+            quarantine = node.removal_reason == "quarantined"
+            release_host(session, node, cluster.id, now, quarantine=quarantine)
+            host = session.get(HostRow, node.host_id) if quarantine and node.host_id else None
+            if host is not None and host.state == HostState.QUARANTINED:
+                checks.schedule_host_repair(session, self.ctx.settings, host, now)
             if node.removal_reason == "scale_down" and cluster.delete_requested_at is None:
                 node_lifecycle_event(
                     session,
@@ -366,6 +393,11 @@ class ClusterController:
             phase = following
             if following == P.READY and cluster.first_ready_at is None:
                 cluster.first_ready_at = now
+        if phase in lifecycle.STEADY_PHASES:
+            steady = lifecycle.steady_phase(degraded=_degraded(session, cluster.id, workers))
+            if steady != phase:
+                set_cluster_phase(session, cluster, steady, now)
+                phase = steady
         moved = progressed or phase != entered
         cluster.next_reconcile_at = self._next_due(cluster, nodes, phase, now, moved)
 

@@ -12,6 +12,11 @@ import threading
 
 from clusterplane.controllers.base import Controller, ControllerContext, run_pass
 from clusterplane.controllers.clusters import ClusterController
+from clusterplane.controllers.health import (
+    CheckRunController,
+    FaultController,
+    HealthEventController,
+)
 from clusterplane.controllers.remediations import RemediationController
 from clusterplane.controllers.volumes import VolumeController
 
@@ -23,6 +28,9 @@ class ControllerManager:
         self.ctx = ctx
         self.controllers: list[Controller] = [
             VolumeController(ctx),
+            FaultController(ctx),
+            CheckRunController(ctx),
+            HealthEventController(ctx),
             RemediationController(ctx),
             ClusterController(ctx),
         ]

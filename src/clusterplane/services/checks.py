@@ -1,0 +1,200 @@
+"""Active health checks: start a run on a host, finish it with its evidence, act on it.
+
+A run is QUEUED (a returning host waits out its hardware repair), RUNNING for the check's
+simulated duration, then PASSED or FAILED with the measured figures (`result`) and a
+message. What a result does depends on why the check ran:
+* on demand, scheduled, acceptance: a failure on a serving node is a health signal
+  (kind `active_check`, linked to the run), so it is excluded and a repair proposed;
+* verification: the remediation waiting on it is looked at again at once;
+* return to service: a pass hands the quarantined host back to the fleet (and clears its
+  signals); a failure sends it back for another repair.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from clusterplane.db.rows import HealthCheckRunRow, HostRow, NodeRow, RemediationRow
+from clusterplane.domain.checks import CheckKind, CheckPurpose, CheckState, judge
+from clusterplane.domain.enums import HostState
+from clusterplane.domain.health import EventKind
+from clusterplane.errors import InvalidRequest
+from clusterplane.providers.simulated import checks as simulated
+from clusterplane.services import faults, health
+from clusterplane.services.events import record_event
+from clusterplane.services.ids import new_uuid
+from clusterplane.settings import Settings
+
+
+def start_check(
+    session: Session,
+    settings: Settings,
+    host: HostRow,
+    *,
+    kind: CheckKind,
+    level: int | None,
+    purpose: CheckPurpose,
+    now: datetime,
+    node: NodeRow | None = None,
+    remediation_id: str | None = None,
+    not_before: datetime | None = None,
+) -> HealthCheckRunRow:
+    if kind == CheckKind.DCGM_DIAG:
+        level = level or 2
+        if level not in (1, 2, 3, 4):
+            raise InvalidRequest("DCGM diagnostic level must be 1 to 4", param="level")
+    else:
+        level = None
+    run = HealthCheckRunRow(
+        id=new_uuid(),
+        host_id=host.id,
+        host_name=host.name,
+        cluster_id=node.cluster_id if node else host.cluster_id,
+        node_row_id=node.id if node else host.node_row_id,
+        check=kind,
+        level=level,
+        purpose=purpose,
+        state=CheckState.QUEUED,
+        result=None,
+        message="",
+        remediation_id=remediation_id,
+        created_at=now,
+    )
+    if not_before is not None and not_before > now:
+        run.next_reconcile_at = not_before
+    else:
+        _run(run, settings, now)
+    session.add(run)
+    return run
+
+
+def _run(run: HealthCheckRunRow, settings: Settings, now: datetime) -> None:
+    run.state = CheckState.RUNNING
+    run.started_at = now
+    took = simulated.duration(settings.simulation.seed, run.id, CheckKind(run.check), run.level)
+    run.next_reconcile_at = now + timedelta(seconds=took)
+
+
+def advance_check(
+    session: Session, settings: Settings, run: HealthCheckRunRow, now: datetime
+) -> None:
+    """Start a queued run when its time comes; finish a running one when it is done."""
+    if run.state == CheckState.QUEUED:
+        if run.purpose == CheckPurpose.RETURN_TO_SERVICE:
+            faults.repair_host(session, run.host_id, now)
+        _run(run, settings, now)
+        return
+    if run.state != CheckState.RUNNING:
+        run.next_reconcile_at = None
+        return
+    assert run.started_at is not None and run.next_reconcile_at is not None
+    if now < run.next_reconcile_at:
+        return
+    host = session.get(HostRow, run.host_id)
+    if host is None:
+        run.state, run.message, run.next_reconcile_at = CheckState.FAILED, "host gone", None
+        return
+    found = faults.open_faults(session, host.id, now)
+    figures = simulated.measure(
+        settings.simulation.seed,
+        run.id,
+        CheckKind(run.check),
+        run.level,
+        host.gpu_type,
+        host.num_gpus,
+        found,
+    )
+    verdict = judge(CheckKind(run.check), host.gpu_type, host.ib_hca_type, figures)
+    run.result = figures
+    run.message = verdict.message
+    run.state = CheckState.PASSED if verdict.passed else CheckState.FAILED
+    run.finished_at = now
+    run.next_reconcile_at = None
+    record_event(
+        session,
+        object_type="health_check_run",
+        object_id=run.id,
+        kind=run.state.lower(),
+        message=f"{run.check} on {run.host_name}: {verdict.message}",
+        at=now,
+    )
+    _act_on_result(session, settings, run, host, now)
+
+
+def _act_on_result(
+    session: Session, settings: Settings, run: HealthCheckRunRow, host: HostRow, now: datetime
+) -> None:
+    purpose = CheckPurpose(run.purpose)
+    passed = run.state == CheckState.PASSED
+    if purpose == CheckPurpose.VERIFICATION:
+        remediation = session.get(RemediationRow, run.remediation_id or "")
+        if remediation is not None:
+            remediation.next_reconcile_at = now
+        return
+    if purpose == CheckPurpose.RETURN_TO_SERVICE:
+        if host.state != HostState.QUARANTINED:
+            return
+        if passed:
+            host.state = HostState.AVAILABLE if host.in_fleet_file else HostState.OFFLINE
+            host.updated_at = now
+            health.resolve_events(
+                session, health.open_events_of_host(session, host.id), now, why="host repaired"
+            )
+            record_event(
+                session,
+                object_type="host",
+                object_id=host.id,
+                kind="returned",
+                message=f"repaired and passed {run.check}; back in the fleet",
+                at=now,
+            )
+        else:
+            schedule_host_repair(session, settings, host, now)
+        return
+    if not passed and host.node_row_id is not None and host.node_row_id == run.node_row_id:
+        health.ingest_event(
+            session,
+            settings.health,
+            host,
+            health.Signal(
+                kind=EventKind.ACTIVE_CHECK,
+                message=run.message,
+                source="active_check",
+                check_run_id=run.id,
+            ),
+            now,
+        )
+
+
+def schedule_host_repair(
+    session: Session, settings: Settings, host: HostRow, now: datetime
+) -> HealthCheckRunRow:
+    """A quarantined host goes for hardware repair; it returns only after passing a check."""
+    return start_check(
+        session,
+        settings,
+        host,
+        kind=CheckKind.DCGM_DIAG,
+        level=3,
+        purpose=CheckPurpose.RETURN_TO_SERVICE,
+        now=now,
+        not_before=now + timedelta(seconds=settings.health.host_repair_seconds),
+    )
+
+
+def list_runs(
+    session: Session, *, host_id: str | None = None, cluster_id: str | None = None, limit: int = 100
+) -> list[HealthCheckRunRow]:
+    query = select(HealthCheckRunRow)
+    if host_id is not None:
+        query = query.where(HealthCheckRunRow.host_id == host_id)
+    if cluster_id is not None:
+        query = query.where(HealthCheckRunRow.cluster_id == cluster_id)
+    return list(
+        session.scalars(
+            query.order_by(HealthCheckRunRow.created_at.desc(), HealthCheckRunRow.id).limit(limit)
+        )
+    )

@@ -1,0 +1,303 @@
+"""From a health signal to a repaired node: detection, approval, repair, status, evidence."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.integration.test_lifecycle import create, get
+from tests.integration.test_remediation_execution import hosts, remediation
+from tests.support.engine import Engine
+
+BASE = "/v1/compute/clusters"
+
+
+def ready_cluster(engine: Engine, num_gpus: int = 24) -> dict[str, Any]:
+    cluster_id = create(engine, num_gpus=num_gpus)["cluster_id"]
+    engine.advance(3 * 3600, step=60)
+    cluster = get(engine, cluster_id)
+    assert cluster["status"] == "Ready"
+    return cluster
+
+
+def inject(engine: Engine, host_name: str, **fault: Any) -> dict[str, Any]:
+    response = engine.client.post(
+        f"/admin/v1/fleet/hosts/{host_name}/faults", json=fault, headers=engine.headers()
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def ingest(engine: Engine, **event: Any) -> dict[str, Any]:
+    response = engine.client.post("/admin/v1/health/events", json=event, headers=engine.headers())
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def events(engine: Engine, **params: str) -> list[dict[str, Any]]:
+    response = engine.client.get(
+        "/admin/v1/health/events", params=params, headers=engine.headers()
+    )
+    assert response.status_code == 200, response.text
+    found: list[dict[str, Any]] = response.json()["events"]
+    return found
+
+
+def remediations_of(engine: Engine, cluster_id: str) -> list[dict[str, Any]]:
+    response = engine.client.get(
+        f"{BASE}/{cluster_id}/instances/-/remediations", headers=engine.headers()
+    )
+    assert response.status_code == 200, response.text
+    found: list[dict[str, Any]] = response.json()["remediations"]
+    return found
+
+
+def act(engine: Engine, cluster_id: str, rid: str, action: str, **body: Any) -> Any:
+    return engine.client.post(
+        f"{BASE}/{cluster_id}/instances/-/remediations/{rid}/{action}",
+        json=body,
+        headers=engine.headers(),
+    )
+
+
+def cluster_health(engine: Engine, cluster_id: str) -> dict[str, Any]:
+    response = engine.client.get(
+        f"/admin/v1/clusters/{cluster_id}/health", headers=engine.headers()
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def run_to_end(engine: Engine, cluster_id: str, rid: str, limit: int = 400) -> str:
+    for _ in range(limit):
+        state: str = remediation(engine, cluster_id, rid)["state"]
+        if state in ("SUCCEEDED", "FAILED", "CANCELLED", "AUTO_RESOLVED"):
+            return state
+        engine.advance(30, step=30)
+    raise AssertionError(f"remediation {rid} did not end")
+
+
+def test_an_xid_79_leads_to_an_approved_move_to_a_spare_in_the_same_fabric(engine: Engine):
+    cluster = ready_cluster(engine)
+    cid = cluster["cluster_id"]
+    victim = cluster["gpu_worker_nodes"][0]
+    fabric = hosts(engine)[victim["host_name"]]["fabric"]
+    started = engine.clock.now()
+    inject(engine, victim["host_name"], kind="xid", xid_code=79)
+    engine.advance(2, step=1)
+
+    [proposal] = remediations_of(engine, cid)
+    assert proposal["state"] == "PENDING_APPROVAL"
+    assert proposal["trigger"] == "REMEDIATION_TRIGGER_AUTOMATED"
+    assert proposal["mode"] == "REMEDIATION_MODE_HOST_AWARE"
+    assert proposal["instance_id"] == victim["instance_id"]
+    [event] = events(engine, cluster_id=cid)
+    assert event["xid_code"] == 79 and event["alert_name"] == "DmesgGpuFallenOffBus"
+    assert event["remediation_id"] == proposal["id"]
+    assert proposal["passive_health_check_event_id"] == event["id"]
+    assert [a["passive_health_check_alert_id"] for a in proposal["linked_alerts"]] == [
+        event["id"]
+    ]
+    assert proposal["linked_alerts"][0]["annotation"]["xid"]["events"][0]["xid_code"] == "79"
+    from clusterplane.clock import utc
+    from tests.integration.test_lifecycle import when
+
+    assert (when(proposal["create_time"]) - utc(started)).total_seconds() <= 2
+    degraded = get(engine, cid)
+    assert degraded["status"] == "Degraded"
+    node = next(n for n in degraded["gpu_worker_nodes"] if n["node_id"] == victim["node_id"])
+    assert node["status"] == "Cordoned"
+    assert node["latest_remediation"]["id"] == proposal["id"]
+
+    approved = act(engine, cid, proposal["id"], "approve", comment="go")
+    assert approved.status_code == 200 and approved.json()["state"] == "PENDING"
+    assert run_to_end(engine, cid, proposal["id"]) == "SUCCEEDED"
+    engine.advance(60, step=30)
+
+    after = get(engine, cid)
+    assert after["status"] == "Ready"
+    statuses = [p["phase"] for p in after["phase_transitions"]]
+    assert statuses[-2:] == ["CLUSTER_PHASE_DEGRADED", "CLUSTER_PHASE_READY"]
+    names = {w["host_name"] for w in after["gpu_worker_nodes"]}
+    assert victim["host_name"] not in names and len(after["gpu_worker_nodes"]) == 3
+    fleet = hosts(engine)
+    assert all(fleet[name]["fabric"] == fabric for name in names)
+    assert fleet[victim["host_name"]]["state"] == "quarantined"
+    finished = remediation(engine, cid, proposal["id"])
+    new_node = next(w for w in after["gpu_worker_nodes"] if w["host_name"] not in
+                    {n["host_name"] for n in cluster["gpu_worker_nodes"]})
+    assert new_node["status"] == "Running"
+    assert finished["linked_alerts"][0]["passive_health_check_alert_id"] == event["id"]
+    assert [e["reason"] for e in after["node_lifecycle_events"]] == ["TogetherNodeAdded"]
+
+
+def test_a_signal_that_clears_before_approval_auto_resolves_and_uncordons(engine: Engine):
+    cluster = ready_cluster(engine)
+    cid = cluster["cluster_id"]
+    victim = cluster["gpu_worker_nodes"][1]
+    event = ingest(engine, host_name=victim["host_name"], kind="thermal")
+    assert event["remediation_id"]
+    engine.advance(1, step=1)
+    assert get(engine, cid)["status"] == "Degraded"
+    response = engine.client.post(
+        f"/admin/v1/health/events/{event['id']}/resolve", headers=engine.headers()
+    )
+    assert response.status_code == 200
+    engine.advance(10)
+    assert remediation(engine, cid, event["remediation_id"])["state"] == "AUTO_RESOLVED"
+    after = get(engine, cid)
+    assert after["status"] == "Ready"
+    node = next(n for n in after["gpu_worker_nodes"] if n["node_id"] == victim["node_id"])
+    assert node["status"] == "Running"
+
+
+def test_a_harmless_xid_is_recorded_but_excludes_nothing(engine: Engine):
+    cluster = ready_cluster(engine)
+    event = ingest(engine, host_name=cluster["gpu_worker_nodes"][0]["host_name"], kind="xid",
+                   xid_code=13)
+    assert event["action"] == "none" and event["remediation_id"] is None
+    assert get(engine, cluster["cluster_id"])["status"] == "Ready"
+    assert remediations_of(engine, cluster["cluster_id"]) == []
+
+
+def test_a_stronger_signal_escalates_a_pending_proposal_in_place(engine: Engine):
+    cluster = ready_cluster(engine)
+    host = cluster["gpu_worker_nodes"][0]["host_name"]
+    first = ingest(engine, host_name=host, kind="xid", xid_code=94)
+    row = remediation(engine, cluster["cluster_id"], first["remediation_id"])
+    assert row["mode"] == "REMEDIATION_MODE_REBOOT_VM"
+    second = ingest(engine, host_name=host, kind="fallen_off_bus")
+    assert second["remediation_id"] == first["remediation_id"]
+    row = remediation(engine, cluster["cluster_id"], first["remediation_id"])
+    assert row["mode"] == "REMEDIATION_MODE_HOST_AWARE"
+    assert len(row["linked_alerts"]) == 2
+
+
+def test_a_repair_that_did_not_help_is_followed_by_a_stronger_one_after_the_cooldown(
+    engine: Engine,
+):
+    cluster = ready_cluster(engine)
+    cid = cluster["cluster_id"]
+    victim = cluster["gpu_worker_nodes"][0]
+    # A fault only a hardware repair fixes, reported as one a GPU reset should fix.
+    inject(engine, victim["host_name"], kind="xid", xid_code=94, fixed_by="replace")
+    engine.advance(1, step=1)
+    [first] = remediations_of(engine, cid)
+    assert first["mode"] == "REMEDIATION_MODE_REBOOT_VM"
+    act(engine, cid, first["id"], "approve")
+    assert run_to_end(engine, cid, first["id"]) == "FAILED"
+    failed = remediation(engine, cid, first["id"])
+    assert "verification" in failed["error_message"]
+    engine.advance(10 * 60, step=60)
+    assert len(remediations_of(engine, cid)) == 1, "cooldown: no new proposal yet"
+    [held] = events(engine, cluster_id=cid)
+    assert "cooldown" in held["held_reason"]
+    engine.advance(25 * 60, step=60)
+    newest = remediations_of(engine, cid)[0]
+    assert newest["id"] != first["id"] and newest["state"] == "PENDING_APPROVAL"
+    assert newest["mode"] == "REMEDIATION_MODE_HOST_POWER_CYCLE"
+    assert "escalated" in newest["reason"]
+
+
+def test_repair_stops_when_more_than_40_percent_of_a_cluster_is_unhealthy(engine: Engine):
+    cluster = ready_cluster(engine)
+    cid = cluster["cluster_id"]
+    workers = cluster["gpu_worker_nodes"]
+    first = ingest(engine, host_name=workers[0]["host_name"], kind="ecc")
+    assert first["remediation_id"]
+    second = ingest(engine, host_name=workers[1]["host_name"], kind="ecc")
+    assert second["remediation_id"] is None
+    assert "automatic repair stopped: 2 of 3" in second["held_reason"]
+    report = cluster_health(engine, cid)
+    assert report["remediation_stopped"] is True
+    assert "2 of 3" in report["remediation_stopped_reason"]
+    assert report["unhealthy_workers"] == 2
+    # The signal on the first node clears: the cluster is back under the rule.
+    engine.client.post(f"/admin/v1/health/events/{first['id']}/resolve", headers=engine.headers())
+    engine.advance(120, step=30)
+    resumed = events(engine, cluster_id=cid, open="true")
+    assert [e["id"] for e in resumed] == [second["id"]]
+    assert resumed[0]["remediation_id"] is not None
+    assert cluster_health(engine, cid)["remediation_stopped"] is False
+
+
+def test_an_auto_approve_policy_approves_proposals_as_auto_approved(engine: Engine):
+    cluster = ready_cluster(engine)
+    cid = cluster["cluster_id"]
+    response = engine.client.put(
+        f"/admin/v1/clusters/{cid}/remediation-policy",
+        json={"auto_approve": True},
+        headers=engine.headers(),
+    )
+    assert response.status_code == 200
+    event = ingest(engine, host_name=cluster["gpu_worker_nodes"][0]["host_name"], kind="ecc")
+    row = remediation(engine, cid, event["remediation_id"])
+    assert row["state"] == "PENDING" and row["reviewed_by"] == "Auto-Approved"
+
+
+def test_a_node_opted_out_of_auto_remediation_gets_no_proposal(engine: Engine):
+    cluster = ready_cluster(engine)
+    from sqlalchemy import update
+
+    from clusterplane.db.engine import transaction
+    from clusterplane.db.rows import NodeRow
+
+    victim = cluster["gpu_worker_nodes"][0]
+    with transaction(engine.app.sessions) as session:
+        session.execute(
+            update(NodeRow)
+            .where(NodeRow.instance_id == victim["instance_id"])
+            .values(auto_remediation_enabled=False)
+        )
+    event = ingest(engine, host_name=victim["host_name"], kind="ecc")
+    assert event["remediation_id"] is None and "disabled" in event["held_reason"]
+
+
+def test_an_on_demand_check_on_a_faulty_host_fails_with_evidence_and_proposes_a_repair(
+    engine: Engine,
+):
+    cluster = ready_cluster(engine)
+    cid = cluster["cluster_id"]
+    victim = cluster["gpu_worker_nodes"][2]
+    # A silent fault: nothing reports it, only an active check finds it.
+    from sqlalchemy import select
+
+    from clusterplane.db.engine import transaction
+    from clusterplane.db.rows import HostRow
+    from clusterplane.domain.fault_model import FaultSpec
+    from clusterplane.domain.health import Action, EventKind
+    from clusterplane.services import faults
+
+    with transaction(engine.app.sessions) as session:
+        host = session.scalars(select(HostRow).where(HostRow.name == victim["host_name"])).one()
+        fault = faults.inject_fault(
+            session, host, FaultSpec(EventKind.NVLINK, None, Action.REBOOT), engine.clock.now()
+        )
+        fault.event_id = "silent"
+    response = engine.client.post(
+        "/admin/v1/health/checks",
+        json={"host_name": victim["host_name"], "check": "nccl_single_node"},
+        headers=engine.headers(),
+    )
+    assert response.status_code == 200, response.text
+    run = response.json()
+    assert run["state"] == "RUNNING"
+    engine.advance(600, step=30)
+    done = engine.client.get(f"/admin/v1/health/checks/{run['id']}", headers=engine.headers())
+    body = done.json()
+    assert body["state"] == "FAILED"
+    assert body["result"]["bus_bandwidth_gbps"] < 300
+    [proposal] = remediations_of(engine, cid)
+    assert proposal["active_health_check_run_id"] == run["id"]
+    healthy = cluster["gpu_worker_nodes"][0]["host_name"]
+    ok = engine.client.post(
+        "/admin/v1/health/checks",
+        json={"host_name": healthy, "check": "dcgm_diag", "level": 3},
+        headers=engine.headers(),
+    ).json()
+    engine.advance(3000, step=60)
+    passed = engine.client.get(f"/admin/v1/health/checks/{ok['id']}", headers=engine.headers())
+    assert passed.json()["state"] == "PASSED"
+    assert passed.json()["started_at"] != passed.json()["finished_at"]
