@@ -36,9 +36,7 @@ def ingest(engine: Engine, **event: Any) -> dict[str, Any]:
 
 
 def events(engine: Engine, **params: str) -> list[dict[str, Any]]:
-    response = engine.client.get(
-        "/admin/v1/health/events", params=params, headers=engine.headers()
-    )
+    response = engine.client.get("/admin/v1/health/events", params=params, headers=engine.headers())
     assert response.status_code == 200, response.text
     found: list[dict[str, Any]] = response.json()["events"]
     return found
@@ -97,9 +95,7 @@ def test_an_xid_79_leads_to_an_approved_move_to_a_spare_in_the_same_fabric(engin
     assert event["xid_code"] == 79 and event["alert_name"] == "DmesgGpuFallenOffBus"
     assert event["remediation_id"] == proposal["id"]
     assert proposal["passive_health_check_event_id"] == event["id"]
-    assert [a["passive_health_check_alert_id"] for a in proposal["linked_alerts"]] == [
-        event["id"]
-    ]
+    assert [a["passive_health_check_alert_id"] for a in proposal["linked_alerts"]] == [event["id"]]
     assert proposal["linked_alerts"][0]["annotation"]["xid"]["events"][0]["xid_code"] == "79"
     from clusterplane.clock import utc
     from tests.integration.test_lifecycle import when
@@ -126,8 +122,11 @@ def test_an_xid_79_leads_to_an_approved_move_to_a_spare_in_the_same_fabric(engin
     assert all(fleet[name]["fabric"] == fabric for name in names)
     assert fleet[victim["host_name"]]["state"] == "quarantined"
     finished = remediation(engine, cid, proposal["id"])
-    new_node = next(w for w in after["gpu_worker_nodes"] if w["host_name"] not in
-                    {n["host_name"] for n in cluster["gpu_worker_nodes"]})
+    new_node = next(
+        w
+        for w in after["gpu_worker_nodes"]
+        if w["host_name"] not in {n["host_name"] for n in cluster["gpu_worker_nodes"]}
+    )
     assert new_node["status"] == "Running"
     assert finished["linked_alerts"][0]["passive_health_check_alert_id"] == event["id"]
     assert [e["reason"] for e in after["node_lifecycle_events"]] == ["TogetherNodeAdded"]
@@ -155,8 +154,9 @@ def test_a_signal_that_clears_before_approval_auto_resolves_and_uncordons(engine
 
 def test_a_harmless_xid_is_recorded_but_excludes_nothing(engine: Engine):
     cluster = ready_cluster(engine)
-    event = ingest(engine, host_name=cluster["gpu_worker_nodes"][0]["host_name"], kind="xid",
-                   xid_code=13)
+    event = ingest(
+        engine, host_name=cluster["gpu_worker_nodes"][0]["host_name"], kind="xid", xid_code=13
+    )
     assert event["action"] == "none" and event["remediation_id"] is None
     assert get(engine, cluster["cluster_id"])["status"] == "Ready"
     assert remediations_of(engine, cluster["cluster_id"]) == []
