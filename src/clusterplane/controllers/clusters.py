@@ -38,7 +38,7 @@ from clusterplane.domain.enums import (
     VolumeStatus,
 )
 from clusterplane.providers.models import ClusterStepSpec, DriverState, InstanceSpec
-from clusterplane.services import checks, volumes
+from clusterplane.services import check_runs, volumes
 from clusterplane.services.allocation import release_host
 from clusterplane.services.events import (
     node_lifecycle_event,
@@ -291,7 +291,7 @@ class ClusterController:
             release_host(session, node, cluster.id, now, quarantine=quarantine)
             host = session.get(HostRow, node.host_id) if quarantine and node.host_id else None
             if host is not None and host.state == HostState.QUARANTINED:
-                checks.schedule_host_repair(session, self.ctx.settings, host, now)
+                check_runs.schedule_host_repair(session, self.ctx.settings, host, now)
             if node.removal_reason == "scale_down" and cluster.delete_requested_at is None:
                 node_lifecycle_event(
                     session,

@@ -44,7 +44,7 @@ class FaultController(_RowController):
     row_type = HostFaultRow
 
     def step(self, session: Any, row: Any) -> None:
-        faults.advance_fault(session, self.ctx.settings.health, row, self.ctx.clock.now())
+        faults.advance_fault(session, self.ctx.settings, row, self.ctx.clock.now())
 
 
 class CheckRunController(_RowController):

@@ -41,7 +41,7 @@ from clusterplane.domain.remediation import (
     next_execution_state,
 )
 from clusterplane.providers.models import ClusterStepSpec, DriverState
-from clusterplane.services import checks, faults, health, repairs
+from clusterplane.services import check_runs, faults, health, repairs
 from clusterplane.services.events import record_event
 
 from .base import ControllerContext
@@ -181,7 +181,7 @@ class RemediationController:
         host = session.get(HostRow, target.host_id or "")
         if host is None:
             return CheckState.FAILED  # unknown state fails closed
-        run = checks.start_check(
+        run = check_runs.start_check(
             session,
             self.ctx.settings,
             host,

@@ -12,70 +12,18 @@ message. What a result does depends on why the check ran:
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from clusterplane.db.rows import HealthCheckRunRow, HostRow, NodeRow, RemediationRow
+from clusterplane.db.rows import HealthCheckRunRow, HostRow, RemediationRow
 from clusterplane.domain.checks import CheckKind, CheckPurpose, CheckState, judge
 from clusterplane.domain.enums import HostState
 from clusterplane.domain.health import EventKind
-from clusterplane.errors import InvalidRequest
 from clusterplane.providers.simulated import checks as simulated
-from clusterplane.services import faults, health
+from clusterplane.services import check_runs, faults, health
 from clusterplane.services.events import record_event
-from clusterplane.services.ids import new_uuid
 from clusterplane.settings import Settings
-
-
-def start_check(
-    session: Session,
-    settings: Settings,
-    host: HostRow,
-    *,
-    kind: CheckKind,
-    level: int | None,
-    purpose: CheckPurpose,
-    now: datetime,
-    node: NodeRow | None = None,
-    remediation_id: str | None = None,
-    not_before: datetime | None = None,
-) -> HealthCheckRunRow:
-    if kind == CheckKind.DCGM_DIAG:
-        level = level or 2
-        if level not in (1, 2, 3, 4):
-            raise InvalidRequest("DCGM diagnostic level must be 1 to 4", param="level")
-    else:
-        level = None
-    run = HealthCheckRunRow(
-        id=new_uuid(),
-        host_id=host.id,
-        host_name=host.name,
-        cluster_id=node.cluster_id if node else host.cluster_id,
-        node_row_id=node.id if node else host.node_row_id,
-        check=kind,
-        level=level,
-        purpose=purpose,
-        state=CheckState.QUEUED,
-        result=None,
-        message="",
-        remediation_id=remediation_id,
-        created_at=now,
-    )
-    if not_before is not None and not_before > now:
-        run.next_reconcile_at = not_before
-    else:
-        _run(run, settings, now)
-    session.add(run)
-    return run
-
-
-def _run(run: HealthCheckRunRow, settings: Settings, now: datetime) -> None:
-    run.state = CheckState.RUNNING
-    run.started_at = now
-    took = simulated.duration(settings.simulation.seed, run.id, CheckKind(run.check), run.level)
-    run.next_reconcile_at = now + timedelta(seconds=took)
 
 
 def advance_check(
@@ -85,7 +33,7 @@ def advance_check(
     if run.state == CheckState.QUEUED:
         if run.purpose == CheckPurpose.RETURN_TO_SERVICE:
             faults.repair_host(session, run.host_id, now)
-        _run(run, settings, now)
+        check_runs.run_now(run, settings, now)
         return
     if run.state != CheckState.RUNNING:
         run.next_reconcile_at = None
@@ -133,7 +81,8 @@ def _act_on_result(
         remediation = session.get(RemediationRow, run.remediation_id or "")
         if remediation is not None:
             remediation.next_reconcile_at = now
-        return
+        if passed:
+            return
     if purpose == CheckPurpose.RETURN_TO_SERVICE:
         if host.state != HostState.QUARANTINED:
             return
@@ -152,12 +101,14 @@ def _act_on_result(
                 at=now,
             )
         else:
-            schedule_host_repair(session, settings, host, now)
+            check_runs.schedule_host_repair(session, settings, host, now)
         return
-    if not passed and host.node_row_id is not None and host.node_row_id == run.node_row_id:
+    if passed:
+        return
+    if host.node_row_id is not None and host.node_row_id == run.node_row_id:
         health.ingest_event(
             session,
-            settings.health,
+            settings,
             host,
             health.Signal(
                 kind=EventKind.ACTIVE_CHECK,
@@ -167,34 +118,6 @@ def _act_on_result(
             ),
             now,
         )
-
-
-def schedule_host_repair(
-    session: Session, settings: Settings, host: HostRow, now: datetime
-) -> HealthCheckRunRow:
-    """A quarantined host goes for hardware repair; it returns only after passing a check."""
-    return start_check(
-        session,
-        settings,
-        host,
-        kind=CheckKind.DCGM_DIAG,
-        level=3,
-        purpose=CheckPurpose.RETURN_TO_SERVICE,
-        now=now,
-        not_before=now + timedelta(seconds=settings.health.host_repair_seconds),
-    )
-
-
-def list_runs(
-    session: Session, *, host_id: str | None = None, cluster_id: str | None = None, limit: int = 100
-) -> list[HealthCheckRunRow]:
-    query = select(HealthCheckRunRow)
-    if host_id is not None:
-        query = query.where(HealthCheckRunRow.host_id == host_id)
-    if cluster_id is not None:
-        query = query.where(HealthCheckRunRow.cluster_id == cluster_id)
-    return list(
-        session.scalars(
-            query.order_by(HealthCheckRunRow.created_at.desc(), HealthCheckRunRow.id).limit(limit)
-        )
-    )
+    elif host.cluster_id is None:
+        why = f"{run.check} failed on an idle host: {run.message}"
+        check_runs.quarantine_idle_host(session, settings, host, why, now)

@@ -22,7 +22,7 @@ from clusterplane.domain.health import ACTION_STRENGTH, Action, EventKind
 from clusterplane.providers.simulated.checks import Fault
 from clusterplane.services import health
 from clusterplane.services.ids import new_uuid
-from clusterplane.settings import HealthSettings
+from clusterplane.settings import Settings
 
 # What a repair in place fixes: the strongest fault action it clears.
 FIXES: dict[RemediationMode, Action] = {
@@ -49,9 +49,7 @@ def inject_fault(session: Session, host: HostRow, spec: FaultSpec, at: datetime)
     return row
 
 
-def advance_fault(
-    session: Session, settings: HealthSettings, fault: HostFaultRow, now: datetime
-) -> None:
+def advance_fault(session: Session, settings: Settings, fault: HostFaultRow, now: datetime) -> None:
     """The simulated agent's view of one fault: report it, and report it clearing."""
     fault.next_reconcile_at = None
     if fault.cleared_at is not None:

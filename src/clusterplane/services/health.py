@@ -39,10 +39,11 @@ from clusterplane.domain.enums import (
 from clusterplane.domain.lifecycle import STEADY_PHASES
 from clusterplane.domain.remediation import TERMINAL
 from clusterplane.errors import InvalidRequest, NotFound
+from clusterplane.services import check_runs
 from clusterplane.services.events import record_event, refresh_node_status
 from clusterplane.services.ids import new_uuid
 from clusterplane.services.remediations import create_recommendation
-from clusterplane.settings import HealthSettings
+from clusterplane.settings import HealthSettings, Settings
 
 S = RemediationState
 CORDONED_BY_US = "clusterplane"
@@ -87,7 +88,7 @@ def _serving_node(session: Session, host: HostRow) -> NodeRow | None:
 
 
 def ingest_event(
-    session: Session, settings: HealthSettings, host: HostRow, signal: Signal, now: datetime
+    session: Session, settings: Settings, host: HostRow, signal: Signal, now: datetime
 ) -> HealthEventRow:
     """Store a signal, exclude its node if it is unhealthy, and propose the repair."""
     if signal.kind == health.EventKind.XID and signal.code is None:
@@ -125,7 +126,10 @@ def ingest_event(
     )
     if node is not None and verdict.unhealthy:
         _exclude(session, node, event, now)
-        evaluate_event(session, settings, event, now)
+        evaluate_event(session, settings.health, event, now)
+    elif verdict.unhealthy:
+        why = f"{verdict.alert_name} on an idle host"
+        check_runs.quarantine_idle_host(session, settings, host, why, now)
     return event
 
 

@@ -39,7 +39,7 @@ from clusterplane.domain.enums import NodeRole
 from clusterplane.domain.fault_model import FaultSpec
 from clusterplane.domain.health import Action, EventKind
 from clusterplane.errors import InvalidRequest, NotFound
-from clusterplane.services import checks, faults, health
+from clusterplane.services import check_runs, faults, health
 from clusterplane.services.auth import Caller, require_admin
 
 
@@ -144,7 +144,7 @@ def ingest_event(request: Request, body: RawBody = Depends(raw_body)) -> Respons
         host = health.find_host(session, host_name=req.host_name, instance_id=req.instance_id)
         event = health.ingest_event(
             session,
-            state.settings.health,
+            state.settings,
             host,
             health.Signal(
                 kind=req.kind,
@@ -208,7 +208,7 @@ def start_check(request: Request, body: RawBody = Depends(raw_body)) -> Response
     state = api_state(request)
     with transaction(state.sessions) as session:
         host = health.find_host(session, host_name=req.host_name, instance_id=req.instance_id)
-        run = checks.start_check(
+        run = check_runs.start_check(
             session,
             state.settings,
             host,
@@ -230,7 +230,7 @@ def list_checks(request: Request) -> Response:
         if params.get("host_name"):
             host = health.find_host(session, host_name=params["host_name"], instance_id=None)
             host_id = host.id
-        runs = checks.list_runs(session, host_id=host_id, cluster_id=params.get("cluster_id"))
+        runs = check_runs.list_runs(session, host_id=host_id, cluster_id=params.get("cluster_id"))
         return presenters.json_response({"checks": [run_view(r) for r in runs]})
 
 
