@@ -1,6 +1,6 @@
 """Run the performance suite and write docs/performance.md.
 
-    python -m benchmarks [--quick] [--output PATH] [--only lists,throughput,bringup]
+    python -m benchmarks [--quick] [--output PATH] [--only lists,throughput,bringup,health]
                          [--no-postgres] [--workdir DIR]
 
 `make bench` runs the whole suite (about 15 minutes on two cores); `--quick` runs every
@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from benchmarks import bringup, lists, report, throughput
+from benchmarks import bringup, health, lists, report, throughput
 from benchmarks.load import LoadGenerator
 from benchmarks.report import Section
 from benchmarks.support import ROOT, log, machine
@@ -96,11 +96,15 @@ def _postgres(enabled: bool) -> Iterator[Callable[[], str] | None]:
         server.stop()
 
 
+# Each group of benchmarks and the figure number of its sections in the report.
+GROUPS = {"lists": 1, "throughput": 2, "bringup": 3, "health": 4}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="toy sizes: a smoke run")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "performance.md")
-    parser.add_argument("--only", default="lists,throughput,bringup")
+    parser.add_argument("--only", default=",".join(GROUPS))
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument(
         "--pg-clusters",
@@ -133,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
             if "bringup" in only:
                 bp = bringup.QUICK if args.quick else bringup.FULL
                 sections += bringup.run(bp, workdir / "bringup", postgres_url)
+            if "health" in only:
+                hp = health.QUICK if args.quick else health.FULL
+                sections += health.run(hp, workdir / "health")
             if postgres_url is None and not args.no_postgres:
                 sections.append(
                     Section(
@@ -145,7 +152,13 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     elapsed = time.perf_counter() - started
     command = "make bench" if not args.quick else "python -m benchmarks --quick"
+    kept = None
+    if only != set(GROUPS) and args.output.exists() and not args.quick:
+        # A partial run replaces its own figures and keeps the others as they were.
+        kept = report.keep_from(args.output.read_text(), {GROUPS[g] for g in only if g in GROUPS})
+        command = f"python -m benchmarks --only {','.join(sorted(only))}"
     text = report.render(
+        kept=kept,
         machine=info,
         sections=sections,
         quick=args.quick,

@@ -108,6 +108,42 @@ def render_section(section: Section) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class Kept:
+    """Sections of an earlier report that a partial run (`--only`) leaves as they were."""
+
+    sections: list[tuple[int, str]]  # (figure number, markdown)
+    summary: str
+    run_line: str
+
+
+def _number(heading: str) -> int | None:
+    head = heading.removeprefix("## ").split(".", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def keep_from(old: str, regenerated: set[int]) -> Kept:
+    """The numbered sections of `old` whose figure was not regenerated, and its summary."""
+    blocks: list[tuple[str, list[str]]] = []
+    for line in old.splitlines():
+        if line.startswith("## "):
+            blocks.append((line, []))
+        if blocks:
+            blocks[-1][1].append(line)
+    kept: list[tuple[int, str]] = []
+    summary = ""
+    run_line = ""
+    for heading, lines in blocks:
+        number = _number(heading)
+        if number is not None and number not in regenerated:
+            kept.append((number, "\n".join(lines).rstrip() + "\n"))
+        if heading == "## Summary":
+            summary = "\n".join(lines[1:]).strip()
+        if heading == "## The machine and the run":
+            run_line = next((x for x in lines if x.startswith("- Date:")), "")
+    return Kept(kept, summary, run_line)
+
+
 def render(
     *,
     machine: dict[str, str],
@@ -117,6 +153,7 @@ def render(
     command: str,
     load_tool: str,
     changes: str,
+    kept: Kept | None = None,
 ) -> str:
     missed = [(s.title, f) for s in sections for f in s.figures if f.met is False]
     explained = [m for s in sections for m in s.misses]
@@ -159,6 +196,20 @@ def render(
     else:
         head.append("Every target with a number was met in this run.")
     head.append("")
-    body = [render_section(s) for s in sections]
+    numbered: list[tuple[int, str]] = [
+        (_number("## " + s.title) or 0, render_section(s)) for s in sections
+    ]
+    if kept is not None and kept.sections:
+        numbers = ", ".join(str(n) for n in sorted({n for n, _ in kept.sections}))
+        head += [
+            f"Figures {numbers} are kept from an earlier full run "
+            f"({kept.run_line.removeprefix('- ')}); that run's summary:",
+            "",
+            *(f"> {line}" if line else ">" for line in kept.summary.splitlines()),
+            "",
+        ]
+        numbered += kept.sections
+    numbered.sort(key=lambda item: item[0])
+    body = [text for _, text in numbered]
     tail = ["## What the numbers changed in the code", "", changes.strip(), ""]
     return "\n".join(head + body + tail)
