@@ -301,3 +301,89 @@ def test_an_on_demand_check_on_a_faulty_host_fails_with_evidence_and_proposes_a_
     passed = engine.client.get(f"/admin/v1/health/checks/{ok['id']}", headers=engine.headers())
     assert passed.json()["state"] == "PASSED"
     assert passed.json()["started_at"] != passed.json()["finished_at"]
+
+
+def silent_fault(engine: Engine, host_name: str, kind: str = "nvlink") -> None:
+    """A fault no passive signal reports: only an active check can find it."""
+    from sqlalchemy import select
+
+    from clusterplane.db.engine import transaction
+    from clusterplane.db.rows import HostRow
+    from clusterplane.domain.fault_model import FaultSpec
+    from clusterplane.domain.health import Action, EventKind
+    from clusterplane.services import faults
+
+    with transaction(engine.app.sessions) as session:
+        host = session.scalars(select(HostRow).where(HostRow.name == host_name)).one()
+        fault = faults.inject_fault(
+            session, host, FaultSpec(EventKind(kind), None, Action.REPLACE), engine.clock.now()
+        )
+        fault.event_id = "silent"
+        fault.next_reconcile_at = None
+
+
+def test_a_worker_failing_acceptance_tests_is_replaced_by_a_spare_before_ready(engine: Engine):
+    created = create(engine, num_gpus=24)
+    cid = created["cluster_id"]
+    bad = created["gpu_worker_nodes"][1]
+    fabric = hosts(engine)[bad["host_name"]]["fabric"]
+    silent_fault(engine, bad["host_name"], kind="ecc")
+    engine.advance(3 * 3600, step=60)
+
+    cluster = get(engine, cid)
+    assert cluster["status"] == "Ready"
+    seen = [p["phase"].removeprefix("CLUSTER_PHASE_") for p in cluster["phase_transitions"]]
+    assert seen[-5:] == [
+        "RUNNING_ACCEPTANCE_TESTS",
+        "ACCEPTANCE_TESTS_FAILED",
+        "RUNNING_ACCEPTANCE_TESTS",
+        "RUNNING_NCCL_TESTS",
+        "READY",
+    ]
+    assert "DEGRADED" not in seen
+    names = {w["host_name"] for w in cluster["gpu_worker_nodes"]}
+    assert bad["host_name"] not in names and len(names) == 3
+    assert all(hosts(engine)[n]["fabric"] == fabric for n in names)
+    assert [d["instance_id"] for d in cluster["deleted_gpu_worker_nodes"]] == [bad["instance_id"]]
+    assert hosts(engine)[bad["host_name"]]["state"] == "quarantined"
+    runs = engine.client.get(
+        "/admin/v1/health/checks", params={"cluster_id": cid}, headers=engine.headers()
+    ).json()["checks"]
+    [failed] = [r for r in runs if r["state"] == "FAILED"]
+    assert failed["purpose"] == "acceptance" and failed["host_name"] == bad["host_name"]
+    assert failed["check"] == "dcgm_diag" and failed["result"]["failing_gpus"]
+    assert remediations_of(engine, cid) == [], "a replaced node needs no repair"
+
+
+def test_a_quarantined_host_returns_to_the_fleet_only_after_repair_and_a_passing_check(
+    engine: Engine,
+):
+    cluster = ready_cluster(engine)
+    victim = cluster["gpu_worker_nodes"][0]
+    engine.client.put(
+        f"/admin/v1/clusters/{cluster['cluster_id']}/remediation-policy",
+        json={"auto_approve": True},
+        headers=engine.headers(),
+    )
+    inject(engine, victim["host_name"], kind="xid", xid_code=79)
+    engine.advance(3 * 3600, step=60)
+    assert hosts(engine)[victim["host_name"]]["state"] == "quarantined"
+    engine.advance(2 * 86400 - 4 * 3600, step=600)
+    assert hosts(engine)[victim["host_name"]]["state"] == "quarantined", "still in repair"
+    engine.advance(4 * 3600, step=300)
+    assert hosts(engine)[victim["host_name"]]["state"] == "available"
+    runs = engine.client.get(
+        "/admin/v1/health/checks",
+        params={"host_name": victim["host_name"]},
+        headers=engine.headers(),
+    ).json()["checks"]
+    back = next(r for r in runs if r["purpose"] == "return_to_service")
+    assert back["state"] == "PASSED" and back["level"] == 3
+    assert events(engine, host_name=victim["host_name"], open="true") == []
+
+
+def test_an_unhealthy_signal_from_an_idle_host_takes_it_out_of_the_fleet(engine: Engine):
+    idle = next(h for h, v in hosts(engine).items() if v["state"] == "available")
+    event = ingest(engine, host_name=idle, kind="fallen_off_bus")
+    assert event["instance_id"] is None and event["remediation_id"] is None
+    assert hosts(engine)[idle]["state"] == "quarantined"

@@ -40,7 +40,14 @@ SEED = 20261127
 DAYS = 30
 SETTLE_DAYS = 4
 MIN_STEP = 20.0
-DUE_TABLES = (ClusterRow, RemediationRow, VolumeRow, HealthEventRow, HealthCheckRunRow, HostFaultRow)
+DUE_TABLES = (
+    ClusterRow,
+    RemediationRow,
+    VolumeRow,
+    HealthEventRow,
+    HealthCheckRunRow,
+    HostFaultRow,
+)
 
 
 def next_due(engine: Engine) -> Any:

@@ -38,7 +38,7 @@ from clusterplane.domain.enums import (
     VolumeStatus,
 )
 from clusterplane.providers.models import ClusterStepSpec, DriverState, InstanceSpec
-from clusterplane.services import check_runs, volumes
+from clusterplane.services import acceptance, check_runs, repairs, volumes
 from clusterplane.services.allocation import release_host
 from clusterplane.services.events import (
     node_lifecycle_event,
@@ -74,6 +74,13 @@ def _have_run(session: Session, node_ids: list[str]) -> set[str]:
 
 
 P = ClusterPhase
+# A test phase -> the phase it fails into; a failed phase -> the tests it runs again once
+# the replacements of the failing workers run.
+TEST_PHASES = {
+    P.RUNNING_ACCEPTANCE_TESTS: P.ACCEPTANCE_TESTS_FAILED,
+    P.RUNNING_NCCL_TESTS: P.NCCL_TESTS_FAILED,
+}
+RETEST = {failed: tests for tests, failed in TEST_PHASES.items()}
 REPAIRING = (
     RemediationState.QUARANTINING,
     RemediationState.QUARANTINED,
@@ -378,6 +385,19 @@ class ClusterController:
             ),
             step_done=outcome.step_done and (cluster.step_state or {}).get("kind") == phase,
         )
+        failed = phase in TEST_PHASES and facts.step_done
+        if failed and self._acceptance_failed(session, cluster, workers, phase, now):
+            set_cluster_phase(session, cluster, TEST_PHASES[phase], now)
+            cluster.step_state = None
+            cluster.next_reconcile_at = now
+            return
+        if phase in RETEST and facts.workers_running:
+            set_cluster_phase(session, cluster, RETEST[phase], now)
+            cluster.step_state = None
+            phase = RETEST[phase]
+            facts = lifecycle.BringUpFacts(
+                facts.control_plane_running, True, facts.volume_ready, step_done=False
+            )
         while phase not in lifecycle.STEADY_PHASES and lifecycle.phase_complete(phase, facts):
             following = lifecycle.phase_after(sequence, phase)
             if following is None:
@@ -400,6 +420,22 @@ class ClusterController:
                 phase = steady
         moved = progressed or phase != entered
         cluster.next_reconcile_at = self._next_due(cluster, nodes, phase, now, moved)
+
+    def _acceptance_failed(
+        self,
+        session: Session,
+        cluster: ClusterRow,
+        workers: list[NodeRow],
+        phase: ClusterPhase,
+        now: datetime,
+    ) -> bool:
+        """Judge the workers after a test step; exclude and replace those that failed."""
+        settings = self.ctx.settings
+        failed = acceptance.failing_workers(session, settings, cluster, workers, phase, now)
+        for node, run in failed:
+            ordinal = repairs.next_ordinal(session, cluster.id)
+            acceptance.exclude_and_replace(session, settings, cluster, node, run, ordinal, now)
+        return bool(failed)
 
     @staticmethod
     def _next_due(
