@@ -37,7 +37,7 @@ from clusterplane.db.engine import make_engine, make_session_factory, migrate, t
 from clusterplane.db.writes import count_writes
 from clusterplane.providers.base import Provider
 from clusterplane.providers.simulated import SimulatedProvider
-from clusterplane.services import auth, fleet, fleet_clock
+from clusterplane.services import auth, check_runs, fleet, fleet_clock
 from clusterplane.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,7 @@ def _prepare_database(
     with transaction(sessions) as session:
         report = fleet.sync_fleet(session, fleet_spec, clock.now())
         issued = auth.bootstrap_admin_key(session, now=clock.now(), key=settings.admin_api_key)
+        check_runs.ensure_idle_schedule(session, settings, clock.now())
     log.info(
         "fleet synced: %s added, %s updated, %s retired",
         report.added,

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from tests.integration.test_lifecycle import create, get
+from tests.integration.test_lifecycle import create, get, when
 from tests.integration.test_remediation_execution import hosts, remediation
 from tests.support.engine import Engine
 
@@ -98,7 +99,6 @@ def test_an_xid_79_leads_to_an_approved_move_to_a_spare_in_the_same_fabric(engin
     assert [a["passive_health_check_alert_id"] for a in proposal["linked_alerts"]] == [event["id"]]
     assert proposal["linked_alerts"][0]["annotation"]["xid"]["events"][0]["xid_code"] == "79"
     from clusterplane.clock import utc
-    from tests.integration.test_lifecycle import when
 
     assert (when(proposal["create_time"]) - utc(started)).total_seconds() <= 2
     degraded = get(engine, cid)
@@ -387,3 +387,106 @@ def test_an_unhealthy_signal_from_an_idle_host_takes_it_out_of_the_fleet(engine:
     event = ingest(engine, host_name=idle, kind="fallen_off_bus")
     assert event["instance_id"] is None and event["remediation_id"] is None
     assert hosts(engine)[idle]["state"] == "quarantined"
+
+
+def test_the_fleet_wide_cap_holds_further_repairs_until_one_finishes(tmp_path: Path):
+    from clusterplane.settings import HealthSettings
+    from tests.support.engine import make_engine
+
+    capped = HealthSettings(max_fleet_remediation_share=0.01)  # 20 hosts: one at a time
+    for engine in make_engine(tmp_path, health=capped):
+        cluster = ready_cluster(engine)
+        cid = cluster["cluster_id"]
+        ids = []
+        for worker in cluster["gpu_worker_nodes"][:2]:
+            response = engine.client.post(
+                f"{BASE}/{cid}/instances/{worker['instance_id']}/remediations",
+                json={"mode": "REMEDIATION_MODE_REBOOT_VM"},
+                headers=engine.headers(),
+            )
+            ids.append(response.json()["id"])
+        engine.advance(31 * 60, step=30)
+        states = {rid: remediation(engine, cid, rid)["state"] for rid in ids}
+        waiting = [rid for rid, state in states.items() if state == "PENDING"]
+        assert len(waiting) == 1, f"exactly one repair may run under a cap of one: {states}"
+        [running] = [rid for rid in ids if rid not in waiting]
+        assert run_to_end(engine, cid, running) == "SUCCEEDED"
+        waiting_id = waiting[0]
+        assert run_to_end(engine, cid, waiting_id) == "SUCCEEDED"
+        first_end = when(remediation(engine, cid, running)["end_time"])
+        second_start = when(remediation(engine, cid, waiting_id)["start_time"])
+        assert second_start >= first_end, "never two repairs at once under a cap of one"
+
+
+def test_a_reboot_returns_the_node_to_service_only_after_a_passing_verification_check(
+    engine: Engine,
+):
+    cluster = ready_cluster(engine)
+    cid = cluster["cluster_id"]
+    worker = cluster["gpu_worker_nodes"][0]
+    response = engine.client.post(
+        f"{BASE}/{cid}/instances/{worker['instance_id']}/remediations",
+        json={"mode": "REMEDIATION_MODE_REBOOT_VM"},
+        headers=engine.headers(),
+    )
+    rid = response.json()["id"]
+    assert run_to_end(engine, cid, rid) == "SUCCEEDED"
+    runs = engine.client.get(
+        "/admin/v1/health/checks", params={"cluster_id": cid}, headers=engine.headers()
+    ).json()["checks"]
+    [check] = [r for r in runs if r["remediation_id"] == rid]
+    assert check["purpose"] == "verification" and check["state"] == "PASSED"
+    assert when(check["finished_at"]) <= when(remediation(engine, cid, rid)["end_time"])
+    node = next(
+        n for n in get(engine, cid)["gpu_worker_nodes"] if n["node_id"] == worker["node_id"]
+    )
+    assert node["status"] == "Running"
+
+
+def test_a_node_someone_else_cordoned_stays_cordoned_when_its_signal_clears(engine: Engine):
+    from sqlalchemy import update
+
+    from clusterplane.db.engine import transaction
+    from clusterplane.db.rows import NodeRow
+
+    cluster = ready_cluster(engine)
+    victim = cluster["gpu_worker_nodes"][0]
+    with transaction(engine.app.sessions) as session:
+        session.execute(
+            update(NodeRow)
+            .where(NodeRow.instance_id == victim["instance_id"])
+            .values(cordoned_by="operator", status="Cordoned")
+        )
+    event = ingest(engine, host_name=victim["host_name"], kind="thermal")
+    engine.client.post(f"/admin/v1/health/events/{event['id']}/resolve", headers=engine.headers())
+    engine.advance(10)
+    report = cluster_health(engine, cluster["cluster_id"])
+    node = next(n for n in report["nodes"] if n["instance_id"] == victim["instance_id"])
+    assert node["health"] == "healthy" and node["cordoned_by"] == "operator"
+    assert node["status"] == "Cordoned"
+
+
+def test_scheduled_checks_run_on_idle_hosts_only_and_take_a_faulty_one_out(tmp_path: Path):
+    from clusterplane.settings import HealthSettings
+    from tests.support.engine import make_engine
+
+    hourly = HealthSettings(idle_check_interval_seconds=3600)
+    for engine in make_engine(tmp_path, health=hourly):
+        cluster = ready_cluster(engine)
+        serving = {w["host_name"] for w in cluster["gpu_worker_nodes"]}
+        idle = sorted(h for h, v in hosts(engine).items() if v["state"] == "available")
+        silent_fault(engine, idle[0], kind="fallen_off_bus")
+        engine.advance(2 * 3600, step=120)
+        assert hosts(engine)[idle[0]]["state"] == "quarantined"
+        runs = engine.client.get("/admin/v1/health/checks", headers=engine.headers()).json()[
+            "checks"
+        ]
+        scheduled = [r for r in runs if r["purpose"] == "scheduled"]
+        on_serving = [r for r in scheduled if r["host_name"] in serving and r["finished_at"]]
+        assert on_serving and all("not idle" in r["message"] for r in on_serving)
+        assert all(r["started_at"] is None for r in on_serving), "serving hosts are not tested"
+        failed = [r for r in scheduled if r["host_name"] == idle[0] and r["state"] == "FAILED"]
+        assert failed and failed[0]["result"]["failing_gpus"]
+        passed = [r for r in scheduled if r["host_name"] == idle[1] and r["state"] == "PASSED"]
+        assert passed and passed[0]["started_at"] is not None
+        assert get(engine, cluster["cluster_id"])["status"] == "Ready"

@@ -16,7 +16,7 @@ from clusterplane.clock import ManualClock
 from clusterplane.db.engine import transaction
 from clusterplane.db.rows import HostRow
 from clusterplane.services.auth import generate_key_text
-from clusterplane.settings import EngineSettings, Settings
+from clusterplane.settings import EngineSettings, HealthSettings, Settings
 from tests.support.databases import fresh_database_url
 
 SMALL_FLEET = Path(__file__).resolve().parents[2] / "src/clusterplane/fleets/small.yaml"
@@ -74,6 +74,7 @@ def make_engine(
     acceptance_tests: bool = True,
     database_url: str | None = None,
     admin_key: str | None = None,
+    health: HealthSettings | None = None,
 ) -> Iterator[Engine]:
     """An engine on a new database, or on `database_url` (a restart) with `admin_key`."""
     key = admin_key or generate_key_text()
@@ -83,6 +84,7 @@ def make_engine(
         admin_api_key=key,
         run_controllers=False,
         engine=EngineSettings(acceptance_tests_by_default=acceptance_tests),
+        health=health or HealthSettings(),
     )
     clock = ManualClock()
     app = build(settings, clock=clock)

@@ -122,3 +122,45 @@ def quarantine_idle_host(
         session, object_type="host", object_id=host.id, kind="quarantined", message=why, at=now
     )
     schedule_host_repair(session, settings, host, now)
+
+
+def ensure_idle_schedule(session: Session, settings: Settings, now: datetime) -> int:
+    """Give every host a queued scheduled check when idle checks are on; returns how many.
+
+    Hosts that already have an unfinished scheduled run keep it. The runs start spread over
+    one interval so the fleet is not checked all at once.
+    """
+    interval = settings.health.idle_check_interval_seconds
+    if interval <= 0:
+        return 0
+    queued = set(
+        session.scalars(
+            select(HealthCheckRunRow.host_id).where(
+                HealthCheckRunRow.purpose == CheckPurpose.SCHEDULED,
+                HealthCheckRunRow.state.in_([CheckState.QUEUED, CheckState.RUNNING]),
+            )
+        )
+    )
+    hosts = [
+        h for h in session.scalars(select(HostRow).order_by(HostRow.name)) if h.id not in queued
+    ]
+    for index, host in enumerate(hosts):
+        offset = timedelta(seconds=interval * index / max(1, len(hosts)))
+        queue_idle_check(session, settings, host, now + offset, now)
+    return len(hosts)
+
+
+def queue_idle_check(
+    session: Session, settings: Settings, host: HostRow, at: datetime, now: datetime
+) -> HealthCheckRunRow:
+    """The next scheduled DCGM check of a host; it runs only if the host is idle then."""
+    return start_check(
+        session,
+        settings,
+        host,
+        kind=CheckKind.DCGM_DIAG,
+        level=2,
+        purpose=CheckPurpose.SCHEDULED,
+        now=now,
+        not_before=max(at, now + timedelta(seconds=1)),
+    )

@@ -12,7 +12,7 @@ message. What a result does depends on why the check ran:
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
@@ -31,6 +31,9 @@ def advance_check(
 ) -> None:
     """Start a queued run when its time comes; finish a running one when it is done."""
     if run.state == CheckState.QUEUED:
+        if run.purpose == CheckPurpose.SCHEDULED and not _idle(session, run.host_id):
+            _skip_busy_host(session, settings, run, now)
+            return
         if run.purpose == CheckPurpose.RETURN_TO_SERVICE:
             faults.repair_host(session, run.host_id, now)
         check_runs.run_now(run, settings, now)
@@ -72,11 +75,38 @@ def advance_check(
     _act_on_result(session, settings, run, host, now)
 
 
+def _idle(session: Session, host_id: str) -> bool:
+    host = session.get(HostRow, host_id)
+    return host is not None and host.state == HostState.AVAILABLE and host.cluster_id is None
+
+
+def _skip_busy_host(
+    session: Session, settings: Settings, run: HealthCheckRunRow, now: datetime
+) -> None:
+    """A scheduled check never disturbs a serving host: it is skipped, the next queued."""
+    run.state = CheckState.PASSED
+    run.message = "skipped: the host was not idle"
+    run.finished_at = now
+    run.next_reconcile_at = None
+    _queue_next(session, settings, run, now)
+
+
+def _queue_next(
+    session: Session, settings: Settings, run: HealthCheckRunRow, now: datetime
+) -> None:
+    interval = settings.health.idle_check_interval_seconds
+    host = session.get(HostRow, run.host_id)
+    if interval > 0 and host is not None:
+        check_runs.queue_idle_check(session, settings, host, now + timedelta(seconds=interval), now)
+
+
 def _act_on_result(
     session: Session, settings: Settings, run: HealthCheckRunRow, host: HostRow, now: datetime
 ) -> None:
     purpose = CheckPurpose(run.purpose)
     passed = run.state == CheckState.PASSED
+    if purpose == CheckPurpose.SCHEDULED:
+        _queue_next(session, settings, run, now)
     if purpose == CheckPurpose.VERIFICATION:
         remediation = session.get(RemediationRow, run.remediation_id or "")
         if remediation is not None:

@@ -42,7 +42,7 @@ from clusterplane.errors import InvalidRequest, NotFound
 from clusterplane.services import check_runs
 from clusterplane.services.events import record_event, refresh_node_status
 from clusterplane.services.ids import new_uuid
-from clusterplane.services.remediations import create_recommendation
+from clusterplane.services.remediations import recommend
 from clusterplane.settings import HealthSettings, Settings
 
 S = RemediationState
@@ -165,12 +165,43 @@ def _open_remediation(session: Session, node_row_id: str) -> RemediationRow | No
     )
 
 
-def _last_ended(session: Session, node_row_id: str) -> RemediationRow | None:
-    return session.scalar(
-        select(RemediationRow)
-        .where(RemediationRow.node_row_id == node_row_id, RemediationRow.end_time.is_not(None))
-        .order_by(RemediationRow.end_time.desc(), RemediationRow.id.desc())
-        .limit(1)
+@dataclass(frozen=True)
+class History:
+    """What a node's remediations say about the next automatic one (one query)."""
+
+    open: RemediationRow | None
+    last_ended_at: datetime | None
+    did_not_help: RemediationMode | None  # a recent automatic repair's mode, to escalate
+
+
+def _history(
+    session: Session, settings: HealthSettings, node_row_id: str, now: datetime
+) -> History:
+    rows = list(
+        session.scalars(
+            select(RemediationRow)
+            .where(RemediationRow.node_row_id == node_row_id)
+            .order_by(RemediationRow.create_time.desc(), RemediationRow.id.desc())
+            .limit(100)
+        )
+    )
+    open_row = next((r for r in rows if r.state not in TERMINAL), None)
+    ended = [r for r in rows if r.end_time is not None]
+    since = now - timedelta(seconds=settings.escalation_window_seconds)
+    recent = [
+        r
+        for r in ended
+        if r.trigger == RemediationTrigger.AUTOMATED
+        and r.state in (S.SUCCEEDED, S.FAILED)
+        and r.end_time is not None
+        and r.end_time >= since
+    ]
+    last = max(ended, key=lambda r: (r.end_time, r.id), default=None)
+    previous = max(recent, key=lambda r: (r.end_time, r.id), default=None)
+    return History(
+        open=open_row,
+        last_ended_at=last.end_time if last else None,
+        did_not_help=RemediationMode(previous.mode) if previous else None,
     )
 
 
@@ -186,29 +217,6 @@ def worker_health(session: Session, cluster_id: str) -> tuple[int, int]:
     ).all()
     unhealthy = sum(1 for h, p in rows if h == UNHEALTHY or p != NodePhase.RUNNING)
     return unhealthy, len(rows)
-
-
-def _escalated_mode(
-    session: Session,
-    settings: HealthSettings,
-    node: NodeRow,
-    wanted: RemediationMode,
-    now: datetime,
-) -> RemediationMode:
-    """A stronger mode when the node's last automatic repair (recently) did not help."""
-    since = now - timedelta(seconds=settings.escalation_window_seconds)
-    previous = session.scalar(
-        select(RemediationRow)
-        .where(
-            RemediationRow.node_row_id == node.id,
-            RemediationRow.trigger == RemediationTrigger.AUTOMATED,
-            RemediationRow.state.in_([S.SUCCEEDED, S.FAILED]),
-            RemediationRow.end_time >= since,
-        )
-        .order_by(RemediationRow.end_time.desc())
-        .limit(1)
-    )
-    return health.escalate(wanted, RemediationMode(previous.mode) if previous else None)
 
 
 def evaluate_event(
@@ -228,7 +236,8 @@ def evaluate_event(
         return None
     wanted = health.mode_for(action)
     assert wanted is not None
-    open_row = _open_remediation(session, node.id)
+    history = _history(session, settings, node.id, now)
+    open_row = history.open
     if open_row is not None:
         event.remediation_id = open_row.id
         event.held_reason = None
@@ -241,13 +250,12 @@ def evaluate_event(
         event.held_reason = "the cluster is still being brought up"
         event.next_reconcile_at = now + timedelta(minutes=1)
         return None
-    last = _last_ended(session, node.id)
     unhealthy, workers = worker_health(session, cluster.id)
     hold = rails.hold_for(
         rails.SignalFacts(
             auto_remediation_enabled=node.auto_remediation_enabled,
             has_open_remediation=False,
-            last_ended_at=last.end_time if last else None,
+            last_ended_at=history.last_ended_at,
             unhealthy_workers=unhealthy,
             workers=workers,
         ),
@@ -268,7 +276,7 @@ def evaluate_event(
             message=f"{unhealthy} of {workers} GPU workers unhealthy",
             at=now,
         )
-    return _propose(session, settings, event, cluster, node, wanted, now)
+    return _propose(session, event, cluster, node, wanted, history.did_not_help, now)
 
 
 def _hold(
@@ -298,25 +306,18 @@ def _hold(
 
 def _propose(
     session: Session,
-    settings: HealthSettings,
     event: HealthEventRow,
     cluster: ClusterRow,
     node: NodeRow,
     wanted: RemediationMode,
+    did_not_help: RemediationMode | None,
     now: datetime,
 ) -> RemediationRow:
-    mode = _escalated_mode(session, settings, node, wanted, now)
+    mode = health.escalate(wanted, did_not_help)
     reason = f"{event.alert_name}: {event.title} on {event.host_name}"
     if mode != wanted:
         reason += f" (escalated from {wanted}: the last repair did not help)"
-    row = create_recommendation(
-        session,
-        cluster_id=cluster.id,
-        instance_id=node.instance_id,
-        mode=mode,
-        reason=reason,
-        now=now,
-    )
+    row = recommend(session, node, mode=mode, reason=reason, now=now)
     row.passive_health_check_event_id = event.id
     row.active_health_check_run_id = event.check_run_id
     event.remediation_id = row.id
