@@ -192,13 +192,39 @@ def test_a_repair_that_did_not_help_is_followed_by_a_stronger_one_after_the_cool
     assert "verification" in failed["error_message"]
     engine.advance(10 * 60, step=60)
     assert len(remediations_of(engine, cid)) == 1, "cooldown: no new proposal yet"
-    [held] = events(engine, cluster_id=cid)
-    assert "cooldown" in held["held_reason"]
+    held = events(engine, cluster_id=cid, open="true")
+    # The XID itself, and the failed verification check as a signal of its own.
+    assert sorted(e["kind"] for e in held) == ["active_check", "xid"]
+    assert all("cooldown" in e["held_reason"] for e in held)
     engine.advance(25 * 60, step=60)
     newest = remediations_of(engine, cid)[0]
     assert newest["id"] != first["id"] and newest["state"] == "PENDING_APPROVAL"
-    assert newest["mode"] == "REMEDIATION_MODE_HOST_POWER_CYCLE"
-    assert "escalated" in newest["reason"]
+    # Stronger than the reboot that did not help: the check says the GPU itself is bad.
+    assert newest["mode"] == "REMEDIATION_MODE_HOST_AWARE"
+    assert {a["passive_health_check_alert_id"] for a in newest["linked_alerts"]} == {
+        e["id"] for e in held
+    }
+    check = next(e for e in held if e["kind"] == "active_check")
+    run = engine.client.get(
+        f"/admin/v1/health/checks/{check['check_run_id']}", headers=engine.headers()
+    ).json()
+    assert run["purpose"] == "verification" and run["state"] == "FAILED"
+
+
+def test_a_signal_that_returns_after_a_repair_gets_the_next_stronger_mode(engine: Engine):
+    cluster = ready_cluster(engine)
+    cid = cluster["cluster_id"]
+    host = cluster["gpu_worker_nodes"][0]["host_name"]
+    first = ingest(engine, host_name=host, kind="ecc")
+    act(engine, cid, first["remediation_id"], "approve")
+    assert run_to_end(engine, cid, first["remediation_id"]) == "SUCCEEDED"
+    assert remediation(engine, cid, first["remediation_id"])["mode"] == (
+        "REMEDIATION_MODE_HOST_POWER_CYCLE"
+    )
+    engine.advance(31 * 60, step=60)
+    again = ingest(engine, host_name=host, kind="ecc")
+    row = remediation(engine, cid, again["remediation_id"])
+    assert row["mode"] == "REMEDIATION_MODE_VM_ONLY" and "escalated" in row["reason"]
 
 
 def test_repair_stops_when_more_than_40_percent_of_a_cluster_is_unhealthy(engine: Engine):

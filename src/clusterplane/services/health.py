@@ -30,6 +30,7 @@ from clusterplane.db.rows import (
 )
 from clusterplane.domain import health, rails
 from clusterplane.domain.enums import (
+    ClusterPhase,
     NodePhase,
     NodeRole,
     RemediationMode,
@@ -40,7 +41,7 @@ from clusterplane.domain.lifecycle import STEADY_PHASES
 from clusterplane.domain.remediation import TERMINAL
 from clusterplane.errors import InvalidRequest, NotFound
 from clusterplane.services import check_runs
-from clusterplane.services.events import record_event, refresh_node_status
+from clusterplane.services.events import record_event, refresh_node_status, set_cluster_phase
 from clusterplane.services.ids import new_uuid
 from clusterplane.services.remediations import recommend
 from clusterplane.settings import HealthSettings, Settings
@@ -147,7 +148,11 @@ def _exclude(session: Session, node: NodeRow, event: HealthEventRow, now: dateti
             at=now,
         )
     refresh_node_status(node)
-    _nudge_cluster(session, node.cluster_id, now)
+    cluster = session.get(ClusterRow, node.cluster_id)
+    if cluster is not None and cluster.phase == ClusterPhase.READY:
+        # Degraded at once, without waiting for (or paying for) a cluster controller pass;
+        # the controller moves it back to Ready once no worker is unhealthy or in repair.
+        set_cluster_phase(session, cluster, ClusterPhase.DEGRADED, now)
 
 
 def _nudge_cluster(session: Session, cluster_id: str, now: datetime) -> None:
