@@ -5,7 +5,7 @@ clusters of eight workers, seeded in bulk (`benchmarks.seed`). A storm then hits
 the fleet (125 serving hosts, chosen by a seeded draw) with XID 79 at once, by two paths:
 
 * **API**: 125 node agents POST `/admin/v1/health/events` at once, each on its own
-  kept-alive connection, released together by a barrier. The
+  connection (one asyncio client). The
   answer comes after the event is stored, its node cordoned and the automated
   remediation (PENDING_APPROVAL, evidence linked) created, all in one commit, so the
   round trip is the whole detection-to-action latency. Baseline: the same storm of
@@ -21,10 +21,9 @@ event; the benchmark fails otherwise.
 
 from __future__ import annotations
 
+import asyncio
 import random
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,38 +76,38 @@ def _serving_hosts(engine: Engine) -> list[str]:
 
 
 def _storm(server: BenchServer, hosts: list[str], xid: int, connections: int) -> Samples:
-    """Every host's agent posts its event at once, over its own kept-alive connection."""
+    """Every host's agent posts its event at once, each on its own connection.
+
+    One asyncio client (not a thread per agent): on a two-core machine, 125 client threads
+    would measure the load generator's scheduling more than the server.
+    """
+    return asyncio.run(_async_storm(server, hosts, xid, connections))
+
+
+async def _async_storm(
+    server: BenchServer, hosts: list[str], xid: int, connections: int
+) -> Samples:
     samples = Samples()
-    clients = [
-        httpx.Client(base_url=server.base_url, headers=server.headers(), timeout=60) for _ in hosts
-    ]
-    for http in clients:
-        http.get("/healthz")  # agents hold their connections open
-    ready = threading.Barrier(min(connections, len(hosts)))
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    async with httpx.AsyncClient(
+        base_url=server.base_url, headers=server.headers(), timeout=60, limits=limits
+    ) as http:
 
-    def one(index: int) -> float:
-        http, host = clients[index], hosts[index]
-        if index < connections:
-            ready.wait()
-        start = time.perf_counter()
-        response = http.post(
-            "/admin/v1/health/events",
-            json={"host_name": host, "kind": "xid", "xid_code": xid},
-        )
-        took = time.perf_counter() - start
-        if response.status_code != 200:
-            raise RuntimeError(f"ingest: {response.status_code} {response.text[:300]}")
-        if xid == 79 and not response.json()["remediation_id"]:
-            raise RuntimeError(f"no remediation for {host}: {response.json()['held_reason']}")
-        return took
+        async def one(host: str) -> float:
+            start = time.perf_counter()
+            response = await http.post(
+                "/admin/v1/health/events",
+                json={"host_name": host, "kind": "xid", "xid_code": xid},
+            )
+            took = time.perf_counter() - start
+            if response.status_code != 200:
+                raise RuntimeError(f"ingest: {response.status_code} {response.text[:300]}")
+            if xid == 79 and not response.json()["remediation_id"]:
+                raise RuntimeError(f"no remediation for {host}: {response.json()['held_reason']}")
+            return took
 
-    try:
-        with ThreadPoolExecutor(connections) as pool:
-            for took in pool.map(one, range(len(hosts))):
-                samples.add(took)
-    finally:
-        for http in clients:
-            http.close()
+        for took in await asyncio.gather(*(one(h) for h in hosts)):
+            samples.add(took)
     return samples
 
 
@@ -219,4 +218,13 @@ stormed node was checked afterwards: excluded, with exactly one remediation.""",
             "pass (0.1 s poll, nudged by the injection).",
         )
     )
+    if not section.figures[0].met:
+        section.misses.append(
+            f"API storm p99 {api.p99:.2f} s against a harmless-event storm of "
+            f"{baseline.p99:.2f} s in the same run (median {api.median:.2f} s vs "
+            f"{baseline.median:.2f} s): the time is the HTTP path of 125 simultaneous "
+            "requests through one server process on a shared two-core machine (see the load "
+            "average above), not the exclusion and proposal, which the simulated agents' "
+            f"storm measures on the same server at p99 {agents.p99:.2f} s."
+        )
     return [section]
