@@ -516,3 +516,26 @@ def test_scheduled_checks_run_on_idle_hosts_only_and_take_a_faulty_one_out(tmp_p
         passed = [r for r in scheduled if r["host_name"] == idle[1] and r["state"] == "PASSED"]
         assert passed and passed[0]["started_at"] is not None
         assert get(engine, cluster["cluster_id"])["status"] == "Ready"
+
+
+def test_an_auto_approved_repair_waits_while_its_cluster_is_over_the_stop_rule(engine: Engine):
+    cluster = ready_cluster(engine)
+    cid = cluster["cluster_id"]
+    engine.client.put(
+        f"/admin/v1/clusters/{cid}/remediation-policy",
+        json={"auto_approve": True},
+        headers=engine.headers(),
+    )
+    workers = cluster["gpu_worker_nodes"]
+    first = ingest(engine, host_name=workers[0]["host_name"], kind="ecc")
+    assert remediation(engine, cid, first["remediation_id"])["state"] == "PENDING"
+    second = ingest(engine, host_name=workers[1]["host_name"], kind="ecc")
+    assert second["remediation_id"] is None
+    engine.advance(40 * 60, step=60)
+    assert remediation(engine, cid, first["remediation_id"])["state"] == "PENDING"
+    assert cluster_health(engine, cid)["remediation_stopped"] is True
+    engine.client.post(f"/admin/v1/health/events/{second['id']}/resolve", headers=engine.headers())
+    assert cluster_health(engine, cid)["remediation_stopped"] is False
+    assert run_to_end(engine, cid, first["remediation_id"]) == "SUCCEEDED"
+    engine.advance(60, step=30)
+    assert get(engine, cid)["status"] == "Ready"

@@ -151,7 +151,7 @@ class RemediationController:
             row.next_reconcile_at = now + POLL
 
     def _may_start(self, session: Session, row: RemediationRow, cluster: ClusterRow) -> bool:
-        """The rails: the fleet-wide cap, and the cluster's stop rule for automated repairs."""
+        """The rails: the fleet-wide cap, and the cluster's stop rule for auto-approved ones."""
         settings = self.ctx.settings.health
         hosts = int(session.scalar(select(func.count()).select_from(HostRow)) or 0)
         repairing = int(
@@ -164,8 +164,8 @@ class RemediationController:
         )
         if repairing >= rails.fleet_cap(hosts, settings.max_fleet_remediation_share):
             return False
-        if row.trigger != RemediationTrigger.AUTOMATED:
-            return True
+        if row.trigger != RemediationTrigger.AUTOMATED or row.reviewed_by != health.AUTO_APPROVED:
+            return True  # a person asked for or approved this repair
         unhealthy, workers = health.worker_health(session, cluster.id)
         return not rails.over_stop_rule(unhealthy, workers, settings.max_unhealthy_share)
 

@@ -10,7 +10,7 @@ SUCCEEDED once the repaired node runs again and has passed a verification check 
 never returns to service unchecked; for an eviction, once it is gone), or FAILED with a
 reason (the mode could not be carried out, or the verification check failed). A PENDING
 remediation starts only when the rails allow it (`may_start`: the fleet-wide cap on
-repairs at once, and the cluster's stop rule for automated ones). A terminal remediation
+repairs at once, and the cluster's stop rule for auto-approved ones). A terminal remediation
 never changes again.
 """
 

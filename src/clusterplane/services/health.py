@@ -416,6 +416,23 @@ def _open_signals(session: Session, row: RemediationRow) -> int:
     )
 
 
+def _lift_stop_if_clear(session: Session, cluster_id: str, now: datetime) -> None:
+    """A node is healthy again: forget the stop-rule reason; a signal still held re-checks
+    the rule within a minute and records it again if the cluster is still over."""
+    cluster = session.get(ClusterRow, cluster_id)
+    if cluster is None or cluster.remediation_paused_reason is None:
+        return
+    cluster.remediation_paused_reason = None
+    record_event(
+        session,
+        object_type="cluster",
+        object_id=cluster.id,
+        kind="remediation_resumed",
+        message="a worker is healthy again",
+        at=now,
+    )
+
+
 def open_events_of_node(session: Session, node_row_id: str) -> list[HealthEventRow]:
     return list(
         session.scalars(
@@ -451,6 +468,7 @@ def heal_if_clear(session: Session, node: NodeRow, now: datetime) -> None:
     if node.health != HEALTHY:
         node.health = HEALTHY
         _nudge_cluster(session, node.cluster_id, now)
+        _lift_stop_if_clear(session, node.cluster_id, now)
     if node.cordoned_by == CORDONED_BY_US:
         node.cordoned_by = None
         record_event(

@@ -34,6 +34,7 @@ from clusterplane.db.rows import (
     ProjectRow,
     RemediationRow,
 )
+from clusterplane.domain import rails
 from clusterplane.domain.checks import CheckKind, CheckPurpose
 from clusterplane.domain.enums import NodeRole
 from clusterplane.domain.fault_model import FaultSpec
@@ -304,6 +305,8 @@ def cluster_health(cluster_id: str, request: Request) -> Response:
             )
         ).all()
         unhealthy, workers = health.worker_health(session, cluster_id)
+        share = api_state(request).settings.health.max_unhealthy_share
+        stopped = rails.over_stop_rule(unhealthy, workers, share)
         open_remediations = session.scalars(
             select(RemediationRow.id).where(
                 RemediationRow.cluster_id == cluster_id,
@@ -314,8 +317,10 @@ def cluster_health(cluster_id: str, request: Request) -> Response:
             "cluster_id": cluster_id,
             "status": cluster.status,
             "auto_approve": health.auto_approves(session, cluster),
-            "remediation_stopped": cluster.remediation_paused_reason is not None,
-            "remediation_stopped_reason": cluster.remediation_paused_reason,
+            "remediation_stopped": stopped,
+            "remediation_stopped_reason": (
+                rails.stop_rule_message(unhealthy, workers, share) if stopped else None
+            ),
             "unhealthy_workers": unhealthy,
             "workers": workers,
             "open_remediations": list(open_remediations),
