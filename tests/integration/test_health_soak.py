@@ -39,7 +39,7 @@ from tests.support.engine import Engine
 SEED = 20261127
 DAYS = 30
 SETTLE_DAYS = 4
-MIN_STEP = 20.0
+MIN_STEP = 60.0
 DUE_TABLES = (
     ClusterRow,
     RemediationRow,
@@ -98,6 +98,16 @@ def run_until(engine: Engine, end: Any, checks_every: timedelta) -> int:
 
 
 def approve_pending(engine: Engine, cluster_id: str) -> None:
+    with transaction(engine.app.sessions) as session:
+        waiting = session.scalar(
+            select(func.count())
+            .select_from(RemediationRow)
+            .where(
+                RemediationRow.cluster_id == cluster_id, RemediationRow.state == "PENDING_APPROVAL"
+            )
+        )
+    if not waiting:
+        return
     listed = engine.client.get(
         f"/v1/compute/clusters/{cluster_id}/instances/-/remediations",
         params={"state": "PENDING_APPROVAL"},
@@ -110,6 +120,21 @@ def approve_pending(engine: Engine, cluster_id: str) -> None:
             headers=engine.headers(),
         )
         assert response.status_code == 200, response.text
+
+
+def approved(engine: Engine, cluster_id: str) -> int:
+    with transaction(engine.app.sessions) as session:
+        return int(
+            session.scalar(
+                select(func.count())
+                .select_from(RemediationRow)
+                .where(
+                    RemediationRow.cluster_id == cluster_id,
+                    RemediationRow.review_comment == "soak owner approves",
+                )
+            )
+            or 0
+        )
 
 
 def test_thirty_days_of_faults_at_ten_times_the_published_rate_all_heal(engine: Engine):
@@ -148,6 +173,7 @@ def test_thirty_days_of_faults_at_ten_times_the_published_rate_all_heal(engine: 
         chunk = min(end, engine.clock.now() + timedelta(hours=1))
         steps += run_until(engine, chunk, timedelta(hours=6))
         approve_pending(engine, manual)
+    approvals = approved(engine, manual)
     settle_end = end + timedelta(days=SETTLE_DAYS)
     while engine.clock.now() < settle_end:
         chunk = min(settle_end, engine.clock.now() + timedelta(hours=1))
@@ -194,4 +220,5 @@ def test_thirty_days_of_faults_at_ten_times_the_published_rate_all_heal(engine: 
             assert cluster.status == "Ready", (cid, cluster.status, unhealthy, states)
             assert len(workers) == 3 and unhealthy == 0
     assert states["SUCCEEDED"] >= 1
+    assert approvals >= 1, "the owner of the manual cluster approved proposals"
     print(f"soak: {len(plan)} faults, {len(rows)} remediations {dict(states)}, {steps} steps")
