@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from clusterplane.clock import Clock, SystemClock
 from clusterplane.db import leases
-from clusterplane.db.engine import read_transaction, transaction
+from clusterplane.db.engine import transaction
 from clusterplane.errors import TemporaryError
 from clusterplane.providers.base import Provider
 from clusterplane.settings import Settings
@@ -54,11 +54,8 @@ def run_pass(controller: Controller, ctx: ControllerContext) -> int:
     pass goes on with the others, and that row is retried later.
     """
     now = ctx.clock.now()
-    # On SQLite the scan reads from a WAL snapshot beside the writer instead of queueing
-    # for the one write lock (its FOR UPDATE is a no-op there; the lease is what claims).
-    scan = read_transaction if _is_sqlite(ctx) else transaction
     try:
-        with scan(ctx.sessions) as session:
+        with transaction(ctx.sessions) as session:
             ids = leases.due_ids(
                 session,
                 controller.row_type,
@@ -85,11 +82,6 @@ def run_pass(controller: Controller, ctx: ControllerContext) -> int:
             log.exception("%s: reconcile of %s failed; retrying later", controller.name, row_id)
             _release_after_error(controller, ctx, row_id, token, RETRY_AFTER_ERROR)
     return worked
-
-
-def _is_sqlite(ctx: ControllerContext) -> bool:
-    bind = ctx.sessions.kw.get("bind")
-    return bind is not None and bind.dialect.name == "sqlite"
 
 
 def _lease(controller: Controller, ctx: ControllerContext, row_id: str) -> str | None:

@@ -41,7 +41,7 @@ from clusterplane.domain.remediation import (
     next_execution_state,
 )
 from clusterplane.providers.models import ClusterStepSpec, DriverState
-from clusterplane.services import check_runs, faults, health, repairs
+from clusterplane.services import check_runs, faults, health, recovery, repairs
 from clusterplane.services.events import record_event
 
 from .base import ControllerContext
@@ -207,15 +207,15 @@ class RemediationController:
         cluster.next_reconcile_at = now
         mode = RemediationMode(row.mode)
         if row.state == S.SUCCEEDED and (mode in IN_PLACE or mode == RemediationMode.VM_ONLY):
-            health.resolve_events(
+            recovery.resolve_events(
                 session,
-                health.open_events_of_node(session, node.id),
+                recovery.open_events_of_node(session, node.id),
                 now,
                 why=f"repair {row.id} passed its verification check",
             )
         target = session.get(NodeRow, row.replacement_node_row_id or "")
         for candidate in {node.id: node, **({target.id: target} if target else {})}.values():
-            health.heal_if_clear(session, candidate, now)
+            recovery.heal_if_clear(session, candidate, now)
         for event in session.scalars(
             select(HealthEventRow).where(
                 HealthEventRow.remediation_id == row.id, HealthEventRow.resolved_at.is_(None)

@@ -20,7 +20,7 @@ from clusterplane.domain.enums import RemediationMode
 from clusterplane.domain.fault_model import FaultSpec
 from clusterplane.domain.health import ACTION_STRENGTH, Action, EventKind
 from clusterplane.providers.simulated.checks import Fault
-from clusterplane.services import health
+from clusterplane.services import health, recovery
 from clusterplane.services.ids import new_uuid
 from clusterplane.settings import Settings
 
@@ -83,7 +83,7 @@ def advance_fault(session: Session, settings: Settings, fault: HostFaultRow, now
 def _resolve_reported(session: Session, fault: HostFaultRow, now: datetime, why: str) -> None:
     event = session.get(HealthEventRow, fault.event_id) if fault.event_id else None
     if event is not None:
-        health.resolve_events(session, [event], now, why=why)
+        recovery.resolve_events(session, [event], now, why=why)
 
 
 def open_faults(session: Session, host_id: str, now: datetime) -> list[Fault]:

@@ -7,9 +7,7 @@ pending proposal's mode in place) or creates an automated one (PENDING_APPROVAL,
 PENDING "Auto-Approved" under a fully automatic policy) with the event as evidence.
 When a rail holds it back (`domain.rails`: opt-out, cooldown, stop rule), the event says
 why and is looked at again by the health-event controller (`evaluate_event`).
-`resolve_events` clears signals: pending proposals whose every signal cleared become
-AUTO_RESOLVED, and a node with no open signal is healthy again and, only if we cordoned
-it, uncordoned.
+Clearing signals (auto-resolve, healing) is `services.recovery`.
 """
 
 from __future__ import annotations
@@ -17,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from clusterplane.db.rows import (
@@ -155,13 +153,13 @@ def _exclude(session: Session, node: NodeRow, event: HealthEventRow, now: dateti
         set_cluster_phase(session, cluster, ClusterPhase.DEGRADED, now)
 
 
-def _nudge_cluster(session: Session, cluster_id: str, now: datetime) -> None:
+def nudge_cluster(session: Session, cluster_id: str, now: datetime) -> None:
     cluster = session.get(ClusterRow, cluster_id)
     if cluster is not None and cluster.deleted_at is None:
         cluster.next_reconcile_at = now
 
 
-def _open_remediation(session: Session, node_row_id: str) -> RemediationRow | None:
+def open_remediation(session: Session, node_row_id: str) -> RemediationRow | None:
     return session.scalar(
         select(RemediationRow)
         .where(RemediationRow.node_row_id == node_row_id, RemediationRow.state.not_in(TERMINAL))
@@ -359,138 +357,3 @@ def _escalate_in_place(
         message=f"{current} -> {wanted}",
         at=now,
     )
-
-
-def resolve_events(
-    session: Session, events: list[HealthEventRow], now: datetime, *, why: str
-) -> None:
-    """Clear signals; auto-resolve proposals left without one; heal nodes left without one."""
-    touched_remediations: set[str] = set()
-    touched_nodes: set[str] = set()
-    for event in events:
-        if event.resolved_at is not None:
-            continue
-        event.resolved_at = now
-        event.next_reconcile_at = None
-        record_event(
-            session,
-            object_type="health_event",
-            object_id=event.id,
-            kind="resolved",
-            message=why,
-            at=now,
-        )
-        if event.remediation_id:
-            touched_remediations.add(event.remediation_id)
-        if event.node_row_id:
-            touched_nodes.add(event.node_row_id)
-    for remediation_id in sorted(touched_remediations):
-        row = session.get(RemediationRow, remediation_id)
-        if row is not None and row.state == S.PENDING_APPROVAL and not _open_signals(session, row):
-            row.state = S.AUTO_RESOLVED
-            row.end_time = now
-            row.update_time = now
-            row.next_reconcile_at = None
-            record_event(
-                session,
-                object_type="remediation",
-                object_id=row.id,
-                kind="auto_resolved",
-                message="every signal behind it cleared before approval",
-                at=now,
-            )
-    for node_id in sorted(touched_nodes):
-        node = session.get(NodeRow, node_id)
-        if node is not None:
-            heal_if_clear(session, node, now)
-
-
-def _open_signals(session: Session, row: RemediationRow) -> int:
-    return int(
-        session.scalar(
-            select(func.count())
-            .select_from(HealthEventRow)
-            .where(HealthEventRow.remediation_id == row.id, HealthEventRow.resolved_at.is_(None))
-        )
-        or 0
-    )
-
-
-def _lift_stop_if_clear(session: Session, cluster_id: str, now: datetime) -> None:
-    """A node is healthy again: forget the stop-rule reason; a signal still held re-checks
-    the rule within a minute and records it again if the cluster is still over."""
-    cluster = session.get(ClusterRow, cluster_id)
-    if cluster is None or cluster.remediation_paused_reason is None:
-        return
-    cluster.remediation_paused_reason = None
-    record_event(
-        session,
-        object_type="cluster",
-        object_id=cluster.id,
-        kind="remediation_resumed",
-        message="a worker is healthy again",
-        at=now,
-    )
-
-
-def open_events_of_node(session: Session, node_row_id: str) -> list[HealthEventRow]:
-    return list(
-        session.scalars(
-            select(HealthEventRow).where(
-                HealthEventRow.node_row_id == node_row_id,
-                HealthEventRow.resolved_at.is_(None),
-                HealthEventRow.action != health.Action.NONE,
-            )
-        )
-    )
-
-
-def open_events_of_host(session: Session, host_id: str) -> list[HealthEventRow]:
-    return list(
-        session.scalars(
-            select(HealthEventRow).where(
-                HealthEventRow.host_id == host_id, HealthEventRow.resolved_at.is_(None)
-            )
-        )
-    )
-
-
-def heal_if_clear(session: Session, node: NodeRow, now: datetime) -> None:
-    """A node with no open unhealthy signal is healthy; our cordon (only ours) is lifted.
-
-    A node under an executing repair stays cordoned: the repair lifts it when it ends.
-    """
-    if node.deleted_at is not None or open_events_of_node(session, node.id):
-        return
-    executing = _open_remediation(session, node.id)
-    if executing is not None and executing.state not in (S.PENDING_APPROVAL, S.PENDING):
-        return
-    if node.health != HEALTHY:
-        node.health = HEALTHY
-        _nudge_cluster(session, node.cluster_id, now)
-        _lift_stop_if_clear(session, node.cluster_id, now)
-    if node.cordoned_by == CORDONED_BY_US:
-        node.cordoned_by = None
-        record_event(
-            session,
-            object_type="node",
-            object_id=node.id,
-            kind="uncordoned",
-            message="back in service: no open health signal",
-            at=now,
-        )
-    refresh_node_status(node)
-
-
-def alerts_of(session: Session, remediation_ids: list[str]) -> dict[str, list[HealthEventRow]]:
-    """The signals linked to each remediation, oldest first (its `linked_alerts`)."""
-    linked: dict[str, list[HealthEventRow]] = {rid: [] for rid in remediation_ids}
-    if not remediation_ids:
-        return linked
-    for event in session.scalars(
-        select(HealthEventRow)
-        .where(HealthEventRow.remediation_id.in_(remediation_ids))
-        .order_by(HealthEventRow.ingested_at, HealthEventRow.id)
-    ):
-        linked[event.remediation_id or ""].append(event)
-    return linked

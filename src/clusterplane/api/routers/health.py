@@ -40,7 +40,7 @@ from clusterplane.domain.enums import NodeRole
 from clusterplane.domain.fault_model import FaultSpec
 from clusterplane.domain.health import Action, EventKind
 from clusterplane.errors import InvalidRequest, NotFound
-from clusterplane.services import check_runs, faults, health
+from clusterplane.services import check_runs, faults, health, recovery
 from clusterplane.services.auth import Caller, require_admin
 
 
@@ -168,7 +168,7 @@ def resolve_event(event_id: str, request: Request) -> Response:
         event = session.get(HealthEventRow, event_id)
         if event is None:
             raise NotFound(f"health event '{event_id}' not found", param="event_id")
-        health.resolve_events(session, [event], state.clock.now(), why="reported cleared")
+        recovery.resolve_events(session, [event], state.clock.now(), why="reported cleared")
         result = event_view(event)
     state.nudge()
     return presenters.json_response(result)
