@@ -1,6 +1,7 @@
 """Run the performance suite and write docs/performance.md.
 
-    python -m benchmarks [--quick] [--output PATH] [--only lists,throughput,bringup,placement]
+    python -m benchmarks [--quick] [--output PATH]
+                         [--only lists,throughput,bringup,placement,health]
                          [--no-postgres] [--workdir DIR]
 
 `make bench` runs the whole suite (about 15 minutes on two cores); `--quick` runs every
@@ -24,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from benchmarks import bringup, lists, placement, report, throughput
+from benchmarks import bringup, health, lists, placement, report, throughput
 from benchmarks.load import LoadGenerator
 from benchmarks.report import Section
 from benchmarks.support import ROOT, log, machine
@@ -84,7 +85,7 @@ What these benchmarks showed, and what was changed in `src/` because of it:
 """
 
 
-ALL = ("lists", "throughput", "bringup", "placement")
+ALL = ("lists", "throughput", "bringup", "placement", "health")
 
 
 def _postgres_available() -> bool:
@@ -153,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
             if "placement" in only:
                 pp = placement.QUICK if args.quick else placement.FULL
                 sections += placement.run(pp, workdir / "placement")
+            if "health" in only:
+                hp = health.QUICK if args.quick else health.FULL
+                sections += health.run(hp, workdir / "health")
             if postgres_url is None and not args.no_postgres and only & {"lists", "bringup"}:
                 sections.append(
                     Section(

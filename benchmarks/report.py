@@ -110,6 +110,11 @@ def render_section(section: Section) -> str:
     return "\n".join(lines)
 
 
+def _number(heading: str) -> int | None:
+    head = heading.removeprefix("## ").split(".", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
 def render(
     *,
     machine: dict[str, str],
@@ -161,7 +166,11 @@ def render(
     else:
         head.append("Every target with a number was met in this run.")
     head.append("")
-    body = [render_section(s) for s in sections]
+    numbered: list[tuple[int, str]] = [
+        (_number("## " + s.title) or 0, render_section(s)) for s in sections
+    ]
+    numbered.sort(key=lambda item: item[0])
+    body = [text for _, text in numbered]
     tail = ["## What the numbers changed in the code", "", changes.strip(), ""]
     return "\n".join(head + body + tail)
 

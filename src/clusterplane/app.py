@@ -27,6 +27,7 @@ from clusterplane.api.routers import (
     admin_fleet,
     admin_quotas,
     clusters,
+    health,
     regions,
     remediations,
     ssh,
@@ -41,7 +42,7 @@ from clusterplane.db.engine import make_engine, make_session_factory, migrate, t
 from clusterplane.db.writes import count_writes
 from clusterplane.providers.base import Provider
 from clusterplane.providers.simulated import SimulatedProvider
-from clusterplane.services import auth, fleet, fleet_clock
+from clusterplane.services import auth, check_runs, fleet, fleet_clock
 from clusterplane.services.sealing import SecretBox
 from clusterplane.settings import Settings
 
@@ -77,6 +78,7 @@ def _prepare_database(
             allow_cross_fabric=settings.placement.allow_cross_fabric,
         )
         issued = auth.bootstrap_admin_key(session, now=clock.now(), key=settings.admin_api_key)
+        check_runs.ensure_idle_schedule(session, settings, clock.now())
     log.info(
         "fleet synced: %s added, %s updated, %s retired",
         report.added,
@@ -155,6 +157,7 @@ def build(
     api.include_router(admin_credentials.router, responses=openapi.ERROR_RESPONSES)
     api.include_router(admin_fleet.router, responses=openapi.ERROR_RESPONSES)
     api.include_router(admin_quotas.router, responses=openapi.ERROR_RESPONSES)
+    api.include_router(health.router, responses=openapi.ERROR_RESPONSES)
 
     @api.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

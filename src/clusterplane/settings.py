@@ -51,6 +51,24 @@ class EngineSettings:
 
 
 @dataclass(frozen=True)
+class HealthSettings:
+    """Automatic remediation and its safety rails (fleet seconds and shares of 1)."""
+
+    # A cluster stops automatic repair while more than this share of its workers is unhealthy.
+    max_unhealthy_share: float = 0.4
+    # At most this share of the fleet's hosts is being repaired (cordoned onwards) at once.
+    max_fleet_remediation_share: float = 0.1
+    # No new automatic repair of a node this long after its last one ended (spec §2.8).
+    cooldown_seconds: float = 1800.0
+    # A repair that ended this long ago no longer makes the next one stronger.
+    escalation_window_seconds: float = 86400.0
+    # How long a quarantined host is away for hardware repair before its return check.
+    host_repair_seconds: float = 2 * 86400.0
+    # Idle (unallocated, available) hosts get a DCGM check this often; 0 turns it off.
+    idle_check_interval_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
 class SimulationSettings:
     """The simulated fleet: `time_scale` > 1 runs fleet time faster than wall time."""
 
@@ -105,6 +123,7 @@ class Settings:
     storage: StorageSettings = field(default_factory=StorageSettings)
     credentials: CredentialSettings = field(default_factory=CredentialSettings)
     placement: PlacementSettings = field(default_factory=PlacementSettings)
+    health: HealthSettings = field(default_factory=HealthSettings)
     run_controllers: bool = True
     replay_window_seconds: float = 600.0
 

@@ -16,7 +16,7 @@ from clusterplane.clock import ManualClock
 from clusterplane.db.engine import transaction
 from clusterplane.db.rows import HostRow
 from clusterplane.services.auth import generate_key_text
-from clusterplane.settings import CredentialSettings, EngineSettings, Settings
+from clusterplane.settings import CredentialSettings, EngineSettings, HealthSettings, Settings
 from tests.support.databases import fresh_database_url
 
 TEST_CREDENTIALS_KEY = "clusterplane-test-suite-credentials-key-not-secret"
@@ -79,6 +79,7 @@ def make_engine(
     admin_key: str | None = None,
     credentials_key: str = TEST_CREDENTIALS_KEY,
     previous_credentials_keys: tuple[str, ...] = (),
+    health: HealthSettings | None = None,
 ) -> Iterator[Engine]:
     """An engine on a new database, or on `database_url` (a restart) with `admin_key`."""
     key = admin_key or generate_key_text()
@@ -91,6 +92,7 @@ def make_engine(
         credentials=CredentialSettings(
             key=credentials_key, previous_keys=previous_credentials_keys
         ),
+        health=health or HealthSettings(),
     )
     clock = ManualClock()
     app = build(settings, clock=clock)

@@ -50,7 +50,19 @@ def test_execution_walks_quarantine_then_runs_then_succeeds():
     )
     assert next_execution_state(S.QUARANTINED, M.VM_ONLY, facts()) == S.RUNNING
     assert next_execution_state(S.RUNNING, M.VM_ONLY, facts()) is None
-    assert next_execution_state(S.RUNNING, M.VM_ONLY, facts(target_running=True)) == (S.SUCCEEDED)
+    assert next_execution_state(S.RUNNING, M.VM_ONLY, facts(target_running=True)) is None
+    done = facts(target_running=True, verified=True)
+    assert next_execution_state(S.RUNNING, M.VM_ONLY, done) == S.SUCCEEDED
+
+
+def test_a_repaired_node_that_fails_its_verification_check_fails_the_remediation():
+    failed = facts(target_running=True, verification_failed=True)
+    assert next_execution_state(S.RUNNING, M.REBOOT_VM, failed) == S.FAILED
+
+
+def test_a_pending_repair_waits_while_the_rails_forbid_starting():
+    assert next_execution_state(S.PENDING, M.VM_ONLY, facts(may_start=False)) is None
+    assert next_execution_state(S.PENDING, M.VM_ONLY, facts(may_start=True)) == S.QUARANTINING
 
 
 def test_an_eviction_succeeds_when_the_old_node_is_gone():

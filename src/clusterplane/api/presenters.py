@@ -7,12 +7,13 @@ against the response models in `api/schemas` and the official SDK's own types.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 from fastapi.responses import Response
 
-from clusterplane.db.rows import RemediationRow, VolumeRow
+from clusterplane.db.rows import HealthEventRow, RemediationRow, VolumeRow
 from clusterplane.domain.enums import AddOnType, ClusterPhase
 from clusterplane.services import addons
 from clusterplane.services.cluster_secrets import kube_config_text
@@ -34,7 +35,33 @@ def json_response(body: dict[str, Any], status: int = 200) -> Response:
     return Response(encode(body), status_code=status, media_type="application/json")
 
 
-def remediation(row: RemediationRow) -> dict[str, Any]:
+def linked_alert(event: HealthEventRow) -> dict[str, Any]:
+    """A health event as the spec's `LinkedAlert` (§3.6)."""
+    annotation: dict[str, Any] = {
+        "title": event.title,
+        "description": event.message or event.title,
+        "summary_line": f"{event.alert_name} on {event.host_name}",
+    }
+    if event.kind == "xid" and event.code is not None:
+        annotation["xid"] = {
+            "events": [{"xid_code": str(event.code), "mnemonic": event.title, "count": 1}]
+        }
+    return {
+        "passive_health_check_alert_id": event.id,
+        "alert_name": event.alert_name,
+        "severity": event.severity,
+        "started_at": event.observed_at,
+        "target_vm": event.host_name,
+        "cluster_id": event.cluster_id or "",
+        "annotations": {"summary": annotation["summary_line"], "description": event.title},
+        "annotation": annotation,
+        "resolved_at": event.resolved_at,
+        "instance_id": event.instance_id,
+        "node_remediation_intent_id": event.remediation_id,
+    }
+
+
+def remediation(row: RemediationRow, alerts: Sequence[HealthEventRow] = ()) -> dict[str, Any]:
     return {
         "id": row.id,
         "cluster_id": row.cluster_id,
@@ -55,7 +82,7 @@ def remediation(row: RemediationRow) -> dict[str, Any]:
         "error_message": row.error_message,
         "active_health_check_run_id": row.active_health_check_run_id,
         "passive_health_check_event_id": row.passive_health_check_event_id,
-        "linked_alerts": [],
+        "linked_alerts": [linked_alert(e) for e in alerts],
     }
 
 

@@ -26,13 +26,16 @@ from clusterplane.db.rows import (
     HostRow,
     NodePhaseTransitionRow,
     NodeRow,
+    RemediationRow,
 )
 from clusterplane.domain import lifecycle
 from clusterplane.domain.enums import (
     ClusterPhase,
+    HostState,
     NodeLifecycleReason,
     NodePhase,
     NodeRole,
+    RemediationState,
     VolumeStatus,
 )
 from clusterplane.providers.models import (
@@ -41,7 +44,7 @@ from clusterplane.providers.models import (
     DriverState,
     InstanceSpec,
 )
-from clusterplane.services import addons, volumes
+from clusterplane.services import acceptance, addons, check_runs, repairs, volumes
 from clusterplane.services.allocation import release_host
 from clusterplane.services.calendar import wind_down_at
 from clusterplane.services.claims import (
@@ -90,6 +93,30 @@ def _have_run(session: Session, node_ids: list[str]) -> set[str]:
 
 
 P = ClusterPhase
+# A test phase -> the phase it fails into; a failed phase -> the tests it runs again once
+# the replacements of the failing workers run.
+TEST_PHASES = {
+    P.RUNNING_ACCEPTANCE_TESTS: P.ACCEPTANCE_TESTS_FAILED,
+    P.RUNNING_NCCL_TESTS: P.NCCL_TESTS_FAILED,
+}
+RETEST = {failed: tests for tests, failed in TEST_PHASES.items()}
+REPAIRING = (
+    RemediationState.QUARANTINING,
+    RemediationState.QUARANTINED,
+    RemediationState.RUNNING,
+)
+
+
+def _degraded(session: Session, cluster_id: str, workers: list[NodeRow]) -> bool:
+    """Whether a serving worker is unhealthy or a repair of the cluster is under way."""
+    if any(n.health == "unhealthy" for n in workers):
+        return True
+    repairing = session.scalar(
+        select(RemediationRow.id)
+        .where(RemediationRow.cluster_id == cluster_id, RemediationRow.state.in_(REPAIRING))
+        .limit(1)
+    )
+    return repairing is not None
 
 
 @dataclass
@@ -323,9 +350,11 @@ class ClusterController:
             set_node_phase(session, node, NodePhase.SUCCEEDED, now)
             node.deleted_at = now
             refresh_node_status(node)
-            release_host(
-                session, node, cluster.id, now, quarantine=node.removal_reason == "quarantined"
-            )
+            quarantine = node.removal_reason == "quarantined"
+            release_host(session, node, cluster.id, now, quarantine=quarantine)
+            host = session.get(HostRow, node.host_id) if quarantine and node.host_id else None
+            if host is not None and host.state == HostState.QUARANTINED:
+                check_runs.schedule_host_repair(session, self.ctx.settings, host, now)
             leaving = LEAVE_EVENTS.get(node.removal_reason or "")
             if leaving is not None and cluster.delete_requested_at is None:
                 node_lifecycle_event(
@@ -432,6 +461,19 @@ class ClusterController:
             ),
             step_done=outcome.step_done and (cluster.step_state or {}).get("kind") == phase,
         )
+        failed = phase in TEST_PHASES and facts.step_done
+        if failed and self._acceptance_failed(session, cluster, workers, phase, now):
+            set_cluster_phase(session, cluster, TEST_PHASES[phase], now)
+            cluster.step_state = None
+            cluster.next_reconcile_at = now
+            return
+        if phase in RETEST and facts.workers_running:
+            set_cluster_phase(session, cluster, RETEST[phase], now)
+            cluster.step_state = None
+            phase = RETEST[phase]
+            facts = lifecycle.BringUpFacts(
+                facts.control_plane_running, True, facts.volume_ready, step_done=False
+            )
         while phase not in lifecycle.STEADY_PHASES and lifecycle.phase_complete(phase, facts):
             following = lifecycle.phase_after(sequence, phase)
             if following is None:
@@ -452,6 +494,11 @@ class ClusterController:
         ):
             progressed = True
             nodes = self._live_nodes(session, cluster.id)
+        if phase in lifecycle.STEADY_PHASES:
+            steady = lifecycle.steady_phase(degraded=_degraded(session, cluster.id, workers))
+            if steady != phase:
+                set_cluster_phase(session, cluster, steady, now)
+                phase = steady
         moved = progressed or phase != entered
         due = self._next_due(cluster, nodes, phase, now, moved, end)
         if claim.waiting is not None:
@@ -464,6 +511,22 @@ class ClusterController:
     def _short_of_preemptible(cluster: ClusterRow, nodes: list[NodeRow]) -> bool:
         live = sum(n.preemptible and not n.marked_for_deletion for n in nodes)
         return live * 8 < cluster.desired_preemptible_gpus
+
+    def _acceptance_failed(
+        self,
+        session: Session,
+        cluster: ClusterRow,
+        workers: list[NodeRow],
+        phase: ClusterPhase,
+        now: datetime,
+    ) -> bool:
+        """Judge the workers after a test step; exclude and replace those that failed."""
+        settings = self.ctx.settings
+        failed = acceptance.failing_workers(session, settings, cluster, workers, phase, now)
+        for node, run in failed:
+            ordinal = repairs.next_ordinal(session, cluster.id)
+            acceptance.exclude_and_replace(session, settings, cluster, node, run, ordinal, now)
+        return bool(failed)
 
     @staticmethod
     def _next_due(

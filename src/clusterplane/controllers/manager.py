@@ -1,8 +1,10 @@
 """Runs the controllers in a background thread until stopped; API writes nudge it.
 
-Each loop runs one pass of every controller, then waits for the poll interval or a nudge,
-whichever comes first. `run_until_idle` drives the same passes synchronously, which is how
-tests with a manual clock step the engine deterministically.
+Each loop first drains the health-signal controllers (simulated agents' faults, held
+signals; up to `SIGNAL_PASSES` batches), then runs one pass of every other controller,
+then waits for the poll interval or a nudge, whichever comes first. `run_until_idle`
+drives the same passes synchronously, which is how tests with a manual clock step the
+engine deterministically.
 """
 
 from __future__ import annotations
@@ -12,17 +14,28 @@ import threading
 
 from clusterplane.controllers.base import Controller, ControllerContext, run_pass
 from clusterplane.controllers.clusters import ClusterController
+from clusterplane.controllers.health import (
+    CheckRunController,
+    FaultController,
+    HealthEventController,
+)
 from clusterplane.controllers.remediations import RemediationController
 from clusterplane.controllers.volumes import VolumeController
 
 log = logging.getLogger(__name__)
+SIGNAL_PASSES = 20  # at most this many batches of signals before the other controllers
 
 
 class ControllerManager:
     def __init__(self, ctx: ControllerContext):
         self.ctx = ctx
+        # Health signals go first, drained before anything else runs: in a failure storm
+        # the time from a signal to its node's exclusion is what matters most.
+        self.signals: list[Controller] = [FaultController(ctx), HealthEventController(ctx)]
         self.controllers: list[Controller] = [
+            *self.signals,
             VolumeController(ctx),
+            CheckRunController(ctx),
             RemediationController(ctx),
             ClusterController(ctx),
         ]
@@ -34,7 +47,14 @@ class ControllerManager:
         self._nudge.set()
 
     def run_once(self) -> int:
-        return sum(run_pass(controller, self.ctx) for controller in self.controllers)
+        worked = 0
+        for _ in range(SIGNAL_PASSES):
+            done = sum(run_pass(controller, self.ctx) for controller in self.signals)
+            worked += done
+            if done == 0:
+                break
+        rest = [c for c in self.controllers if c not in self.signals]
+        return worked + sum(run_pass(controller, self.ctx) for controller in rest)
 
     def run_until_idle(self, max_passes: int = 100) -> int:
         """Run passes until one finds nothing due; returns the number of passes."""

@@ -13,12 +13,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from clusterplane.db import leases
 from clusterplane.db.engine import transaction
-from clusterplane.db.rows import ClusterRow, NodeRow, RemediationRow
-from clusterplane.domain.enums import NodePhase, RemediationMode, RemediationState
+from clusterplane.db.rows import (
+    ClusterRow,
+    HealthCheckRunRow,
+    HealthEventRow,
+    HostRow,
+    NodeRow,
+    RemediationRow,
+)
+from clusterplane.domain import rails
+from clusterplane.domain.checks import CheckKind, CheckPurpose, CheckState
+from clusterplane.domain.enums import (
+    NodePhase,
+    RemediationMode,
+    RemediationState,
+    RemediationTrigger,
+)
 from clusterplane.domain.remediation import (
     IN_PLACE,
     TERMINAL,
@@ -26,7 +41,7 @@ from clusterplane.domain.remediation import (
     next_execution_state,
 )
 from clusterplane.providers.models import ClusterStepSpec, DriverState
-from clusterplane.services import repairs
+from clusterplane.services import check_runs, faults, health, recovery, repairs
 from clusterplane.services.events import record_event
 
 from .base import ControllerContext
@@ -36,6 +51,9 @@ POLL = timedelta(seconds=5)
 DRAIN_STEP = "REMEDIATION_DRAIN"
 S = RemediationState
 NODE_STATUS = {S.QUARANTINING: "Cordoning", S.QUARANTINED: "Drained"}
+REPAIRING = (S.QUARANTINING, S.QUARANTINED, S.RUNNING)
+# The check a repaired node must pass before it serves again: DCGM level 2 (MEDIUM).
+VERIFY_LEVEL = 2
 
 
 @dataclass
@@ -102,9 +120,15 @@ class RemediationController:
         target = session.get(NodeRow, row.replacement_node_row_id or "")
         grace = timedelta(seconds=self.ctx.settings.engine.remediation_grace_seconds)
         starts_at = (row.review_time or row.create_time) + grace
+        verification = self._verification(session, row, target, now)
         facts = ExecutionFacts(
             cluster_deleting=cluster.delete_requested_at is not None,
             grace_over=now >= starts_at,
+            may_start=row.state != S.PENDING
+            or now < starts_at
+            or self._may_start(session, row, cluster),
+            verified=verification == CheckState.PASSED,
+            verification_failed=verification == CheckState.FAILED,
             node_gone=node.deleted_at is not None or node.marked_for_deletion,
             drain_done=acted.drain_done,
             target_running=target is not None and target.phase == NodePhase.RUNNING,
@@ -113,14 +137,91 @@ class RemediationController:
             old_node_gone=node.deleted_at is not None,
         )
         following = next_execution_state(S(row.state), RemediationMode(row.mode), facts)
+        if following == S.FAILED and verification == CheckState.FAILED:
+            row.error_message = "the repaired node failed its verification check"
         if following is not None:
             self._enter(session, row, cluster, node, following, acted, now)
+            if row.state in TERMINAL:
+                self._finished(session, row, cluster, node, now)
         if row.state in TERMINAL:
             row.next_reconcile_at = None
         elif row.state == S.PENDING and now < starts_at:
             row.next_reconcile_at = starts_at
         else:
             row.next_reconcile_at = now + POLL
+
+    def _may_start(self, session: Session, row: RemediationRow, cluster: ClusterRow) -> bool:
+        """The rails: the fleet-wide cap, and the cluster's stop rule for auto-approved ones."""
+        settings = self.ctx.settings.health
+        hosts = int(session.scalar(select(func.count()).select_from(HostRow)) or 0)
+        repairing = int(
+            session.scalar(
+                select(func.count())
+                .select_from(RemediationRow)
+                .where(RemediationRow.state.in_(REPAIRING))
+            )
+            or 0
+        )
+        if repairing >= rails.fleet_cap(hosts, settings.max_fleet_remediation_share):
+            return False
+        if row.trigger != RemediationTrigger.AUTOMATED or row.reviewed_by != health.AUTO_APPROVED:
+            return True  # a person asked for or approved this repair
+        unhealthy, workers = health.worker_health(session, cluster.id)
+        return not rails.over_stop_rule(unhealthy, workers, settings.max_unhealthy_share)
+
+    def _verification(
+        self, session: Session, row: RemediationRow, target: NodeRow | None, now: datetime
+    ) -> CheckState | None:
+        """Where the repaired node's verification check stands; starts it once it runs."""
+        if row.state != S.RUNNING or target is None or target.phase != NodePhase.RUNNING:
+            return None
+        if row.verification_run_id is not None:
+            run = session.get(HealthCheckRunRow, row.verification_run_id)
+            return CheckState(run.state) if run is not None else CheckState.FAILED
+        host = session.get(HostRow, target.host_id or "")
+        if host is None:
+            return CheckState.FAILED  # unknown state fails closed
+        run = check_runs.start_check(
+            session,
+            self.ctx.settings,
+            host,
+            kind=CheckKind.DCGM_DIAG,
+            level=VERIFY_LEVEL,
+            purpose=CheckPurpose.VERIFICATION,
+            now=now,
+            node=target,
+            remediation_id=row.id,
+        )
+        row.verification_run_id = run.id
+        return CheckState.RUNNING
+
+    def _finished(
+        self,
+        session: Session,
+        row: RemediationRow,
+        cluster: ClusterRow,
+        node: NodeRow,
+        now: datetime,
+    ) -> None:
+        """Signals and health after a repair ends; the cluster looks at its status again."""
+        cluster.next_reconcile_at = now
+        mode = RemediationMode(row.mode)
+        if row.state == S.SUCCEEDED and (mode in IN_PLACE or mode == RemediationMode.VM_ONLY):
+            recovery.resolve_events(
+                session,
+                recovery.open_events_of_node(session, node.id),
+                now,
+                why=f"repair {row.id} passed its verification check",
+            )
+        target = session.get(NodeRow, row.replacement_node_row_id or "")
+        for candidate in {node.id: node, **({target.id: target} if target else {})}.values():
+            recovery.heal_if_clear(session, candidate, now)
+        for event in session.scalars(
+            select(HealthEventRow).where(
+                HealthEventRow.remediation_id == row.id, HealthEventRow.resolved_at.is_(None)
+            )
+        ):
+            event.next_reconcile_at = now
 
     def _enter(
         self,
@@ -135,6 +236,8 @@ class RemediationController:
         message = f"{row.state} -> {state}"
         if state == S.QUARANTINING:
             row.start_time = now
+            if node.cordoned_by is None:
+                node.cordoned_by = health.CORDONED_BY_US
         if state == S.RUNNING:
             error = repairs.perform(
                 session, row, cluster, node, reboot_state=acted.reboot_state, now=now
@@ -142,6 +245,8 @@ class RemediationController:
             if error is not None:
                 state, row.error_message = S.FAILED, error
                 message = f"{row.state} -> FAILED: {error}"
+            elif node.host_id and RemediationMode(row.mode) in (*IN_PLACE, RemediationMode.VM_ONLY):
+                faults.apply_repair(session, node.host_id, RemediationMode(row.mode), now)
         if state in NODE_STATUS and node.deleted_at is None:
             node.status = NODE_STATUS[state]
         if state in TERMINAL:

@@ -8,8 +8,9 @@ PostgreSQL they run under an advisory lock, so replicas starting at once migrate
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -80,10 +81,27 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 
+# One writer at a time per SQLite database in this process, queued fairly here: SQLite's
+# own busy handler makes waiting writers sleep in growing steps (up to 100 ms), which
+# turned a burst of concurrent writes (a failure storm's health events) into a long tail.
+_SQLITE_WRITERS: dict[str, threading.RLock] = {}
+_SQLITE_WRITERS_GUARD = threading.Lock()
+
+
+def _writer_lock(factory: sessionmaker[Session]) -> threading.RLock | None:
+    bind = factory.kw.get("bind")
+    if not isinstance(bind, Engine) or bind.dialect.name != "sqlite":
+        return None
+    key = str(bind.url)
+    with _SQLITE_WRITERS_GUARD:
+        return _SQLITE_WRITERS.setdefault(key, threading.RLock())
+
+
 @contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session whose work commits on success and rolls back on any exception."""
-    with factory() as session, session.begin():
+    lock = _writer_lock(factory)
+    with lock if lock is not None else nullcontext(), factory() as session, session.begin():
         yield session
 
 

@@ -43,6 +43,8 @@ class ProjectRow(Base):
     name: Mapped[str] = mapped_column(String(128))
     slug: Mapped[str] = mapped_column(String(128), unique=True)
     created_at: Mapped[datetime]
+    # Remediation policy "Fully automatic" for every cluster of the project.
+    auto_approve_remediations: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class UserRow(Base):
@@ -190,6 +192,10 @@ class ClusterRow(Base):
     credentials: Mapped[dict[str, Any] | None]
     kube_config: Mapped[str] = mapped_column(Text, default="")
     control_plane_ready: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Remediation policy "Fully automatic" for this cluster (or its project's policy).
+    auto_approve_remediations: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Why automatic repair of this cluster is stopped (the unhealthy-share rule); None: not.
+    remediation_paused_reason: Mapped[str | None] = mapped_column(Text)
     seed: Mapped[int] = mapped_column(Integer)
     # Per-step driver state of the cluster-level step in progress (see controllers/clusters).
     step_state: Mapped[dict[str, Any] | None]
@@ -242,6 +248,10 @@ class NodeRow(Base):
     origin: Mapped[str] = mapped_column(String(16), default="bring_up")
     # A preempted node keeps serving until then (its drain window); None otherwise.
     drain_until: Mapped[datetime | None]
+    # "healthy", or "unhealthy" while an open health signal holds it out of service.
+    health: Mapped[str] = mapped_column(String(16), default="healthy")
+    # Who cordoned the node ("clusterplane" when we did); only our own cordons are lifted.
+    cordoned_by: Mapped[str | None] = mapped_column(String(64))
     provider_state: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime]
     deleted_at: Mapped[datetime | None]
@@ -314,7 +324,96 @@ class RemediationRow(Base):
     # Execution (controllers/remediations): the node that replaces the repaired one, the
     # driver state of the step in progress, and the usual due time and lease.
     replacement_node_row_id: Mapped[str | None] = mapped_column(String(64))
+    # The check that must pass before the repaired node serves again.
+    verification_run_id: Mapped[str | None] = mapped_column(String(64))
     step_state: Mapped[dict[str, Any] | None]
+    deleted_at: Mapped[datetime | None]
+    next_reconcile_at: Mapped[datetime | None] = mapped_column(index=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_token: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None]
+
+
+class HealthEventRow(Base):
+    """A passive health signal from a host (or a failed active check), and what it caused."""
+
+    __tablename__ = "health_events"
+    __table_args__ = (
+        Index("ix_health_events_host_open", "host_id", "resolved_at"),
+        Index("ix_health_events_node", "node_row_id"),
+    )
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    host_id: Mapped[str] = mapped_column(String(64))
+    host_name: Mapped[str] = mapped_column(String(128))
+    cluster_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    node_row_id: Mapped[str | None] = mapped_column(String(64))
+    instance_id: Mapped[str | None] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    code: Mapped[int | None] = mapped_column(Integer)
+    gpu_index: Mapped[int | None] = mapped_column(Integer)
+    alert_name: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(16))
+    title: Mapped[str] = mapped_column(String(128))
+    message: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(String(32))
+    check_run_id: Mapped[str | None] = mapped_column(String(64))
+    observed_at: Mapped[datetime]
+    ingested_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
+    remediation_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    # Why no repair was proposed yet (cooldown, stop rule, opt-out); None once one was.
+    held_reason: Mapped[str | None] = mapped_column(Text)
+    deleted_at: Mapped[datetime | None]
+    next_reconcile_at: Mapped[datetime | None] = mapped_column(index=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_token: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None]
+
+
+class HealthCheckRunRow(Base):
+    """One active check (DCGM, GPU burn, NCCL, IB bandwidth) on one host, and its evidence."""
+
+    __tablename__ = "health_check_runs"
+    __table_args__ = (Index("ix_health_check_runs_host", "host_id", "created_at"),)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    host_id: Mapped[str] = mapped_column(String(64))
+    host_name: Mapped[str] = mapped_column(String(128))
+    cluster_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    node_row_id: Mapped[str | None] = mapped_column(String(64))
+    check: Mapped[str] = mapped_column(String(32))
+    level: Mapped[int | None] = mapped_column(Integer)
+    purpose: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16))
+    result: Mapped[dict[str, Any] | None]
+    message: Mapped[str] = mapped_column(Text, default="")
+    remediation_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    deleted_at: Mapped[datetime | None]
+    next_reconcile_at: Mapped[datetime | None] = mapped_column(index=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_token: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None]
+
+
+class HostFaultRow(Base):
+    """The simulated fleet's ground truth: a fault present on a host until fixed."""
+
+    __tablename__ = "host_faults"
+    __table_args__ = (Index("ix_host_faults_open", "host_id", "cleared_at"),)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    host_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    code: Mapped[int | None] = mapped_column(Integer)
+    # The weakest repair that fixes it: gpu_reset, reboot or replace (hardware repair).
+    fixed_by: Mapped[str] = mapped_column(String(16))
+    injected_at: Mapped[datetime]
+    clears_at: Mapped[datetime | None]  # a transient fault goes away by itself
+    cleared_at: Mapped[datetime | None]
+    # The health event the simulated node agent reported for it, once reported.
+    event_id: Mapped[str | None] = mapped_column(String(64))
     deleted_at: Mapped[datetime | None]
     next_reconcile_at: Mapped[datetime | None] = mapped_column(index=True)
     lease_owner: Mapped[str | None] = mapped_column(String(64))

@@ -119,9 +119,14 @@ def phase_after(sequence: tuple[ClusterPhase, ...], phase: ClusterPhase) -> Clus
     return next((p for p in full[full.index(phase) + 1 :] if p in sequence), None)
 
 
+def steady_phase(*, degraded: bool) -> ClusterPhase:
+    """A running cluster is Degraded while a worker is unhealthy or being repaired."""
+    return P.DEGRADED if degraded else P.READY
+
+
 def workers_may_launch(phase: ClusterPhase, sequence: tuple[ClusterPhase, ...]) -> bool:
     """GPU workers boot once the control plane and subnet exist."""
-    if phase in STEADY_PHASES:
+    if phase in STEADY_PHASES or phase in (P.ACCEPTANCE_TESTS_FAILED, P.NCCL_TESTS_FAILED):
         return True
     if phase not in sequence:
         return False
@@ -137,12 +142,16 @@ NODE_PHASE_ORDER = (
 )
 
 
-def node_status(phase: NodePhase, *, marked_for_deletion: bool, deleted: bool) -> str:
+def node_status(
+    phase: NodePhase, *, marked_for_deletion: bool, deleted: bool, cordoned: bool = False
+) -> str:
     """The free-text node `status` the UI shows (Together's wording where known)."""
     if deleted:
         return "Deleted"
     if marked_for_deletion:
         return "Draining"
+    if cordoned and phase == NodePhase.RUNNING:
+        return "Cordoned"
     return {
         NodePhase.PENDING: "Pending",
         NodePhase.SCHEDULING: "Scheduling",

@@ -6,8 +6,12 @@ cancelled. Review (API): manual requests start PENDING, automated ones PENDING_A
 moves PENDING_APPROVAL -> PENDING, reject -> CANCELLED, cancel PENDING_APPROVAL|PENDING ->
 CANCELLED. Execution (controller): PENDING -> QUARANTINING (cordon and drain the node) ->
 QUARANTINED (drained) -> RUNNING (the mode's action: reboot, recreate, move or evict) ->
-SUCCEEDED once the repaired node runs again (or, for an eviction, once it is gone), or
-FAILED with a reason. A terminal remediation never changes again.
+SUCCEEDED once the repaired node runs again and has passed a verification check (a node
+never returns to service unchecked; for an eviction, once it is gone), or FAILED with a
+reason (the mode could not be carried out, or the verification check failed). A PENDING
+remediation starts only when the rails allow it (`may_start`: the fleet-wide cap on
+repairs at once, and the cluster's stop rule for auto-approved ones). A terminal remediation
+never changes again.
 """
 
 from __future__ import annotations
@@ -46,6 +50,9 @@ class ExecutionFacts:
     target_running: bool
     target_gone: bool  # the repaired or replacement node was removed (a scale-down)
     old_node_gone: bool
+    may_start: bool = True
+    verified: bool = False  # the repaired node passed its verification check
+    verification_failed: bool = False
 
 
 def next_execution_state(
@@ -59,7 +66,7 @@ def next_execution_state(
     ):
         return S.CANCELLED
     if state == S.PENDING:
-        return S.QUARANTINING if facts.grace_over else None
+        return S.QUARANTINING if facts.grace_over and facts.may_start else None
     if state == S.QUARANTINING:
         return S.QUARANTINED if facts.drain_done else None
     if state == S.QUARANTINED:
@@ -68,4 +75,6 @@ def next_execution_state(
         return S.SUCCEEDED if facts.old_node_gone else None
     if facts.target_gone:
         return S.CANCELLED
-    return S.SUCCEEDED if facts.target_running else None
+    if facts.verification_failed:
+        return S.FAILED
+    return S.SUCCEEDED if facts.target_running and facts.verified else None

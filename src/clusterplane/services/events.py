@@ -60,6 +60,7 @@ def refresh_node_status(node: NodeRow) -> None:
         NodePhase(node.phase),
         marked_for_deletion=node.marked_for_deletion,
         deleted=node.deleted_at is not None,
+        cordoned=node.cordoned_by is not None,
     )
 
 

@@ -307,6 +307,19 @@ def create_recommendation(
     node = _instance(session, cluster.id, instance_id)
     if node.deleted_at is not None:
         raise FailedPrecondition(f"instance '{instance_id}' has been deleted", param="instance_id")
+    return recommend(session, node, mode=mode, reason=reason, now=now, requested_by=requested_by)
+
+
+def recommend(
+    session: Session,
+    node: NodeRow,
+    *,
+    mode: RemediationMode,
+    reason: str | None,
+    now: datetime,
+    requested_by: str = HEALTH_CHECKER,
+) -> RemediationRow:
+    """An automated proposal for a node the caller has already loaded and checked."""
     row = _new_row(
         node,
         mode=mode,

@@ -40,7 +40,7 @@ def _live_workers(session: Session, cluster_id: str) -> list[NodeRow]:
     )
 
 
-def _next_ordinal(session: Session, cluster_id: str) -> int:
+def next_ordinal(session: Session, cluster_id: str) -> int:
     ordinals = session.scalars(
         select(NodeRow.ordinal).where(
             NodeRow.cluster_id == cluster_id, NodeRow.role == NodeRole.GPU_WORKER
@@ -104,7 +104,7 @@ def perform(
             return f"no spare host to move to: {exc.message}"
         reason = "quarantined"
     replacement = add_worker_nodes(
-        session, cluster, hosts, _next_ordinal(session, cluster.id), now, origin="replacement"
+        session, cluster, hosts, next_ordinal(session, cluster.id), now, origin="replacement"
     )[0]
     replacement.auto_remediation_enabled = node.auto_remediation_enabled
     _retire(node, reason)

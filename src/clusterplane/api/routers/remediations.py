@@ -23,7 +23,7 @@ from clusterplane.db.engine import read_transaction, transaction
 from clusterplane.db.rows import RemediationRow
 from clusterplane.domain.enums import RemediationMode, RemediationState, RemediationTrigger
 from clusterplane.errors import InvalidRequest
-from clusterplane.services import remediations
+from clusterplane.services import recovery, remediations
 from clusterplane.services.auth import Caller
 
 router = APIRouter(tags=["remediations"])
@@ -118,8 +118,9 @@ def list_remediations(
     state = api_state(request)
     with read_transaction(state.sessions) as session:
         page = remediations.list_remediations(session, caller, cluster_id, instance_id, filters)
+        alerts = recovery.alerts_of(session, [r.id for r in page.items])
         body = {
-            "remediations": [presenters.remediation(r) for r in page.items],
+            "remediations": [presenters.remediation(r, alerts[r.id]) for r in page.items],
             "has_next": bool(page.next_page_token),
             "next_page_token": page.next_page_token,
         }
@@ -137,7 +138,7 @@ def retrieve_remediation(
     state = api_state(request)
     with read_transaction(state.sessions) as session:
         row = remediations.get_remediation(session, caller, cluster_id, instance_id, remediation_id)
-        result = presenters.remediation(row)
+        result = presenters.remediation(row, recovery.alerts_of(session, [row.id])[row.id])
     return presenters.json_response(result)
 
 
@@ -150,7 +151,8 @@ def _act(
     state = api_state(request)
     with read_transaction(state.sessions) as session:
         row = remediations.get_remediation(session, caller, *ids)
-        result = presenters.remediation(action(session, row))
+        acted = action(session, row)
+        result = presenters.remediation(acted, recovery.alerts_of(session, [acted.id])[acted.id])
     state.nudge()
     return presenters.json_response(result)
 

@@ -1,0 +1,359 @@
+"""Passive health: ingest signals, hold unhealthy nodes out, and propose their repair.
+
+`ingest_event` stores one signal (classified by `domain.health`), joins it to the node
+the host serves, cordons that node when the verdict says it is unhealthy, and in the
+same transaction either links the signal to the node's open remediation (escalating a
+pending proposal's mode in place) or creates an automated one (PENDING_APPROVAL, or
+PENDING "Auto-Approved" under a fully automatic policy) with the event as evidence.
+When a rail holds it back (`domain.rails`: opt-out, cooldown, stop rule), the event says
+why and is looked at again by the health-event controller (`evaluate_event`).
+Clearing signals (auto-resolve, healing) is `services.recovery`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from clusterplane.db.rows import (
+    ClusterRow,
+    HealthEventRow,
+    HostRow,
+    NodeRow,
+    ProjectRow,
+    RemediationRow,
+)
+from clusterplane.domain import health, rails
+from clusterplane.domain.enums import (
+    ClusterPhase,
+    NodePhase,
+    NodeRole,
+    RemediationMode,
+    RemediationState,
+    RemediationTrigger,
+)
+from clusterplane.domain.lifecycle import STEADY_PHASES
+from clusterplane.domain.remediation import TERMINAL
+from clusterplane.errors import InvalidRequest, NotFound
+from clusterplane.services import check_runs
+from clusterplane.services.events import record_event, refresh_node_status, set_cluster_phase
+from clusterplane.services.ids import new_uuid
+from clusterplane.services.remediations import recommend
+from clusterplane.settings import HealthSettings, Settings
+
+S = RemediationState
+CORDONED_BY_US = "clusterplane"
+AUTO_APPROVED = "Auto-Approved"
+UNHEALTHY = "unhealthy"
+HEALTHY = "healthy"
+
+
+@dataclass(frozen=True)
+class Signal:
+    kind: health.EventKind
+    code: int | None = None
+    gpu_index: int | None = None
+    message: str = ""
+    source: str = "agent"
+    observed_at: datetime | None = None
+    check_run_id: str | None = None
+
+
+def find_host(session: Session, *, host_name: str | None, instance_id: str | None) -> HostRow:
+    if host_name is not None:
+        host = session.scalar(select(HostRow).where(HostRow.name == host_name))
+        if host is None:
+            raise NotFound(f"host '{host_name}' not found", param="host_name")
+        return host
+    if instance_id is not None:
+        node = session.scalar(select(NodeRow).where(NodeRow.instance_id == instance_id))
+        host = session.get(HostRow, node.host_id) if node and node.host_id else None
+        if host is None:
+            raise NotFound(f"instance '{instance_id}' not found", param="instance_id")
+        return host
+    raise InvalidRequest("name the host (host_name) or the instance (instance_id)")
+
+
+def _serving_node(session: Session, host: HostRow) -> NodeRow | None:
+    if host.node_row_id is None:
+        return None
+    node = session.get(NodeRow, host.node_row_id)
+    if node is None or node.deleted_at is not None or node.role != NodeRole.GPU_WORKER:
+        return None
+    return node
+
+
+def ingest_event(
+    session: Session, settings: Settings, host: HostRow, signal: Signal, now: datetime
+) -> HealthEventRow:
+    """Store a signal, exclude its node if it is unhealthy, and propose the repair."""
+    if signal.kind == health.EventKind.XID and signal.code is None:
+        raise InvalidRequest("an xid event needs its xid_code", param="xid_code")
+    verdict = health.classify(signal.kind, signal.code)
+    node = _serving_node(session, host)
+    event = HealthEventRow(
+        id=new_uuid(),
+        host_id=host.id,
+        host_name=host.name,
+        cluster_id=node.cluster_id if node else None,
+        node_row_id=node.id if node else None,
+        instance_id=node.instance_id if node else None,
+        kind=signal.kind,
+        code=signal.code,
+        gpu_index=signal.gpu_index,
+        alert_name=verdict.alert_name,
+        severity=verdict.severity,
+        action=verdict.action,
+        title=verdict.title,
+        message=signal.message,
+        source=signal.source,
+        check_run_id=signal.check_run_id,
+        observed_at=signal.observed_at or now,
+        ingested_at=now,
+    )
+    session.add(event)
+    record_event(
+        session,
+        object_type="health_event",
+        object_id=event.id,
+        kind="ingested",
+        message=f"{verdict.alert_name} ({verdict.title}) on {host.name}",
+        at=now,
+    )
+    if node is not None and verdict.unhealthy:
+        _exclude(session, node, event, now)
+        evaluate_event(session, settings.health, event, now)
+    elif verdict.unhealthy:
+        why = f"{verdict.alert_name} on an idle host"
+        check_runs.quarantine_idle_host(session, settings, host, why, now)
+    return event
+
+
+def _exclude(session: Session, node: NodeRow, event: HealthEventRow, now: datetime) -> None:
+    """Hold the node out of service: unhealthy, cordoned (by us unless already cordoned)."""
+    node.health = UNHEALTHY
+    if node.cordoned_by is None:
+        node.cordoned_by = CORDONED_BY_US
+        record_event(
+            session,
+            object_type="node",
+            object_id=node.id,
+            kind="cordoned",
+            message=f"excluded from service: {event.alert_name}",
+            at=now,
+        )
+    refresh_node_status(node)
+    cluster = session.get(ClusterRow, node.cluster_id)
+    if cluster is not None and cluster.phase == ClusterPhase.READY:
+        # Degraded at once, without waiting for (or paying for) a cluster controller pass;
+        # the controller moves it back to Ready once no worker is unhealthy or in repair.
+        set_cluster_phase(session, cluster, ClusterPhase.DEGRADED, now)
+
+
+def nudge_cluster(session: Session, cluster_id: str, now: datetime) -> None:
+    cluster = session.get(ClusterRow, cluster_id)
+    if cluster is not None and cluster.deleted_at is None:
+        cluster.next_reconcile_at = now
+
+
+def open_remediation(session: Session, node_row_id: str) -> RemediationRow | None:
+    return session.scalar(
+        select(RemediationRow)
+        .where(RemediationRow.node_row_id == node_row_id, RemediationRow.state.not_in(TERMINAL))
+        .order_by(RemediationRow.create_time.desc())
+        .limit(1)
+    )
+
+
+@dataclass(frozen=True)
+class History:
+    """What a node's remediations say about the next automatic one (one query)."""
+
+    open: RemediationRow | None
+    last_ended_at: datetime | None
+    did_not_help: RemediationMode | None  # a recent automatic repair's mode, to escalate
+
+
+def _history(
+    session: Session, settings: HealthSettings, node_row_id: str, now: datetime
+) -> History:
+    rows = list(
+        session.scalars(
+            select(RemediationRow)
+            .where(RemediationRow.node_row_id == node_row_id)
+            .order_by(RemediationRow.create_time.desc(), RemediationRow.id.desc())
+            .limit(100)
+        )
+    )
+    open_row = next((r for r in rows if r.state not in TERMINAL), None)
+    ended = [r for r in rows if r.end_time is not None]
+    since = now - timedelta(seconds=settings.escalation_window_seconds)
+    recent = [
+        r
+        for r in ended
+        if r.trigger == RemediationTrigger.AUTOMATED
+        and r.state in (S.SUCCEEDED, S.FAILED)
+        and r.end_time is not None
+        and r.end_time >= since
+    ]
+    last = max(ended, key=lambda r: (r.end_time, r.id), default=None)
+    previous = max(recent, key=lambda r: (r.end_time, r.id), default=None)
+    return History(
+        open=open_row,
+        last_ended_at=last.end_time if last else None,
+        did_not_help=RemediationMode(previous.mode) if previous else None,
+    )
+
+
+def worker_health(session: Session, cluster_id: str) -> tuple[int, int]:
+    """(unhealthy, serving) GPU workers of a cluster; one not running counts as unhealthy."""
+    rows = session.execute(
+        select(NodeRow.health, NodeRow.phase).where(
+            NodeRow.cluster_id == cluster_id,
+            NodeRow.role == NodeRole.GPU_WORKER,
+            NodeRow.deleted_at.is_(None),
+            NodeRow.marked_for_deletion.is_(False),
+        )
+    ).all()
+    unhealthy = sum(1 for h, p in rows if h == UNHEALTHY or p != NodePhase.RUNNING)
+    return unhealthy, len(rows)
+
+
+def evaluate_event(
+    session: Session, settings: HealthSettings, event: HealthEventRow, now: datetime
+) -> RemediationRow | None:
+    """Propose (or link) the repair an open signal asks for; level-triggered, idempotent."""
+    event.next_reconcile_at = None
+    node = session.get(NodeRow, event.node_row_id) if event.node_row_id else None
+    action = health.Action(event.action)
+    if (
+        event.resolved_at is not None
+        or node is None
+        or node.deleted_at is not None
+        or node.marked_for_deletion
+        or action == health.Action.NONE
+    ):
+        return None
+    wanted = health.mode_for(action)
+    assert wanted is not None
+    history = _history(session, settings, node.id, now)
+    open_row = history.open
+    if open_row is not None:
+        event.remediation_id = open_row.id
+        event.held_reason = None
+        _escalate_in_place(session, open_row, wanted, now)
+        return open_row
+    cluster = session.get(ClusterRow, node.cluster_id)
+    if cluster is None or cluster.delete_requested_at is not None:
+        return None
+    if cluster.phase not in STEADY_PHASES:
+        event.held_reason = "the cluster is still being brought up"
+        event.next_reconcile_at = now + timedelta(minutes=1)
+        return None
+    unhealthy, workers = worker_health(session, cluster.id)
+    hold = rails.hold_for(
+        rails.SignalFacts(
+            auto_remediation_enabled=node.auto_remediation_enabled,
+            has_open_remediation=False,
+            last_ended_at=history.last_ended_at,
+            unhealthy_workers=unhealthy,
+            workers=workers,
+        ),
+        now=now,
+        cooldown=timedelta(seconds=settings.cooldown_seconds),
+        max_unhealthy_share=settings.max_unhealthy_share,
+    )
+    if hold is not None:
+        _hold(session, event, cluster, hold, unhealthy, workers, settings, now)
+        return None
+    if cluster.remediation_paused_reason is not None:
+        cluster.remediation_paused_reason = None
+        record_event(
+            session,
+            object_type="cluster",
+            object_id=cluster.id,
+            kind="remediation_resumed",
+            message=f"{unhealthy} of {workers} GPU workers unhealthy",
+            at=now,
+        )
+    return _propose(session, event, cluster, node, wanted, history.did_not_help, now)
+
+
+def _hold(
+    session: Session,
+    event: HealthEventRow,
+    cluster: ClusterRow,
+    hold: rails.Hold,
+    unhealthy: int,
+    workers: int,
+    settings: HealthSettings,
+    now: datetime,
+) -> None:
+    event.held_reason = hold.reason
+    event.next_reconcile_at = hold.retry_at
+    stopped = rails.over_stop_rule(unhealthy, workers, settings.max_unhealthy_share)
+    if stopped and cluster.remediation_paused_reason != hold.reason:
+        cluster.remediation_paused_reason = hold.reason
+        record_event(
+            session,
+            object_type="cluster",
+            object_id=cluster.id,
+            kind="remediation_stopped",
+            message=hold.reason,
+            at=now,
+        )
+
+
+def _propose(
+    session: Session,
+    event: HealthEventRow,
+    cluster: ClusterRow,
+    node: NodeRow,
+    wanted: RemediationMode,
+    did_not_help: RemediationMode | None,
+    now: datetime,
+) -> RemediationRow:
+    mode = health.escalate(wanted, did_not_help)
+    reason = f"{event.alert_name}: {event.title} on {event.host_name}"
+    if mode != wanted:
+        reason += f" (escalated from {wanted}: the last repair did not help)"
+    row = recommend(session, node, mode=mode, reason=reason, now=now)
+    row.passive_health_check_event_id = event.id
+    row.active_health_check_run_id = event.check_run_id
+    event.remediation_id = row.id
+    event.held_reason = None
+    if auto_approves(session, cluster):
+        row.state = S.PENDING
+        row.reviewed_by = AUTO_APPROVED
+        row.review_time = now
+        row.next_reconcile_at = now
+    return row
+
+
+def auto_approves(session: Session, cluster: ClusterRow) -> bool:
+    if cluster.auto_approve_remediations:
+        return True
+    project = session.get(ProjectRow, cluster.project_id)
+    return bool(project and project.auto_approve_remediations)
+
+
+def _escalate_in_place(
+    session: Session, row: RemediationRow, wanted: RemediationMode, now: datetime
+) -> None:
+    """A pending proposal takes a stronger mode when a stronger signal arrives (spec §2.8)."""
+    current = RemediationMode(row.mode)
+    if row.state != S.PENDING_APPROVAL or health.strength(wanted) <= health.strength(current):
+        return
+    row.mode = wanted
+    row.update_time = now
+    record_event(
+        session,
+        object_type="remediation",
+        object_id=row.id,
+        kind="escalated",
+        message=f"{current} -> {wanted}",
+        at=now,
+    )
