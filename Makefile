@@ -67,7 +67,7 @@ test-tools:
 bench: $(VENV)/.runtime postgres
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
-# Deterministic simulation: SEEDS random histories with injected faults (make test runs 300).
+# Deterministic simulation: SEEDS random histories with injected faults (make test runs 200).
 SEEDS ?= 2000
 simulate: $(VENV)/.dev
 	$(BIN)/python -m tests.simulation.run --seeds $(SEEDS)

@@ -1,6 +1,6 @@
 """Deterministic simulation seeds: each one a whole random history with injected faults.
 
-`CLUSTERPLANE_SIMULATION_SEEDS` sets how many run here (default 300, spread over every
+`CLUSTERPLANE_SIMULATION_SEEDS` sets how many run here (default 200, spread over every
 core); thousands run with `make simulate SEEDS=5000`. A failing seed is named in the
 failure and replays exactly with `python -m tests.simulation.run --seed N`.
 """
@@ -14,7 +14,7 @@ import pytest
 from tests.simulation.harness import run_seed
 from tests.simulation.run import run_many
 
-SEEDS = int(os.environ.get("CLUSTERPLANE_SIMULATION_SEEDS", "300"))
+SEEDS = int(os.environ.get("CLUSTERPLANE_SIMULATION_SEEDS", "200"))
 
 
 @pytest.mark.timeout(1200)

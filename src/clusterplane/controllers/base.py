@@ -59,6 +59,11 @@ def run_pass(controller: Controller, ctx: ControllerContext) -> int:
     now = ctx.clock.now()
     lease_seconds = ctx.settings.engine.lease_seconds
     try:
+        engine = ctx.sessions.kw["bind"]
+        if not leases.anything_due(
+            engine, controller.row_type, fleet_now=now, wall=ctx.lease_clock.now()
+        ):
+            return 0
         with transaction(ctx.sessions) as session:
             claimed_at = ctx.lease_clock.now()
             claimed = leases.claim_due(

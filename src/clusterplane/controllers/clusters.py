@@ -45,10 +45,11 @@ from clusterplane.providers.models import (
     InstanceSpec,
 )
 from clusterplane.services import acceptance, addons, check_runs, repairs, volumes
-from clusterplane.services.allocation import release_host
+from clusterplane.services.allocation import GPUS_PER_NODE, release_host
 from clusterplane.services.calendar import wind_down_at
 from clusterplane.services.claims import (
     START_LEAD,
+    Claim,
     claim_workers,
     fulfil_preemptible,
     note_waiting,
@@ -295,7 +296,7 @@ class ClusterController:
             if node is None or node.deleted_at is not None:
                 continue
             progressed |= self._apply_node(session, cluster, node, result, now, ran)
-        nodes = self._live_nodes(session, cluster.id)
+        nodes = [n for n in live.values() if n.deleted_at is None]
         if cluster.delete_requested_at is not None:
             self._apply_deleting(session, cluster, nodes, now, progressed)
             return
@@ -434,7 +435,14 @@ class ClusterController:
                 return
             set_cluster_phase(session, cluster, P.QUEUED, now)
             phase = P.QUEUED
-        claim = claim_workers(session, cluster, now, drain=drain, strict=False)
+        staying = sum(
+            n.role == NodeRole.GPU_WORKER and not n.preemptible and not n.marked_for_deletion
+            for n in nodes
+        )
+        short = staying < cluster.num_gpus // GPUS_PER_NODE
+        claim = (
+            claim_workers(session, cluster, now, drain=drain, strict=False) if short else Claim([])
+        )
         if claim.added:
             nodes = self._live_nodes(session, cluster.id)
             progressed = True

@@ -15,8 +15,11 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
+
+from clusterplane.db.engine import READ_ONLY
 
 
 def rowcount(result: Any) -> int:
@@ -46,6 +49,37 @@ def due_ids(
         .with_for_update(skip_locked=True)
     )
     return list(session.scalars(query))
+
+
+_DUE_PROBES: dict[Any, Any] = {}
+
+
+def anything_due(engine: Engine, row_type: Any, *, fleet_now: datetime, wall: datetime) -> bool:
+    """Whether any row is due, read without a write transaction or a session.
+
+    Most controller passes find nothing to do; this keeps them from taking the write lock
+    (SQLite) or a row lock (PostgreSQL) just to learn that. A row that becomes due right
+    after is found by the next pass.
+    """
+    probe = _DUE_PROBES.get(row_type)
+    if probe is None:
+        probe = _DUE_PROBES[row_type] = (
+            select(row_type.id)
+            .where(
+                row_type.deleted_at.is_(None),
+                row_type.next_reconcile_at.is_not(None),
+                row_type.next_reconcile_at <= bindparam("fleet_now"),
+                or_(
+                    row_type.lease_expires_at.is_(None),
+                    row_type.lease_expires_at < bindparam("wall"),
+                ),
+            )
+            .limit(1)
+        )
+    with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
+        found = conn.execute(probe, {"fleet_now": fleet_now, "wall": wall}).first()
+        conn.rollback()
+    return found is not None
 
 
 def claim_due(
