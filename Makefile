@@ -61,7 +61,7 @@ postgres:
 test-tools:
 	scripts/ensure-test-tools.sh
 
-# The performance suite (benchmarks/, about 15 minutes on two cores): writes
+# The performance suite (benchmarks/, about 30 minutes on two cores): writes
 # docs/performance.md. It installs wrk (Debian) when missing; BENCH_ARGS=--quick is a
 # smoke run at toy sizes.
 bench: $(VENV)/.runtime postgres
