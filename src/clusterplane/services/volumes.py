@@ -28,6 +28,7 @@ from clusterplane.errors import (
     NotFound,
 )
 from clusterplane.services.auth import Caller, resolve_project
+from clusterplane.services.calendar import lock_region
 from clusterplane.services.catalog import get_region
 from clusterplane.services.events import record_event
 from clusterplane.services.ids import new_uuid
@@ -55,7 +56,11 @@ def used_tib(session: Session, region: str) -> int:
 
 
 def check_room(session: Session, region: RegionRow, extra_tib: int, param: str) -> None:
-    """Refuse `extra_tib` more in `region` when its shared storage would overflow."""
+    """Refuse `extra_tib` more in `region` when its shared storage would overflow.
+
+    Checks of one region queue on its row (PostgreSQL), so two concurrent creates cannot
+    both see the same free space."""
+    lock_region(session, region.name)
     free = region.storage_capacity_tib - used_tib(session, region.name)
     if extra_tib > free:
         raise CapacityUnavailable(
