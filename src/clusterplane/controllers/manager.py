@@ -15,9 +15,9 @@ import threading
 from clusterplane.controllers.base import Controller, ControllerContext, run_pass
 from clusterplane.controllers.clusters import ClusterController
 from clusterplane.controllers.health import (
-    CheckRunController,
-    FaultController,
-    HealthEventController,
+    check_run_controller,
+    fault_controller,
+    health_event_controller,
 )
 from clusterplane.controllers.remediations import RemediationController
 from clusterplane.controllers.volumes import VolumeController
@@ -31,11 +31,11 @@ class ControllerManager:
         self.ctx = ctx
         # Health signals go first, drained before anything else runs: in a failure storm
         # the time from a signal to its node's exclusion is what matters most.
-        self.signals: list[Controller] = [FaultController(ctx), HealthEventController(ctx)]
+        self.signals: list[Controller] = [fault_controller(ctx), health_event_controller(ctx)]
         self.controllers: list[Controller] = [
             *self.signals,
             VolumeController(ctx),
-            CheckRunController(ctx),
+            check_run_controller(ctx),
             RemediationController(ctx),
             ClusterController(ctx),
         ]
