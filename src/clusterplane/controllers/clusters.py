@@ -44,8 +44,8 @@ from clusterplane.providers.models import (
     DriverState,
     InstanceSpec,
 )
-from clusterplane.services import acceptance, addons, check_runs, repairs, volumes
-from clusterplane.services.allocation import GPUS_PER_NODE, release_host
+from clusterplane.services import acceptance, addons, check_runs, volumes
+from clusterplane.services.allocation import GPUS_PER_NODE, next_ordinal, release_host
 from clusterplane.services.calendar import wind_down_at
 from clusterplane.services.claims import (
     START_LEAD,
@@ -532,7 +532,7 @@ class ClusterController:
         settings = self.ctx.settings
         failed = acceptance.failing_workers(session, settings, cluster, workers, phase, now)
         for node, run in failed:
-            ordinal = repairs.next_ordinal(session, cluster.id)
+            ordinal = next_ordinal(session, cluster.id)
             acceptance.exclude_and_replace(session, settings, cluster, node, run, ordinal, now)
         return bool(failed)
 

@@ -15,7 +15,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -28,6 +28,16 @@ def rowcount(result: Any) -> int:
     return int(count)
 
 
+def _is_due(row_type: Any, fleet_now: Any, wall: Any) -> Any:
+    """Reconcile time come, lease free or expired: the one definition of a due row."""
+    return and_(
+        row_type.deleted_at.is_(None),
+        row_type.next_reconcile_at.is_not(None),
+        row_type.next_reconcile_at <= fleet_now,
+        or_(row_type.lease_expires_at.is_(None), row_type.lease_expires_at < wall),
+    )
+
+
 def due_ids(
     session: Session, row_type: Any, *, fleet_now: datetime, wall: datetime, limit: int
 ) -> list[str]:
@@ -38,12 +48,7 @@ def due_ids(
     """
     query = (
         select(row_type.id)
-        .where(
-            row_type.deleted_at.is_(None),
-            row_type.next_reconcile_at.is_not(None),
-            row_type.next_reconcile_at <= fleet_now,
-            or_(row_type.lease_expires_at.is_(None), row_type.lease_expires_at < wall),
-        )
+        .where(_is_due(row_type, fleet_now, wall))
         .order_by(row_type.next_reconcile_at, row_type.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -65,15 +70,7 @@ def anything_due(engine: Engine, row_type: Any, *, fleet_now: datetime, wall: da
     if probe is None:
         probe = _DUE_PROBES[row_type] = (
             select(row_type.id)
-            .where(
-                row_type.deleted_at.is_(None),
-                row_type.next_reconcile_at.is_not(None),
-                row_type.next_reconcile_at <= bindparam("fleet_now"),
-                or_(
-                    row_type.lease_expires_at.is_(None),
-                    row_type.lease_expires_at < bindparam("wall"),
-                ),
-            )
+            .where(_is_due(row_type, bindparam("fleet_now"), bindparam("wall")))
             .limit(1)
         )
     with engine.connect().execution_options(**{READ_ONLY: True}) as conn:

@@ -205,6 +205,16 @@ def _new_node(
     )
 
 
+def next_ordinal(session: Session, cluster_id: str) -> int:
+    """The ordinal a cluster's next GPU worker gets (one past every worker it ever had)."""
+    ordinals = session.scalars(
+        select(NodeRow.ordinal).where(
+            NodeRow.cluster_id == cluster_id, NodeRow.role == NodeRole.GPU_WORKER
+        )
+    )
+    return 1 + max(ordinals, default=-1)
+
+
 def add_worker_nodes(
     session: Session,
     cluster: ClusterRow,

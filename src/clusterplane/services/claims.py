@@ -37,7 +37,7 @@ from clusterplane.db.rows import (
 from clusterplane.domain.enums import ClusterPhase, HostState, NodeLifecycleReason, NodeRole
 from clusterplane.domain.placement import FreeHost, PlacementIndex
 from clusterplane.errors import CapacityUnavailable
-from clusterplane.services.allocation import add_worker_nodes, unplaceable_counts
+from clusterplane.services.allocation import add_worker_nodes, next_ordinal, unplaceable_counts
 from clusterplane.services.calendar import GPUS_PER_NODE, lock_region, pool_is_live
 from clusterplane.services.events import node_lifecycle_event, record_event, refresh_node_status
 
@@ -191,15 +191,6 @@ def _take(session: Session, cluster: ClusterRow, host_ids: Sequence[str]) -> lis
     return sorted(hosts, key=lambda h: order[h.id])
 
 
-def _next_ordinal(session: Session, cluster_id: str) -> int:
-    ordinals = session.scalars(
-        select(NodeRow.ordinal).where(
-            NodeRow.cluster_id == cluster_id, NodeRow.role == NodeRole.GPU_WORKER
-        )
-    )
-    return 1 + max(ordinals, default=-1)
-
-
 def claim_workers(
     session: Session,
     cluster: ClusterRow,
@@ -261,7 +252,7 @@ def claim_workers(
             raise
         return Claim([], waiting=exc.message)
     origin = "bring_up" if cluster.first_ready_at is None else "scale_up"
-    ordinal = _next_ordinal(session, cluster.id)
+    ordinal = next_ordinal(session, cluster.id)
     nodes = add_worker_nodes(session, cluster, hosts, ordinal, now, origin=origin)
     return Claim(nodes)
 
@@ -384,7 +375,7 @@ def fulfil_preemptible(
             hosts = _take(session, cluster, chosen)
         except CapacityUnavailable:
             return False
-        ordinal = _next_ordinal(session, cluster.id)
+        ordinal = next_ordinal(session, cluster.id)
         nodes = add_worker_nodes(session, cluster, hosts, ordinal, now, origin="scale_up")
         for node in nodes:
             node.preemptible = True

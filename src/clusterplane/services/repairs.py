@@ -22,7 +22,7 @@ from clusterplane.domain.enums import NodePhase, NodeRole, RemediationMode
 from clusterplane.domain.remediation import IN_PLACE
 from clusterplane.errors import CapacityUnavailable
 from clusterplane.providers.models import DriverState
-from clusterplane.services.allocation import add_worker_nodes, allocate_hosts
+from clusterplane.services.allocation import add_worker_nodes, allocate_hosts, next_ordinal
 from clusterplane.services.events import set_node_phase
 
 M = RemediationMode
@@ -38,15 +38,6 @@ def _live_workers(session: Session, cluster_id: str) -> list[NodeRow]:
             )
         )
     )
-
-
-def next_ordinal(session: Session, cluster_id: str) -> int:
-    ordinals = session.scalars(
-        select(NodeRow.ordinal).where(
-            NodeRow.cluster_id == cluster_id, NodeRow.role == NodeRole.GPU_WORKER
-        )
-    )
-    return 1 + max(ordinals, default=-1)
 
 
 def _retire(node: NodeRow, reason: str) -> None:
