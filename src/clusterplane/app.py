@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from clusterplane import __version__
 from clusterplane.api import errors, openapi
-from clusterplane.api.deps import path_ids_are_text
+from clusterplane.api.deps import request_text_has_no_nul
 from clusterplane.api.read_cache import ReadCache
 from clusterplane.api.routers import (
     admin,
@@ -128,7 +128,7 @@ def build(
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
-        dependencies=[Depends(path_ids_are_text)],
+        dependencies=[Depends(request_text_has_no_nul)],
     )
     api.state.cp = ApiState(
         sessions=sessions,

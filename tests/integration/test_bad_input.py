@@ -755,6 +755,23 @@ CLUSTER_ID_CASES = [
         404,
         param="remediation_id",
     ),
+    Case(
+        "fleet-host-filter-nul",
+        "GET",
+        "/admin/v1/fleet/hosts?block=%00",
+        400,
+        who="admin",
+        param="block",
+        says=("NUL",),
+    ),
+    Case(
+        "remediation-state-filter-nul",
+        "GET",
+        ALL_REMS_A + "?state=PENDING&state=a%00",
+        400,
+        param="state",
+    ),
+    Case("cluster-list-query-nul", "GET", CLUSTERS + "?page_token=%00", 400, param="page_token"),
     Case("get-cluster-id-10k", "GET", CLUSTERS + "/" + "x" * 10_000, 404),
     Case(
         "put-cluster_type-change",

@@ -31,14 +31,20 @@ def api_state(request: Request) -> ApiState:
     return state
 
 
-async def path_ids_are_text(request: Request) -> None:
-    """A path id with a NUL names nothing (no id holds one; PostgreSQL text cannot): 404.
+async def request_text_has_no_nul(request: Request) -> None:
+    """No id or filter holds a NUL (PostgreSQL text cannot), so none reaches a query.
 
-    Installed on the whole app, so such ids never reach a query.
+    A path id with one names nothing: 404. A query parameter with one is a 400 naming the
+    parameter. Installed on the whole app.
     """
     for name, value in request.path_params.items():
         if isinstance(value, str) and "\x00" in value:
             raise NotFound(f"{name.removesuffix('_id')} '{value}' not found", param=name)
+    for name, value in request.query_params.multi_items():
+        if "\x00" in value or "\x00" in name:
+            raise InvalidRequest(
+                f"query parameter '{name}' must not contain NUL characters", param=name
+            )
 
 
 def _bearer(request: Request) -> str | None:
