@@ -124,7 +124,9 @@ class Batch:
     hosts: list[dict[str, Any]]
 
 
-def _cluster(cid: str, project_id: str, name: str, gpus: int, when: datetime, t: Template) -> Any:
+def cluster_row(
+    cid: str, project_id: str, name: str, gpus: int, when: datetime, t: Template
+) -> Any:
     return {
         "id": cid,
         "project_id": project_id,
@@ -247,7 +249,7 @@ def _batches(
         cid = str(uuid.uuid4())
         when = start + timedelta(seconds=index)
         batch.clusters.append(
-            _cluster(cid, project_id, f"{prefix}-{index:06d}", count * 8, when, template)
+            cluster_row(cid, project_id, f"{prefix}-{index:06d}", count * 8, when, template)
         )
         sequence = bring_up_sequence(has_volume=False, acceptance_tests=True, nccl_tests=count > 1)
         for step, phase in enumerate(sequence):

@@ -49,9 +49,28 @@ def test_a_cluster_that_fits_in_one_rack_is_placed_in_one_rack() -> None:
 
 
 def test_the_rack_with_the_fewest_free_hosts_that_still_fits_is_chosen() -> None:
-    hosts = _rack("f1", "b1", "r1", 8) + _rack("f1", "b2", "r2", 4) + _rack("f2", "b3", "r3", 6)
+    hosts = _rack("f1", "b1", "r1", 8) + _rack("f1", "b1", "r2", 4) + _rack("f1", "b1", "r3", 6)
     assert _racks_of(choose_hosts(hosts, 4), hosts) == Counter({"r2": 4})
     assert _racks_of(choose_hosts(hosts, 5), hosts) == Counter({"r3": 5})
+
+
+def test_fabrics_are_filled_in_name_order_so_free_capacity_gathers_in_the_last() -> None:
+    hosts = _rack("f1", "b1", "r1", 8) + _rack("f1", "b2", "r2", 4) + _rack("f2", "b3", "r3", 6)
+    # f1 holds 5 (in r1), so f2's tighter rack r3 is kept for later.
+    assert _racks_of(choose_hosts(hosts, 5), hosts) == Counter({"r1": 5})
+    assert _racks_of(choose_hosts(hosts, 9), hosts) == Counter({"r1": 8, "r2": 1})
+
+
+def test_inside_a_fabric_the_fullest_block_comes_before_the_tightest_rack() -> None:
+    hosts = (
+        _rack("f1", "b1", "r1", 3)  # b1: 3 free, but r1 is the tightest rack for 3
+        + _rack("f1", "b2", "r2", 5)
+        + _rack("f1", "b2", "r3", 1)  # b2: 6 free
+    )
+    assert _racks_of(choose_hosts(hosts, 3), hosts) == Counter({"r1": 3})
+    hosts = _rack("f1", "b1", "r1", 6) + _rack("f1", "b2", "r2", 4) + _rack("f1", "b2", "r3", 4)
+    # b1 (6 free) is fuller than b2 (8 free): r1 wins over the tighter r2.
+    assert _racks_of(choose_hosts(hosts, 4), hosts) == Counter({"r1": 4})
 
 
 def test_equally_good_racks_are_broken_by_name() -> None:
@@ -255,7 +274,12 @@ def test_placement_picks_a_single_rack_whenever_some_rack_fits(
     chosen = choose_hosts(hosts, count)
     racks = {(index[i].fabric, index[i].block, index[i].rack) for i in chosen}
     assert len(racks) == 1
-    assert rack_sizes[racks.pop()] == min(s for s in rack_sizes.values() if s >= count)
+    fabric = min(f for (f, _, _), size in rack_sizes.items() if size >= count)
+    in_fabric = {key: n for key, n in rack_sizes.items() if key[0] == fabric and n >= count}
+    block_sizes = Counter((h.fabric, h.block) for h in hosts)
+    best = min((block_sizes[key[:2]], n) for key, n in in_fabric.items())
+    rack = racks.pop()
+    assert (block_sizes[rack[:2]], rack_sizes[rack]) == best
 
 
 @settings(max_examples=200, deadline=None)

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from clusterplane.domain.placement import FreeHost, PlacementIndex
 from clusterplane.errors import CapacityUnavailable
-from clusterplane.services.placement_cache import PlacementCache
+from clusterplane.services.placement_cache import PlacementCache, Snapshot
 
 KEY = ("region", "H100_SXM")
 HOSTS = [FreeHost(f"h{i}", f"h{i}", "f1", "b1", "r1") for i in range(4)]
@@ -34,12 +34,12 @@ def _choose(count: int) -> Callable[[PlacementIndex], tuple[str, ...]]:
     return lambda index: index.choose(count)
 
 
-def _load(hosts: list[FreeHost]) -> tuple[Callable[[bool], PlacementIndex], list[bool]]:
+def _load(hosts: list[FreeHost]) -> tuple[Callable[[bool], Snapshot], list[bool]]:
     loads: list[bool] = []
 
-    def load(full: bool) -> PlacementIndex:
+    def load(full: bool) -> Snapshot:
         loads.append(full)
-        return PlacementIndex(hosts)
+        return Snapshot(PlacementIndex(hosts))
 
     return load, loads
 

@@ -54,6 +54,17 @@ def _domains(hosts: list[FreeHost], level: str) -> Counter[tuple[str, ...]]:
     return Counter(keys(h) for h in hosts)
 
 
+def fit_key(free: list[FreeHost], key: tuple[str, ...]) -> tuple[object, ...]:
+    """Rule 3's order for the domain `key` (fabric, block, rack names, as deep as it is)."""
+    blocks = _domains(free, "block")
+    racks = _domains(free, "rack")
+    if len(key) == 1:
+        return key
+    if len(key) == 2:
+        return (key[0], blocks[key])
+    return (key[0], blocks[key[:2]], racks[key])
+
+
 def check_placement(free: list[FreeHost], chosen: tuple[str, ...], count: int, cross: bool):
     """Assert that `chosen` obeys the rules for `free` (the placeable free hosts)."""
     by_id = {h.host_id: h for h in free}
@@ -66,8 +77,9 @@ def check_placement(free: list[FreeHost], chosen: tuple[str, ...], count: int, c
         if fitting:
             used = set(_domains(picked, level))
             assert len(used) == 1, f"a {level} fits, but the placement spans {used}"
-            # Best fit: the domain used is one of the smallest that fit.
-            assert sizes[used.pop()] == min(fitting.values())
+            # Fill order, then best fit: the first fabric with a fitting domain, in it the
+            # fullest block, then the tightest domain.
+            assert fit_key(free, used.pop()) == min(fit_key(free, key) for key in fitting)
             return
     assert cross, "no fabric fits, so the placement must have been refused"
 

@@ -14,10 +14,13 @@ Topology is fabric > block > rack. The rules, in order:
    operator's policy allows crossing (`allow_cross_fabric`) and no single fabric fits.
 2. Use the smallest domain that fits: a single rack if any rack has room, else a single
    block, else a single fabric (else, when allowed, several fabrics).
-3. Best fit: among the domains of that level that fit, take the one with the fewest free
-   hosts; ties go to the one whose fabric, then block, has the fewest free hosts, then
-   to the name. Clusters go where the fleet is already fullest, keeping big holes for
-   big clusters.
+3. Fill order, then best fit: fabrics are filled in a fixed order (by name): a cluster goes
+   to the first fabric where a domain of that level fits, so free capacity gathers in the
+   last fabrics, where the biggest clusters find it. Inside that fabric, best fit: the
+   block with the fewest free hosts, then (for a rack) the rack with the fewest free hosts,
+   then the name. Clusters go where the fleet is already fullest, keeping big holes for
+   big clusters. (Choosing the fullest fabric instead of a fixed order spreads clusters
+   over every fabric as their fill levels cross; see docs/performance.md, section 4.)
 4. Spanning inside the chosen domain, take whole sub-domains with the most free hosts
    first (so the cluster touches as few blocks, then racks, as possible); the remainder
    is then placed among the sub-domains left by rules 2 and 3 (a single rack if one
@@ -37,6 +40,7 @@ thousands of hosts. `choose_hosts` builds a throw-away index.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Set
+from itertools import groupby
 from dataclasses import dataclass
 
 from clusterplane.domain.enums import HostState
@@ -113,14 +117,21 @@ class _Domain:
 
 
 def _fit_order(domain: _Domain) -> tuple[object, ...]:
-    """Best fit: the fewest free hosts; ties go to the domain whose fabric, then block,
-    has the fewest free hosts (so holes gather where they are already big), then name."""
-    ancestors: list[object] = []
-    node = domain.parent
+    """Rule 3: the fabric's name, then the free counts of the block and the domain itself
+    (fewest first), then the name."""
+    chain: list[_Domain] = []
+    node: _Domain | None = domain
     while node is not None and node.level < REGION:
-        ancestors.append(node.free)
+        chain.append(node)
         node = node.parent
-    return (domain.free, *reversed(ancestors), domain.key)
+    if not chain:  # the whole region: only one
+        return (domain.key,)
+    fabric, *inner = reversed(chain)
+    return (fabric.key, *(d.free for d in inner), domain.key)
+
+
+def _free(domain: _Domain) -> int:
+    return domain.free
 
 
 def _best_fit(domains: Iterable[_Domain], count: int) -> _Domain | None:
@@ -334,18 +345,18 @@ class PlacementIndex:
         return None
 
     def _best_rack(self, count: int) -> _Domain | None:
-        fits = [free for free in self._racks_by_free if free >= count]
-        if not fits:
+        """`_fit_order` among the racks holding `count`, without sorting every rack: the
+        first fabric with one, then its fullest block with one, then its tightest."""
+        fitting = [by_fabric for free, by_fabric in self._racks_by_free.items() if free >= count]
+        if not fitting:
             return None
-        # `_fit_order` for racks of equal free counts, in two steps: the fabric with the
-        # fewest free hosts, then its rack of the fullest block (this runs on every
-        # decision; buckets hold hundreds of racks, fabrics are few).
-        by_fabric = self._racks_by_free[min(fits)]
-        fabric = min(by_fabric, key=lambda f: (f.free, f.key))
-        return min(
-            by_fabric[fabric].values(),
-            key=lambda r: (r.parent.free, r.key),  # type: ignore[union-attr]
-        )
+        fabric = min((f for by_fabric in fitting for f in by_fabric), key=lambda f: f.key)
+        blocks = sorted((b for b in fabric.children.values() if b.free >= count), key=_free)
+        for _, level in groupby(blocks, key=_free):
+            racks = [r for b in level for r in b.children.values() if r.free >= count]
+            if racks:
+                return min(racks, key=lambda r: (r.free, r.key))
+        raise AssertionError("a fabric listed with a fitting rack has none")
 
     def shortage(self, count: int) -> Shortage:
         largest = {

@@ -27,7 +27,7 @@ from clusterplane.domain.health import EventKind
 from clusterplane.errors import CapacityUnavailable
 from clusterplane.providers.simulated import checks as simulated
 from clusterplane.services import health
-from clusterplane.services.allocation import add_worker_nodes, allocate_hosts
+from clusterplane.services.allocation import NewNode, add_worker_nodes, allocate_hosts, located
 from clusterplane.services.events import record_event
 from clusterplane.services.ids import new_uuid
 from clusterplane.settings import Settings
@@ -127,7 +127,7 @@ def exclude_and_replace(
     run: HealthCheckRunRow,
     next_ordinal: int,
     now: datetime,
-) -> NodeRow | None:
+) -> NewNode | None:
     """Exclude a node that failed acceptance; put a spare from its fabric in its place."""
     host = session.get(HostRow, node.host_id or "")
     if host is None:
@@ -148,12 +148,12 @@ def exclude_and_replace(
         select(HostRow).where(HostRow.cluster_id == cluster.id, HostRow.node_row_id.is_not(None))
     ).all()
     try:
-        [spare] = allocate_hosts(session, cluster, 1, existing=list(serving))
+        [spare] = allocate_hosts(session, cluster, 1, now, existing=[located(h) for h in serving])
     except CapacityUnavailable:
         return None
-    replacement = add_worker_nodes(
+    [replacement] = add_worker_nodes(
         session, cluster, [spare], next_ordinal, now, origin="replacement"
-    )[0]
+    )
     node.marked_for_deletion = True
     node.removal_reason = "quarantined"
     node.status = "Draining"

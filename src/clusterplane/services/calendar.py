@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import and_, func, not_, or_, select
+from sqlalchemy import and_, bindparam, func, not_, or_, select
 from sqlalchemy.orm import Session
 
 from clusterplane.db.rows import CapacityPoolRow, ClusterRow, HostRow, RegionRow
@@ -249,10 +249,14 @@ def _largest_fabric(session: Session, calendar: Calendar, mine: ClusterBooking) 
     return max(per_fabric.values(), default=0)
 
 
+_LOCK_REGION = select(RegionRow.name).where(RegionRow.name == bindparam("region")).with_for_update()
+
+
 def lock_region(session: Session, region: str) -> None:
-    """Serialise calendar checks of one region (a row lock on PostgreSQL; SQLite writers
-    are serialised already)."""
-    session.execute(select(RegionRow.name).where(RegionRow.name == region).with_for_update())
+    """Serialise calendar checks of one region: a row lock on PostgreSQL. SQLite writers
+    are serialised already (one at a time, BEGIN IMMEDIATE), so there it does nothing."""
+    if session.get_bind().dialect.name != "sqlite":
+        session.execute(_LOCK_REGION, {"region": region})
 
 
 def _when(at: datetime | None) -> str:

@@ -21,7 +21,7 @@ from clusterplane.domain.checks import CheckKind, CheckPurpose, CheckState, judg
 from clusterplane.domain.enums import HostState
 from clusterplane.domain.health import EventKind
 from clusterplane.providers.simulated import checks as simulated
-from clusterplane.services import check_runs, faults, health, recovery
+from clusterplane.services import check_runs, faults, health, placement_cache, recovery
 from clusterplane.services.events import record_event
 from clusterplane.settings import Settings
 
@@ -119,6 +119,7 @@ def _act_on_result(
         if passed:
             host.state = HostState.AVAILABLE if host.in_fleet_file else HostState.OFFLINE
             host.updated_at = now
+            placement_cache.invalidate(session, (host.region, host.gpu_type))
             recovery.resolve_events(
                 session, recovery.open_events_of_host(session, host.id), now, why="host repaired"
             )

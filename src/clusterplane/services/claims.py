@@ -21,23 +21,32 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session
 
-from clusterplane.db.leases import rowcount
 from clusterplane.db.rows import (
     CapacityPoolRow,
     ClusterRow,
     EventRow,
     HostRow,
     NodeRow,
-    RegionRow,
 )
 from clusterplane.domain.enums import ClusterPhase, HostState, NodeLifecycleReason, NodeRole
 from clusterplane.domain.placement import FreeHost, PlacementIndex
 from clusterplane.errors import CapacityUnavailable
-from clusterplane.services.allocation import add_worker_nodes, next_ordinal, unplaceable_counts
+from clusterplane.services import placement_cache
+from clusterplane.services.allocation import (
+    CLAIM_ATTEMPTS,
+    NewNode,
+    add_worker_nodes,
+    allows_cross_fabric,
+    claim_hosts,
+    next_ordinal,
+    reserve_general_hosts,
+    unplaceable_counts,
+)
 from clusterplane.services.calendar import GPUS_PER_NODE, lock_region, pool_is_live
 from clusterplane.services.events import node_lifecycle_event, record_event, refresh_node_status
 
@@ -50,7 +59,7 @@ START_LEAD = timedelta(minutes=10)
 class Claim:
     """What one claim did: nodes added, nodes being preempted for it, or why it waits."""
 
-    added: list[NodeRow]
+    added: list[NewNode]
     preempting: int = 0
     waiting: str | None = None
 
@@ -124,6 +133,51 @@ def workers(session: Session, cluster_id: str, *, preemptible: bool) -> list[Nod
     )
 
 
+@dataclass(frozen=True)
+class _Roster:
+    """A cluster's GPU workers as a claim sees them."""
+
+    standard_hosts: list[str | None]  # the hosts of its standard workers that stay
+    next_ordinal: int  # one past every GPU worker it ever had
+
+
+_NODES = cast(Table, NodeRow.__table__)
+_HOSTS = cast(Table, HostRow.__table__)
+# Core statements on the tables, built once: a claim runs on every create and scale-up.
+_WORKERS = select(
+    _NODES.c.ordinal,
+    _NODES.c.host_id,
+    _NODES.c.preemptible,
+    _NODES.c.marked_for_deletion,
+    _NODES.c.deleted_at,
+).where(_NODES.c.cluster_id == bindparam("cluster"), _NODES.c.role == NodeRole.GPU_WORKER)
+
+
+def _roster(session: Session, cluster_id: str) -> _Roster:
+    standard: list[str | None] = []
+    last = -1
+    for ordinal, host_id, preemptible, leaving, deleted_at in session.execute(
+        _WORKERS, {"cluster": cluster_id}
+    ):
+        last = max(last, ordinal)
+        if deleted_at is None and not preemptible and not leaving:
+            standard.append(host_id)
+    return _Roster(standard, last + 1)
+
+
+_HELD = select(
+    *(_HOSTS.c[name] for name in ("id", "name", "fabric", "block", "rack", "capacity_pool_id"))
+).where(_HOSTS.c.id.in_(bindparam("ids", expanding=True)))
+
+
+def _held_facts(session: Session, host_ids: Sequence[str]) -> list[tuple[FreeHost, str | None]]:
+    """Where the hosts of `host_ids` sit, and the capacity pool each belongs to."""
+    if not host_ids:
+        return []
+    rows = session.execute(_HELD, {"ids": list(host_ids)})
+    return [(FreeHost(i, n, f, b, r), pool) for i, n, f, b, r, pool in rows]
+
+
 def _held(session: Session, nodes: Sequence[NodeRow]) -> list[HostRow]:
     ids = [n.host_id for n in nodes if n.host_id]
     return list(session.scalars(select(HostRow).where(HostRow.id.in_(ids)))) if ids else []
@@ -136,8 +190,7 @@ def _place(
     count: int,
     near: Sequence[FreeHost],
 ) -> tuple[str, ...]:
-    row = session.get(RegionRow, cluster.region)
-    cross = bool(row is not None and row.allow_cross_fabric)
+    cross = allows_cross_fabric(session, cluster.region)
 
     def choose(index: PlacementIndex) -> tuple[str, ...]:
         return index.choose_near(
@@ -157,40 +210,6 @@ def _place(
         return choose(PlacementIndex(free, allow_cross_fabric=cross, not_placeable=left_out))
 
 
-def _take(session: Session, cluster: ClusterRow, host_ids: Sequence[str]) -> list[HostRow]:
-    """Claim exactly these hosts for `cluster`, or none (a concurrent writer was first)."""
-    claimed = rowcount(
-        session.execute(
-            update(HostRow)
-            .where(
-                HostRow.id.in_(host_ids),
-                HostRow.state == HostState.AVAILABLE,
-                HostRow.draining.is_(False),
-                HostRow.cluster_id.is_(None),
-            )
-            .values(state=HostState.ALLOCATED, cluster_id=cluster.id)
-            .execution_options(synchronize_session=False)
-        )
-    )
-    if claimed != len(host_ids):
-        session.execute(
-            update(HostRow)
-            .where(
-                HostRow.id.in_(host_ids),
-                HostRow.cluster_id == cluster.id,
-                HostRow.node_row_id.is_(None),
-            )
-            .values(state=HostState.AVAILABLE, cluster_id=None)
-            .execution_options(synchronize_session=False)
-        )
-        raise CapacityUnavailable("hosts were taken by a concurrent request; try again")
-    hosts = session.scalars(
-        select(HostRow).where(HostRow.id.in_(host_ids)).execution_options(populate_existing=True)
-    ).all()
-    order = {host_id: index for index, host_id in enumerate(host_ids)}
-    return sorted(hosts, key=lambda h: order[h.id])
-
-
 def claim_workers(
     session: Session,
     cluster: ClusterRow,
@@ -206,55 +225,75 @@ def claim_workers(
     preemptible nodes would make room. Otherwise the shortfall is reported in `waiting`.
     `take` False only makes room (a scheduled cluster about to start): nothing is claimed.
     """
-    live = workers(session, cluster.id, preemptible=False)
-    gap = cluster.num_gpus // GPUS_PER_NODE - len(live)
+    roster = _roster(session, cluster.id)
+    gap = cluster.num_gpus // GPUS_PER_NODE - len(roster.standard_hosts)
     if gap <= 0:
         return Claim([])
     # Claims in one region queue on its row (PostgreSQL), so the free hosts read below
     # are not being claimed by a concurrent transaction.
     lock_region(session, cluster.region)
-    pools = _pools(session, cluster)
-    held = _held(session, live)
-    near = [FreeHost(h.id, h.name, h.fabric, h.block, h.rack) for h in held]
-    free = _free(session, cluster)
-    pool = pools.get(cluster.capacity_pool_id) if cluster.capacity_pool_id else None
+    held_facts = _held_facts(session, [h for h in roster.standard_hosts if h])
+    held = [facts for facts, _ in held_facts]
+    pool = (
+        session.get(CapacityPoolRow, cluster.capacity_pool_id) if cluster.capacity_pool_id else None
+    )
     pool_gap = 0
     if pool is not None and pool.deleted_at is None and pool.starts_at <= now < pool.ends_at:
-        pool_have = sum(h.capacity_pool_id == pool.id for h in held)
+        pool_have = sum(pool_id == pool.id for _, pool_id in held_facts)
         pool_gap = max(0, min(gap, cluster.num_capacity_pool_gpus // GPUS_PER_NODE - pool_have))
-    in_pool = [h.facts for h in free if pool is not None and h.pool_id == pool.id]
-    try:
-        chosen = list(_place(session, cluster, in_pool, pool_gap, near)) if pool_gap else []
-    except CapacityUnavailable as exc:
-        if strict:
-            raise CapacityUnavailable(
-                f"capacity pool: {exc.message}", param="num_capacity_pool_gpus"
-            ) from exc
-        return Claim([], waiting=f"capacity pool: {exc.message}")
-    near += [h.facts for h in free if h.facts.host_id in chosen]
-    general_free = [h.facts for h in _general(free, pools, now) if h.facts.host_id not in chosen]
     rest = gap - pool_gap
-    try:
-        chosen += _place(session, cluster, general_free, rest, near) if rest else ()
-    except CapacityUnavailable as exc:
-        preempting = _reclaim(session, cluster, general_free, rest, near, pools, now, drain)
-        if preempting is None:
-            if strict:
-                raise
-            return Claim([], waiting=exc.message)
-        return Claim([], preempting=preempting, waiting="preempting nodes to make room")
-    if not take:
-        return Claim([])
-    try:
-        hosts = _take(session, cluster, chosen)
-    except CapacityUnavailable as exc:
-        if strict:
-            raise
-        return Claim([], waiting=exc.message)
-    origin = "bring_up" if cluster.first_ready_at is None else "scale_up"
-    ordinal = next_ordinal(session, cluster.id)
-    nodes = add_worker_nodes(session, cluster, hosts, ordinal, now, origin=origin)
-    return Claim(nodes)
+    for attempt in range(CLAIM_ATTEMPTS):
+        in_pool: list[FreeHost] = []
+        if pool_gap:
+            in_pool = [
+                h.facts
+                for h in _free(session, cluster)
+                if pool is not None and h.pool_id == pool.id
+            ]
+            try:
+                pool_part = _place(session, cluster, in_pool, pool_gap, held)
+            except CapacityUnavailable as exc:
+                if strict:
+                    raise CapacityUnavailable(
+                        f"capacity pool: {exc.message}", param="num_capacity_pool_gpus"
+                    ) from exc
+                return Claim([], waiting=f"capacity pool: {exc.message}")
+        else:
+            pool_part = ()
+        near = held + [h for h in in_pool if h.host_id in pool_part]
+        try:
+            general = (
+                reserve_general_hosts(session, cluster, rest, now, near=near, fresh=attempt > 0)
+                if rest
+                else ()
+            )
+        except CapacityUnavailable as exc:
+            taken = set(pool_part)
+            pools = _pools(session, cluster)
+            free = [h.facts for h in _general(_free(session, cluster), pools, now)]
+            free = [h for h in free if h.host_id not in taken]
+            preempting = _reclaim(session, cluster, free, rest, near, pools, now, drain)
+            if preempting is None:
+                if strict:
+                    raise
+                return Claim([], waiting=exc.message)
+            return Claim([], preempting=preempting, waiting="preempting nodes to make room")
+        if not take:
+            # Only room was wanted: the reservation is given up with the kept index.
+            placement_cache.for_session(session).forget(session, (cluster.region, cluster.gpu_type))
+            return Claim([])
+        try:
+            hosts = claim_hosts(session, cluster, (*pool_part, *general), now)
+        except CapacityUnavailable:
+            continue
+        origin = "bring_up" if cluster.first_ready_at is None else "scale_up"
+        return Claim(
+            add_worker_nodes(session, cluster, hosts, roster.next_ordinal, now, origin=origin)
+        )
+    message = "hosts kept being taken by concurrent requests; try again"
+    if strict:
+        raise CapacityUnavailable(message, code="conflict")
+    return Claim([], waiting=message)
 
 
 def _reclaim(
@@ -372,14 +411,13 @@ def fulfil_preemptible(
         except CapacityUnavailable:
             continue
         try:
-            hosts = _take(session, cluster, chosen)
+            hosts = claim_hosts(session, cluster, chosen, now)
         except CapacityUnavailable:
             return False
         ordinal = next_ordinal(session, cluster.id)
-        nodes = add_worker_nodes(session, cluster, hosts, ordinal, now, origin="scale_up")
-        for node in nodes:
-            node.preemptible = True
-            node.node_name = f"gpu-preemptible-dp-{cluster.id[:5]}-{node.ordinal}"
+        nodes = add_worker_nodes(
+            session, cluster, hosts, ordinal, now, origin="scale_up", preemptible=True
+        )
         record_event(
             session,
             object_type="cluster",

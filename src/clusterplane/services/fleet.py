@@ -23,6 +23,7 @@ from clusterplane.db.rows import HostRow, RegionRow
 from clusterplane.domain.enums import HostState
 from clusterplane.domain.fleet import Fleet, HostSpec, parse_fleet
 from clusterplane.errors import InvalidRequest
+from clusterplane.services import placement_cache
 
 # libyaml's safe loader when the wheel has it: parses a large fleet file ten times faster
 _SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -167,6 +168,8 @@ def sync_fleet(
             change["state"] = HostState.OFFLINE
         if change:
             changes.append({"id": row.id, **change, "updated_at": now})
+    if new_rows or changes:
+        placement_cache.invalidate(session)
     if new_rows:
         session.execute(insert(HostRow), new_rows)
     for change in changes:

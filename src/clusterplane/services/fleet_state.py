@@ -112,7 +112,7 @@ def get_host(session: Session, host: str) -> HostRow:
 def _changed(session: Session, host: HostRow, now: datetime) -> HostRow:
     host.updated_at = now
     session.flush()
-    placement_cache.for_session(session).drop()
+    placement_cache.invalidate(session, (host.region, host.gpu_type))
     return host
 
 

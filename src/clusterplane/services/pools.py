@@ -27,6 +27,7 @@ from clusterplane.domain.calendar import peak
 from clusterplane.domain.enums import HostState
 from clusterplane.domain.placement import FreeHost, choose_hosts
 from clusterplane.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
+from clusterplane.services import placement_cache
 from clusterplane.services.calendar import (
     GPUS_PER_NODE,
     booking_of,
@@ -167,6 +168,7 @@ def create_pool(session: Session, req: PoolCreate, *, now: datetime) -> Capacity
     for host in hosts:
         host.capacity_pool_id = pool.id
         host.updated_at = now
+    placement_cache.invalidate(session, (region.name, req.gpu_type))
     check_general_calendar(session, region.name, req.gpu_type, now)
     return pool
 
@@ -185,6 +187,7 @@ def delete_pool(session: Session, pool_id: str, *, now: datetime) -> str:
             param="pool_id",
         )
     pool.deleted_at = now
+    placement_cache.invalidate(session, (pool.region, pool.gpu_type))
     session.execute(
         update(HostRow)
         .where(HostRow.capacity_pool_id == pool.id)

@@ -22,7 +22,13 @@ from clusterplane.domain.enums import NodePhase, NodeRole, RemediationMode
 from clusterplane.domain.remediation import IN_PLACE
 from clusterplane.errors import CapacityUnavailable
 from clusterplane.providers.models import DriverState
-from clusterplane.services.allocation import add_worker_nodes, allocate_hosts, next_ordinal
+from clusterplane.services.allocation import (
+    ClaimedHost,
+    add_worker_nodes,
+    allocate_hosts,
+    located,
+    next_ordinal,
+)
 from clusterplane.services.events import set_node_phase
 
 M = RemediationMode
@@ -77,7 +83,7 @@ def perform(
     if host is None:
         return "the node has no host to replace it on"
     if mode == M.VM_ONLY:
-        hosts = [host]
+        hosts = [ClaimedHost.of(host)]
         reason = "replaced"
     else:
         existing = [
@@ -90,14 +96,21 @@ def perform(
             if h
         ]
         try:
-            hosts = allocate_hosts(session, cluster, 1, existing=existing)
+            hosts = allocate_hosts(
+                session, cluster, 1, now, existing=[located(h) for h in existing]
+            )
         except CapacityUnavailable as exc:
             return f"no spare host to move to: {exc.message}"
         reason = "quarantined"
-    replacement = add_worker_nodes(
-        session, cluster, hosts, next_ordinal(session, cluster.id), now, origin="replacement"
-    )[0]
-    replacement.auto_remediation_enabled = node.auto_remediation_enabled
+    [replacement] = add_worker_nodes(
+        session,
+        cluster,
+        hosts,
+        next_ordinal(session, cluster.id),
+        now,
+        origin="replacement",
+        auto_remediation=node.auto_remediation_enabled,
+    )
     _retire(node, reason)
     remediation.replacement_node_row_id = replacement.id
     return None
