@@ -9,9 +9,11 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from clusterplane.api.read_cache import ReadCache
+from clusterplane.api.single_flight import SingleFlight
 from clusterplane.clock import Clock
 from clusterplane.db.group_commit import GroupCommit
 from clusterplane.db.writes import WriteCounter
+from clusterplane.services.auth import Caller
 from clusterplane.services.caller_cache import CallerCache
 from clusterplane.services.health_reports import Report
 from clusterplane.services.sealing import SecretBox
@@ -27,5 +29,6 @@ class ApiState:
     secrets: SecretBox
     health_reports: GroupCommit[Report, dict[str, Any]]
     callers: CallerCache = field(default_factory=CallerCache)
+    logins: SingleFlight[Caller] = field(default_factory=SingleFlight)
     writes: WriteCounter = field(default_factory=WriteCounter)
     reads: ReadCache = field(default_factory=lambda: ReadCache(0))
