@@ -7,9 +7,10 @@ the fleet (125 serving hosts, chosen by a seeded draw) with XID 79 at once, by t
 * **API**: 125 node agents POST `/admin/v1/health/events` at once, each on its own
   connection (one asyncio client). The
   answer comes after the event is stored, its node cordoned and the automated
-  remediation (PENDING_APPROVAL, evidence linked) created, all in one commit, so the
-  round trip is the whole detection-to-action latency. Baseline: the same storm of
-  harmless XID 13 events (stored, nothing excluded, nothing proposed).
+  remediation (PENDING_APPROVAL, evidence linked) created and committed, so the round
+  trip is the whole detection-to-action latency. Reports arriving together are written
+  together, one transaction per batch (group commit, docs/health.md). Baseline: the same
+  storm of harmless XID 13 events (stored, nothing excluded, nothing proposed).
 * **Simulated agents**: 125 faults injected at once through the fault API; the simulated
   agents report them on the controllers' next passes. Latency per host: fault injected
   -> remediation `create_time`, on the fleet clock at time scale 1 (fleet seconds are

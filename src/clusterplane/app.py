@@ -39,6 +39,7 @@ from clusterplane.clock import Clock, SystemClock
 from clusterplane.controllers.base import ControllerContext
 from clusterplane.controllers.manager import ControllerManager
 from clusterplane.db.engine import make_engine, make_session_factory, migrate, transaction
+from clusterplane.db.group_commit import GroupCommit
 from clusterplane.db.writes import count_writes
 from clusterplane.providers.base import Provider
 from clusterplane.providers.simulated import SimulatedProvider
@@ -136,6 +137,9 @@ def build(
         settings=settings,
         nudge=manager.nudge,
         secrets=SecretBox.from_settings(settings.credentials),
+        health_reports=GroupCommit(
+            sessions, health.report_writer(settings, clock), name="health-reports"
+        ),
         writes=count_writes(sessions),
         reads=ReadCache(settings.server.read_cache_seconds),
     )

@@ -9,6 +9,7 @@ is a 400, and the raw bytes are kept for idempotency fingerprints.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -57,17 +58,23 @@ def _bearer(request: Request) -> str | None:
 
 async def current_caller(request: Request) -> Caller:
     """The authenticated caller; a key seen a moment ago comes from `state.callers`
-    without touching the database or leaving the event loop."""
+    without touching the database or leaving the event loop, and a key being looked up
+    already is waited for (`state.logins`), not looked up again."""
     state = api_state(request)
     token = _bearer(request)
-    if token is not None:
-        cached = state.callers.get(token)
-        if cached is not None:
-            return cached
-    caller = await run_in_threadpool(_authenticate, state, token)
-    if token is not None:
+    if token is None:
+        return await run_in_threadpool(_authenticate, state, token)
+    cached = state.callers.get(token)
+    if cached is not None:
+        return cached
+
+    async def lookup() -> Caller:
+        caller = await run_in_threadpool(_authenticate, state, token)
         state.callers.put(token, caller)
-    return caller
+        return caller
+
+    # Concurrent requests with one uncached key (a storm of agents) share one lookup.
+    return await state.logins.run(hashlib.sha256(token.encode()).digest(), lookup)
 
 
 def _authenticate(state: ApiState, token: str | None) -> Caller:

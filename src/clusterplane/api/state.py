@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from clusterplane.api.read_cache import ReadCache
+from clusterplane.api.single_flight import SingleFlight
 from clusterplane.clock import Clock
+from clusterplane.db.group_commit import GroupCommit
 from clusterplane.db.writes import WriteCounter
+from clusterplane.services.auth import Caller
 from clusterplane.services.caller_cache import CallerCache
+from clusterplane.services.health_reports import Report
 from clusterplane.services.sealing import SecretBox
 from clusterplane.settings import Settings
 
@@ -22,6 +27,8 @@ class ApiState:
     settings: Settings
     nudge: Callable[[], None]
     secrets: SecretBox
+    health_reports: GroupCommit[Report, dict[str, Any]]
     callers: CallerCache = field(default_factory=CallerCache)
+    logins: SingleFlight[Caller] = field(default_factory=SingleFlight)
     writes: WriteCounter = field(default_factory=WriteCounter)
     reads: ReadCache = field(default_factory=lambda: ReadCache(0))

@@ -8,6 +8,10 @@ PENDING "Auto-Approved" under a fully automatic policy) with the event as eviden
 When a rail holds it back (`domain.rails`: opt-out, cooldown, stop rule), the event says
 why and is looked at again by the health-event controller (`evaluate_event`).
 Clearing signals (auto-resolve, healing) is `services.recovery`.
+
+What a decision reads about the node (remediation history, its cluster's worker health)
+comes from `services.health_facts`: read for the one node here, or for a whole batch of
+reports at once by `services.health_reports`, which then calls `ingest_event` per report.
 """
 
 from __future__ import annotations
@@ -29,17 +33,17 @@ from clusterplane.db.rows import (
 from clusterplane.domain import health, rails
 from clusterplane.domain.enums import (
     ClusterPhase,
-    NodePhase,
     NodeRole,
     RemediationMode,
     RemediationState,
-    RemediationTrigger,
 )
 from clusterplane.domain.lifecycle import STEADY_PHASES
 from clusterplane.domain.remediation import TERMINAL
 from clusterplane.errors import InvalidRequest, NotFound
 from clusterplane.services import check_runs
 from clusterplane.services.events import record_event, refresh_node_status, set_cluster_phase
+from clusterplane.services.health_facts import UNHEALTHY as UNHEALTHY
+from clusterplane.services.health_facts import NodeFacts, is_unhealthy_worker
 from clusterplane.services.ids import new_uuid
 from clusterplane.services.remediations import recommend
 from clusterplane.settings import HealthSettings, Settings
@@ -47,7 +51,6 @@ from clusterplane.settings import HealthSettings, Settings
 S = RemediationState
 CORDONED_BY_US = "clusterplane"
 AUTO_APPROVED = "Auto-Approved"
-UNHEALTHY = "unhealthy"
 HEALTHY = "healthy"
 
 
@@ -77,7 +80,14 @@ def find_host(session: Session, *, host_name: str | None, instance_id: str | Non
     raise InvalidRequest("name the host (host_name) or the instance (instance_id)")
 
 
-def _serving_node(session: Session, host: HostRow) -> NodeRow | None:
+def check_signal(signal: Signal) -> None:
+    """Refuse a signal that cannot be classified (before anything is written)."""
+    if signal.kind == health.EventKind.XID and signal.code is None:
+        raise InvalidRequest("an xid event needs its xid_code", param="xid_code")
+
+
+def serving_node(session: Session, host: HostRow) -> NodeRow | None:
+    """The GPU worker `host` serves, if any (from the identity map when preloaded)."""
     if host.node_row_id is None:
         return None
     node = session.get(NodeRow, host.node_row_id)
@@ -87,13 +97,22 @@ def _serving_node(session: Session, host: HostRow) -> NodeRow | None:
 
 
 def ingest_event(
-    session: Session, settings: Settings, host: HostRow, signal: Signal, now: datetime
+    session: Session,
+    settings: Settings,
+    host: HostRow,
+    signal: Signal,
+    now: datetime,
+    *,
+    facts: NodeFacts | None = None,
 ) -> HealthEventRow:
-    """Store a signal, exclude its node if it is unhealthy, and propose the repair."""
-    if signal.kind == health.EventKind.XID and signal.code is None:
-        raise InvalidRequest("an xid event needs its xid_code", param="xid_code")
+    """Store a signal, exclude its node if it is unhealthy, and propose the repair.
+
+    `facts`, when given, must cover the host's serving node (a batch loads them for all
+    its signals at once); without them they are read for this node alone.
+    """
+    check_signal(signal)
     verdict = health.classify(signal.kind, signal.code)
-    node = _serving_node(session, host)
+    node = serving_node(session, host)
     event = HealthEventRow(
         id=new_uuid(),
         host_id=host.id,
@@ -125,7 +144,9 @@ def ingest_event(
     )
     if node is not None and verdict.unhealthy:
         _exclude(session, node, event, now)
-        evaluate_event(session, settings.health, event, now)
+        if facts is not None:
+            facts.excluded(node)
+        evaluate_event(session, settings.health, event, now, facts=facts)
     elif verdict.unhealthy:
         why = f"{verdict.alert_name} on an idle host"
         check_runs.quarantine_idle_host(session, settings, host, why, now)
@@ -168,46 +189,6 @@ def open_remediation(session: Session, node_row_id: str) -> RemediationRow | Non
     )
 
 
-@dataclass(frozen=True)
-class History:
-    """What a node's remediations say about the next automatic one (one query)."""
-
-    open: RemediationRow | None
-    last_ended_at: datetime | None
-    did_not_help: RemediationMode | None  # a recent automatic repair's mode, to escalate
-
-
-def _history(
-    session: Session, settings: HealthSettings, node_row_id: str, now: datetime
-) -> History:
-    rows = list(
-        session.scalars(
-            select(RemediationRow)
-            .where(RemediationRow.node_row_id == node_row_id)
-            .order_by(RemediationRow.create_time.desc(), RemediationRow.id.desc())
-            .limit(100)
-        )
-    )
-    open_row = next((r for r in rows if r.state not in TERMINAL), None)
-    ended = [r for r in rows if r.end_time is not None]
-    since = now - timedelta(seconds=settings.escalation_window_seconds)
-    recent = [
-        r
-        for r in ended
-        if r.trigger == RemediationTrigger.AUTOMATED
-        and r.state in (S.SUCCEEDED, S.FAILED)
-        and r.end_time is not None
-        and r.end_time >= since
-    ]
-    last = max(ended, key=lambda r: (r.end_time, r.id), default=None)
-    previous = max(recent, key=lambda r: (r.end_time, r.id), default=None)
-    return History(
-        open=open_row,
-        last_ended_at=last.end_time if last else None,
-        did_not_help=RemediationMode(previous.mode) if previous else None,
-    )
-
-
 def worker_health(session: Session, cluster_id: str) -> tuple[int, int]:
     """(unhealthy, serving) GPU workers of a cluster; one not running counts as unhealthy."""
     rows = session.execute(
@@ -218,12 +199,17 @@ def worker_health(session: Session, cluster_id: str) -> tuple[int, int]:
             NodeRow.marked_for_deletion.is_(False),
         )
     ).all()
-    unhealthy = sum(1 for h, p in rows if h == UNHEALTHY or p != NodePhase.RUNNING)
+    unhealthy = sum(1 for h, p in rows if is_unhealthy_worker(h, p))
     return unhealthy, len(rows)
 
 
 def evaluate_event(
-    session: Session, settings: HealthSettings, event: HealthEventRow, now: datetime
+    session: Session,
+    settings: HealthSettings,
+    event: HealthEventRow,
+    now: datetime,
+    *,
+    facts: NodeFacts | None = None,
 ) -> RemediationRow | None:
     """Propose (or link) the repair an open signal asks for; level-triggered, idempotent."""
     event.next_reconcile_at = None
@@ -239,7 +225,8 @@ def evaluate_event(
         return None
     wanted = health.mode_for(action)
     assert wanted is not None
-    history = _history(session, settings, node.id, now)
+    facts = facts or NodeFacts.load(session, [node])
+    history = facts.history(node.id, settings, now)
     open_row = history.open
     if open_row is not None:
         event.remediation_id = open_row.id
@@ -253,7 +240,7 @@ def evaluate_event(
         event.held_reason = "the cluster is still being brought up"
         event.next_reconcile_at = now + timedelta(minutes=1)
         return None
-    unhealthy, workers = worker_health(session, cluster.id)
+    unhealthy, workers = facts.worker_health(cluster.id)
     hold = rails.hold_for(
         rails.SignalFacts(
             auto_remediation_enabled=node.auto_remediation_enabled,
@@ -279,7 +266,9 @@ def evaluate_event(
             message=f"{unhealthy} of {workers} GPU workers unhealthy",
             at=now,
         )
-    return _propose(session, event, cluster, node, wanted, history.did_not_help, now)
+    row = _propose(session, event, cluster, node, wanted, history.did_not_help, now)
+    facts.proposed(row)
+    return row
 
 
 def _hold(

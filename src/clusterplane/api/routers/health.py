@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,11 +20,13 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from clusterplane.api import presenters
 from clusterplane.api.deps import RawBody, api_state, current_caller, raw_body, validate
 from clusterplane.api.openapi import request_body
 from clusterplane.api.schemas.common import FreeText, Identifier
+from clusterplane.clock import Clock
 from clusterplane.db.engine import read_transaction, transaction
 from clusterplane.db.rows import (
     ClusterRow,
@@ -40,8 +43,9 @@ from clusterplane.domain.enums import NodeRole
 from clusterplane.domain.fault_model import FaultSpec
 from clusterplane.domain.health import Action, EventKind
 from clusterplane.errors import InvalidRequest, NotFound
-from clusterplane.services import check_runs, faults, health, recovery
+from clusterplane.services import check_runs, faults, health, health_reports, recovery
 from clusterplane.services.auth import Caller, require_admin
+from clusterplane.settings import Settings
 
 
 class _Body(BaseModel):
@@ -138,27 +142,40 @@ def _node_view(node: NodeRow) -> dict[str, Any]:
 
 
 @router.post("/health/events", openapi_extra=request_body(IngestEvent))
-def ingest_event(request: Request, body: RawBody = Depends(raw_body)) -> Response:
+async def ingest_event(request: Request, body: RawBody = Depends(raw_body)) -> Response:
+    """Answered once the event (and the exclusion and repair it caused) has committed.
+
+    Reports arriving together are written together (`api_state(...).health_reports`, a
+    group commit), each answered with its own event or its own error.
+    """
     req = validate(IngestEvent, body)
     state = api_state(request)
-    with transaction(state.sessions) as session:
-        host = health.find_host(session, host_name=req.host_name, instance_id=req.instance_id)
-        event = health.ingest_event(
-            session,
-            state.settings,
-            host,
-            health.Signal(
-                kind=req.kind,
-                code=req.xid_code,
-                gpu_index=req.gpu_index,
-                message=req.message,
-                observed_at=req.observed_at,
-            ),
-            state.clock.now(),
-        )
-        result = event_view(event)
+    signal = health.Signal(
+        kind=req.kind,
+        code=req.xid_code,
+        gpu_index=req.gpu_index,
+        message=req.message,
+        observed_at=req.observed_at,
+    )
+    result = await state.health_reports.submit(
+        health_reports.Report(host_name=req.host_name, instance_id=req.instance_id, signal=signal)
+    )
     state.nudge()
     return presenters.json_response(result)
+
+
+def report_writer(
+    settings: Settings, clock: Clock
+) -> Callable[[Session, Sequence[health_reports.Report]], list[dict[str, Any] | Exception]]:
+    """What the health API's group commit does with a batch of reports: ingest, and view."""
+
+    def write(
+        session: Session, reports: Sequence[health_reports.Report]
+    ) -> list[dict[str, Any] | Exception]:
+        outcomes = health_reports.ingest_reports(session, settings, reports, clock.now())
+        return [o if isinstance(o, Exception) else event_view(o) for o in outcomes]
+
+    return write
 
 
 @router.post("/health/events/{event_id}/resolve")
