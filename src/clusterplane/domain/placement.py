@@ -40,8 +40,8 @@ thousands of hosts. `choose_hosts` builds a throw-away index.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Set
-from itertools import groupby
 from dataclasses import dataclass
+from itertools import groupby
 
 from clusterplane.domain.enums import HostState
 from clusterplane.errors import CapacityUnavailable, InvalidRequest
