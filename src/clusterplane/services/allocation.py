@@ -250,6 +250,20 @@ def _forget_loaded_hosts(session: Session, host_ids: Iterable[str]) -> None:
             session.expire(row)
 
 
+def choose_near(
+    index: PlacementIndex, cluster: ClusterRow, count: int, near: Sequence[FreeHost]
+) -> tuple[str, ...]:
+    """`count` hosts of `index` for `cluster`, near the hosts of `near` (if any)."""
+    return index.choose_near(
+        count,
+        fabrics={h.fabric for h in near},
+        blocks={h.block for h in near},
+        racks={h.rack for h in near},
+        region=cluster.region,
+        gpu_type=cluster.gpu_type,
+    )
+
+
 def reserve_general_hosts(
     session: Session,
     cluster: ClusterRow,
@@ -271,14 +285,7 @@ def reserve_general_hosts(
         )
 
     def decide(index: PlacementIndex) -> tuple[str, ...]:
-        return index.choose_near(
-            count,
-            fabrics={h.fabric for h in near},
-            blocks={h.block for h in near},
-            racks={h.rack for h in near},
-            region=cluster.region,
-            gpu_type=cluster.gpu_type,
-        )
+        return choose_near(index, cluster, count, near)
 
     key = (cluster.region, cluster.gpu_type)
     return cache.reserve(session, key, decide, load, fresh=fresh, fleet_now=now)

@@ -42,6 +42,7 @@ from clusterplane.services.allocation import (
     NewNode,
     add_worker_nodes,
     allows_cross_fabric,
+    choose_near,
     claim_hosts,
     next_ordinal,
     reserve_general_hosts,
@@ -178,11 +179,6 @@ def _held_facts(session: Session, host_ids: Sequence[str]) -> list[tuple[FreeHos
     return [(FreeHost(i, n, f, b, r), pool) for i, n, f, b, r, pool in rows]
 
 
-def _held(session: Session, nodes: Sequence[NodeRow]) -> list[HostRow]:
-    ids = [n.host_id for n in nodes if n.host_id]
-    return list(session.scalars(select(HostRow).where(HostRow.id.in_(ids)))) if ids else []
-
-
 def _place(
     session: Session,
     cluster: ClusterRow,
@@ -192,22 +188,13 @@ def _place(
 ) -> tuple[str, ...]:
     cross = allows_cross_fabric(session, cluster.region)
 
-    def choose(index: PlacementIndex) -> tuple[str, ...]:
-        return index.choose_near(
-            count,
-            fabrics={h.fabric for h in near},
-            blocks={h.block for h in near},
-            racks={h.rack for h in near},
-            region=cluster.region,
-            gpu_type=cluster.gpu_type,
-        )
-
     try:
-        return choose(PlacementIndex(free, allow_cross_fabric=cross))
+        return choose_near(PlacementIndex(free, allow_cross_fabric=cross), cluster, count, near)
     except CapacityUnavailable:
         # The "no fit" answer also says which hosts were left out, and why.
         left_out = unplaceable_counts(session, region=cluster.region, gpu_type=cluster.gpu_type)
-        return choose(PlacementIndex(free, allow_cross_fabric=cross, not_placeable=left_out))
+        index = PlacementIndex(free, allow_cross_fabric=cross, not_placeable=left_out)
+        return choose_near(index, cluster, count, near)
 
 
 def claim_workers(
@@ -397,10 +384,8 @@ def fulfil_preemptible(
     pools = _pools(session, cluster)
     idle = [h.facts for h in _general(_free(session, cluster), pools, now)]
     room = min(gap, len(idle) - _waiting_demand(session, cluster, now, drain))
-    near = [
-        FreeHost(h.id, h.name, h.fabric, h.block, h.rack)
-        for h in _held(session, workers(session, cluster.id, preemptible=False))
-    ]
+    standard = workers(session, cluster.id, preemptible=False)
+    near = [facts for facts, _ in _held_facts(session, [n.host_id for n in standard if n.host_id])]
     # Near the cluster's fabric first; preemptible capacity may also come from another.
     attempts = [(count, near) for count in range(room, 0, -1)] + [
         (count, []) for count in range(room, 0, -1)

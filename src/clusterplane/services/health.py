@@ -16,6 +16,7 @@ reports at once by `services.health_reports`, which then calls `ingest_event` pe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -39,7 +40,7 @@ from clusterplane.domain.enums import (
 )
 from clusterplane.domain.lifecycle import STEADY_PHASES
 from clusterplane.domain.remediation import TERMINAL
-from clusterplane.errors import InvalidRequest, NotFound
+from clusterplane.errors import ClusterplaneError, InvalidRequest, NotFound
 from clusterplane.services import check_runs
 from clusterplane.services.events import record_event, refresh_node_status, set_cluster_phase
 from clusterplane.services.health_facts import UNHEALTHY as UNHEALTHY
@@ -65,19 +66,57 @@ class Signal:
     check_run_id: str | None = None
 
 
+HostRef = tuple[str | None, str | None]  # (host name, instance id): the name wins
+
+
 def find_host(session: Session, *, host_name: str | None, instance_id: str | None) -> HostRow:
+    """The host named, or serving the instance; NotFound or InvalidRequest otherwise."""
+    [found] = find_hosts(session, [(host_name, instance_id)])
+    if isinstance(found, ClusterplaneError):
+        raise found
+    return found
+
+
+def find_hosts(session: Session, refs: Sequence[HostRef]) -> list[HostRow | ClusterplaneError]:
+    """Each reference's host, or the error that says why there is none: two queries for
+    them all."""
+    names = {name for name, _ in refs if name is not None}
+    instances = {instance for name, instance in refs if name is None and instance is not None}
+    host_of_instance: dict[str, str] = {}
+    if instances:
+        rows = session.execute(
+            select(NodeRow.instance_id, NodeRow.host_id).where(
+                NodeRow.instance_id.in_(sorted(instances))
+            )
+        )
+        host_of_instance = {instance: host_id for instance, host_id in rows if host_id}
+    by_name: dict[str, HostRow] = {}
+    by_id: dict[str, HostRow] = {}
+    if names or host_of_instance:
+        query = select(HostRow).where(
+            HostRow.name.in_(sorted(names)) | HostRow.id.in_(sorted(host_of_instance.values()))
+        )
+        for host in session.scalars(query):
+            by_name[host.name] = host
+            by_id[host.id] = host
+    return [_host_of(ref, by_name, by_id, host_of_instance) for ref in refs]
+
+
+def _host_of(
+    ref: HostRef,
+    by_name: dict[str, HostRow],
+    by_id: dict[str, HostRow],
+    host_of_instance: dict[str, str],
+) -> HostRow | ClusterplaneError:
+    host_name, instance_id = ref
     if host_name is not None:
-        host = session.scalar(select(HostRow).where(HostRow.name == host_name))
-        if host is None:
-            raise NotFound(f"host '{host_name}' not found", param="host_name")
-        return host
+        named = by_name.get(host_name)
+        return named or NotFound(f"host '{host_name}' not found", param="host_name")
     if instance_id is not None:
-        node = session.scalar(select(NodeRow).where(NodeRow.instance_id == instance_id))
-        host = session.get(HostRow, node.host_id) if node and node.host_id else None
-        if host is None:
-            raise NotFound(f"instance '{instance_id}' not found", param="instance_id")
-        return host
-    raise InvalidRequest("name the host (host_name) or the instance (instance_id)")
+        host_id = host_of_instance.get(instance_id)
+        serving = by_id.get(host_id) if host_id else None
+        return serving or NotFound(f"instance '{instance_id}' not found", param="instance_id")
+    return InvalidRequest("name the host (host_name) or the instance (instance_id)")
 
 
 def check_signal(signal: Signal) -> None:

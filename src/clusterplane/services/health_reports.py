@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from clusterplane.db.rows import ClusterRow, HealthEventRow, HostRow, NodeRow, ProjectRow
 from clusterplane.domain.health import classify
-from clusterplane.errors import ClusterplaneError, InvalidRequest, NotFound
+from clusterplane.errors import ClusterplaneError, InvalidRequest
 from clusterplane.services import health
 from clusterplane.services.health_facts import NodeFacts
 from clusterplane.settings import Settings
@@ -53,7 +53,8 @@ def ingest_reports(
     """Ingest `reports` in order; each one's stored event, or the error that refused it."""
     refused: dict[int, ClusterplaneError] = {}
     accepted: list[tuple[int, HostRow, health.Signal]] = []
-    for index, (report, host) in enumerate(zip(reports, find_hosts(session, reports), strict=True)):
+    hosts = health.find_hosts(session, [(r.host_name, r.instance_id) for r in reports])
+    for index, (report, host) in enumerate(zip(reports, hosts, strict=True)):
         if isinstance(host, ClusterplaneError):
             refused[index] = host
             continue
@@ -71,50 +72,6 @@ def ingest_reports(
     }
     del preloaded
     return [refused[i] if i in refused else stored[i] for i in range(len(reports))]
-
-
-def find_hosts(session: Session, reports: Sequence[Report]) -> list[HostRow | ClusterplaneError]:
-    """Each report's host, as `health.find_host` finds one, in two queries for them all."""
-    names = {r.host_name for r in reports if r.host_name is not None}
-    instances = {
-        r.instance_id for r in reports if r.host_name is None and r.instance_id is not None
-    }
-    host_of_instance: dict[str, str] = {}
-    if instances:
-        rows = session.execute(
-            select(NodeRow.instance_id, NodeRow.host_id).where(
-                NodeRow.instance_id.in_(sorted(instances))
-            )
-        )
-        host_of_instance = {instance: host_id for instance, host_id in rows if host_id}
-    by_name: dict[str, HostRow] = {}
-    by_id: dict[str, HostRow] = {}
-    if names or host_of_instance:
-        query = select(HostRow).where(
-            HostRow.name.in_(sorted(names)) | HostRow.id.in_(sorted(host_of_instance.values()))
-        )
-        for host in session.scalars(query):
-            by_name[host.name] = host
-            by_id[host.id] = host
-    return [_host_of(r, by_name, by_id, host_of_instance) for r in reports]
-
-
-def _host_of(
-    report: Report,
-    by_name: dict[str, HostRow],
-    by_id: dict[str, HostRow],
-    host_of_instance: dict[str, str],
-) -> HostRow | ClusterplaneError:
-    if report.host_name is not None:
-        named = by_name.get(report.host_name)
-        return named or NotFound(f"host '{report.host_name}' not found", param="host_name")
-    if report.instance_id is not None:
-        host_id = host_of_instance.get(report.instance_id)
-        serving = by_id.get(host_id) if host_id else None
-        return serving or NotFound(
-            f"instance '{report.instance_id}' not found", param="instance_id"
-        )
-    return InvalidRequest("name the host (host_name) or the instance (instance_id)")
 
 
 def _preload(
