@@ -149,8 +149,8 @@ def _act(
     action: Callable[[Session, RemediationRow], RemediationRow],
 ) -> Response:
     state = api_state(request)
-    with read_transaction(state.sessions) as session:
-        row = remediations.get_remediation(session, caller, *ids)
+    with transaction(state.sessions) as session:
+        row = remediations.get_remediation(session, caller, *ids, for_update=True)
         acted = action(session, row)
         result = presenters.remediation(acted, recovery.alerts_of(session, [acted.id])[acted.id])
     state.nudge()
