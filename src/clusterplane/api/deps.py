@@ -10,6 +10,7 @@ is a 400, and the raw bytes are kept for idempotency fingerprints.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -25,6 +26,17 @@ from clusterplane.errors import InvalidRequest, NotFound, PayloadTooLarge
 from clusterplane.services.auth import Caller, authenticate
 
 M = TypeVar("M", bound=BaseModel)
+DIGITS = re.compile(r"-?[0-9]{1,18}", re.ASCII)
+
+
+def parse_int(value: str, *, param: str, negative: bool = False) -> int:
+    """A decimal integer a client sent in a header or query: ASCII digits only, at most 18
+    of them (Python's `isdigit` also takes '²', which `int` refuses), else a 400."""
+    text = value.strip()
+    if DIGITS.fullmatch(text) is None or (text.startswith("-") and not negative):
+        kind = "an integer" if negative else "a non-negative integer"
+        raise InvalidRequest(f"{param} must be {kind}", param=param)
+    return int(text)
 
 
 def api_state(request: Request) -> ApiState:
@@ -91,7 +103,7 @@ class RawBody:
 async def raw_body(request: Request, _: Caller = Depends(current_caller)) -> RawBody:
     limit = api_state(request).settings.server.max_body_bytes
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and parse_int(declared, param="Content-Length") > limit:
         raise PayloadTooLarge(f"request body over {limit} bytes")
     chunks: list[bytes] = []
     size = 0
