@@ -127,8 +127,12 @@ def build(
         title="clusterplane",
         version=__version__,
         lifespan=lifespan,
-        docs_url="/docs",
+        # /openapi.json and /docs are served by `openapi.install` (admin routes only to
+        # admin keys); no trailing-slash redirect, whose Location would echo `Host`.
+        openapi_url=None,
+        docs_url=None,
         redoc_url=None,
+        redirect_slashes=False,
         dependencies=[Depends(request_text_has_no_nul)],
     )
     api.state.cp = ApiState(
