@@ -69,10 +69,18 @@ def _bearer(request: Request) -> str | None:
 
 
 async def current_caller(request: Request) -> Caller:
-    """The authenticated caller; a key seen a moment ago comes from `state.callers`
-    without touching the database or leaving the event loop, and a key being looked up
-    already is waited for (`state.logins`), not looked up again."""
+    """The authenticated caller, admitted against its key's bound on responses in flight
+    (`state.inflight`: 429 past it)."""
     state = api_state(request)
+    caller = await _caller(request, state)
+    state.inflight.admit(request, caller)
+    return caller
+
+
+async def _caller(request: Request, state: ApiState) -> Caller:
+    """A key seen a moment ago comes from `state.callers` without touching the database or
+    leaving the event loop, and a key being looked up already is waited for
+    (`state.logins`), not looked up again."""
     token = _bearer(request)
     if token is None:
         return await run_in_threadpool(_authenticate, state, token)
