@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -27,11 +26,7 @@ def h11_with_send_timeout(seconds: float) -> type[H11Protocol]:
     """uvicorn's h11 protocol, disconnecting clients stalled for `seconds`."""
 
     class SendTimeoutH11Protocol(H11Protocol):
-        _stalled: asyncio.TimerHandle | None = None
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self._stalled = None
+        _stalled: asyncio.TimerHandle | None = None  # set while the client takes nothing
 
         def pause_writing(self) -> None:
             super().pause_writing()
