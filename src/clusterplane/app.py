@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from clusterplane import __version__
-from clusterplane.api import errors, openapi
+from clusterplane.api import errors, inflight, openapi
 from clusterplane.api.deps import request_text_has_no_nul
 from clusterplane.api.read_cache import ReadCache
 from clusterplane.api.routers import (
@@ -28,6 +28,7 @@ from clusterplane.api.routers import (
     admin_quotas,
     clusters,
     health,
+    probes,
     regions,
     remediations,
     ssh,
@@ -127,8 +128,12 @@ def build(
         title="clusterplane",
         version=__version__,
         lifespan=lifespan,
-        docs_url="/docs",
+        # /openapi.json and /docs are served by `openapi.install` (admin routes only to
+        # admin keys); no trailing-slash redirect, whose Location would echo `Host`.
+        openapi_url=None,
+        docs_url=None,
         redoc_url=None,
+        redirect_slashes=False,
         dependencies=[Depends(request_text_has_no_nul)],
     )
     api.state.cp = ApiState(
@@ -142,6 +147,7 @@ def build(
         ),
         writes=count_writes(sessions),
         reads=ReadCache(settings.server.read_cache_seconds),
+        inflight=inflight.InFlight(settings.server.max_inflight_per_key),
     )
     errors.install(api)
     openapi.install(api)
@@ -162,10 +168,8 @@ def build(
     api.include_router(admin_fleet.router, responses=openapi.ERROR_RESPONSES)
     api.include_router(admin_quotas.router, responses=openapi.ERROR_RESPONSES)
     api.include_router(health.router, responses=openapi.ERROR_RESPONSES)
-
-    @api.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    api.include_router(probes.router)
+    api.add_middleware(inflight.ReleaseSlots)
 
     return Application(
         api=api,

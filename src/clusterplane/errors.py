@@ -13,6 +13,7 @@ one place (`api/errors.py`), so lower layers raise these and never think about H
     ├── NotFound                404  unknown or invisible object
     ├── Conflict                409  deterministic conflict, never worth retrying
     ├── PayloadTooLarge         413  request body over the limit
+    ├── TooManyRequests         429  too many of the key's requests in flight (retry later)
     ├── CapacityUnavailable     409  the fleet cannot satisfy the request right now
     └── TemporaryError               a driver's "not yet": requeue after `delay_seconds`
 """
@@ -71,6 +72,17 @@ class Conflict(ClusterplaneError):
 class PayloadTooLarge(ClusterplaneError):
     status_code = 413
     error_type = "request_too_large"
+
+
+class TooManyRequests(ClusterplaneError):
+    """The caller has too much going on at once; worth retrying after `retry_after_seconds`."""
+
+    status_code = 429
+    error_type = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after_seconds: float = 1.0):
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
 
 
 class CapacityUnavailable(ClusterplaneError):

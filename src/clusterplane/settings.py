@@ -29,6 +29,12 @@ class ServerSettings:
     # by this server drops it at once, so this bounds only how late another replica's
     # writes show. 0 turns the cache off.
     read_cache_seconds: float = 1.0
+    # Responses of one (non-admin) API key being answered at once; more get 429. 0: no bound.
+    max_inflight_per_key: int = 8
+    # A client that takes no bytes of a response for this long is disconnected.
+    send_timeout_seconds: float = 30.0
+    # /readyz answers 503 when the database gives no connection within this budget.
+    readiness_timeout_seconds: float = 2.0
 
 
 @dataclass(frozen=True)

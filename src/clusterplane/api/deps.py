@@ -10,6 +10,7 @@ is a 400, and the raw bytes are kept for idempotency fingerprints.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -25,6 +26,17 @@ from clusterplane.errors import InvalidRequest, NotFound, PayloadTooLarge
 from clusterplane.services.auth import Caller, authenticate
 
 M = TypeVar("M", bound=BaseModel)
+DIGITS = re.compile(r"-?[0-9]{1,18}", re.ASCII)
+
+
+def parse_int(value: str, *, param: str, negative: bool = False) -> int:
+    """A decimal integer a client sent in a header or query: ASCII digits only, at most 18
+    of them (Python's `isdigit` also takes '²', which `int` refuses), else a 400."""
+    text = value.strip()
+    if DIGITS.fullmatch(text) is None or (text.startswith("-") and not negative):
+        kind = "an integer" if negative else "a non-negative integer"
+        raise InvalidRequest(f"{param} must be {kind}", param=param)
+    return int(text)
 
 
 def api_state(request: Request) -> ApiState:
@@ -57,10 +69,18 @@ def _bearer(request: Request) -> str | None:
 
 
 async def current_caller(request: Request) -> Caller:
-    """The authenticated caller; a key seen a moment ago comes from `state.callers`
-    without touching the database or leaving the event loop, and a key being looked up
-    already is waited for (`state.logins`), not looked up again."""
+    """The authenticated caller, admitted against its key's bound on responses in flight
+    (`state.inflight`: 429 past it)."""
     state = api_state(request)
+    caller = await _caller(request, state)
+    state.inflight.admit(request, caller)
+    return caller
+
+
+async def _caller(request: Request, state: ApiState) -> Caller:
+    """A key seen a moment ago comes from `state.callers` without touching the database or
+    leaving the event loop, and a key being looked up already is waited for
+    (`state.logins`), not looked up again."""
     token = _bearer(request)
     if token is None:
         return await run_in_threadpool(_authenticate, state, token)
@@ -91,7 +111,7 @@ class RawBody:
 async def raw_body(request: Request, _: Caller = Depends(current_caller)) -> RawBody:
     limit = api_state(request).settings.server.max_body_bytes
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and parse_int(declared, param="Content-Length") > limit:
         raise PayloadTooLarge(f"request body over {limit} bytes")
     chunks: list[bytes] = []
     size = 0

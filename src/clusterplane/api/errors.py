@@ -1,10 +1,11 @@
 """One place where errors become HTTP: status, the spec's envelope, and retry headers.
 
 Body: `{"error": {"message", "type", "param", "code"}}` (spec §1.6), which the official
-CLI prints as its error message. Every 4xx is deterministic and carries
-`x-should-retry: false` so the SDK does not replay it; nothing here ever returns a
-traceback. Messages may quote what the client sent (an id from the path), so they are made
-safe to print here: control characters are escaped and overlong text is shortened.
+CLI prints as its error message. Every 4xx but 429 is deterministic and carries
+`x-should-retry: false` so the SDK does not replay it (a 429 carries `retry-after`
+instead); nothing here ever returns a traceback. Messages may quote what the client sent
+(an id from the path), so they are made safe to print here: control characters are
+escaped and overlong text is shortened.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from clusterplane.api.schemas import format_validation_error
-from clusterplane.errors import ClusterplaneError
+from clusterplane.errors import ClusterplaneError, TooManyRequests
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ _HTTP_TYPES = {
     409: "conflict",
     413: "request_too_large",
     415: "unsupported_media_type",
+    429: "rate_limit_exceeded",
 }
 
 
@@ -70,6 +72,12 @@ def error_response(
 
 
 def from_exception(exc: ClusterplaneError) -> Response:
+    if isinstance(exc, TooManyRequests):  # the SDK retries a 429 after `retry-after`
+        response = error_response(
+            exc.status_code, exc.message, error_type=exc.error_type, code=exc.error_type
+        )
+        response.headers["retry-after"] = f"{exc.retry_after_seconds:g}"
+        return response
     retry = False if exc.status_code < 500 else None
     return error_response(
         exc.status_code,

@@ -15,11 +15,12 @@ from typing import Any, TypeVar
 from fastapi import Request
 from sqlalchemy.orm import Session
 
-from clusterplane.api.deps import RawBody, api_state
+from clusterplane.api.deps import RawBody, api_state, parse_int
 from clusterplane.services import idempotency
 from clusterplane.services.auth import Caller
 
 R = TypeVar("R")
+RETRY_COUNT = "x-stainless-retry-count"
 
 
 def canonical_path(request: Request) -> str:
@@ -29,8 +30,10 @@ def canonical_path(request: Request) -> str:
 
 
 def is_retry(request: Request) -> bool:
-    value = request.headers.get("x-stainless-retry-count", "0").strip()
-    return value.isdigit() and int(value) > 0
+    """Whether the official SDK marked this request as a retry (`x-stainless-retry-count`
+    1 or more); a value that is not a count is a 400."""
+    value = request.headers.get(RETRY_COUNT)
+    return value is not None and parse_int(value, param=RETRY_COUNT) > 0
 
 
 def create_once(
@@ -46,6 +49,9 @@ def create_once(
 ) -> R:
     state = api_state(request)
     key = request.headers.get("idempotency-key")
+    if key is not None:
+        idempotency.check_key(key)
+    retry = is_retry(request)
     fingerprint = idempotency.fingerprint(
         method=request.method, path=canonical_path(request), body=body.raw
     )
@@ -54,7 +60,7 @@ def create_once(
         api_key_id=caller.api_key_id,
         idempotency_key=key,
         fingerprint=fingerprint,
-        is_retry=is_retry(request),
+        is_retry=retry,
         now=now,
         window_seconds=idempotency.replay_window(state.clock, state.settings.replay_window_seconds),
     )

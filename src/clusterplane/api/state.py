@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from clusterplane.api.inflight import InFlight
 from clusterplane.api.read_cache import ReadCache
 from clusterplane.api.single_flight import SingleFlight
 from clusterplane.clock import Clock
@@ -32,3 +33,4 @@ class ApiState:
     logins: SingleFlight[Caller] = field(default_factory=SingleFlight)
     writes: WriteCounter = field(default_factory=WriteCounter)
     reads: ReadCache = field(default_factory=lambda: ReadCache(0))
+    inflight: InFlight = field(default_factory=lambda: InFlight(0))

@@ -2,6 +2,7 @@
 
     clusterplane serve [--host H] [--port P] [--database-url URL] [--fleet FILE]
                        [--time-scale FACTOR] [--seed N] [--allow-cross-fabric]
+                       [--send-timeout SECONDS] [--max-inflight-per-key N]
     clusterplane admin ...   (operator commands over the admin API: see cli/admin.py)
 
 The bootstrap admin key comes from CLUSTERPLANE_ADMIN_API_KEY when set (registered on
@@ -59,6 +60,18 @@ def parser() -> argparse.ArgumentParser:
         help="fleet clock speed-up: 600 turns a 10-minute bring-up into 1 s",
     )
     serve.add_argument("--seed", type=int, default=0, help="seed of the simulated fleet")
+    serve.add_argument(
+        "--send-timeout",
+        type=_positive,
+        default=ServerSettings.send_timeout_seconds,
+        help="seconds a client may take no bytes of a response before it is disconnected",
+    )
+    serve.add_argument(
+        "--max-inflight-per-key",
+        type=int,
+        default=ServerSettings.max_inflight_per_key,
+        help="responses one (non-admin) API key may have in flight; more get 429 (0: no bound)",
+    )
     serve.add_argument("--log-level", default="info")
     serve.add_argument(
         "--allow-cross-fabric",
@@ -96,7 +109,13 @@ def settings_from(args: argparse.Namespace) -> Settings:
         fleet_file=args.fleet,
         admin_api_key=Settings.admin_key_from_env(),
         credentials=_credentials(),
-        server=replace(ServerSettings(), host=args.host, port=args.port),
+        server=replace(
+            ServerSettings(),
+            host=args.host,
+            port=args.port,
+            send_timeout_seconds=args.send_timeout,
+            max_inflight_per_key=args.max_inflight_per_key,
+        ),
         simulation=SimulationSettings(time_scale=args.time_scale, seed=args.seed),
         placement=PlacementSettings(allow_cross_fabric=args.allow_cross_fabric),
     )
@@ -123,6 +142,7 @@ CLI:
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from clusterplane.api.send_timeout import h11_with_send_timeout
     from clusterplane.app import build
 
     logging.basicConfig(
@@ -139,6 +159,7 @@ def serve(args: argparse.Namespace) -> int:
         application.api,
         host=settings.server.host,
         port=settings.server.port,
+        http=h11_with_send_timeout(settings.server.send_timeout_seconds),
         log_level=args.log_level.lower(),
         access_log=False,
     )

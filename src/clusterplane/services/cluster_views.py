@@ -10,14 +10,15 @@ This is the hottest read path (the Together-compatible list is unpaginated, so a
 every cluster of a project), so it reads plain column tuples, not ORM objects: no identity
 map, no instrumented attributes, and none of the columns no response shows (credentials,
 driver state). A `ClusterDetail.row` is a SQLAlchemy `Row` whose attribute names are those
-of `ClusterRow`; a node's is a `Row` of `NodeRow` columns plus its host's facts. Callers
-iterate long lists in batches (`iter_details`) so memory stays bounded by a batch.
+of `ClusterRow`; a node's is a `Row` of `NodeRow` columns plus its host's facts. The list
+endpoint reads a long list a page at a time (api/routers/clusters.py), so memory stays
+bounded by a page.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -159,15 +160,6 @@ def get_detail(
     if not rows or rows[0].deleted_at is not None or not caller.can_see(rows[0].project_id):
         raise NotFound(f"cluster '{cluster_id}' not found", param="cluster_id")
     return load_details(session, rows, now=now)[0]
-
-
-def iter_details(
-    session: Session, cluster_ids: Sequence[str], *, now: datetime, batch: int = BATCH
-) -> Iterator[list[ClusterDetail]]:
-    """Details of `cluster_ids` in order, one batch at a time (memory: one batch)."""
-    for start in range(0, len(cluster_ids), batch):
-        rows = cluster_rows(session, cluster_ids[start : start + batch])
-        yield load_details(session, rows, now=now)
 
 
 def load_details(

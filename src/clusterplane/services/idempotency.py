@@ -62,6 +62,15 @@ def replay_window(clock: Clock, window_seconds: float) -> float:
     return window_seconds / real_per_clock_second
 
 
+def check_key(key: str) -> None:
+    """An `Idempotency-Key` is 1-255 printable characters (no control characters)."""
+    if not 0 < len(key) <= MAX_KEY_LENGTH or not key.isprintable():
+        raise InvalidRequest(
+            "Idempotency-Key must be 1-255 printable characters, without control characters",
+            param="Idempotency-Key",
+        )
+
+
 def find_replay(
     session: Session,
     *,
@@ -74,10 +83,7 @@ def find_replay(
 ) -> str | None:
     """The id of the object an earlier identical request created, or None to act anew."""
     if idempotency_key is not None:
-        if not 0 < len(idempotency_key) <= MAX_KEY_LENGTH:
-            raise InvalidRequest(
-                "Idempotency-Key must be 1-255 characters", param="Idempotency-Key"
-            )
+        check_key(idempotency_key)
         row = session.scalar(
             select(IdempotencyRow).where(
                 IdempotencyRow.api_key_id == api_key_id,

@@ -139,10 +139,18 @@ def create_remediation(
 
 
 def get_remediation(
-    session: Session, caller: Caller, cluster_id: str, instance_id: str, remediation_id: str
+    session: Session,
+    caller: Caller,
+    cluster_id: str,
+    instance_id: str,
+    remediation_id: str,
+    *,
+    for_update: bool = False,
 ) -> RemediationRow:
+    """The remediation, locked against concurrent reviews when `for_update` (PostgreSQL;
+    SQLite's writers are serialised anyway); NotFound when the caller cannot see it."""
     cluster = get_cluster(session, caller, cluster_id)
-    row = session.get(RemediationRow, remediation_id)
+    row = session.get(RemediationRow, remediation_id, with_for_update=for_update)
     if (
         row is None
         or row.cluster_id != cluster.id

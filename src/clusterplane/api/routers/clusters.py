@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from datetime import datetime
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from clusterplane.api import presenters
@@ -34,10 +36,9 @@ from clusterplane.domain.enums import ClusterType
 from clusterplane.services import clusters
 from clusterplane.services.auth import Caller
 from clusterplane.services.cluster_views import (
-    BATCH,
     ClusterDetail,
+    cluster_rows,
     get_detail,
-    iter_details,
     load_details,
 )
 from clusterplane.services.sealing import SecretBox
@@ -103,48 +104,73 @@ def to_update(req: UpdateClusterRequest) -> clusters.ClusterUpdate:
 
 @router.get("/compute/clusters", response_model=ClusterListResponse)
 def list_clusters(request: Request, caller: Caller = Depends(current_caller)) -> Response:
-    """The whole list (the wire has no pagination), read from one snapshot.
+    """The whole list (the wire has no pagination), with no database connection held while
+    its bytes go to the client (a client that stops reading must not hold one).
 
-    Up to one batch is answered as one body; a longer list is streamed batch by batch
-    from the same read transaction, so memory stays at one batch whatever the list's size.
+    The ids and the first page are read in one short transaction. A short list is answered
+    as one body; a longer one (or one whose first page is large) is streamed in chunks,
+    each later page read in its own short transaction once the client took the previous
+    one, so a slow reader holds at most a page in memory. Each cluster is shown as one
+    snapshot saw it; one deleted while the list goes out is left out.
     """
     state = api_state(request)
     now = state.clock.now()
-    stack = ExitStack()
-    session = stack.enter_context(read_transaction(state.sessions))
-    with _closed_on_error(stack):
+    with read_transaction(state.sessions) as session:
         ids = clusters.list_cluster_ids(session, caller, project_filter(request))
-        batches = iter_details(session, ids, now=now)
-        first = _encode(next(batches, []), state.secrets)
-    if len(ids) <= BATCH:
-        stack.close()
-        return Response(LIST_OPEN + first + LIST_CLOSE, media_type="application/json")
-
-    def body() -> Iterator[bytes]:
-        with stack:
-            yield LIST_OPEN + first
-            for details in batches:
-                yield b"," + _encode(details, state.secrets)
-            yield LIST_CLOSE
-
-    return StreamingResponse(body(), media_type="application/json")
+        first = _live_details(session, ids[:LIST_PAGE], now)
+    encoded = deque(_encode(d, state.secrets) for d in first)
+    del first
+    if len(ids) <= LIST_PAGE and sum(map(len, encoded)) <= ONE_BODY_BYTES:
+        return Response(LIST_OPEN + b",".join(encoded) + LIST_CLOSE, media_type="application/json")
+    return StreamingResponse(
+        _chunks(_stream(state, ids[LIST_PAGE:], encoded, now)), media_type="application/json"
+    )
 
 
 LIST_OPEN = b'{"clusters":['
 LIST_CLOSE = b"]}"
+LIST_PAGE = 100  # clusters read per transaction while a long list is streamed
+ONE_BODY_BYTES = 1 << 20  # a list up to this size (and one page) is answered as one body
+CHUNK_BYTES = 1 << 16  # a streamed list goes out in chunks of about this size
 
 
-def _encode(details: list[ClusterDetail], box: SecretBox) -> bytes:
-    return b",".join(presenters.encode(presenters.cluster(d, box)) for d in details)
+def _encode(detail: ClusterDetail, box: SecretBox) -> bytes:
+    return presenters.encode(presenters.cluster(detail, box))
 
 
-@contextmanager
-def _closed_on_error(stack: ExitStack) -> Iterator[None]:
-    try:
-        yield
-    except BaseException:
-        stack.close()
-        raise
+def _live_details(session: Session, ids: list[str], now: datetime) -> list[ClusterDetail]:
+    rows = [row for row in cluster_rows(session, ids) if row.deleted_at is None]
+    return load_details(session, rows, now=now)
+
+
+def _stream(
+    state: ApiState, rest: list[str], first: deque[bytes], now: datetime
+) -> Iterator[bytes]:
+    """The clusters of `first` (dropped as they go out), then those of `rest`, a page per
+    read transaction, each transaction closed before its clusters are handed on."""
+    while first:
+        yield first.popleft()
+    for start in range(0, len(rest), LIST_PAGE):
+        with read_transaction(state.sessions) as session:
+            page = _live_details(session, rest[start : start + LIST_PAGE], now)
+        for detail in page:
+            yield _encode(detail, state.secrets)
+
+
+def _chunks(clusters_json: Iterator[bytes]) -> Iterator[bytes]:
+    """`{"clusters":[...]}` around the encoded clusters, in chunks of about CHUNK_BYTES."""
+    pending = [LIST_OPEN]
+    size = len(LIST_OPEN)
+    separator = b""
+    for body in clusters_json:
+        pending += (separator, body)
+        size += len(body) + 1
+        separator = b","
+        if size >= CHUNK_BYTES:
+            yield b"".join(pending)
+            pending, size = [], 0
+    pending.append(LIST_CLOSE)
+    yield b"".join(pending)
 
 
 @router.post(

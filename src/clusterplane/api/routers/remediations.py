@@ -10,7 +10,15 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from clusterplane.api import presenters
-from clusterplane.api.deps import RawBody, api_state, comma_list, current_caller, raw_body, validate
+from clusterplane.api.deps import (
+    RawBody,
+    api_state,
+    comma_list,
+    current_caller,
+    parse_int,
+    raw_body,
+    validate,
+)
 from clusterplane.api.openapi import request_body
 from clusterplane.api.schemas import (
     ApproveRemediationRequest,
@@ -78,9 +86,7 @@ def _client_remediation_id(value: str | None) -> str | None:
 def _page_size(value: str | None) -> int:
     if value is None or value == "":
         return remediations.DEFAULT_PAGE_SIZE
-    if not value.lstrip("-").isdigit():
-        raise InvalidRequest("page_size must be an integer", param="page_size")
-    return int(value)
+    return parse_int(value, param="page_size", negative=True)
 
 
 def _newest_first(order_by: str | None) -> bool:
@@ -149,8 +155,8 @@ def _act(
     action: Callable[[Session, RemediationRow], RemediationRow],
 ) -> Response:
     state = api_state(request)
-    with read_transaction(state.sessions) as session:
-        row = remediations.get_remediation(session, caller, *ids)
+    with transaction(state.sessions) as session:
+        row = remediations.get_remediation(session, caller, *ids, for_update=True)
         acted = action(session, row)
         result = presenters.remediation(acted, recovery.alerts_of(session, [acted.id])[acted.id])
     state.nudge()
