@@ -29,6 +29,10 @@ class ServerSettings:
     # by this server drops it at once, so this bounds only how late another replica's
     # writes show. 0 turns the cache off.
     read_cache_seconds: float = 1.0
+    # Wall seconds an authenticated key is remembered (services/caller_cache.py). A key
+    # revoked, expired or changed through another replica stops working here within
+    # this bound; through this server, at once.
+    caller_cache_seconds: float = 2.0
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,7 @@ def test_an_ssh_ca_signs_a_user_certificate_that_ssh_keygen_reads(tmp_path: Path
         serial=7,
         valid_after=NOW,
         valid_before=NOW + timedelta(hours=1),
+        extensions=("permit-pty",),
     )
     path = tmp_path / "id-cert.pub"
     path.write_text(cert + "\n")

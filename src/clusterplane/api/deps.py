@@ -20,9 +20,9 @@ from starlette.concurrency import run_in_threadpool
 
 from clusterplane.api.schemas import format_validation_error
 from clusterplane.api.state import ApiState
-from clusterplane.db.engine import read_transaction
+from clusterplane.db.engine import read_transaction, transaction
 from clusterplane.errors import InvalidRequest, NotFound, PayloadTooLarge
-from clusterplane.services.auth import Caller, authenticate
+from clusterplane.services.auth import Caller, authenticate, refresh_lookup
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -65,7 +65,7 @@ async def current_caller(request: Request) -> Caller:
     if token is None:
         return await run_in_threadpool(_authenticate, state, token)
     cached = state.callers.get(token)
-    if cached is not None:
+    if cached is not None and not cached.expired(state.wall_clock.now()):
         return cached
 
     async def lookup() -> Caller:
@@ -78,8 +78,13 @@ async def current_caller(request: Request) -> Caller:
 
 
 def _authenticate(state: ApiState, token: str | None) -> Caller:
+    lookup_keys = state.secrets.lookup_keys
     with read_transaction(state.sessions) as session:
-        return authenticate(session, token)
+        caller = authenticate(session, token, lookup_keys=lookup_keys, now=state.wall_clock.now())
+    if caller.lookup_stale and token is not None:
+        with transaction(state.sessions) as session:
+            refresh_lookup(session, caller.api_key_id, token, lookup_keys[0])
+    return caller
 
 
 @dataclass(frozen=True)

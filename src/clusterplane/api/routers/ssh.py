@@ -44,7 +44,7 @@ def sign_ssh_certificate(
             box=state.secrets,
             settings=state.settings.credentials,
             base_domain=state.settings.server.cluster_base_domain,
-            now=state.clock.now(),
+            now=state.wall_clock.now(),  # sshd checks validity against real time
         )
     return presenters.json_response(
         {
