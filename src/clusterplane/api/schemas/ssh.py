@@ -10,7 +10,16 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, Field, StrictBool, StrictInt, StrictStr, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+)
 from pydantic_core import PydanticCustomError
 
 from clusterplane.api.schemas.common import UtcDatetime, WireRequest, WireResponse
@@ -65,8 +74,11 @@ class SshCertificateResponse(WireResponse):
 Login = Annotated[StrictStr, AfterValidator(_check_login)]
 
 
-class SshPolicyRequest(WireRequest):
-    """A cluster's SSH policy; an absent field takes its safe default (domain/ssh_policy.py)."""
+class SshPolicyRequest(BaseModel):
+    """A cluster's SSH policy; an absent field takes its safe default (domain/ssh_policy.py).
+    An operator's body: unknown fields are refused, so a misspelt switch is not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
 
     allowed_logins: Annotated[list[Login], Field(max_length=64)] | None = None
     """Exactly these logins (``root`` only if listed); null: any login but ``root``."""
