@@ -1,0 +1,103 @@
+"""API keys end: the operator lists keys (never their secrets), gives a key an expiry and
+revokes it; a revoked key stops working at once on the server that revoked it and within
+`server.caller_cache_seconds` on every other replica."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from fastapi.testclient import TestClient
+
+from clusterplane.clock import ManualClock
+from tests.support.engine import Engine, make_engine
+from tests.support.server import SMALL_FLEET, ServerProcess
+
+CACHE_BOUND = 2.0  # ServerSettings.caller_cache_seconds
+
+
+def user_and_project(
+    client: httpx.Client | TestClient, headers: dict[str, str] | None = None
+) -> tuple[str, str]:
+    user = client.post("/admin/v1/users", json={"name": "u"}, headers=headers).json()["id"]
+    project = client.post(
+        "/admin/v1/projects", json={"name": "p", "slug": "p"}, headers=headers
+    ).json()["id"]
+    return user, project
+
+
+def test_a_key_stops_working_when_it_expires_by_the_wall_clock(tmp_path: Path):
+    wall = ManualClock(datetime.now(UTC))
+    for engine in make_engine(tmp_path, wall_clock=wall):
+        user, project = user_and_project(engine.client, engine.headers())
+        created = engine.client.post(
+            "/admin/v1/api-keys",
+            json={"user_id": user, "project_id": project, "expires_in_seconds": 3600},
+            headers=engine.headers(),
+        )
+        assert created.status_code == 200, created.text
+        key = created.json()["api_key"]
+        assert engine.client.get("/v1/whoami", headers=engine.headers(key)).status_code == 200
+        engine.clock.advance(10 * 86400)  # fleet time does not matter
+        assert engine.client.get("/v1/whoami", headers=engine.headers(key)).status_code == 200
+        wall.advance(3600)
+        refused = engine.client.get("/v1/whoami", headers=engine.headers(key))
+        assert refused.status_code == 401, "even while the caller cache holds it"
+        assert refused.json()["error"]["message"] == "this API key has expired"
+        listed = engine.client.get(
+            "/admin/v1/api-keys", params={"user_id": user}, headers=engine.headers()
+        ).json()["api_keys"]
+        assert [k["status"] for k in listed] == ["expired"]
+
+
+def test_keys_are_listed_without_secrets_and_a_revoked_key_is_refused_at_once(engine: Engine):
+    user, project = user_and_project(engine.client, engine.headers())
+    created = engine.client.post(
+        "/admin/v1/api-keys",
+        json={"user_id": user, "project_id": project, "name": "ci"},
+        headers=engine.headers(),
+    ).json()
+    key = created["api_key"]
+    assert engine.client.get("/v1/whoami", headers=engine.headers(key)).status_code == 200
+    listed = engine.client.get("/admin/v1/api-keys", headers=engine.headers())
+    assert listed.status_code == 200
+    entries = {k["id"]: k for k in listed.json()["api_keys"]}
+    assert set(entries[created["id"]]) == {
+        "id", "name", "user_id", "project_id", "is_admin", "status", "created_at",
+        "expires_at", "revoked_at",
+    }  # fmt: skip
+    assert entries[created["id"]]["status"] == "active"
+    assert key.split("_")[-1] not in listed.text
+    revoked = engine.client.post(
+        f"/admin/v1/api-keys/{created['id']}/revoke", headers=engine.headers()
+    )
+    assert revoked.status_code == 200, revoked.text
+    assert revoked.json()["status"] == "revoked" and revoked.json()["revoked_at"]
+    assert engine.client.get("/v1/whoami", headers=engine.headers(key)).status_code == 401
+    missing = engine.client.post("/admin/v1/api-keys/key_nope/revoke", headers=engine.headers())
+    assert missing.status_code == 404
+    outsider = engine.client.get("/admin/v1/api-keys", headers=engine.headers(key))
+    assert outsider.status_code == 401
+
+
+def test_a_key_revoked_on_one_replica_stops_working_on_the_other_within_the_cache_bound(
+    tmp_path: Path,
+):
+    first = ServerProcess(tmp_path, fleet=SMALL_FLEET)
+    second = ServerProcess(tmp_path, fleet=SMALL_FLEET, database_url=first.database_url)
+    second.api_key = first.api_key
+    with first, second, first.client() as one, second.client() as two:
+        user, project = user_and_project(one)
+        created = one.post("/admin/v1/api-keys", json={"user_id": user, "project_id": project})
+        key_id, key = created.json()["id"], created.json()["api_key"]
+        bearer = {"Authorization": f"Bearer {key}"}
+        assert two.get("/v1/whoami", headers=bearer).status_code == 200  # now cached there
+        assert one.post(f"/admin/v1/api-keys/{key_id}/revoke").status_code == 200
+        revoked_at = time.monotonic()
+        assert one.get("/v1/whoami", headers=bearer).status_code == 401
+        while two.get("/v1/whoami", headers=bearer).status_code == 200:
+            assert time.monotonic() - revoked_at < CACHE_BOUND + 1.0, "past the stated bound"
+            time.sleep(0.05)
+        assert two.get("/v1/whoami", headers=bearer).status_code == 401
