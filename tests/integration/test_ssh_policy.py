@@ -17,8 +17,8 @@ CREATE = {
     "num_gpus": 8,
     "region": "test-1",
     "nvidia_version_id": "cu128-drv570-ubuntu2204",
-    "cluster_config": {"load_balancer": "NONE", "ssh_ca_enabled": True},
 }
+CONFIG = {"load_balancer": "NONE", "ssh_ca_enabled": True}
 USER_KEY = (
     ed25519.Ed25519PrivateKey.generate()
     .public_key()
@@ -27,8 +27,12 @@ USER_KEY = (
 )
 
 
-def create(engine: Engine) -> str:
-    response = engine.client.post("/v1/compute/clusters", json=CREATE, headers=engine.headers())
+def create(engine: Engine, jumphost_enabled: bool = False) -> str:
+    body = {
+        **CREATE,
+        "cluster_config": {**CREATE["cluster_config"], "jumphost_enabled": jumphost_enabled},
+    }  # type: ignore[dict-item]
+    response = engine.client.post("/v1/compute/clusters", json=body, headers=engine.headers())
     assert response.status_code == 200, response.text
     cluster_id: str = response.json()["cluster_id"]
     return cluster_id
@@ -73,10 +77,22 @@ def test_by_default_root_is_refused_and_a_certificate_carries_only_a_pty(engine:
         "allowed_logins": None,
         "permit_pty": True,
         "permit_agent_forwarding": False,
-        "permit_port_forwarding": False,
+        "permit_port_forwarding": None,
         "permit_x11_forwarding": False,
         "permit_user_rc": False,
     }
+
+
+def test_port_forwarding_is_granted_by_default_only_through_a_jump_host(engine: Engine):
+    """ProxyJump opens the node's connection as a forwarded channel of the jump host."""
+    direct = create(engine)
+    assert extensions(sign(engine, direct, "ubuntu")) == {"permit-pty"}
+    jump = create(engine, jumphost_enabled=True)
+    assert extensions(sign(engine, jump, "ubuntu")) == {"permit-pty", "permit-port-forwarding"}
+    assert set_policy(engine, jump, {"permit_port_forwarding": False}).status_code == 200
+    assert extensions(sign(engine, jump, "ubuntu")) == {"permit-pty"}
+    assert set_policy(engine, direct, {"permit_port_forwarding": True}).status_code == 200
+    assert extensions(sign(engine, direct, "ubuntu")) == {"permit-pty", "permit-port-forwarding"}
 
 
 def test_the_operator_allows_root_and_forwarding_and_certificates_follow(engine: Engine):

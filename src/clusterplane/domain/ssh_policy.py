@@ -6,8 +6,11 @@ without one has `DEFAULT`:
 
     * any POSIX login except ``root`` (`allowed_logins` None); a list allows exactly
       those logins, ``root`` only when listed;
-    * a terminal (``permit-pty``), and nothing else: no agent, port or X11 forwarding and
-      no ``~/.ssh/rc``, each only when the operator turns it on.
+    * a terminal (``permit-pty``), and nothing else: no agent or X11 forwarding and no
+      ``~/.ssh/rc``, each only when the operator turns it on;
+    * port forwarding (`permit_port_forwarding` None) only on a cluster with a jump host,
+      because ProxyJump reaches the node through a forwarded channel of the jump host's
+      session; True or False decides it for any cluster.
 
 A certificate names one login and carries exactly the extensions the policy permits.
 """
@@ -34,7 +37,7 @@ class SshPolicy:
     allowed_logins: tuple[str, ...] | None = None
     permit_pty: bool = True
     permit_agent_forwarding: bool = False
-    permit_port_forwarding: bool = False
+    permit_port_forwarding: bool | None = None
     permit_x11_forwarding: bool = False
     permit_user_rc: bool = False
 
@@ -52,9 +55,12 @@ class SshPolicy:
             return f"login '{login}' is not allowed on this cluster (allowed: {allowed})"
         return None
 
-    def extensions(self) -> tuple[str, ...]:
-        """The certificate extensions granted, sorted as OpenSSH requires."""
-        return tuple(sorted(ext for name, ext in EXTENSIONS.items() if getattr(self, name)))
+    def extensions(self, *, jumphost: bool) -> tuple[str, ...]:
+        """The certificate extensions granted on a cluster (with a jump host or not)."""
+        granted = {name: bool(getattr(self, name)) for name in EXTENSIONS}
+        if self.permit_port_forwarding is None:
+            granted["permit_port_forwarding"] = jumphost
+        return tuple(sorted(EXTENSIONS[name] for name, on in granted.items() if on))
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

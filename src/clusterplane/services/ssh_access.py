@@ -108,6 +108,7 @@ def sign_certificate(
     ca_public = ssh_ca_public_key(cluster)
     if ca_key is None or ca_public is None:
         raise RuntimeError(f"cluster {cluster.id} has ssh_ca_enabled but no SSH CA")
+    jumphost = jumphost_name(cluster, base_domain)
     serial = secrets.randbits(63)
     key_id = f"{caller.user_name}@{cluster.id}:{login}:{user_key.fingerprint}"
     valid_after = now - CLOCK_SKEW
@@ -120,7 +121,7 @@ def sign_certificate(
         serial=serial,
         valid_after=valid_after,
         valid_before=valid_before,
-        extensions=policy.extensions(),
+        extensions=policy.extensions(jumphost=jumphost is not None),
     )
     record_event(
         session,
@@ -139,5 +140,5 @@ def sign_certificate(
         valid_after=valid_after,
         valid_before=valid_before,
         ca_public_key=ca_public,
-        jumphost=jumphost_name(cluster, base_domain),
+        jumphost=jumphost,
     )

@@ -84,6 +84,7 @@ class SshPolicyRequest(BaseModel):
     """Exactly these logins (``root`` only if listed); null: any login but ``root``."""
     permit_pty: StrictBool = True
     permit_agent_forwarding: StrictBool = False
-    permit_port_forwarding: StrictBool = False
+    permit_port_forwarding: StrictBool | None = None
+    """null: only on a cluster with a jump host (ProxyJump needs it there)."""
     permit_x11_forwarding: StrictBool = False
     permit_user_rc: StrictBool = False
