@@ -28,10 +28,7 @@ USER_KEY = (
 
 
 def create(engine: Engine, jumphost_enabled: bool = False) -> str:
-    body = {
-        **CREATE,
-        "cluster_config": {**CREATE["cluster_config"], "jumphost_enabled": jumphost_enabled},
-    }  # type: ignore[dict-item]
+    body = {**CREATE, "cluster_config": {**CONFIG, "jumphost_enabled": jumphost_enabled}}
     response = engine.client.post("/v1/compute/clusters", json=body, headers=engine.headers())
     assert response.status_code == 200, response.text
     cluster_id: str = response.json()["cluster_id"]
