@@ -5,9 +5,11 @@
     clusterplane admin ...   (operator commands over the admin API: see cli/admin.py)
 
 The bootstrap admin key comes from CLUSTERPLANE_ADMIN_API_KEY when set (registered on
-first start); otherwise one is generated on first start and printed once. The key that
-seals cluster private keys at rest comes from CLUSTERPLANE_CREDENTIALS_KEY when set;
-otherwise from ./.clusterplane/credentials-key, created (mode 0600) on first start.
+first start, never printed); otherwise one is generated on first start and printed on
+that start only. The key that seals cluster private keys at rest comes from
+CLUSTERPLANE_CREDENTIALS_KEY when set; otherwise from ./.clusterplane/credentials-key,
+created (mode 0600, folder 0700) on first start. A database sealed with a key the server
+lacks stops the start (exit 2) with what to do.
 
     clusterplane ssh CLUSTER [NODE] [-- COMMAND...]  see clusterplane/cli/ssh.py
 """
