@@ -101,3 +101,17 @@ def test_a_key_revoked_on_one_replica_stops_working_on_the_other_within_the_cach
             assert time.monotonic() - revoked_at < CACHE_BOUND + 1.0, "past the stated bound"
             time.sleep(0.05)
         assert two.get("/v1/whoami", headers=bearer).status_code == 401
+
+
+def test_a_bad_expiry_is_a_400_and_issues_no_key(engine: Engine):
+    user, project = user_and_project(engine.client, engine.headers())
+    before = engine.table_counts()
+    for bad in (0, 59, -5, "3600", 1.5, 10**12, True):
+        response = engine.client.post(
+            "/admin/v1/api-keys",
+            json={"user_id": user, "project_id": project, "expires_in_seconds": bad},
+            headers=engine.headers(),
+        )
+        assert response.status_code == 400, (bad, response.text)
+        assert response.json()["error"]["param"] == "expires_in_seconds"
+    assert engine.table_counts() == before
