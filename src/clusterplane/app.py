@@ -69,7 +69,11 @@ def _resume_clock(sessions: sessionmaker[Session], settings: Settings) -> Clock:
 
 
 def _prepare_database(
-    sessions: sessionmaker[Session], settings: Settings, clock: Clock, box: SecretBox
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    clock: Clock,
+    box: SecretBox,
+    wall_clock: Clock,
 ) -> str | None:
     """Sync the fleet, check the credentials key, ensure an admin key; returns a key the
     server generated (to show once), or None."""
@@ -82,8 +86,9 @@ def _prepare_database(
             clock.now(),
             allow_cross_fabric=settings.placement.allow_cross_fabric,
         )
+        auth.ensure_default_tenancy(session, clock.now())
         issued = auth.bootstrap_admin_key(
-            session, now=clock.now(), key=settings.admin_api_key, lookup_keys=box.lookup_keys
+            session, now=wall_clock.now(), key=settings.admin_api_key, lookup_keys=box.lookup_keys
         )
         check_runs.ensure_idle_schedule(session, settings, clock.now())
     log.info(
@@ -109,8 +114,9 @@ def build(
     sessions = make_session_factory(engine)
     clock = clock or _resume_clock(sessions, settings)
     box = SecretBox.from_settings(settings.credentials)
+    wall_clock = wall_clock or SystemClock()
     try:
-        issued = _prepare_database(sessions, settings, clock, box)
+        issued = _prepare_database(sessions, settings, clock, box, wall_clock)
     except BaseException:
         engine.dispose()
         raise
@@ -150,7 +156,7 @@ def build(
         settings=settings,
         nudge=manager.nudge,
         secrets=box,
-        wall_clock=wall_clock or SystemClock(),
+        wall_clock=wall_clock,
         callers=CallerCache(settings.server.caller_cache_seconds),
         health_reports=GroupCommit(
             sessions, health.report_writer(settings, clock), name="health-reports"

@@ -115,3 +115,30 @@ def test_a_bad_expiry_is_a_400_and_issues_no_key(engine: Engine):
         assert response.status_code == 400, (bad, response.text)
         assert response.json()["error"]["param"] == "expires_in_seconds"
     assert engine.table_counts() == before
+
+
+def test_a_revoked_bootstrap_key_stays_revoked_when_the_server_restarts_with_it(
+    tmp_path: Path,
+):
+    chosen = "an-operator-chosen-admin-key-for-restarts"
+    for engine in make_engine(tmp_path, admin_key=chosen):
+        me = engine.client.get("/v3/whoami", headers=engine.headers()).json()["api_key"]["id"]
+        spare = engine.client.post(
+            "/admin/v1/api-keys",
+            json={"user_id": user_of(engine), "project_id": "proj_default"},
+            headers=engine.headers(),
+        ).json()["api_key"]
+        revoked = engine.client.post(f"/admin/v1/api-keys/{me}/revoke", headers=engine.headers())
+        assert revoked.status_code == 200
+        assert engine.client.get("/v1/whoami", headers=engine.headers()).status_code == 401
+        url = engine.database_url
+        engine.app.engine.dispose()
+    for restarted in make_engine(tmp_path, database_url=url, admin_key=chosen):
+        assert restarted.client.get("/v1/whoami", headers=restarted.headers()).status_code == 401
+        assert (
+            restarted.client.get("/v1/whoami", headers=restarted.headers(spare)).status_code == 200
+        )
+
+
+def user_of(engine: Engine) -> str:
+    return str(engine.client.get("/v1/whoami", headers=engine.headers()).json()["user_id"])

@@ -273,8 +273,8 @@ def bootstrap_admin_key(
     """Ensure an admin key exists; returns a key the server generated (to print once) or None.
 
     With `key` given (CLUSTERPLANE_ADMIN_API_KEY), that exact key is registered if missing
-    (a revoked one stays revoked). Without it, a key is generated only when no admin key
-    exists yet.
+    (a revoked one stays revoked), and its lookup moved to the current lookup key. Without
+    it, a key is generated only when no unrevoked admin key exists. `now` is wall time.
     """
     ensure_default_tenancy(session, now)
     admin = session.scalar(select(UserRow).where(UserRow.name == ADMIN_USER))
@@ -285,10 +285,11 @@ def bootstrap_admin_key(
                 f"CLUSTERPLANE_ADMIN_API_KEY must be at least {MIN_CUSTOM_KEY} printable "
                 "characters without spaces (or a key from `clusterplane generate-key`)"
             )
-        existing, _ = _find(session, key, lookup_keys)
-        if existing is not None:
-            if existing.lookup is not None:
-                existing.lookup = key_lookup(key, lookup_keys[0])
+        existing, secret = _find(session, key, lookup_keys)
+        if existing is not None and secret_matches(existing.secret_hash, secret):
+            current = key_lookup(key, lookup_keys[0])
+            if existing.lookup is not None and existing.lookup != current:
+                existing.lookup = current
             return None
         issue_key(
             session,
@@ -301,8 +302,12 @@ def bootstrap_admin_key(
             name="bootstrap",
         )
         return None
-    existing_admin = session.scalar(select(ApiKeyRow).where(ApiKeyRow.is_admin.is_(True)).limit(1))
-    if existing_admin is not None:
+    active_admin = session.scalar(
+        select(ApiKeyRow.id)
+        .where(ApiKeyRow.is_admin.is_(True), ApiKeyRow.revoked_at.is_(None))
+        .limit(1)
+    )
+    if active_admin is not None:
         return None
     return issue_key(
         session,

@@ -1,6 +1,7 @@
 """`/v1/compute/clusters/{cluster_id}/ssh-certificates`: sign a user's SSH key (extension).
 
-Any caller who can see the cluster may ask; `clusterplane ssh` uses it. See
+Any caller who can see the cluster may ask, for a login and with the extensions the
+cluster's SSH policy allows; `clusterplane ssh` uses it. See
 services/ssh_access.py for the rules.
 """
 
