@@ -4,7 +4,7 @@ stepped by hand, so timing and failure tests are deterministic and fast."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,8 @@ class Engine:
     client: TestClient
     admin_key: str
     database_url: str
-    wall_clock: Clock  # real time: certificates, key expiry (a ManualClock when asked for)
+    # real time: certificates, key expiry (a ManualClock when a test asks for one)
+    wall_clock: Clock = field(default_factory=SystemClock)
 
     def headers(self, key: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {key or self.admin_key}"}
