@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -263,7 +264,9 @@ def test_a_server_started_from_another_directory_refuses_to_start_and_says_what_
         assert client.get("/v1/compute/clusters").status_code == 200
 
 
-def test_a_cluster_whose_secrets_no_key_here_opens_is_listed_without_them(tmp_path: Path):
+def test_a_cluster_whose_secrets_no_key_here_opens_is_listed_without_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
     """A replica still on the old key meets a cluster sealed by one already given a new key
     (a key rotation in progress): it lists it without a kubeconfig instead of failing."""
     for old in make_engine(tmp_path):
@@ -286,6 +289,8 @@ def test_a_cluster_whose_secrets_no_key_here_opens_is_listed_without_them(tmp_pa
         assert listed.status_code == 200, listed.text
         kube = {c["cluster_id"]: c["kube_config"] for c in listed.json()["clusters"]}
         assert kube[theirs] == "" and kube[mine] != ""
+        said = [r.getMessage() for r in caplog.records if theirs in r.getMessage()]
+        assert said and "without its kube_config" in said[0] and "credentials key" in said[0]
         assert cluster(old, theirs)["kube_config"] == ""
         signed = old.client.post(
             f"/v1/compute/clusters/{theirs}/ssh-certificates",

@@ -22,6 +22,7 @@ from clusterplane.services.cluster_views import ClusterDetail, NodeDetail
 from clusterplane.services.sealing import SealError, SecretBox
 
 log = logging.getLogger(__name__)
+_UNREADABLE_LOGGED: set[str] = set()
 
 KUBECONFIG_FROM = frozenset(
     {ClusterPhase.QUEUED, ClusterPhase.SCHEDULED, ClusterPhase.WAITING_FOR_CONTROL_PLANE_NODES}
@@ -170,7 +171,9 @@ def kube_config_of(row: Any, box: SecretBox) -> str:
     try:
         return kube_config_text(str(row.id), str(row.kube_config), box)
     except SealError as exc:
-        log.warning("cluster %s is shown without its kube_config: %s", row.id, exc.message)
+        if row.id not in _UNREADABLE_LOGGED and len(_UNREADABLE_LOGGED) < 10_000:
+            _UNREADABLE_LOGGED.add(row.id)  # once per cluster and process, not per list
+            log.warning("cluster %s is shown without its kube_config: %s", row.id, exc.message)
         return ""
 
 
