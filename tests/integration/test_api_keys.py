@@ -9,9 +9,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 
 from clusterplane.clock import ManualClock
+from clusterplane.errors import InvalidRequest
 from tests.support.engine import Engine, make_engine
 from tests.support.server import SMALL_FLEET, ServerProcess
 
@@ -142,3 +144,12 @@ def test_a_revoked_bootstrap_key_stays_revoked_when_the_server_restarts_with_it(
 
 def user_of(engine: Engine) -> str:
     return str(engine.client.get("/v1/whoami", headers=engine.headers()).json()["user_id"])
+
+
+def test_an_admin_key_naming_a_registered_id_with_another_secret_stops_the_start(
+    engine: Engine, tmp_path: Path
+):
+    url = engine.database_url
+    impostor = engine.admin_key[:24] + "x" * 40  # same key id, another secret
+    with pytest.raises(InvalidRequest, match="holds with another secret"):
+        next(make_engine(tmp_path, database_url=url, admin_key=impostor))

@@ -286,7 +286,12 @@ def bootstrap_admin_key(
                 "characters without spaces (or a key from `clusterplane generate-key`)"
             )
         existing, secret = _find(session, key, lookup_keys)
-        if existing is not None and secret_matches(existing.secret_hash, secret):
+        if existing is not None:
+            if not secret_matches(existing.secret_hash, secret):
+                raise InvalidRequest(
+                    f"CLUSTERPLANE_ADMIN_API_KEY names key {existing.id}, which this "
+                    "database holds with another secret"
+                )
             current = key_lookup(key, lookup_keys[0])
             if existing.lookup is not None and existing.lookup != current:
                 existing.lookup = current
