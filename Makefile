@@ -27,7 +27,7 @@ $(VENV)/.dev: pyproject.toml
 	touch $@ $(VENV)/.runtime
 
 serve: $(VENV)/.runtime
-	@mkdir -p .clusterplane
+	@mkdir -p -m 700 .clusterplane
 	@test -s .clusterplane/admin-key || (umask 077; $(BIN)/clusterplane generate-key > .clusterplane/admin-key)
 	CLUSTERPLANE_ADMIN_API_KEY="$$(cat .clusterplane/admin-key)" $(BIN)/clusterplane serve $(SERVE_ARGS)
 

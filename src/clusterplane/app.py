@@ -44,7 +44,8 @@ from clusterplane.db.group_commit import GroupCommit
 from clusterplane.db.writes import count_writes
 from clusterplane.providers.base import Provider
 from clusterplane.providers.simulated import SimulatedProvider
-from clusterplane.services import auth, check_runs, fleet, fleet_clock
+from clusterplane.services import auth, check_runs, cluster_secrets, fleet, fleet_clock
+from clusterplane.services.caller_cache import CallerCache
 from clusterplane.services.sealing import SecretBox
 from clusterplane.settings import Settings
 
@@ -69,17 +70,27 @@ def _resume_clock(sessions: sessionmaker[Session], settings: Settings) -> Clock:
 
 
 def _prepare_database(
-    sessions: sessionmaker[Session], settings: Settings, clock: Clock
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    clock: Clock,
+    box: SecretBox,
+    wall_clock: Clock,
 ) -> str | None:
+    """Sync the fleet, check the credentials key, ensure an admin key; returns a key the
+    server generated (to show once), or None."""
     fleet_spec = fleet.load_fleet_file(settings.fleet_file)
     with transaction(sessions) as session:
+        cluster_secrets.check_server_key(session, box)
         report = fleet.sync_fleet(
             session,
             fleet_spec,
             clock.now(),
             allow_cross_fabric=settings.placement.allow_cross_fabric,
         )
-        issued = auth.bootstrap_admin_key(session, now=clock.now(), key=settings.admin_api_key)
+        auth.ensure_default_tenancy(session, clock.now())
+        issued = auth.bootstrap_admin_key(
+            session, now=wall_clock.now(), key=settings.admin_api_key, lookup_keys=box.lookup_keys
+        )
         check_runs.ensure_idle_schedule(session, settings, clock.now())
     log.info(
         "fleet synced: %s added, %s updated, %s retired",
@@ -96,12 +107,20 @@ def build(
     clock: Clock | None = None,
     provider: Provider | None = None,
     lease_clock: Clock | None = None,
+    wall_clock: Clock | None = None,
 ) -> Application:
+    """`clock` is fleet time; `wall_clock` real time, for certificates and key expiry."""
     engine = make_engine(settings.database_url)
     migrate(engine)
     sessions = make_session_factory(engine)
     clock = clock or _resume_clock(sessions, settings)
-    issued = _prepare_database(sessions, settings, clock)
+    box = SecretBox.from_settings(settings.credentials)
+    wall_clock = wall_clock or SystemClock()
+    try:
+        issued = _prepare_database(sessions, settings, clock, box, wall_clock)
+    except BaseException:
+        engine.dispose()
+        raise
     provider = provider or SimulatedProvider(
         seed=settings.simulation.seed, duration_factor=settings.simulation.duration_factor
     )
@@ -141,7 +160,9 @@ def build(
         clock=clock,
         settings=settings,
         nudge=manager.nudge,
-        secrets=SecretBox.from_settings(settings.credentials),
+        secrets=box,
+        wall_clock=wall_clock,
+        callers=CallerCache(settings.server.caller_cache_seconds),
         health_reports=GroupCommit(
             sessions, health.report_writer(settings, clock), name="health-reports"
         ),

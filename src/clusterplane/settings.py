@@ -35,6 +35,10 @@ class ServerSettings:
     send_timeout_seconds: float = 30.0
     # /readyz answers 503 when the database gives no connection within this budget.
     readiness_timeout_seconds: float = 2.0
+    # Wall seconds an authenticated key is remembered (services/caller_cache.py). A key
+    # revoked, expired or changed through another replica stops working here within
+    # this bound; through this server, at once.
+    caller_cache_seconds: float = 2.0
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""`clusterplane admin ...` against a real server process: quotas and host state."""
+"""`clusterplane admin ...` against a real server process: quotas, host state, API keys."""
 
 from __future__ import annotations
 
@@ -90,3 +90,34 @@ def test_api_errors_print_the_servers_message_and_exit_1(
     monkeypatch.delenv("CLUSTERPLANE_ADMIN_API_KEY", raising=False)
     code = main(["admin", "--url", server.base_url, "quotas", "list"])
     assert code == 2
+
+
+def test_the_operator_creates_lists_and_revokes_keys_from_the_command_line(
+    server: ServerProcess, capsys: pytest.CaptureFixture[str]
+):
+    with server.client() as client:
+        user = client.post("/admin/v1/users", json={"name": "ci"}).json()["id"]
+    project = _project_id(server)
+    code, out, _ = _run(
+        server, capsys, "--json", "keys", "create", user, project, "--name", "ci",
+        "--expires-in", "86400",
+    )  # fmt: skip
+    assert code == 0
+    created = json.loads(out)
+    assert created["expires_at"] is not None
+    key_id, key = created["id"], created["api_key"]
+    with server.client(key) as client:
+        assert client.get("/v1/whoami").status_code == 200
+    code, out, _ = _run(server, capsys, "keys", "list", "--user-id", user)
+    assert code == 0
+    assert out.split("\n")[0].split() == [
+        "ID", "NAME", "USER_ID", "PROJECT_ID", "IS_ADMIN", "STATUS", "EXPIRES_AT",
+    ]  # fmt: skip
+    assert out.split("\n")[1].split()[:6] == [key_id, "ci", user, project, "False", "active"]
+    assert key.split("_")[-1] not in out
+    code, out, _ = _run(server, capsys, "keys", "revoke", key_id)
+    assert code == 0 and "revoked" in out
+    with server.client(key) as client:
+        assert client.get("/v1/whoami").status_code == 401
+    code, _, err = _run(server, capsys, "keys", "revoke", "key_0000000000000000")
+    assert code == 1 and "not found" in err

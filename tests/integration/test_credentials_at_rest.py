@@ -4,13 +4,20 @@ the operator's API (admin keys only)."""
 from __future__ import annotations
 
 import base64
+import subprocess
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from tests.support.engine import TEST_CREDENTIALS_KEY, Engine, make_engine
+from tests.support.engine import SMALL_FLEET, TEST_CREDENTIALS_KEY, Engine, make_engine
+from tests.support.server import ServerProcess
 
 CREATE = {
     "cluster_name": "creds",
@@ -29,6 +36,12 @@ OIDC = {
     "group_prefix": "oidc:",
 }
 NEW_KEY = "a-brand-new-credentials-key-for-this-server-0001"
+USER_KEY = (
+    ed25519.Ed25519PrivateKey.generate()
+    .public_key()
+    .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    .decode()
+)
 
 
 def create(engine: Engine, **overrides: Any) -> str:
@@ -177,3 +190,115 @@ def test_switching_ssh_ca_on_by_update_gives_the_cluster_an_ssh_ca(engine: Engin
     ca = engine.client.get(path, headers=engine.headers())
     assert ca.status_code == 200
     assert ca.json()["public_key"].startswith("ssh-ed25519 ")
+
+
+def openssl_verify(tmp_path: Path, config: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    """`openssl verify` of the kubeconfig's client certificate against its CA, at the real
+    current time, as a TLS peer would."""
+    entries = (("clusters", "certificate-authority-data"), ("users", "client-certificate-data"))
+    paths = []
+    for where, key in entries:
+        entry = config[where][0]["cluster" if where == "clusters" else "user"]
+        path = tmp_path / f"{key}.pem"
+        path.write_bytes(base64.b64decode(entry[key]))
+        paths.append(str(path))
+    return subprocess.run(
+        ["openssl", "verify", "-CAfile", paths[0], paths[1]], capture_output=True, text=True
+    )
+
+
+def test_certificates_are_valid_by_the_wall_clock_when_fleet_time_runs_ahead(
+    engine: Engine, tmp_path: Path
+):
+    engine.clock.set(datetime.now(UTC) + timedelta(days=30))  # as --time-scale 600 for 72 min
+    cluster_id = create(engine, cluster_config={"load_balancer": "NONE", "ssh_ca_enabled": True})
+    engine.advance(3 * 3600, step=60)
+    verified = openssl_verify(tmp_path, kubeconfig(engine, cluster_id))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    rotated = engine.client.post(
+        f"/admin/v1/clusters/{cluster_id}/credentials/rotate", headers=engine.headers()
+    )
+    assert rotated.status_code == 200, rotated.text
+    verified = openssl_verify(tmp_path, kubeconfig(engine, cluster_id))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    signed = engine.client.post(
+        f"/v1/compute/clusters/{cluster_id}/ssh-certificates",
+        json={"public_key": USER_KEY, "login": "ubuntu"},
+        headers=engine.headers(),
+    )
+    assert signed.status_code == 200, signed.text
+    certificate = serialization.load_ssh_public_identity(signed.json()["certificate"].encode())
+    assert isinstance(certificate, serialization.SSHCertificate)
+    now = time.time()
+    assert certificate.valid_after <= now < certificate.valid_before <= now + 3600 + 5
+
+
+def test_a_server_started_from_another_directory_refuses_to_start_and_says_what_to_do(
+    tmp_path: Path,
+):
+    first_dir, second_dir = tmp_path / "first", tmp_path / "second"
+    first_dir.mkdir()
+    second_dir.mkdir()
+    first = ServerProcess(first_dir, fleet=SMALL_FLEET, credentials_key=None)
+    with first, first.client() as client:
+        response = client.post("/v1/compute/clusters", json=CREATE)
+        assert response.status_code == 200, response.text
+        cluster_id = response.json()["cluster_id"]
+    elsewhere = ServerProcess(
+        second_dir, fleet=SMALL_FLEET, credentials_key=None, database_url=first.database_url
+    )
+    elsewhere.api_key = first.api_key
+    refused = subprocess.run(
+        elsewhere.command(), cwd=second_dir, env=elsewhere.env(), capture_output=True,
+        text=True, timeout=30,
+    )  # fmt: skip
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "CLUSTERPLANE_CREDENTIALS_KEY" in refused.stderr
+    assert "credentials/reseal" in refused.stderr
+    again = ServerProcess(
+        first_dir, fleet=SMALL_FLEET, credentials_key=None, database_url=first.database_url
+    )
+    again.api_key = first.api_key
+    with again, again.client() as client:
+        assert client.get(f"/v1/compute/clusters/{cluster_id}").status_code == 200
+        assert client.get("/v1/compute/clusters").status_code == 200
+
+
+def test_a_cluster_whose_secrets_no_key_here_opens_is_listed_without_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    """A replica still on the old key meets a cluster sealed by one already given a new key
+    (a key rotation in progress): it lists it without a kubeconfig instead of failing."""
+    for old in make_engine(tmp_path):
+        mine = create(old, cluster_name="old-key")
+        for new in make_engine(
+            tmp_path,
+            database_url=old.database_url,
+            admin_key=old.admin_key,
+            credentials_key=NEW_KEY,
+            previous_credentials_keys=(TEST_CREDENTIALS_KEY,),
+        ):
+            theirs = create(
+                new,
+                cluster_name="new-key",
+                cluster_config={"load_balancer": "NONE", "ssh_ca_enabled": True},
+            )
+            new.advance(3 * 3600, step=60)
+            assert cluster(new, theirs)["kube_config"]
+        listed = old.client.get("/v1/compute/clusters", headers=old.headers())
+        assert listed.status_code == 200, listed.text
+        kube = {c["cluster_id"]: c["kube_config"] for c in listed.json()["clusters"]}
+        assert kube[theirs] == "" and kube[mine] != ""
+        said = [r.getMessage() for r in caplog.records if theirs in r.getMessage()]
+        assert said and "without its kube_config" in said[0] and "credentials key" in said[0]
+        assert cluster(old, theirs)["kube_config"] == ""
+        signed = old.client.post(
+            f"/v1/compute/clusters/{theirs}/ssh-certificates",
+            json={"public_key": USER_KEY, "login": "ubuntu"},
+            headers=old.headers(),
+        )
+        assert signed.status_code == 409, signed.text
+        assert "credentials key" in signed.json()["error"]["message"]
+        resealed = old.client.post("/admin/v1/credentials/reseal", headers=old.headers())
+        assert resealed.status_code == 200, resealed.text
+        assert resealed.json()["unreadable"] == [theirs]

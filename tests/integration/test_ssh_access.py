@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import getpass
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,8 @@ import pytest
 
 from clusterplane.cli.main import parse
 from clusterplane.cli.ssh import run
-from tests.support.engine import Engine
+from clusterplane.clock import ManualClock
+from tests.support.engine import Engine, make_engine
 from tests.support.sshd import SSHD, Sshd
 
 pytestmark = pytest.mark.skipif(
@@ -59,16 +60,28 @@ def ssh_ca(engine: Engine, cluster_id: str) -> str:
     return key
 
 
+def allow_this_login(engine: Engine, cluster_id: str) -> None:
+    response = engine.client.put(
+        f"/admin/v1/clusters/{cluster_id}/ssh-policy",
+        json={"allowed_logins": [getpass.getuser()]},
+        headers=engine.headers(),
+    )
+    assert response.status_code == 200, response.text
+
+
 @pytest.fixture
-def wall_clock_engine(engine: Engine) -> Engine:
-    engine.clock.advance((datetime.now(UTC) - engine.clock.now()).total_seconds())
-    engine.client.headers.update(engine.headers())
-    return engine
+def wall_clock_engine(tmp_path: Path) -> Iterator[Engine]:
+    """Fleet time a month ahead; the wall clock a `ManualClock` at real time."""
+    for engine in make_engine(tmp_path, wall_clock=ManualClock(datetime.now(UTC))):
+        engine.clock.set(datetime.now(UTC) + timedelta(days=30))
+        engine.client.headers.update(engine.headers())
+        yield engine
 
 
 @pytest.fixture
 def cluster_and_sshd(wall_clock_engine: Engine, tmp_path: Path) -> Iterator[tuple[str, Sshd]]:
     cluster_id = create(wall_clock_engine)
+    allow_this_login(wall_clock_engine, cluster_id)
     with Sshd(tmp_path / "sshd", [ssh_ca(wall_clock_engine, cluster_id)]) as sshd:
         yield cluster_id, sshd
 
@@ -122,7 +135,9 @@ def test_an_expired_certificate_does_not_log_in(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     cluster_id, sshd = cluster_and_sshd
-    wall_clock_engine.clock.advance(-3 * 3600)  # the server signs for an hour, 3 h ago
+    wall = wall_clock_engine.wall_clock
+    assert isinstance(wall, ManualClock)
+    wall.advance(-3 * 3600)  # the server signs for an hour, 3 h ago
     assert clusterplane_ssh(wall_clock_engine, tmp_path, cluster_id, sshd) == 255
     assert LOGGED_IN not in capfd.readouterr().out
     log = sshd.log_path.read_text()
@@ -138,6 +153,7 @@ def test_a_certificate_from_another_clusters_ca_does_not_log_in(
 ) -> None:
     _, sshd = cluster_and_sshd
     other = create(wall_clock_engine, cluster_name="other")
+    allow_this_login(wall_clock_engine, other)
     assert clusterplane_ssh(wall_clock_engine, tmp_path, other, sshd) == 255
     assert LOGGED_IN not in capfd.readouterr().out
     log = sshd.log_path.read_text()
@@ -170,6 +186,7 @@ def test_without_a_jump_host_the_key_logs_in_directly(
         cluster_name="direct",
         cluster_config={"load_balancer": "NONE", "ssh_ca_enabled": True},
     )
+    allow_this_login(wall_clock_engine, cluster_id)
     with Sshd(tmp_path / "sshd", [ssh_ca(wall_clock_engine, cluster_id)]) as sshd:
         args = parse(
             [

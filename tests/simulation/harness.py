@@ -117,7 +117,13 @@ class World:
             simulation=SimulationSettings(seed=self.seed, duration_factor=0.1),
         )
         provider = FaultyProvider(self.faults, seed=self.seed, duration_factor=0.1)
-        self.app = build(settings, clock=self.clock, provider=provider, lease_clock=self.clock)
+        self.app = build(
+            settings,
+            clock=self.clock,
+            provider=provider,
+            lease_clock=self.clock,
+            wall_clock=self.clock,  # certificates too: one clock keeps a seed reproducible
+        )
         self.faults.install_commit_failures(self.app.sessions)
         transport = httpx.ASGITransport(app=self.app.api, raise_app_exceptions=False)
         self.client = httpx.AsyncClient(transport=transport, base_url="http://simulation")

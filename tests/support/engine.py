@@ -4,7 +4,7 @@ stepped by hand, so timing and failure tests are deterministic and fast."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import inspect, select, text
 
 from clusterplane.app import Application, build
-from clusterplane.clock import ManualClock
+from clusterplane.clock import Clock, ManualClock, SystemClock
 from clusterplane.db.engine import transaction
 from clusterplane.db.rows import HostRow
 from clusterplane.services.auth import generate_key_text
@@ -28,10 +28,12 @@ SMALL_FLEET = Path(__file__).resolve().parents[2] / "src/clusterplane/fleets/sma
 @dataclass
 class Engine:
     app: Application
-    clock: ManualClock
+    clock: ManualClock  # fleet time
     client: TestClient
     admin_key: str
     database_url: str
+    # real time: certificates, key expiry (a ManualClock when a test asks for one)
+    wall_clock: Clock = field(default_factory=SystemClock)
 
     def headers(self, key: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {key or self.admin_key}"}
@@ -80,8 +82,12 @@ def make_engine(
     credentials_key: str = TEST_CREDENTIALS_KEY,
     previous_credentials_keys: tuple[str, ...] = (),
     health: HealthSettings | None = None,
+    wall_clock: Clock | None = None,
 ) -> Iterator[Engine]:
-    """An engine on a new database, or on `database_url` (a restart) with `admin_key`."""
+    """An engine on a new database, or on `database_url` (a restart) with `admin_key`.
+
+    Fleet time is a `ManualClock`; wall time is the system's unless `wall_clock` is given.
+    """
     key = admin_key or generate_key_text()
     settings = Settings(
         database_url=database_url or fresh_database_url(tmp_path, "engine.db"),
@@ -95,8 +101,14 @@ def make_engine(
         health=health or HealthSettings(),
     )
     clock = ManualClock()
-    app = build(settings, clock=clock)
+    wall = wall_clock or SystemClock()
+    app = build(settings, clock=clock, wall_clock=wall)
     with TestClient(app.api) as client:
         yield Engine(
-            app=app, clock=clock, client=client, admin_key=key, database_url=settings.database_url
+            app=app,
+            clock=clock,
+            client=client,
+            admin_key=key,
+            database_url=settings.database_url,
+            wall_clock=wall,
         )

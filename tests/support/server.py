@@ -2,7 +2,9 @@
 
 `ServerProcess` starts the console script from this virtualenv with its own SQLite file,
 a known admin key and a chosen time scale, waits until it answers, and can be killed with
-SIGKILL and started again on the same database (crash tests).
+SIGKILL and started again on the same database (crash tests). `admin_key=None` or
+`credentials_key=None` start it without that environment variable, as an operator who
+relies on the generated admin key or the key file under ./.clusterplane would.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ class ServerProcess:
         fleet: Path | None = None,
         database_url: str | None = None,
         extra_args: tuple[str, ...] = (),
+        admin_key: str | None = "",
+        credentials_key: str | None = TEST_CREDENTIALS_KEY,
     ):
         self.workdir = workdir
         self.time_scale = time_scale
@@ -48,7 +52,9 @@ class ServerProcess:
         self.database_url = database_url or fresh_database_url(workdir)
         self.extra_args = extra_args
         self.port = free_port()
-        self.api_key = generate_key_text()
+        # "" (the default): a fresh key; None: no CLUSTERPLANE_ADMIN_API_KEY at all.
+        self.api_key = generate_key_text() if admin_key == "" else admin_key
+        self.credentials_key = credentials_key
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / "server.log"
 
@@ -58,11 +64,15 @@ class ServerProcess:
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env["CLUSTERPLANE_ADMIN_API_KEY"] = self.api_key
-        env["CLUSTERPLANE_CREDENTIALS_KEY"] = TEST_CREDENTIALS_KEY
+        env.pop("CLUSTERPLANE_ADMIN_API_KEY", None)
+        env.pop("CLUSTERPLANE_CREDENTIALS_KEY", None)
+        if self.api_key is not None:
+            env["CLUSTERPLANE_ADMIN_API_KEY"] = self.api_key
+        if self.credentials_key is not None:
+            env["CLUSTERPLANE_CREDENTIALS_KEY"] = self.credentials_key
         return env
 
-    def start(self, timeout: float = 30.0) -> ServerProcess:
+    def command(self) -> list[str]:
         args = [
             str(BIN / "clusterplane"),
             "serve",
@@ -78,9 +88,12 @@ class ServerProcess:
         ]
         if self.fleet is not None:
             args += ["--fleet", str(self.fleet)]
+        return args
+
+    def start(self, timeout: float = 30.0) -> ServerProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            args,
+            self.command(),
             cwd=self.workdir,
             env=self.env(),
             stdout=log,
@@ -113,9 +126,11 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
 
-    def client(self) -> httpx.Client:
+    def client(self, key: str | None = None) -> httpx.Client:
         return httpx.Client(
-            base_url=self.base_url, headers={"Authorization": f"Bearer {self.api_key}"}, timeout=30
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {key or self.api_key}"},
+            timeout=30,
         )
 
     def __enter__(self) -> ServerProcess:

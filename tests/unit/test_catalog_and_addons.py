@@ -111,13 +111,15 @@ def test_generated_keys_have_the_accepted_shape_and_are_unique():
     assert len(keys) == 100 and all(KEY_PATTERN.match(k) for k in keys)
 
 
-def test_an_operator_chosen_key_splits_into_a_derived_id_and_itself():
+def test_an_operator_chosen_key_carries_no_id_and_none_is_derived_from_its_hash():
     from clusterplane.services.auth import split_key
 
-    key_id, secret = split_key("correct-horse-battery-staple-42")
-    assert key_id is not None and key_id.startswith("key_") and secret.startswith("correct")
-    assert split_key("short")[0] is None
-    assert split_key("has a space in the middle of it ok")[0] is None
+    assert split_key("correct-horse-battery-staple-42") == (
+        None,
+        "correct-horse-battery-staple-42",
+    )
+    issued = generate_key_text()
+    assert split_key(issued) == (issued[3:23], issued[24:])
 
 
 def test_kubernetes_only_add_ons_are_refused_on_slurm():

@@ -1,4 +1,5 @@
-"""Encryption at rest (`SecretBox`) and the per-cluster SSH CA, as pure functions."""
+"""Encryption at rest (`SecretBox`), API key hashes, the per-cluster SSH CA and its policy,
+as pure functions."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
+from clusterplane.domain.ssh_policy import DEFAULT, SshPolicy
 from clusterplane.errors import InvalidRequest
+from clusterplane.services.auth import hash_secret, secret_matches
 from clusterplane.services.sealing import SealError, SecretBox, is_sealed
 from clusterplane.services.ssh_ca import issue_ssh_ca, parse_user_key, sign_user_key
 
@@ -79,6 +82,7 @@ def test_an_ssh_ca_signs_a_user_certificate_that_ssh_keygen_reads(tmp_path: Path
         serial=7,
         valid_after=NOW,
         valid_before=NOW + timedelta(hours=1),
+        extensions=("permit-pty",),
     )
     path = tmp_path / "id-cert.pub"
     path.write_text(cert + "\n")
@@ -125,3 +129,31 @@ def test_a_box_without_a_key_stores_text_as_it_is_but_opens_what_a_previous_key_
     assert keyless.seal("secret", context="c") == "secret"
     assert keyless.open(old, context="c") == "secret"
     assert not keyless.is_current(old) and keyless.is_current("secret")
+
+
+def test_lookup_keys_follow_the_credentials_keys_current_first():
+    assert SecretBox(KEY, (OTHER,)).lookup_keys[0] == SecretBox(KEY).lookup_keys[0]
+    assert SecretBox(KEY, (OTHER,)).lookup_keys[1] == SecretBox(OTHER).lookup_keys[0]
+    assert SecretBox(KEY).lookup_keys != SecretBox(OTHER).lookup_keys
+    assert KEY.encode() not in SecretBox(KEY).lookup_keys[0]
+
+
+def test_api_key_hashes_are_salted_and_name_their_scheme():
+    for chosen, scheme in ((True, "scrypt$"), (False, "hmac-sha256$")):
+        first, second = (hash_secret("s3cret-value", chosen=chosen) for _ in range(2))
+        assert first.startswith(scheme) and first != second
+        assert secret_matches(first, "s3cret-value") and secret_matches(second, "s3cret-value")
+        assert not secret_matches(first, "s3cret-valuE")
+    for damaged in ("", "md5$00$00", "scrypt$zz$00", "hmac-sha256"):
+        assert not secret_matches(damaged, "s3cret-value")
+
+
+def test_the_default_ssh_policy_grants_a_pty_and_refuses_root():
+    assert DEFAULT.refusal("root") is not None and DEFAULT.refusal("ubuntu") is None
+    assert DEFAULT.extensions(jumphost=False) == ("permit-pty",)
+    assert DEFAULT.extensions(jumphost=True) == ("permit-port-forwarding", "permit-pty")
+    listed = SshPolicy.from_dict({"allowed_logins": ["root"], "permit_user_rc": True})
+    assert listed.refusal("root") is None and listed.refusal("ubuntu") is not None
+    assert listed.extensions(jumphost=False) == ("permit-pty", "permit-user-rc")
+    assert SshPolicy.from_dict(listed.to_dict()) == listed
+    assert SshPolicy.from_dict(None) == DEFAULT == SshPolicy.from_dict({})

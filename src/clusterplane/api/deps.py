@@ -21,9 +21,9 @@ from starlette.concurrency import run_in_threadpool
 
 from clusterplane.api.schemas import format_validation_error
 from clusterplane.api.state import ApiState
-from clusterplane.db.engine import read_transaction
+from clusterplane.db.engine import read_transaction, transaction
 from clusterplane.errors import InvalidRequest, NotFound, PayloadTooLarge
-from clusterplane.services.auth import Caller, authenticate
+from clusterplane.services.auth import Caller, authenticate, refresh_lookup
 
 M = TypeVar("M", bound=BaseModel)
 DIGITS = re.compile(r"-?[0-9]{1,18}", re.ASCII)
@@ -85,7 +85,7 @@ async def _caller(request: Request, state: ApiState) -> Caller:
     if token is None:
         return await run_in_threadpool(_authenticate, state, token)
     cached = state.callers.get(token)
-    if cached is not None:
+    if cached is not None and not cached.expired(state.wall_clock.now()):
         return cached
 
     async def lookup() -> Caller:
@@ -98,8 +98,13 @@ async def _caller(request: Request, state: ApiState) -> Caller:
 
 
 def _authenticate(state: ApiState, token: str | None) -> Caller:
+    lookup_keys = state.secrets.lookup_keys
     with read_transaction(state.sessions) as session:
-        return authenticate(session, token)
+        caller = authenticate(session, token, lookup_keys=lookup_keys, now=state.wall_clock.now())
+    if caller.lookup_stale and token is not None:
+        with transaction(state.sessions) as session:
+            refresh_lookup(session, caller.api_key_id, token, lookup_keys[0])
+    return caller
 
 
 @dataclass(frozen=True)

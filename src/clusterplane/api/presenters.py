@@ -7,6 +7,7 @@ against the response models in `api/schemas` and the official SDK's own types.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,7 +19,10 @@ from clusterplane.domain.enums import AddOnType, ClusterPhase
 from clusterplane.services import addons
 from clusterplane.services.cluster_secrets import kube_config_text
 from clusterplane.services.cluster_views import ClusterDetail, NodeDetail
-from clusterplane.services.sealing import SecretBox
+from clusterplane.services.sealing import SealError, SecretBox
+
+log = logging.getLogger(__name__)
+_UNREADABLE_LOGGED: set[str] = set()
 
 KUBECONFIG_FROM = frozenset(
     {ClusterPhase.QUEUED, ClusterPhase.SCHEDULED, ClusterPhase.WAITING_FOR_CONTROL_PLANE_NODES}
@@ -156,10 +160,21 @@ def _add_on(item: dict[str, Any], status: str) -> dict[str, Any]:
 
 
 def kube_config_of(row: Any, box: SecretBox) -> str:
-    """Credentials are handed out once the control plane answers, not before."""
+    """Credentials are handed out once the control plane answers, not before.
+
+    A kubeconfig no configured key opens (sealed by a replica with a newer key, or
+    damaged) is left out as `""`, the spec's "not available", so one such cluster does
+    not break a whole list; the log says which and why.
+    """
     if not row.control_plane_ready or ClusterPhase(row.phase) in KUBECONFIG_FROM:
         return ""
-    return kube_config_text(str(row.id), str(row.kube_config), box)
+    try:
+        return kube_config_text(str(row.id), str(row.kube_config), box)
+    except SealError as exc:
+        if row.id not in _UNREADABLE_LOGGED and len(_UNREADABLE_LOGGED) < 10_000:
+            _UNREADABLE_LOGGED.add(row.id)  # once per cluster and process, not per list
+            log.warning("cluster %s is shown without its kube_config: %s", row.id, exc.message)
+        return ""
 
 
 def cluster(detail: ClusterDetail, box: SecretBox) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from clusterplane.api.inflight import InFlight
 from clusterplane.api.read_cache import ReadCache
 from clusterplane.api.single_flight import SingleFlight
-from clusterplane.clock import Clock
+from clusterplane.clock import Clock, SystemClock
 from clusterplane.db.group_commit import GroupCommit
 from clusterplane.db.writes import WriteCounter
 from clusterplane.services.auth import Caller
@@ -29,6 +29,9 @@ class ApiState:
     nudge: Callable[[], None]
     secrets: SecretBox
     health_reports: GroupCommit[Report, dict[str, Any]]
+    # Real time, for what clients check against their own clocks (certificates, key
+    # expiry); `clock` is fleet time, which may run faster.
+    wall_clock: Clock = field(default_factory=SystemClock)
     callers: CallerCache = field(default_factory=CallerCache)
     logins: SingleFlight[Caller] = field(default_factory=SingleFlight)
     writes: WriteCounter = field(default_factory=WriteCounter)

@@ -8,6 +8,9 @@
                                   [--block B] [--rack R] [--cluster-id C]
                                   [--draining | --not-draining] [--placeable | --unplaceable]
     clusterplane admin hosts drain|undrain|offline|online HOST   (id or name)
+    clusterplane admin keys list [--user-id U] [--project-id P]   (never secrets or hashes)
+    clusterplane admin keys create USER_ID PROJECT_ID [--name N] [--expires-in SECONDS]
+    clusterplane admin keys revoke KEY_ID
 
 The server is `--url` or CLUSTERPLANE_URL (default http://127.0.0.1:8080); the key is
 `--api-key` or CLUSTERPLANE_ADMIN_API_KEY. An API error prints its message and exits 1.
@@ -27,11 +30,12 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 HOST_ACTIONS = ("drain", "undrain", "offline", "online")
 HOST_COLUMNS = ("name", "region", "fabric", "block", "rack", "state", "draining", "cluster_id")
 QUOTA_COLUMNS = ("project_id", "max_gpus", "used_gpus", "remaining_gpus")
+KEY_COLUMNS = ("id", "name", "user_id", "project_id", "is_admin", "status", "expires_at")
 
 
 def register(commands: Any) -> None:
     """Add `admin` and its subcommands to the root parser's subcommands."""
-    parser = commands.add_parser("admin", help="operator commands (quotas, fleet hosts)")
+    parser = commands.add_parser("admin", help="operator commands (quotas, hosts, API keys)")
     parser.add_argument(
         "--url", default=None, help=f"server (default $CLUSTERPLANE_URL or {DEFAULT_URL})"
     )
@@ -61,6 +65,23 @@ def register(commands: Any) -> None:
     placeable.add_argument("--unplaceable", dest="placeable", action="store_false")
     for action in HOST_ACTIONS:
         h.add_parser(action, help=f"{action} a host (by id or name)").add_argument("host")
+    _register_keys(areas)
+
+
+def _register_keys(areas: Any) -> None:
+    keys = areas.add_parser("keys", help="API keys: list, create, revoke")
+    k = keys.add_subparsers(dest="action", required=True)
+    lister = k.add_parser("list", help="keys with their status (no secrets)")
+    lister.add_argument("--user-id", default=None)
+    lister.add_argument("--project-id", default=None)
+    creator = k.add_parser("create", help="a new key; its secret is printed once")
+    creator.add_argument("user_id")
+    creator.add_argument("project_id")
+    creator.add_argument("--name", default="")
+    creator.add_argument(
+        "--expires-in", type=int, default=None, metavar="SECONDS", help="default: never"
+    )
+    k.add_parser("revoke", help="stop a key working").add_argument("key_id")
 
 
 def _request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any], dict[str, Any] | None]:
@@ -72,6 +93,8 @@ def _request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any], dict[s
         if args.action == "set":
             return "PUT", path, {}, {"max_gpus": args.max_gpus}
         return ("GET" if args.action == "get" else "DELETE"), path, {}, None
+    if args.area == "keys":
+        return _key_request(args)
     if args.action == "list":
         query = {
             name: getattr(args, name.replace("-", "_"))
@@ -86,6 +109,24 @@ def _request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any], dict[s
         }
         return "GET", "/admin/v1/fleet/hosts", clean, None
     return "POST", f"/admin/v1/fleet/hosts/{args.host}/{args.action}", {}, None
+
+
+def _key_request(
+    args: argparse.Namespace,
+) -> tuple[str, str, dict[str, Any], dict[str, Any] | None]:
+    if args.action == "list":
+        query = {"user_id": args.user_id, "project_id": args.project_id}
+        return "GET", "/admin/v1/api-keys", {k: v for k, v in query.items() if v}, None
+    if args.action == "create":
+        body: dict[str, Any] = {
+            "user_id": args.user_id,
+            "project_id": args.project_id,
+            "name": args.name,
+        }
+        if args.expires_in is not None:
+            body["expires_in_seconds"] = args.expires_in
+        return "POST", "/admin/v1/api-keys", {}, body
+    return "POST", f"/admin/v1/api-keys/{args.key_id}/revoke", {}, None
 
 
 def _table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
@@ -103,7 +144,11 @@ def _render(args: argparse.Namespace, answer: dict[str, Any]) -> str:
         return _table(answer["hosts"], HOST_COLUMNS)
     if "quotas" in answer:
         return _table(answer["quotas"], QUOTA_COLUMNS)
-    columns = QUOTA_COLUMNS if args.area == "quotas" else HOST_COLUMNS
+    if "api_keys" in answer:
+        return _table(answer["api_keys"], KEY_COLUMNS)
+    if "api_key" in answer:  # a created key: the secret, shown once
+        return f"{answer['id']}  {answer['api_key']}  expires: {answer['expires_at'] or 'never'}"
+    columns = {"quotas": QUOTA_COLUMNS, "keys": KEY_COLUMNS}.get(args.area, HOST_COLUMNS)
     return _table([answer], columns)
 
 

@@ -6,9 +6,11 @@
     clusterplane admin ...   (operator commands over the admin API: see cli/admin.py)
 
 The bootstrap admin key comes from CLUSTERPLANE_ADMIN_API_KEY when set (registered on
-first start); otherwise one is generated on first start and printed once. The key that
-seals cluster private keys at rest comes from CLUSTERPLANE_CREDENTIALS_KEY when set;
-otherwise from ./.clusterplane/credentials-key, created (mode 0600) on first start.
+first start, never printed); otherwise one is generated on first start and printed on
+that start only. The key that seals cluster private keys at rest comes from
+CLUSTERPLANE_CREDENTIALS_KEY when set; otherwise from ./.clusterplane/credentials-key,
+created (mode 0600, folder 0700) on first start. A database sealed with a key the server
+lacks stops the start (exit 2) with what to do.
 
     clusterplane ssh CLUSTER [NODE] [-- COMMAND...]  see clusterplane/cli/ssh.py
 """
@@ -87,12 +89,14 @@ def parser() -> argparse.ArgumentParser:
 
 def _credentials() -> CredentialSettings:
     """The sealing key: the environment's, else the one kept under ./.clusterplane/."""
+    from clusterplane.db.engine import private_dir
+
     settings = Settings.credentials_from_env()
     if settings.key is not None:
         return settings
     path = DEFAULT_STATE_DIR / "credentials-key"
+    private_dir(path.parent)
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
@@ -121,13 +125,21 @@ def settings_from(args: argparse.Namespace) -> Settings:
     )
 
 
-def _banner(settings: Settings, key: str | None) -> str:
+def _banner(settings: Settings, generated: str | None) -> str:
+    """What a start prints: the admin key only when this start generated it (once)."""
     base = f"http://{settings.server.host}:{settings.server.port}"
-    shown = key or settings.admin_api_key or "<the key printed on first start>"
-    note = "   <- shown once; store it now" if key and not settings.admin_api_key else ""
+    if generated is not None:
+        line = f"Admin API key: {generated}   <- generated now and shown once; store it"
+        shown = generated
+    elif settings.admin_api_key is not None:
+        line = "Admin API key: the one in CLUSTERPLANE_ADMIN_API_KEY"
+        shown = "$CLUSTERPLANE_ADMIN_API_KEY"
+    else:
+        line = "Admin API key: the one printed on the first start"
+        shown = "<your admin key>"
     return f"""
 clusterplane is serving on {base}  (fleet time x{settings.simulation.time_scale})
-Admin API key: {shown}{note}
+{line}
 
 SDK:
   export TOGETHER_BASE_URL={base} TOGETHER_API_KEY={shown}

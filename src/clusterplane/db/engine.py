@@ -2,12 +2,15 @@
 
 SQLite runs in WAL mode with foreign keys on and a busy timeout, and every write
 transaction starts with `BEGIN IMMEDIATE` so writers queue instead of failing on upgrade.
+Its files (database, -wal, -shm) are the owner's alone (0600; SQLite gives the -wal and
+-shm files the database file's mode), in a folder made 0700 (`private_dir`).
 The schema is created only by Alembic migrations (`migrate()`), never by `create_all`; on
 PostgreSQL they run under an advisory lock, so replicas starting at once migrate in turn.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -18,6 +21,8 @@ import orjson
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
+
+from clusterplane.settings import DEFAULT_STATE_DIR
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 READ_ONLY = "clusterplane_read_only"
@@ -53,10 +58,29 @@ def make_engine(url: str) -> Engine:
     )
 
 
+def private_dir(path: Path) -> None:
+    """`path` exists; made here, or named like the state folder, it is the owner's alone.
+
+    Another existing folder (a database under /tmp or /var/lib) keeps its mode.
+    """
+    if not path.exists():
+        path.mkdir(parents=True, mode=0o700)
+        path.chmod(0o700)  # whatever the umask
+    elif path.name == DEFAULT_STATE_DIR.name:
+        path.chmod(0o700)
+
+
 def _ensure_sqlite_dir(url: str) -> None:
     path = url.split("///", 1)[-1]
-    if path and path != ":memory:" and not path.startswith("file:"):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    database = Path(path)
+    private_dir(database.parent)
+    os.close(os.open(database, os.O_RDWR | os.O_CREAT, 0o600))
+    for name in (database.name, database.name + "-wal", database.name + "-shm"):
+        target = database.with_name(name)
+        if target.exists():
+            target.chmod(0o600)
 
 
 def _configure_sqlite(engine: Engine) -> None:

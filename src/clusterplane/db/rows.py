@@ -62,17 +62,24 @@ class MembershipRow(Base):
 
 
 class ApiKeyRow(Base):
-    """An API key; only the SHA-256 of its secret part is stored."""
+    """An API key: a salted hash of its secret, never the secret (services/auth.py).
+
+    `lookup` finds an operator-chosen key (one without its id inside) by a keyed hash;
+    keys the server issues carry their id and have none.
+    """
 
     __tablename__ = "api_keys"
+    __table_args__ = (Index("ix_api_keys_lookup", "lookup", unique=True),)
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    secret_sha256: Mapped[str] = mapped_column(String(64))
+    secret_hash: Mapped[str] = mapped_column(String(200))
+    lookup: Mapped[str | None] = mapped_column(String(64))
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"))
     name: Mapped[str] = mapped_column(String(128), default="")
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class RegionRow(Base):
@@ -191,6 +198,8 @@ class ClusterRow(Base):
     api_server_url: Mapped[str] = mapped_column(String(256))
     credentials: Mapped[dict[str, Any] | None]
     kube_config: Mapped[str] = mapped_column(Text, default="")
+    # The operator's SSH certificate policy (domain/ssh_policy.py); None: the defaults.
+    ssh_policy: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     control_plane_ready: Mapped[bool] = mapped_column(Boolean, default=False)
     # Remediation policy "Fully automatic" for this cluster (or its project's policy).
     auto_approve_remediations: Mapped[bool] = mapped_column(Boolean, default=False)

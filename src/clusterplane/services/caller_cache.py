@@ -8,9 +8,11 @@ Invariants:
     * Only successful authentications are kept; a bad key always goes to the database
       (and a flood of bad keys cannot fill the cache).
     * Entries are keyed by the SHA-256 of the whole presented key, never the key itself.
-    * An entry lives `ttl_seconds` of wall time (monotonic), so a change made through
-      another replica, or straight in the database, is seen within that time; changes
-      made through this server clear the cache at once.
+    * An entry lives `ttl_seconds` of wall time (monotonic; `ServerSettings.
+      caller_cache_seconds`), so a change made through another replica (a revoked key),
+      or straight in the database, is seen within that time; changes made through this
+      server clear the cache at once. A key past its `expires_at` is refused even while
+      cached (`api.deps.current_caller` checks `Caller.expired`).
     * At most `max_entries` keys are held; past that the cache starts over.
 """
 

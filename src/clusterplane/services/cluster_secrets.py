@@ -4,7 +4,8 @@ What it owns:
     Issuing them at create (`provision`), adding an SSH CA when `ssh_ca_enabled` is
     switched on later (`ensure_ssh_ca`), replacing them all (`rotate`), reading the
     kubeconfig and the SSH CA back (`kube_config_text`, `ssh_ca_private_key`), and
-    re-sealing every cluster under the current server key (`reseal_all`).
+    re-sealing every cluster under the current server key (`reseal_all`), and checking at
+    start that the server holds the key the database was sealed with (`check_server_key`).
 
 Invariants:
     * Private keys and the kubeconfig (which embeds the client key) are stored sealed by
@@ -14,6 +15,9 @@ Invariants:
       (the JSON column does not track in-place changes).
     * Rows written before encryption at rest (plain PEM under ``*_pem`` keys, a plain
       kubeconfig) still read; `reseal_all` converts them.
+    * The database holds a check value sealed with the key of its first sealing server
+      (`server_state` row ``credentials_key_check``); a server whose keys do not open it
+      refuses to start, instead of sealing new clusters under a key of its own.
 """
 
 from __future__ import annotations
@@ -28,18 +32,21 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from clusterplane.db.rows import ClusterRow
+from clusterplane.db.rows import ClusterRow, ServerStateRow
 from clusterplane.errors import NotFound
 from clusterplane.services.credentials import (
     ClusterCredentials,
     build_kubeconfig,
     issue_cluster_credentials,
 )
-from clusterplane.services.sealing import SecretBox
+from clusterplane.services.sealing import SealError, SecretBox, sealed_key_id
 from clusterplane.services.ssh_ca import issue_ssh_ca
 
 __all__ = [
+    "ForeignCredentialsKey",
+    "Reseal",
     "Rotation",
+    "check_server_key",
     "ensure_ssh_ca",
     "kube_config_text",
     "live_cluster",
@@ -51,6 +58,15 @@ __all__ = [
 ]
 
 _SEALED_FIELDS = ("ca_key", "client_key", "ssh_ca_key")
+CHECK_KEY = "credentials_key_check"
+_CHECK_TEXT = "clusterplane credentials key check v1"
+_CHECK_CONTEXT = "server:credentials_key_check"
+
+
+class ForeignCredentialsKey(SealError):
+    """The database was sealed with a credentials key this server was not given."""
+
+
 _LEGACY_PLAIN = {"ca_key_pem": "ca_key", "client_key_pem": "client_key"}
 
 
@@ -176,15 +192,66 @@ def _resealed(cluster: ClusterRow, box: SecretBox) -> bool:
     return False
 
 
-def reseal_all(session: Session, box: SecretBox) -> tuple[int, int]:
-    """Re-seal every live cluster's secrets under the current key: (resealed, checked)."""
+@dataclass(frozen=True)
+class Reseal:
+    resealed: int
+    checked: int
+    unreadable: list[str]  # clusters no configured key opens: left as they are
+
+
+def reseal_all(session: Session, box: SecretBox) -> Reseal:
+    """Re-seal every live cluster's secrets, and the key check, under the current key."""
     rows = session.scalars(select(ClusterRow).where(ClusterRow.deleted_at.is_(None)))
     checked = resealed = 0
+    unreadable: list[str] = []
     for cluster in rows:
         checked += 1
-        if _resealed(cluster, box):
-            resealed += 1
-    return resealed, checked
+        try:
+            if _resealed(cluster, box):  # assigns only once everything opened
+                resealed += 1
+        except SealError:
+            unreadable.append(cluster.id)
+    _write_check(session, box)
+    return Reseal(resealed=resealed, checked=checked, unreadable=unreadable)
+
+
+def _write_check(session: Session, box: SecretBox) -> None:
+    if box.key_id is None:
+        return
+    row = session.get(ServerStateRow, CHECK_KEY)
+    value = box.seal(_CHECK_TEXT, context=_CHECK_CONTEXT)
+    if row is None:
+        session.add(ServerStateRow(key=CHECK_KEY, value=value))
+    else:
+        row.value = value
+
+
+def _refusal(key_id: str) -> ForeignCredentialsKey:
+    return ForeignCredentialsKey(
+        f"this database's cluster credentials are sealed with credentials key {key_id}, "
+        "which this server was not given (a server started without "
+        "CLUSTERPLANE_CREDENTIALS_KEY keeps its key in .clusterplane/credentials-key under "
+        "the directory it runs in). Start it with that key in CLUSTERPLANE_CREDENTIALS_KEY; "
+        "to move to a new key, put the old one in CLUSTERPLANE_PREVIOUS_CREDENTIALS_KEYS "
+        "and call POST /admin/v1/credentials/reseal"
+    )
+
+
+def check_server_key(session: Session, box: SecretBox) -> None:
+    """Refuse (`ForeignCredentialsKey`) a server whose keys do not open this database's
+    sealed values; on first use, record the check value under the current key."""
+    row = session.get(ServerStateRow, CHECK_KEY)
+    if row is not None:
+        key_id = sealed_key_id(row.value)
+        if key_id is not None and key_id not in box.key_ids():
+            raise _refusal(key_id)
+        return
+    stored = session.scalars(select(ClusterRow.kube_config).where(ClusterRow.deleted_at.is_(None)))
+    for value in stored:
+        key_id = sealed_key_id(value or "")
+        if key_id is not None and key_id not in box.key_ids():
+            raise _refusal(key_id)
+    _write_check(session, box)
 
 
 def live_cluster(session: Session, cluster_id: str) -> ClusterRow:

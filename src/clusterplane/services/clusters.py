@@ -156,6 +156,7 @@ def create_cluster(
     req: ClusterCreate,
     *,
     now: datetime,
+    wall_now: datetime,
     box: SecretBox,
     base_domain: str,
     acceptance_tests_by_default: bool = True,
@@ -164,7 +165,8 @@ def create_cluster(
 ) -> ClusterRow:
     """Write the cluster and book its capacity in the calendar (409 if the booking cannot
     be honoured). A cluster that starts now claims its workers' hosts at once; a scheduled
-    one claims them at its start (the cluster controller)."""
+    one claims them at its start (the cluster controller). `now` is fleet time; the
+    credentials are issued at `wall_now`, since real clients check them against it."""
     project_id = resolve_project(caller, req.project_id)
     region = get_region(session, req.region)
     check_gpu_type(session, region.name, req.gpu_type)
@@ -270,7 +272,7 @@ def create_cluster(
     check_cluster_booking(session, cluster, now)
     add_control_plane_nodes(session, cluster, region, now)
     _attach_volume(session, caller, cluster, req, now, storage)
-    provision(cluster, box, now)
+    provision(cluster, box, wall_now)
     record_event(
         session,
         object_type="cluster",

@@ -16,6 +16,9 @@ Invariants:
     * A box without a key (settings without one: only library and test use, since
       `clusterplane serve` always has one) stores text as it is and says so in the log
       once; it still opens what a previous key sealed.
+    * `lookup_keys` are HMAC keys derived from the same secrets for another purpose (finding
+      an operator-chosen API key by a keyed hash): what the database holds never lets
+      anyone test a guessed API key without the server key. Current key first.
 """
 
 from __future__ import annotations
@@ -30,10 +33,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from clusterplane.errors import ClusterplaneError, InvalidRequest
+from clusterplane.errors import Conflict, InvalidRequest
 from clusterplane.settings import CredentialSettings
 
-__all__ = ["MIN_SECRET_LENGTH", "SealError", "SecretBox"]
+__all__ = ["MIN_SECRET_LENGTH", "SealError", "SecretBox", "is_sealed", "sealed_key_id"]
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +45,11 @@ _PREFIX = "cp1"
 _NONCE_BYTES = 12
 
 
-class SealError(ClusterplaneError):
-    """A sealed value that no configured key opens (wrong key, or tampered)."""
+class SealError(Conflict):
+    """A sealed value that no configured key opens (wrong key, or tampered): 409, since
+    no retry of the same request helps until the operator gives the server that key."""
+
+    error_type = "credentials_unavailable"
 
 
 def _derive(secret: str) -> bytes:
@@ -58,6 +64,13 @@ def _derive(secret: str) -> bytes:
         salt=b"clusterplane credentials at rest",
         info=b"aes-256-gcm v1",
     ).derive(secret.encode("utf-8"))
+
+
+def _lookup_key(secret: str | None) -> bytes:
+    material = (secret or "clusterplane without a credentials key").encode("utf-8")
+    return HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=b"clusterplane api keys", info=b"lookup v1"
+    ).derive(material)
 
 
 def _key_id(key: bytes) -> str:
@@ -77,6 +90,8 @@ class SecretBox:
         for old in previous:
             key = _derive(old)
             self._keys.setdefault(_key_id(key), AESGCM(key))
+        lookups = [_lookup_key(secret)] + [_lookup_key(old) for old in previous]
+        self.lookup_keys: tuple[bytes, ...] = tuple(dict.fromkeys(lookups))
 
     @classmethod
     def from_settings(cls, settings: CredentialSettings) -> SecretBox:
@@ -119,6 +134,10 @@ class SecretBox:
             raise SealError(f"{context} does not open: tampered, or not sealed for it") from None
         return plain.decode("utf-8")
 
+    def key_ids(self) -> frozenset[str]:
+        """The ids of every key this box opens with (current and previous)."""
+        return frozenset(self._keys)
+
     def is_current(self, value: str) -> bool:
         """Whether `value` is sealed with the current key (else a re-seal would change it)."""
         if self._current_id is None:
@@ -128,3 +147,8 @@ class SecretBox:
 
 def is_sealed(value: str) -> bool:
     return value.startswith(_PREFIX + ".") and value.count(".") >= 2
+
+
+def sealed_key_id(value: str) -> str | None:
+    """Which key sealed `value` (None: not sealed)."""
+    return value.split(".", 2)[1] if is_sealed(value) else None

@@ -13,6 +13,11 @@ Invariants:
       signs nothing.
     * Validity starts one minute before `now` (clock skew between the server and sshd)
       and never exceeds the operator's maximum.
+    * The login and the certificate's extensions follow the cluster's SSH policy
+      (domain/ssh_policy.py: no root and no forwarding unless the operator allows them);
+      a login the policy refuses is a 403.
+    * `now` is wall-clock time (sshd checks validity against its own clock), whatever
+      the fleet clock says.
     * Every signature is recorded as a cluster event (login, key fingerprint, serial).
 """
 
@@ -26,7 +31,8 @@ from sqlalchemy.orm import Session
 
 from clusterplane.db.rows import ClusterRow
 from clusterplane.domain.enums import ClusterPhase
-from clusterplane.errors import FailedPrecondition, InvalidRequest
+from clusterplane.domain.ssh_policy import SshPolicy
+from clusterplane.errors import FailedPrecondition, InvalidRequest, PermissionDenied
 from clusterplane.services.auth import Caller
 from clusterplane.services.cluster_secrets import (
     ensure_ssh_ca,
@@ -86,6 +92,10 @@ def sign_certificate(
             "set cluster_config.ssh_ca_enabled to true first",
             param="cluster_id",
         )
+    policy = SshPolicy.from_dict(cluster.ssh_policy)
+    refusal = policy.refusal(login)
+    if refusal is not None:
+        raise PermissionDenied(refusal, param="login")
     seconds = settings.ssh_certificate_seconds if valid_seconds is None else valid_seconds
     if seconds > settings.ssh_certificate_max_seconds:
         raise InvalidRequest(
@@ -98,6 +108,7 @@ def sign_certificate(
     ca_public = ssh_ca_public_key(cluster)
     if ca_key is None or ca_public is None:
         raise RuntimeError(f"cluster {cluster.id} has ssh_ca_enabled but no SSH CA")
+    jumphost = jumphost_name(cluster, base_domain)
     serial = secrets.randbits(63)
     key_id = f"{caller.user_name}@{cluster.id}:{login}:{user_key.fingerprint}"
     valid_after = now - CLOCK_SKEW
@@ -110,6 +121,7 @@ def sign_certificate(
         serial=serial,
         valid_after=valid_after,
         valid_before=valid_before,
+        extensions=policy.extensions(jumphost=jumphost is not None),
     )
     record_event(
         session,
@@ -128,5 +140,5 @@ def sign_certificate(
         valid_after=valid_after,
         valid_before=valid_before,
         ca_public_key=ca_public,
-        jumphost=jumphost_name(cluster, base_domain),
+        jumphost=jumphost,
     )

@@ -8,9 +8,11 @@ What it owns:
 
 Invariants:
     * Pure functions: no database, no clock; validity comes from the caller's times.
-    * A certificate names exactly one principal (the login) and carries the usual
-      interactive extensions (pty, agent and port forwarding); no critical options.
-    * Only RSA (2048 bits or more), ECDSA and Ed25519 user keys are signed.
+    * A certificate names exactly one principal (the login) and carries exactly the
+      extensions it is given (the cluster's policy, domain/ssh_policy.py); no critical
+      options.
+    * Only RSA (2048 bits or more), ECDSA and Ed25519 user keys are signed; a certificate
+      presented as a key is refused.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import (
+    SSHCertificate,
     SSHCertificateBuilder,
     SSHCertificateType,
 )
@@ -32,13 +35,7 @@ from clusterplane.errors import InvalidRequest
 
 __all__ = ["SshCa", "UserKey", "issue_ssh_ca", "parse_user_key", "sign_user_key"]
 
-_EXTENSIONS = (
-    b"permit-agent-forwarding",
-    b"permit-port-forwarding",
-    b"permit-pty",
-    b"permit-user-rc",
-    b"permit-X11-forwarding",
-)
+CERTIFICATE_SUFFIX = "-cert-v01@openssh.com"
 
 
 @dataclass(frozen=True)
@@ -76,8 +73,15 @@ def parse_user_key(line: str, *, param: str = "public_key") -> UserKey:
             "must be an OpenSSH public key line such as 'ssh-ed25519 AAAA... me@laptop'",
             param=param,
         )
+    if parts[0].endswith(CERTIFICATE_SUFFIX):
+        raise InvalidRequest(
+            "is an SSH certificate; send the public key it certifies (id_*.pub)", param=param
+        )
     try:
-        key = serialization.load_ssh_public_key(f"{parts[0]} {parts[1]}".encode("ascii"))
+        blob = f"{parts[0]} {parts[1]}".encode("ascii")
+        if isinstance(serialization.load_ssh_public_identity(blob), SSHCertificate):
+            raise InvalidRequest("is an SSH certificate, not a public key", param=param)
+        key = serialization.load_ssh_public_key(blob)
     except (ValueError, UnsupportedAlgorithm, UnicodeEncodeError):
         raise InvalidRequest(
             "is not a readable OpenSSH public key (RSA, ECDSA or Ed25519)", param=param
@@ -87,8 +91,8 @@ def parse_user_key(line: str, *, param: str = "public_key") -> UserKey:
             raise InvalidRequest("RSA keys must have at least 2048 bits", param=param)
     elif not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
         raise InvalidRequest("only RSA, ECDSA and Ed25519 keys can be signed", param=param)
-    blob = key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-    raw = base64.b64decode(blob.split()[1])
+    line_out = key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    raw = base64.b64decode(line_out.split()[1])
     digest = base64.b64encode(hashlib.sha256(raw).digest()).decode("ascii").rstrip("=")
     return UserKey(key=key, fingerprint=f"SHA256:{digest}")
 
@@ -102,8 +106,10 @@ def sign_user_key(
     serial: int,
     valid_after: datetime,
     valid_before: datetime,
+    extensions: tuple[str, ...],
 ) -> str:
-    """An OpenSSH user certificate line (``...-cert-v01@openssh.com AAAA...``)."""
+    """An OpenSSH user certificate line (``...-cert-v01@openssh.com AAAA...``) carrying
+    exactly `extensions` (OpenSSH extension names)."""
     ca_key = serialization.load_ssh_private_key(ca.encode("ascii"), password=None)
     if not isinstance(ca_key, ed25519.Ed25519PrivateKey):
         raise ValueError("a cluster SSH CA is an Ed25519 key")
@@ -117,6 +123,6 @@ def sign_user_key(
         .valid_after(int(valid_after.timestamp()))
         .valid_before(int(valid_before.timestamp()))
     )
-    for name in _EXTENSIONS:
-        builder = builder.add_extension(name, b"")
+    for name in sorted(extensions):
+        builder = builder.add_extension(name.encode("ascii"), b"")
     return builder.sign(ca_key).public_bytes().decode("ascii")

@@ -1,4 +1,5 @@
-"""Operator use cases for tenancy: organisations, projects, users, memberships and keys.
+"""Operator use cases for tenancy: organisations, projects, users, memberships and keys
+(issue, list, revoke).
 
 Only admin callers reach these (the admin API checks); each returns plain rows.
 """
@@ -11,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from clusterplane.db.rows import MembershipRow, OrganizationRow, ProjectRow, UserRow
+from clusterplane.db.rows import ApiKeyRow, MembershipRow, OrganizationRow, ProjectRow, UserRow
 from clusterplane.errors import Conflict, InvalidRequest, NotFound
 from clusterplane.services.auth import IssuedKey, issue_key
 from clusterplane.services.ids import new_prefixed
@@ -72,12 +73,45 @@ def add_member(session: Session, *, user_id: str, project_id: str, role: str = "
 
 
 def create_api_key(
-    session: Session, *, user_id: str, project_id: str, now: datetime, name: str = ""
+    session: Session,
+    *,
+    user_id: str,
+    project_id: str,
+    now: datetime,
+    name: str = "",
+    expires_at: datetime | None = None,
 ) -> IssuedKey:
-    """A key for `user_id` whose default project is `project_id` (they must be a member)."""
+    """A key for `user_id` whose default project is `project_id` (they must be a member);
+    `now` and `expires_at` are wall-clock times."""
+    if expires_at is not None and expires_at <= now:
+        raise InvalidRequest("a key must expire in the future", param="expires_in_seconds")
     add_member(session, user_id=user_id, project_id=project_id)
     session.flush()
-    return issue_key(session, user_id=user_id, project_id=project_id, now=now, name=name)
+    return issue_key(
+        session, user_id=user_id, project_id=project_id, now=now, name=name, expires_at=expires_at
+    )
+
+
+def list_api_keys(
+    session: Session, *, user_id: str | None = None, project_id: str | None = None
+) -> list[ApiKeyRow]:
+    """Keys (revoked and expired ones too), oldest first; callers show no hash material."""
+    query = select(ApiKeyRow).order_by(ApiKeyRow.created_at, ApiKeyRow.id)
+    if user_id is not None:
+        query = query.where(ApiKeyRow.user_id == user_id)
+    if project_id is not None:
+        query = query.where(ApiKeyRow.project_id == project_id)
+    return list(session.scalars(query))
+
+
+def revoke_api_key(session: Session, key_id: str, *, now: datetime) -> ApiKeyRow:
+    """Revoke a key at wall time `now` (revoking twice keeps the first time)."""
+    row = session.get(ApiKeyRow, key_id)
+    if row is None:
+        raise NotFound(f"API key '{key_id}' not found", param="key_id")
+    if row.revoked_at is None:
+        row.revoked_at = now
+    return row
 
 
 def list_projects(session: Session) -> list[ProjectRow]:

@@ -1,15 +1,17 @@
-"""`/admin/v1/...`: the operator's API (admin keys only): tenancy and the fleet's state.
+"""`/admin/v1/...`: the operator's API (admin keys only): tenancy, API keys (issue, list,
+revoke, expiry) and the fleet's state.
 
 Host listing and host state changes live in `admin_fleet.py`, quotas in `admin_quotas.py`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from sqlalchemy import func, select
 
 from clusterplane.api import presenters
@@ -17,7 +19,7 @@ from clusterplane.api.deps import RawBody, api_state, current_caller, raw_body, 
 from clusterplane.api.openapi import request_body
 from clusterplane.api.schemas.common import FreeText, Identifier, Label
 from clusterplane.db.engine import read_transaction, transaction
-from clusterplane.db.rows import HostRow
+from clusterplane.db.rows import ApiKeyRow, HostRow
 from clusterplane.domain.enums import RemediationMode
 from clusterplane.services import remediations, tenancy
 from clusterplane.services.auth import DEFAULT_ORG_ID, Caller, require_admin
@@ -55,6 +57,8 @@ class CreateKey(_Body):
     user_id: Identifier
     project_id: Identifier
     name: Label = ""
+    # Wall-clock seconds until the key stops working (absent: it does not expire).
+    expires_in_seconds: Annotated[StrictInt, Field(ge=60, le=10 * 366 * 86400)] | None = None
 
 
 async def admin(caller: Caller = Depends(current_caller)) -> Caller:
@@ -135,16 +139,71 @@ def create_api_key(
 ) -> Response:
     req = validate(CreateKey, body)
     state = api_state(request)
+    now = state.wall_clock.now()
+    expires_at = (
+        None if req.expires_in_seconds is None else now + timedelta(seconds=req.expires_in_seconds)
+    )
     with transaction(state.sessions) as session:
         issued = tenancy.create_api_key(
             session,
             user_id=req.user_id,
             project_id=req.project_id,
-            now=state.clock.now(),
+            now=now,
             name=req.name,
+            expires_at=expires_at,
         )
     state.callers.clear()  # the key's user may have become a member of its project
-    return presenters.json_response({"id": issued.api_key_id, "api_key": issued.secret})
+    return presenters.json_response(
+        {"id": issued.api_key_id, "api_key": issued.secret, "expires_at": expires_at}
+    )
+
+
+def _key_view(row: ApiKeyRow, now: datetime) -> dict[str, Any]:
+    """A key without its secret or any hash of it."""
+    if row.revoked_at is not None:
+        status = "revoked"
+    elif row.expires_at is not None and row.expires_at <= now:
+        status = "expired"
+    else:
+        status = "active"
+    return {
+        "id": row.id,
+        "name": row.name,
+        "user_id": row.user_id,
+        "project_id": row.project_id,
+        "is_admin": row.is_admin,
+        "status": status,
+        "created_at": row.created_at,
+        "expires_at": row.expires_at,
+        "revoked_at": row.revoked_at,
+    }
+
+
+@router.get("/api-keys")
+def list_api_keys(
+    request: Request,
+    user_id: str | None = None,
+    project_id: str | None = None,
+    caller: Caller = Depends(admin),
+) -> Response:
+    """Every key (revoked and expired too), optionally of one user or project."""
+    state = api_state(request)
+    with read_transaction(state.sessions) as session:
+        rows = tenancy.list_api_keys(session, user_id=user_id, project_id=project_id)
+    now = state.wall_clock.now()
+    return presenters.json_response({"api_keys": [_key_view(r, now) for r in rows]})
+
+
+@router.post("/api-keys/{key_id}/revoke")
+def revoke_api_key(key_id: str, request: Request, caller: Caller = Depends(admin)) -> Response:
+    """The key stops working at once on this server, and on every other replica within
+    `server.caller_cache_seconds` (their caller caches forget it by then)."""
+    state = api_state(request)
+    now = state.wall_clock.now()
+    with transaction(state.sessions) as session:
+        result = _key_view(tenancy.revoke_api_key(session, key_id, now=now), now)
+    state.callers.clear()
+    return presenters.json_response(result)
 
 
 @router.get("/fleet/summary")

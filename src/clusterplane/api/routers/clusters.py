@@ -198,6 +198,7 @@ def create_cluster(
                 caller,
                 to_create(req),
                 now=now,
+                wall_now=state.wall_clock.now(),
                 box=state.secrets,
                 base_domain=state.settings.server.cluster_base_domain,
                 acceptance_tests_by_default=state.settings.engine.acceptance_tests_by_default,

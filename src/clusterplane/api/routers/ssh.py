@@ -1,6 +1,7 @@
 """`/v1/compute/clusters/{cluster_id}/ssh-certificates`: sign a user's SSH key (extension).
 
-Any caller who can see the cluster may ask; `clusterplane ssh` uses it. See
+Any caller who can see the cluster may ask, for a login and with the extensions the
+cluster's SSH policy allows; `clusterplane ssh` uses it. See
 services/ssh_access.py for the rules.
 """
 
@@ -44,7 +45,7 @@ def sign_ssh_certificate(
             box=state.secrets,
             settings=state.settings.credentials,
             base_domain=state.settings.server.cluster_base_domain,
-            now=state.clock.now(),
+            now=state.wall_clock.now(),  # sshd checks validity against real time
         )
     return presenters.json_response(
         {

@@ -1,7 +1,8 @@
 """Wire models of clusterplane's SSH certificate endpoint (an extension, not in Together's API).
 
 `POST /v1/compute/clusters/{cluster_id}/ssh-certificates` takes `SshCertificateRequest`
-and answers `SshCertificateResponse`; errors use the same envelope as every endpoint.
+and answers `SshCertificateResponse`; errors use the same envelope as every endpoint. The
+operator's `PUT /admin/v1/clusters/{cluster_id}/ssh-policy` takes `SshPolicyRequest`.
 """
 
 from __future__ import annotations
@@ -9,12 +10,21 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, Field, StrictInt, StrictStr, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+)
 from pydantic_core import PydanticCustomError
 
 from clusterplane.api.schemas.common import UtcDatetime, WireRequest, WireResponse
 
-__all__ = ["SshCertificateRequest", "SshCertificateResponse"]
+__all__ = ["SshCertificateRequest", "SshCertificateResponse", "SshPolicyRequest"]
 
 _LOGIN = re.compile(r"[a-z_][a-z0-9_.-]{0,31}", re.ASCII)
 
@@ -59,3 +69,22 @@ class SshCertificateResponse(WireResponse):
     valid_before: UtcDatetime
     ca_public_key: str
     jumphost: str | None = None
+
+
+Login = Annotated[StrictStr, AfterValidator(_check_login)]
+
+
+class SshPolicyRequest(BaseModel):
+    """A cluster's SSH policy; an absent field takes its safe default (domain/ssh_policy.py).
+    An operator's body: unknown fields are refused, so a misspelt switch is not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    allowed_logins: Annotated[list[Login], Field(max_length=64)] | None = None
+    """Exactly these logins (``root`` only if listed); null: any login but ``root``."""
+    permit_pty: StrictBool = True
+    permit_agent_forwarding: StrictBool = False
+    permit_port_forwarding: StrictBool | None = None
+    """null: only on a cluster with a jump host (ProxyJump needs it there)."""
+    permit_x11_forwarding: StrictBool = False
+    permit_user_rc: StrictBool = False
