@@ -3,10 +3,12 @@ drain window when standard demand needs the hosts, and scale-down of the target.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from clusterplane.app import build
@@ -14,7 +16,7 @@ from clusterplane.clock import ManualClock, utc
 from clusterplane.services.auth import generate_key_text
 from clusterplane.settings import EngineSettings, Settings
 from tests.support.databases import fresh_database_url
-from tests.support.engine import SMALL_FLEET, Engine
+from tests.support.engine import SMALL_FLEET, WHOLE_REGION, Engine, make_engine
 
 CREATE = {
     "cluster_name": "train",
@@ -25,6 +27,13 @@ CREATE = {
     "nvidia_version_id": "cu128-drv570-ubuntu2204",
 }
 DRAIN = timedelta(minutes=5)
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    """One project may use the whole region here: these tests are about the region's own
+    limits, not the per-project quotas (tests/integration/test_tenant_capacity.py)."""
+    yield from make_engine(tmp_path, capacity=WHOLE_REGION)
 
 
 def create(engine: Engine, **overrides: Any) -> dict[str, Any]:
@@ -175,6 +184,7 @@ def test_the_drain_window_is_an_engine_setting(tmp_path: Path):
         admin_api_key=key,
         run_controllers=False,
         engine=EngineSettings(preemption_drain_seconds=60),
+        capacity=WHOLE_REGION,
     )
     clock = ManualClock()
     app = build(settings, clock=clock)

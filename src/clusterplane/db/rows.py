@@ -122,11 +122,16 @@ class HostRow(Base):
 
 
 class ProjectQuotaRow(Base):
-    """The operator's limit on the GPUs one project's live clusters may hold."""
+    """The operator's limits on what one project's live clusters and volumes may hold.
+
+    None: no limit on standard GPUs; for preemptible GPUs and storage, None means the
+    default share of each region (`CapacitySettings`)."""
 
     __tablename__ = "project_quotas"
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), primary_key=True)
-    max_gpus: Mapped[int] = mapped_column(Integer)
+    max_gpus: Mapped[int | None] = mapped_column(Integer)
+    max_preemptible_gpus: Mapped[int | None] = mapped_column(Integer, default=None)
+    max_storage_tib: Mapped[int | None] = mapped_column(Integer, default=None)
     updated_at: Mapped[datetime]
 
 
@@ -188,6 +193,8 @@ class ClusterRow(Base):
     acceptance_tests_params: Mapped[dict[str, Any] | None]
     # The enabled add-ons and cluster_config the driver last applied (None: not yet).
     applied_config: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    # The fabric a reservation's general hosts are booked in (None: not booked in one).
+    booked_fabric: Mapped[str | None] = mapped_column(String(64), default=None)
     api_server_url: Mapped[str] = mapped_column(String(256))
     credentials: Mapped[dict[str, Any] | None]
     kube_config: Mapped[str] = mapped_column(Text, default="")

@@ -35,9 +35,10 @@ from clusterplane.services.events import record_event, set_cluster_phase
 from clusterplane.services.ids import new_seed, new_uuid
 from clusterplane.services.sealing import SecretBox
 from clusterplane.services.volumes import DEFAULT_LIMITS
-from clusterplane.settings import StorageSettings
+from clusterplane.settings import CapacitySettings, StorageSettings
 
 DEFAULT_DRAIN = timedelta(minutes=5)
+DEFAULT_CAPACITY = CapacitySettings()
 
 
 @dataclass
@@ -127,8 +128,14 @@ def list_cluster_ids(session: Session, caller: Caller, project_id: str | None) -
     )
 
 
-def _check_billing(req: ClusterCreate, now: datetime) -> None:
+def _check_billing(req: ClusterCreate, now: datetime, horizon: timedelta) -> None:
     start, end = req.reservation_start_time, req.reservation_end_time
+    if start is not None and start > now + horizon:
+        raise InvalidRequest(
+            f"reservation_start_time may be at most {horizon.days} days ahead on this "
+            f"server (until {(now + horizon).isoformat()}); {start.isoformat()} is later",
+            param="reservation_start_time",
+        )
     if req.billing_type == BillingType.ON_DEMAND and (start or end):
         raise InvalidRequest(
             "reservation times are only for RESERVED or SCHEDULED_CAPACITY",
@@ -161,6 +168,7 @@ def create_cluster(
     acceptance_tests_by_default: bool = True,
     drain: timedelta = DEFAULT_DRAIN,
     storage: StorageSettings = DEFAULT_LIMITS,
+    capacity: CapacitySettings = DEFAULT_CAPACITY,
 ) -> ClusterRow:
     """Write the cluster and book its capacity in the calendar (409 if the booking cannot
     be honoured). A cluster that starts now claims its workers' hosts at once; a scheduled
@@ -174,7 +182,7 @@ def create_cluster(
         cuda_version=req.cuda_version,
         nvidia_driver_version=req.nvidia_driver_version,
     )
-    _check_billing(req, now)
+    _check_billing(req, now, capacity.booking_horizon)
     pool = pools.resolve_for_cluster(
         session,
         req.capacity_pool_id,
@@ -190,6 +198,13 @@ def create_cluster(
     # concurrent creates and scales on PostgreSQL queue instead of deadlocking.
     lock_region(session, region.name)
     quotas.check(session, project_id, req.num_gpus)
+    quotas.check_preemptible(
+        session,
+        project_id,
+        (region.name, req.gpu_type),
+        req.num_preemptible_gpus or 0,
+        settings=capacity,
+    )
     cluster_id = new_uuid()
     scheduled = req.reservation_start_time is not None and req.reservation_start_time > now
     phase = ClusterPhase.SCHEDULED if scheduled else ClusterPhase.QUEUED
@@ -269,7 +284,7 @@ def create_cluster(
         claim_workers(session, cluster, now, drain=drain, strict=True)
     check_cluster_booking(session, cluster, now)
     add_control_plane_nodes(session, cluster, region, now)
-    _attach_volume(session, caller, cluster, req, now, storage)
+    _attach_volume(session, caller, cluster, req, now, storage, capacity)
     provision(cluster, box, now)
     record_event(
         session,
@@ -289,11 +304,20 @@ def _attach_volume(
     req: ClusterCreate,
     now: datetime,
     storage: StorageSettings,
+    capacity: CapacitySettings,
 ) -> None:
     if req.volume_id is not None:
         volumes.attach_existing(session, caller, cluster, req.volume_id, now=now)
     elif req.shared_volume is not None:
-        volumes.create_inline(session, caller, cluster, req.shared_volume, now=now, limits=storage)
+        volumes.create_inline(
+            session,
+            caller,
+            cluster,
+            req.shared_volume,
+            now=now,
+            limits=storage,
+            capacity=capacity,
+        )
 
 
 def live_workers(session: Session, cluster_id: str) -> list[NodeRow]:
@@ -320,6 +344,7 @@ def update_cluster(
     now: datetime,
     drain: timedelta = DEFAULT_DRAIN,
     box: SecretBox,
+    capacity: CapacitySettings = DEFAULT_CAPACITY,
 ) -> ClusterRow:
     cluster = get_cluster(session, caller, cluster_id)
     if cluster.phase == ClusterPhase.DELETING:
@@ -328,6 +353,17 @@ def update_cluster(
         raise InvalidRequest(
             f"cluster_type cannot change on a live cluster (it is {cluster.cluster_type})",
             param="cluster_type",
+        )
+    if req.num_preemptible_gpus is not None:
+        lock_region(session, cluster.region)
+        quotas.check_preemptible(
+            session,
+            cluster.project_id,
+            (cluster.region, cluster.gpu_type),
+            req.num_preemptible_gpus,
+            cluster_id=cluster.id,
+            previous=cluster.desired_preemptible_gpus,
+            settings=capacity,
         )
     _update_counts(cluster, req)
     if req.reservation_end_time is not None:
