@@ -86,10 +86,10 @@ def test_preemptible_gpus_are_fulfilled_from_idle_hosts_and_reported(engine: Eng
 def test_preemptible_fulfilment_stops_at_the_idle_hosts_and_never_takes_booked_ones(
     engine: Engine,
 ):
-    cluster = create(engine, num_preemptible_gpus=512)
+    cluster = create(engine, num_preemptible_gpus=128)
     engine.advance(3 * 3600, step=60)
     cluster = get(engine, cluster["cluster_id"])
-    assert cluster["desired_preemptible_gpus"] == 512
+    assert cluster["desired_preemptible_gpus"] == 128
     assert cluster["allocated_preemptible_gpus"] == 14 * 8, "every idle host, no more"
     assert free_hosts(engine) == 0
 
@@ -135,7 +135,7 @@ def test_standard_demand_preempts_preemptible_nodes_after_their_drain_window(eng
 def test_a_scheduled_start_reclaims_preemptible_hosts_so_the_window_opens_on_time(
     engine: Engine,
 ):
-    holder = create(engine, num_gpus=8, num_preemptible_gpus=512)
+    holder = create(engine, num_gpus=8, num_preemptible_gpus=128)
     now = engine.clock.now()
     start, end = now + timedelta(hours=4), now + timedelta(hours=10)
     booked = create(

@@ -85,6 +85,8 @@ class RegionRow(Base):
     network: Mapped[str] = mapped_column(String(64))
     # Control-plane VMs ever placed in the region; numbers their management addresses.
     control_plane_seq: Mapped[int] = mapped_column(Integer, default=0)
+    # The last `clusters.booked_seq` handed out in this region.
+    booking_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Room for shared volumes, in TiB (the fleet file's `storage_tib`).
     storage_capacity_tib: Mapped[int] = mapped_column(Integer, default=1024, server_default="1024")
     # The operator's policy (fleet file or settings): may one cluster span fabrics?
@@ -195,6 +197,8 @@ class ClusterRow(Base):
     applied_config: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     # The fabric a reservation's general hosts are booked in (None: not booked in one).
     booked_fabric: Mapped[str | None] = mapped_column(String(64), default=None)
+    # The order bookings of its region were made in (None: before this was recorded).
+    booked_seq: Mapped[int | None] = mapped_column(Integer, default=None)
     api_server_url: Mapped[str] = mapped_column(String(256))
     credentials: Mapped[dict[str, Any] | None]
     kube_config: Mapped[str] = mapped_column(Text, default="")

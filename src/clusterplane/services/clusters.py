@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from clusterplane.db.rows import ClusterPhaseTransitionRow, ClusterRow, NodeRow
+from clusterplane.db.rows import ClusterPhaseTransitionRow, ClusterRow, NodeRow, RegionRow
 from clusterplane.domain.enums import (
     BillingType,
     ClusterPhase,
@@ -22,13 +22,13 @@ from clusterplane.domain.enums import (
     NodeRole,
 )
 from clusterplane.domain.lifecycle import status_for
-from clusterplane.errors import FailedPrecondition, InvalidRequest, NotFound
+from clusterplane.errors import CapacityUnavailable, FailedPrecondition, InvalidRequest, NotFound
 from clusterplane.services import addons, pools, quotas, volumes
 from clusterplane.services.allocation import GPUS_PER_NODE, add_control_plane_nodes
 from clusterplane.services.auth import Caller, resolve_project
 from clusterplane.services.calendar import check_cluster_booking, lock_region
 from clusterplane.services.catalog import check_gpu_type, get_region, resolve_driver
-from clusterplane.services.claims import claim_workers
+from clusterplane.services.claims import START_LEAD, claim_workers
 from clusterplane.services.cluster_secrets import ensure_ssh_ca, provision
 from clusterplane.services.credentials import api_server_url
 from clusterplane.services.events import record_event, set_cluster_phase
@@ -263,6 +263,7 @@ def create_cluster(
         kube_config="",
         control_plane_ready=False,
         seed=new_seed(),
+        booked_seq=_next_booking(region),
         step_state=None,
         created_at=now,
         updated_at=now,
@@ -282,7 +283,7 @@ def create_cluster(
         )
     if not scheduled:
         claim_workers(session, cluster, now, drain=drain, strict=True)
-    check_cluster_booking(session, cluster, now)
+    check_cluster_booking(session, cluster, now, notice=drain + START_LEAD)
     add_control_plane_nodes(session, cluster, region, now)
     _attach_volume(session, caller, cluster, req, now, storage, capacity)
     provision(cluster, box, now)
@@ -295,6 +296,13 @@ def create_cluster(
         at=now,
     )
     return cluster
+
+
+def _next_booking(region: RegionRow) -> int:
+    """The next number in the order bookings of the region are made in (the caller holds
+    the region's row lock)."""
+    region.booking_seq = (region.booking_seq or 0) + 1
+    return region.booking_seq
 
 
 def _attach_volume(
@@ -375,7 +383,7 @@ def update_cluster(
     ):
         before = cluster.num_gpus
         cluster.num_gpus = req.num_gpus if req.num_gpus is not None else before
-        check_cluster_booking(session, cluster, now)
+        _check_more_booked(session, cluster, now, drain + START_LEAD)
         cluster.num_gpus = before
     if req.add_ons is not None:
         cluster.add_ons = addons.merge_updates(
@@ -399,6 +407,34 @@ def update_cluster(
         at=now,
     )
     return cluster
+
+
+def _check_more_booked(
+    session: Session, cluster: ClusterRow, now: datetime, notice: timedelta
+) -> None:
+    """Check a cluster that books more. An on-demand cluster keeps its place in the order
+    of bookings if it still fits beside every reservation; otherwise it is booked anew,
+    after them, and so yields to those that need its hosts when they start."""
+    open_ended = cluster.reservation_end_time is None and cluster.capacity_pool_id is None
+    if not open_ended:
+        check_cluster_booking(session, cluster, now)
+        return
+    try:
+        check_cluster_booking(session, cluster, now)
+    except CapacityUnavailable:
+        region = session.get(RegionRow, cluster.region)
+        if region is None:
+            raise
+        cluster.booked_seq = _next_booking(region)
+        check_cluster_booking(session, cluster, now, notice=notice)
+        record_event(
+            session,
+            object_type="cluster",
+            object_id=cluster.id,
+            kind="booked_after_reservations",
+            message="scaled up into hosts that reservations need later: it yields to them",
+            at=now,
+        )
 
 
 def _update_counts(cluster: ClusterRow, req: ClusterUpdate) -> None:

@@ -1,9 +1,11 @@
-"""project_quotas: preemptible GPU and storage limits; clusters: a booking's fabric
+"""project_quotas: preemptible GPU and storage limits; clusters: a booking's fabric, order
 
 A project's quota row may now limit its preemptible GPU targets and its shared storage
 (None: the default share of each region), and need not limit standard GPUs (`max_gpus`
 nullable). `clusters.booked_fabric` is the fabric a reservation's hosts are booked in, so
-its start places it where the calendar counted it.
+its start places it where the calendar counted it; `clusters.booked_seq` (from the
+per-region counter `regions.booking_seq`) is the order bookings were made in, which says
+which on-demand clusters yield to a reservation.
 
 Revision ID: 0010
 Revises: 0006
@@ -28,10 +30,18 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('max_storage_tib', sa.Integer(), nullable=True))
     with op.batch_alter_table('clusters', schema=None) as batch_op:
         batch_op.add_column(sa.Column('booked_fabric', sa.String(length=64), nullable=True))
+        batch_op.add_column(sa.Column('booked_seq', sa.Integer(), nullable=True))
+    with op.batch_alter_table('regions', schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column('booking_seq', sa.Integer(), nullable=False, server_default='0')
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('regions', schema=None) as batch_op:
+        batch_op.drop_column('booking_seq')
     with op.batch_alter_table('clusters', schema=None) as batch_op:
+        batch_op.drop_column('booked_seq')
         batch_op.drop_column('booked_fabric')
     with op.batch_alter_table('project_quotas', schema=None) as batch_op:
         batch_op.drop_column('max_storage_tib')
