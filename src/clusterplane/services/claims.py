@@ -307,7 +307,9 @@ def claim_workers(
                 else ()
             )
         except CapacityUnavailable as exc:
-            room = _make_room(session, cluster, rest, near, set(pool_part), now, drain, fabric)
+            room = _make_room(
+                session, cluster, rest, near, set(pool_part), now, drain, fabric, strict
+            )
             if room is not None:
                 return room
             if fabric is not None:
@@ -343,16 +345,18 @@ def _make_room(
     now: datetime,
     drain: timedelta,
     fabric: str | None,
+    strict: bool,
 ) -> Claim | None:
     """Room for `count` more general workers, from preemptible nodes and then (for a
-    reservation) the on-demand clusters that yield to it; None when even that is short."""
+    reservation starting, not a user's request) the on-demand clusters that yield to it;
+    None when even that is short."""
     pools = _pools(session, cluster)
     free = [h.facts for h in _general(_free(session, cluster), pools, now)]
     free = [h for h in free if h.host_id not in taken]
     preempting = _reclaim(session, cluster, free, count, near, pools, now, drain, fabric)
     if preempting is not None:
         return Claim([], preempting=preempting, waiting="preempting nodes to make room")
-    if not _reserves(cluster):
+    if strict or not _reserves(cluster):
         return None
     ending = _displace(session, cluster, free, count, near, pools, now, drain, fabric)
     if ending is None:
@@ -422,7 +426,7 @@ def _displace(
     drain: timedelta,
     fabric: str | None,
 ) -> int | None:
-    """End the newest on-demand clusters created after `cluster` until `count` more workers
+    """End the newest on-demand clusters booked after `cluster` until `count` more workers
     fit on the free hosts, the hosts of preemptible nodes, and those of clusters already
     being deleted; None when even ending all of them would not do. Returns how many
     clusters and preemptible nodes are now on their way out."""
@@ -441,24 +445,19 @@ def _displace(
     candidates = free + facts + [h.facts for h in leaving if h.facts.host_id not in node_of]
     seen = {h.host_id for h in candidates}
     ending: list[tuple[ClusterRow, set[str]]] = []
-    for other in _yielding(session, cluster):
-        mine = [
-            h.facts
-            for h in _general(_hosts(session, cluster, HostRow.cluster_id == other.id), pools, now)
-        ]
-        ending.append((other, {h.host_id for h in mine}))
-        candidates += [h for h in mine if h.host_id not in seen]
-        seen |= {h.host_id for h in mine}
+    for other in [None, *_yielding(session, cluster)]:
+        if other is not None:
+            held = _general(_hosts(session, cluster, HostRow.cluster_id == other.id), pools, now)
+            ending.append((other, {h.facts.host_id for h in held}))
+            candidates += [h.facts for h in held if h.facts.host_id not in seen]
+            seen |= ending[-1][1]
         try:
             chosen = set(_place(session, cluster, candidates, count, near, fabric))
         except CapacityUnavailable:
             continue
         break
     else:
-        try:
-            chosen = set(_place(session, cluster, candidates, count, near, fabric))
-        except CapacityUnavailable:
-            return None
+        return None
     ended = [other for other, hosts in ending if hosts & chosen]
     for other in ended:
         end_for_booking(session, other, cluster, now)
