@@ -121,6 +121,30 @@ def test_far_future_bookings_leave_the_hosts_to_on_demand_clusters_until_they_st
     assert ok(get(engine, key_a, early["cluster_id"]))["status"] == "Ready"
 
 
+def test_an_on_demand_scale_up_into_booked_hosts_is_booked_anew_and_yields_at_the_start(
+    engine: Engine,
+):
+    _, key_a = new_tenant(engine, "alpha")
+    _, key_b = new_tenant(engine, "beta")
+    grower = ok(post(engine, key_a))
+    engine.advance(3 * 3600, step=60)
+    start = timedelta(days=10)
+    bookings = [ok(booking(engine, key_b, start, 24, gpus=g)) for g in (56, 64)]
+    path = f"{CLUSTERS}/{grower['cluster_id']}"
+    grown = engine.client.put(path, json={"num_gpus": 16}, headers=engine.headers(key_a))
+    assert ok(grown)["num_gpus"] == 16, "the hosts are idle until the bookings start"
+    assert audit(engine, grower["cluster_id"], "booked_after_reservations")
+    engine.clock.set(when(bookings[0]["reservation_start_time"]) - timedelta(hours=1))
+    engine.advance(2 * 3600, step=30)
+    assert get(engine, key_a, grower["cluster_id"]).status_code == 404
+    engine.advance(3 * 3600, step=60)
+    started = [ok(get(engine, key_b, c["cluster_id"])) for c in bookings]
+    assert [(c["status"], len(c["gpu_worker_nodes"])) for c in started] == [
+        ("Ready", 7),
+        ("Ready", 8),
+    ]
+
+
 def test_bookings_are_packed_per_fabric_so_each_one_fits_when_it_starts(engine: Engine):
     _, key_a = new_tenant(engine, "alpha")
     _, key_b = new_tenant(engine, "beta")
