@@ -439,7 +439,7 @@ def _held_fabrics_short(calendar: Calendar, mine: ClusterBooking) -> Overbooking
     for fabric, nodes in mine.fabric_nodes.items():
         if fabric is None or nodes == 0:
             continue
-        bookings = [b for b in calendar.fabric_bookings(fabric, last=mine.cluster_id)]
+        bookings = calendar.fabric_bookings(fabric, last=mine.cluster_id)
         capacity = calendar.fabrics.get(fabric, Capacity(0))
         over = first_short(bookings, capacity, since=calendar.now, checked={mine.cluster_id})
         if over is not None:
