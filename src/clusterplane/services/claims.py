@@ -8,7 +8,7 @@ preemptible nodes standing in the way, and preemptible fulfilment.
   and the claim is made on a later pass, once they have drained and left.
 - A reservation (a cluster with an end: reserved, scheduled, or drawing from a pool)
   starts in the fabric it was booked in (`clusters.booked_fabric`). When even the hosts of
-  preemptible nodes leave it short, the on-demand clusters created after it that stand in
+  preemptible nodes leave it short, the on-demand clusters booked after it that stand in
   the way yield (`_displace`): they are ended (`displaced_by_booking`, then torn down) so
   that its hosts are free when its window opens. If its fabric cannot hold it even so
   (hosts out of service), it takes free hosts anywhere the region allows.
