@@ -97,6 +97,25 @@ class StorageSettings:
 
 
 @dataclass(frozen=True)
+class CapacitySettings:
+    """Bounds on what tenants share: how far ahead a booking may start, and the per-project
+    limits that hold where the operator set none (shares of one region, 0 to 1)."""
+
+    # A reservation may start at most this many days ahead (fleet time).
+    booking_horizon_days: float = 365.0
+    # A project's preemptible GPU targets in one region and GPU type: at most this share of
+    # that region's GPUs of that type, unless its quota says otherwise.
+    default_preemptible_share: float = 0.25
+    # A project's shared volumes in one region: at most this share of the region's storage,
+    # unless its quota says otherwise.
+    default_storage_share: float = 0.25
+
+    @property
+    def booking_horizon(self) -> timedelta:
+        return timedelta(days=self.booking_horizon_days)
+
+
+@dataclass(frozen=True)
 class CredentialSettings:
     """Encryption at rest of cluster private keys, and SSH certificate lifetimes.
 
@@ -131,6 +150,7 @@ class Settings:
     engine: EngineSettings = field(default_factory=EngineSettings)
     simulation: SimulationSettings = field(default_factory=SimulationSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
+    capacity: CapacitySettings = field(default_factory=CapacitySettings)
     credentials: CredentialSettings = field(default_factory=CredentialSettings)
     placement: PlacementSettings = field(default_factory=PlacementSettings)
     health: HealthSettings = field(default_factory=HealthSettings)

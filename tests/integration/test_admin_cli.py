@@ -30,8 +30,13 @@ def test_the_operator_sets_lists_and_removes_quotas_from_the_command_line(
     project = _project_id(server)
     code, out, _ = _run(server, capsys, "quotas", "set", project, "8")
     assert code == 0
-    assert out.split("\n")[0].split() == ["PROJECT_ID", "MAX_GPUS", "USED_GPUS", "REMAINING_GPUS"]
-    assert out.split("\n")[1].split() == [project, "8", "0", "8"]
+    assert out.split("\n")[0].split()[:4] == [
+        "PROJECT_ID",
+        "MAX_GPUS",
+        "USED_GPUS",
+        "REMAINING_GPUS",
+    ]
+    assert out.split("\n")[1].split()[:4] == [project, "8", "0", "8"]
     with server.client() as client:
         refused = client.post(
             "/v1/compute/clusters",
@@ -47,9 +52,42 @@ def test_the_operator_sets_lists_and_removes_quotas_from_the_command_line(
     assert refused.status_code == 403 and refused.json()["error"]["type"] == "quota_exceeded"
     code, out, _ = _run(server, capsys, "--json", "quotas", "list")
     assert code == 0
-    assert json.loads(out)["quotas"] == [
-        {"project_id": project, "max_gpus": 8, "used_gpus": 0, "remaining_gpus": 8}
+    [listed] = json.loads(out)["quotas"]
+    assert (
+        listed.items()
+        >= {
+            "project_id": project,
+            "max_gpus": 8,
+            "used_gpus": 0,
+            "remaining_gpus": 8,
+        }.items()
+    )
+    code, out, _ = _run(
+        server,
+        capsys,
+        "--json",
+        "quotas",
+        "set",
+        project,
+        "--preemptible-gpus",
+        "24",
+        "--storage-tib",
+        "30",
+    )
+    answer = json.loads(out)
+    assert code == 0 and answer["max_gpus"] == 8, "a limit left out stays"
+    assert (answer["max_preemptible_gpus"], answer["max_storage_tib"]) == (24, 30)
+    code, out, _ = _run(server, capsys, "quotas", "set", project, "none", "--storage-tib", "none")
+    assert code == 0
+    header, row = out.split("\n")[:2]
+    assert header.split()[4:] == [
+        "MAX_PREEMPTIBLE_GPUS",
+        "USED_PREEMPTIBLE_GPUS",
+        "ALLOCATED_PREEMPTIBLE_GPUS",
+        "MAX_STORAGE_TIB",
+        "USED_STORAGE_TIB",
     ]
+    assert row.split() == [project, "-", "0", "-", "24", "0", "0", "default", "0"]
     code, out, _ = _run(server, capsys, "--json", "quotas", "remove", project)
     assert code == 0 and json.loads(out)["max_gpus"] is None
 

@@ -89,10 +89,7 @@ def test_a_scheduled_cluster_holds_a_booking_not_hosts_until_its_start(engine: E
     cluster = response.json()
     assert response.status_code == 200 and cluster["status"] == "Scheduled"
     assert cluster["gpu_worker_nodes"] == [] and hosts_of(engine, cluster["cluster_id"]) == []
-    # On-demand is open-ended, so it must leave the 8 booked hosts for the window.
-    refused = post(engine, num_gpus=72)
-    assert refused.status_code == 409
-    assert "available" in refused.json()["error"]["message"]
+    # On-demand clusters may use the other hosts; the booked fabric stays for the window.
     neighbour = create(engine, num_gpus=64)
     assert len(hosts_of(engine, neighbour["cluster_id"])) == 8
     engine.advance(2 * 3600 - 60, step=60)

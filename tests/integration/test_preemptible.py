@@ -3,10 +3,12 @@ drain window when standard demand needs the hosts, and scale-down of the target.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from clusterplane.app import build
@@ -14,7 +16,7 @@ from clusterplane.clock import ManualClock, utc
 from clusterplane.services.auth import generate_key_text
 from clusterplane.settings import EngineSettings, Settings
 from tests.support.databases import fresh_database_url
-from tests.support.engine import SMALL_FLEET, Engine
+from tests.support.engine import SMALL_FLEET, WHOLE_REGION, Engine, make_engine
 
 CREATE = {
     "cluster_name": "train",
@@ -25,6 +27,13 @@ CREATE = {
     "nvidia_version_id": "cu128-drv570-ubuntu2204",
 }
 DRAIN = timedelta(minutes=5)
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    """One project may use the whole region here: these tests are about the region's own
+    limits, not the per-project quotas (tests/integration/test_tenant_capacity.py)."""
+    yield from make_engine(tmp_path, capacity=WHOLE_REGION)
 
 
 def create(engine: Engine, **overrides: Any) -> dict[str, Any]:
@@ -77,10 +86,10 @@ def test_preemptible_gpus_are_fulfilled_from_idle_hosts_and_reported(engine: Eng
 def test_preemptible_fulfilment_stops_at_the_idle_hosts_and_never_takes_booked_ones(
     engine: Engine,
 ):
-    cluster = create(engine, num_preemptible_gpus=512)
+    cluster = create(engine, num_preemptible_gpus=128)
     engine.advance(3 * 3600, step=60)
     cluster = get(engine, cluster["cluster_id"])
-    assert cluster["desired_preemptible_gpus"] == 512
+    assert cluster["desired_preemptible_gpus"] == 128
     assert cluster["allocated_preemptible_gpus"] == 14 * 8, "every idle host, no more"
     assert free_hosts(engine) == 0
 
@@ -126,7 +135,7 @@ def test_standard_demand_preempts_preemptible_nodes_after_their_drain_window(eng
 def test_a_scheduled_start_reclaims_preemptible_hosts_so_the_window_opens_on_time(
     engine: Engine,
 ):
-    holder = create(engine, num_gpus=8, num_preemptible_gpus=512)
+    holder = create(engine, num_gpus=8, num_preemptible_gpus=128)
     now = engine.clock.now()
     start, end = now + timedelta(hours=4), now + timedelta(hours=10)
     booked = create(
@@ -175,6 +184,7 @@ def test_the_drain_window_is_an_engine_setting(tmp_path: Path):
         admin_api_key=key,
         run_controllers=False,
         engine=EngineSettings(preemption_drain_seconds=60),
+        capacity=WHOLE_REGION,
     )
     clock = ManualClock()
     app = build(settings, clock=clock)

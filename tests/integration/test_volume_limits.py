@@ -6,9 +6,13 @@ allow volumes of 1 to 1024 TiB.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-from tests.support.engine import Engine
+import pytest
+
+from tests.support.engine import WHOLE_REGION, Engine, make_engine
 
 VOLUMES = "/v1/compute/clusters/storage/volumes"
 CLUSTER = {
@@ -19,6 +23,13 @@ CLUSTER = {
     "region": "test-1",
     "nvidia_version_id": "cu128-drv570-ubuntu2204",
 }
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    """One project may use the whole region here: these tests are about the region's own
+    limits, not the per-project quotas (tests/integration/test_tenant_capacity.py)."""
+    yield from make_engine(tmp_path, capacity=WHOLE_REGION)
 
 
 def volume(engine: Engine, size: int, region: str = "test-1") -> dict[str, Any]:

@@ -16,13 +16,22 @@ from clusterplane.clock import Clock, ManualClock, SystemClock
 from clusterplane.db.engine import transaction
 from clusterplane.db.rows import HostRow
 from clusterplane.services.auth import generate_key_text
-from clusterplane.settings import CredentialSettings, EngineSettings, HealthSettings, Settings
+from clusterplane.settings import (
+    CapacitySettings,
+    CredentialSettings,
+    EngineSettings,
+    HealthSettings,
+    Settings,
+)
 from tests.support.databases import fresh_database_url
 
 TEST_CREDENTIALS_KEY = "clusterplane-test-suite-credentials-key-not-secret"
 """The server key every test engine and server seals credentials with (restarts read them)."""
 
 SMALL_FLEET = Path(__file__).resolve().parents[2] / "src/clusterplane/fleets/small.yaml"
+WHOLE_REGION = CapacitySettings(default_preemptible_share=1.0, default_storage_share=1.0)
+"""Capacity settings that let one project use a whole region: for tests of the region's
+own limits rather than the per-project ones."""
 
 
 @dataclass
@@ -83,6 +92,7 @@ def make_engine(
     previous_credentials_keys: tuple[str, ...] = (),
     health: HealthSettings | None = None,
     wall_clock: Clock | None = None,
+    capacity: CapacitySettings | None = None,
 ) -> Iterator[Engine]:
     """An engine on a new database, or on `database_url` (a restart) with `admin_key`.
 
@@ -99,6 +109,7 @@ def make_engine(
             key=credentials_key, previous_keys=previous_credentials_keys
         ),
         health=health or HealthSettings(),
+        capacity=capacity or CapacitySettings(),
     )
     clock = ManualClock()
     wall = wall_clock or SystemClock()
@@ -112,3 +123,18 @@ def make_engine(
             database_url=settings.database_url,
             wall_clock=wall,
         )
+
+
+def new_tenant(engine: Engine, name: str) -> tuple[str, str]:
+    """A new project with a member's API key, made over the admin API: (project id, key)."""
+
+    def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = engine.client.post(f"/admin/v1/{path}", json=body, headers=engine.headers())
+        assert response.status_code == 200, response.text
+        answer: dict[str, Any] = response.json()
+        return answer
+
+    user = post("users", {"name": name})["id"]
+    project = post("projects", {"name": name, "slug": name})["id"]
+    key = post("api-keys", {"user_id": user, "project_id": project})["api_key"]
+    return project, str(key)

@@ -2,7 +2,8 @@
 
     clusterplane admin [--url URL] [--api-key KEY] [--json] quotas list
     clusterplane admin quotas get PROJECT_ID
-    clusterplane admin quotas set PROJECT_ID MAX_GPUS
+    clusterplane admin quotas set PROJECT_ID [MAX_GPUS] [--preemptible-gpus N]
+                                 [--storage-tib N]   (each also "none": clear that limit)
     clusterplane admin quotas remove PROJECT_ID
     clusterplane admin hosts list [--region R] [--gpu-type T] [--state S] [--fabric F]
                                   [--block B] [--rack R] [--cluster-id C]
@@ -29,8 +30,31 @@ import httpx
 DEFAULT_URL = "http://127.0.0.1:8080"
 HOST_ACTIONS = ("drain", "undrain", "offline", "online")
 HOST_COLUMNS = ("name", "region", "fabric", "block", "rack", "state", "draining", "cluster_id")
-QUOTA_COLUMNS = ("project_id", "max_gpus", "used_gpus", "remaining_gpus")
 KEY_COLUMNS = ("id", "name", "user_id", "project_id", "is_admin", "status", "expires_at")
+QUOTA_COLUMNS = (
+    "project_id",
+    "max_gpus",
+    "used_gpus",
+    "remaining_gpus",
+    "max_preemptible_gpus",
+    "used_preemptible_gpus",
+    "allocated_preemptible_gpus",
+    "max_storage_tib",
+    "used_storage_tib",
+)
+UNSET = object()  # a limit left off the command line: the server keeps it
+# Shown for a limit the project does not set itself: the default share applies.
+DEFAULTED = {"max_preemptible_gpus": "default", "max_storage_tib": "default"}
+
+
+def _limit(text: str) -> int | None:
+    """A limit on the command line: a whole number, or "none" to clear it."""
+    if text.lower() == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number or 'none': {text!r}") from None
 
 
 def register(commands: Any) -> None:
@@ -43,14 +67,18 @@ def register(commands: Any) -> None:
     parser.add_argument("--json", action="store_true", help="print the JSON answer")
     areas = parser.add_subparsers(dest="area", required=True)
 
-    quotas = areas.add_parser("quotas", help="per-project GPU limits")
+    quotas = areas.add_parser("quotas", help="per-project GPU, preemptible and storage limits")
     q = quotas.add_subparsers(dest="action", required=True)
     q.add_parser("list", help="every project with a quota")
     for name in ("get", "remove"):
         q.add_parser(name).add_argument("project_id")
-    setter = q.add_parser("set", help="set a project's GPU limit")
+    setter = q.add_parser("set", help="set a project's limits (the others stay)")
     setter.add_argument("project_id")
-    setter.add_argument("max_gpus", type=int)
+    setter.add_argument("max_gpus", type=_limit, nargs="?", default=UNSET)
+    setter.add_argument(
+        "--preemptible-gpus", dest="max_preemptible_gpus", type=_limit, default=UNSET
+    )
+    setter.add_argument("--storage-tib", dest="max_storage_tib", type=_limit, default=UNSET)
 
     hosts = areas.add_parser("hosts", help="fleet hosts and their service state")
     h = hosts.add_subparsers(dest="action", required=True)
@@ -91,7 +119,13 @@ def _request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any], dict[s
             return "GET", "/admin/v1/quotas", {}, None
         path = f"/admin/v1/projects/{args.project_id}/quota"
         if args.action == "set":
-            return "PUT", path, {}, {"max_gpus": args.max_gpus}
+            limits = ("max_gpus", "max_preemptible_gpus", "max_storage_tib")
+            return (
+                "PUT",
+                path,
+                {},
+                {k: getattr(args, k) for k in limits if getattr(args, k) is not UNSET},
+            )
         return ("GET" if args.action == "get" else "DELETE"), path, {}, None
     if args.area == "keys":
         return _key_request(args)
@@ -129,8 +163,13 @@ def _key_request(
     return "POST", f"/admin/v1/api-keys/{args.key_id}/revoke", {}, None
 
 
+def _cell(row: dict[str, Any], column: str) -> str:
+    value = row.get(column)
+    return DEFAULTED.get(column, "-") if value is None else str(value)
+
+
 def _table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
-    cells = [[("-" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
+    cells = [[_cell(r, c) for c in columns] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
     lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]

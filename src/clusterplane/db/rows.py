@@ -92,6 +92,8 @@ class RegionRow(Base):
     network: Mapped[str] = mapped_column(String(64))
     # Control-plane VMs ever placed in the region; numbers their management addresses.
     control_plane_seq: Mapped[int] = mapped_column(Integer, default=0)
+    # The last `clusters.booked_seq` handed out in this region.
+    booking_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Room for shared volumes, in TiB (the fleet file's `storage_tib`).
     storage_capacity_tib: Mapped[int] = mapped_column(Integer, default=1024, server_default="1024")
     # The operator's policy (fleet file or settings): may one cluster span fabrics?
@@ -129,11 +131,16 @@ class HostRow(Base):
 
 
 class ProjectQuotaRow(Base):
-    """The operator's limit on the GPUs one project's live clusters may hold."""
+    """The operator's limits on what one project's live clusters and volumes may hold.
+
+    None: no limit on standard GPUs; for preemptible GPUs and storage, None means the
+    default share of each region (`CapacitySettings`)."""
 
     __tablename__ = "project_quotas"
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), primary_key=True)
-    max_gpus: Mapped[int] = mapped_column(Integer)
+    max_gpus: Mapped[int | None] = mapped_column(Integer)
+    max_preemptible_gpus: Mapped[int | None] = mapped_column(Integer, default=None)
+    max_storage_tib: Mapped[int | None] = mapped_column(Integer, default=None)
     updated_at: Mapped[datetime]
 
 
@@ -195,6 +202,10 @@ class ClusterRow(Base):
     acceptance_tests_params: Mapped[dict[str, Any] | None]
     # The enabled add-ons and cluster_config the driver last applied (None: not yet).
     applied_config: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    # The fabric a reservation's general hosts are booked in (None: not booked in one).
+    booked_fabric: Mapped[str | None] = mapped_column(String(64), default=None)
+    # The order bookings of its region were made in (None: before this was recorded).
+    booked_seq: Mapped[int | None] = mapped_column(Integer, default=None)
     api_server_url: Mapped[str] = mapped_column(String(256))
     credentials: Mapped[dict[str, Any] | None]
     kube_config: Mapped[str] = mapped_column(Text, default="")

@@ -256,6 +256,10 @@ class PlacementIndex:
     def __contains__(self, host_id: object) -> bool:
         return host_id in self._hosts
 
+    def free_by_fabric(self) -> dict[str, int]:
+        """Free hosts per fabric (fabrics with none may be left out)."""
+        return {name: fabric.free for name, fabric in self.root.children.items()}
+
     def _rack_for(self, host: FreeHost) -> _Domain:
         node = self.root
         for level, name in ((FABRIC, host.fabric), (BLOCK, host.block), (RACK, host.rack)):

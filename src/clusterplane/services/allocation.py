@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, cast
@@ -251,12 +251,39 @@ def _forget_loaded_hosts(session: Session, host_ids: Iterable[str]) -> None:
 
 
 def choose_near(
-    index: PlacementIndex, cluster: ClusterRow, count: int, near: Sequence[FreeHost]
+    index: PlacementIndex,
+    cluster: ClusterRow,
+    count: int,
+    near: Sequence[FreeHost],
+    fabric: str | None = None,
+    reserved: Mapping[str, int] | None = None,
 ) -> tuple[str, ...]:
-    """`count` hosts of `index` for `cluster`, near the hosts of `near` (if any)."""
+    """`count` hosts of `index` for `cluster`, near the hosts of `near` (if any), or in
+    `fabric` (a reservation's booked fabric) when it holds none yet. Otherwise, given
+    `reserved` (hosts per fabric that reservations still to start are booked for), a
+    fabric that has room beside them is preferred, so the cluster need not yield later."""
+    fabrics = {h.fabric for h in near} or ({fabric} if fabric else set())
+    if not fabrics and reserved and not index.allow_cross_fabric:
+        spare = {
+            name
+            for name, free in index.free_by_fabric().items()
+            if free - reserved.get(name, 0) >= count
+        }
+        if spare:
+            return _choose_in(index, cluster, count, spare, near)
+    return _choose_in(index, cluster, count, fabrics, near)
+
+
+def _choose_in(
+    index: PlacementIndex,
+    cluster: ClusterRow,
+    count: int,
+    fabrics: set[str],
+    near: Sequence[FreeHost],
+) -> tuple[str, ...]:
     return index.choose_near(
         count,
-        fabrics={h.fabric for h in near},
+        fabrics=fabrics,
         blocks={h.block for h in near},
         racks={h.rack for h in near},
         region=cluster.region,
@@ -272,8 +299,11 @@ def reserve_general_hosts(
     *,
     near: Sequence[FreeHost] = (),
     fresh: bool = False,
+    fabric: str | None = None,
+    reserved: Mapping[str, int] | None = None,
 ) -> tuple[str, ...]:
-    """Choose `count` general hosts for `cluster` (near the hosts of `near`, if any) on the
+    """Choose `count` general hosts for `cluster` (near the hosts of `near`, if any, or in
+    `fabric`; see `choose_near` for `reserved`) on the
     index kept for its region and GPU type, and keep them out of every other decision of
     this process until the session's transaction ends. Nothing is claimed yet: see
     `claim_hosts`. CapacityUnavailable (with the full "no fit" message) when none fit."""
@@ -285,7 +315,7 @@ def reserve_general_hosts(
         )
 
     def decide(index: PlacementIndex) -> tuple[str, ...]:
-        return choose_near(index, cluster, count, near)
+        return choose_near(index, cluster, count, near, fabric, reserved)
 
     key = (cluster.region, cluster.gpu_type)
     return cache.reserve(session, key, decide, load, fresh=fresh, fleet_now=now)

@@ -7,6 +7,13 @@ or a scheduled cluster's `reservation_start_time`) until its end (`reservation_e
 none for ON_DEMAND; never past its pool's end). Preemptible nodes book nothing: they are
 taken back when a booking needs their hosts (`services/claims.py`).
 
+Bookings are served in the order they were made (`domain/calendar.first_short`): a
+reservation is owed its hosts over its window, an on-demand cluster only needs to fit now
+(and over the next `notice`), and yields to reservations made before it when they start
+(`services/claims.py` ends it). Unless the region lets clusters span fabrics, a
+reservation is also packed into one fabric: it is checked against that fabric's hosts and
+bookings, the fabric is recorded (`clusters.booked_fabric`), and its start is placed there.
+
 General capacity is every serviceable host (available or allocated) of the region and
 GPU type outside a live pool; a pool's hosts rejoin it when the pool ends. So a host can
 only be promised once: pool hosts are never booked by other projects while the pool lives.
@@ -19,20 +26,29 @@ first locks the region row, so concurrent writers check one after the other.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import and_, bindparam, func, not_, or_, select
 from sqlalchemy.orm import Session
 
-from clusterplane.db.rows import CapacityPoolRow, ClusterRow, HostRow, RegionRow
-from clusterplane.domain.calendar import Booking, Capacity, first_overbooking
+from clusterplane.db.rows import CapacityPoolRow, ClusterRow, HostRow, NodeRow, RegionRow
+from clusterplane.domain.calendar import (
+    Booking,
+    Capacity,
+    Overbooking,
+    first_overbooking,
+    first_short,
+)
 from clusterplane.domain.enums import ClusterPhase, HostState
 from clusterplane.errors import CapacityUnavailable
+from clusterplane.services.allocation import allows_cross_fabric
 
 GPUS_PER_NODE = 8
 SERVICEABLE = (HostState.AVAILABLE, HostState.ALLOCATED)
+# The booking being checked is served after every booking already made.
+LAST = 2**62
 
 
 @dataclass(frozen=True)
@@ -48,6 +64,15 @@ class ClusterBooking:
     pool_nodes: int
     starts_at: datetime
     ends_at: datetime | None
+    booked_seq: int | None = None
+    booked_fabric: str | None = None
+    # Its general nodes per fabric (None: not in a fabric yet); see `_split_by_fabric`.
+    fabric_nodes: dict[str | None, int] = field(default_factory=dict)
+
+    def booking(self, nodes: int | None = None, *, last: bool = False) -> Booking:
+        nodes = self.general_nodes if nodes is None else nodes
+        made = LAST if last else self.booked_seq
+        return Booking(self.cluster_id, nodes, self.starts_at, self.ends_at, made)
 
 
 @dataclass
@@ -63,12 +88,19 @@ class Calendar:
     entries: list[ClusterBooking]
     # Started, open-ended general bookings summed up instead of listed in `entries`.
     held_nodes: int = 0
+    # General capacity per fabric (only when the entries are itemised).
+    fabrics: dict[str, Capacity] = field(default_factory=dict)
 
-    def general_bookings(self) -> list[Booking]:
-        listed = [
-            Booking(e.cluster_id, e.general_nodes, e.starts_at, e.ends_at) for e in self.entries
-        ]
+    def general_bookings(self, last: str | None = None) -> list[Booking]:
+        """Every general booking; `last`'s is served after all the others."""
+        listed = [e.booking(last=e.cluster_id == last) for e in self.entries]
         return [Booking("held", self.held_nodes, self.now, None), *listed]
+
+    def fabric_bookings(self, fabric: str, last: str | None = None) -> list[Booking]:
+        return [
+            e.booking(e.fabric_nodes.get(fabric, 0), last=e.cluster_id == last)
+            for e in self.entries
+        ]
 
     def pool_bookings(self, pool_id: str) -> list[Booking]:
         return [
@@ -94,30 +126,80 @@ def live_pools(session: Session, region: str, gpu_type: str) -> dict[str, Capaci
     return {p.id: p for p in rows}
 
 
+@dataclass
+class _Steps:
+    """A capacity being counted up: hosts now, and hosts that join later."""
+
+    base: int = 0
+    later: defaultdict[datetime, int] = field(default_factory=lambda: defaultdict(int))
+
+    def capacity(self) -> Capacity:
+        return Capacity(self.base, tuple(sorted(self.later.items())))
+
+
 def _capacity(
     session: Session, region: str, gpu_type: str, pools: dict[str, CapacityPoolRow], now: datetime
-) -> tuple[Capacity, dict[str, int]]:
+) -> tuple[Capacity, dict[str, int], dict[str, Capacity]]:
+    """General capacity (in all, and per fabric), and the hosts of each live pool."""
     counts = session.execute(
-        select(HostRow.capacity_pool_id, func.count())
+        select(HostRow.capacity_pool_id, HostRow.fabric, func.count())
         .where(
             HostRow.region == region,
             HostRow.gpu_type == gpu_type,
             HostRow.in_fleet_file.is_(True),
             HostRow.state.in_(SERVICEABLE),
         )
-        .group_by(HostRow.capacity_pool_id)
+        .group_by(HostRow.capacity_pool_id, HostRow.fabric)
     ).all()
-    base = 0
-    later: defaultdict[datetime, int] = defaultdict(int)
-    per_pool: dict[str, int] = {}
-    for pool_id, count in counts:
+    total = _Steps()
+    per_fabric: defaultdict[str, _Steps] = defaultdict(_Steps)
+    per_pool: defaultdict[str, int] = defaultdict(int)
+    for pool_id, fabric, count in counts:
         pool = pools.get(pool_id) if pool_id else None
         if pool is None or not pool_is_live(pool, now):
-            base += count
+            total.base += count
+            per_fabric[fabric].base += count
         else:
-            per_pool[pool.id] = count
-            later[pool.ends_at] += count
-    return Capacity(base, tuple(sorted(later.items()))), per_pool
+            per_pool[pool.id] += count
+            total.later[pool.ends_at] += count
+            per_fabric[fabric].later[pool.ends_at] += count
+    fabrics = {name: steps.capacity() for name, steps in per_fabric.items()}
+    return total.capacity(), dict(per_pool), fabrics
+
+
+def _held_by_fabric(
+    session: Session, region: str, gpu_type: str, pools: dict[str, CapacityPoolRow], now: datetime
+) -> dict[str, dict[str, int]]:
+    """Per cluster: the general hosts its staying standard workers hold, by fabric."""
+    rows = session.execute(
+        select(HostRow.cluster_id, HostRow.fabric, HostRow.capacity_pool_id, func.count())
+        .join(NodeRow, NodeRow.id == HostRow.node_row_id)
+        .where(
+            HostRow.region == region,
+            HostRow.gpu_type == gpu_type,
+            NodeRow.preemptible.is_(False),
+            NodeRow.marked_for_deletion.is_(False),
+            NodeRow.deleted_at.is_(None),
+        )
+        .group_by(HostRow.cluster_id, HostRow.fabric, HostRow.capacity_pool_id)
+    ).all()
+    held: defaultdict[str, dict[str, int]] = defaultdict(dict)
+    for cluster_id, fabric, pool_id, count in rows:
+        if cluster_id is None or (pool_id and pool_is_live(pools.get(pool_id), now)):
+            continue
+        held[cluster_id][fabric] = held[cluster_id].get(fabric, 0) + int(count)
+    return dict(held)
+
+
+def _split_by_fabric(entry: ClusterBooking, held: dict[str, int]) -> dict[str | None, int]:
+    """Where a booking's general nodes are: the hosts it holds, and the rest in its booked
+    fabric (or the fabric it holds most in; None when it has neither)."""
+    split: dict[str | None, int] = {fabric: n for fabric, n in held.items()}
+    rest = max(0, entry.general_nodes - sum(held.values()))
+    if rest:
+        home = entry.booked_fabric or max(held, key=lambda f: held[f], default=None)
+        split[home] = split.get(home, 0) + rest
+    return split
 
 
 class _Bookable(Protocol):
@@ -141,6 +223,10 @@ class _Bookable(Protocol):
     def reservation_start_time(self) -> datetime | None: ...
     @property
     def reservation_end_time(self) -> datetime | None: ...
+    @property
+    def booked_seq(self) -> int | None: ...
+    @property
+    def booked_fabric(self) -> str | None: ...
 
 
 def booking_of(cluster: _Bookable, pool: CapacityPoolRow | None, now: datetime) -> ClusterBooking:
@@ -162,6 +248,8 @@ def booking_of(cluster: _Bookable, pool: CapacityPoolRow | None, now: datetime) 
         pool_nodes=pool_nodes,
         starts_at=starts_at,
         ends_at=ends_at,
+        booked_seq=cluster.booked_seq,
+        booked_fabric=cluster.booked_fabric,
     )
 
 
@@ -175,6 +263,8 @@ _BOOKING_COLUMNS = (
     ClusterRow.num_capacity_pool_gpus,
     ClusterRow.reservation_start_time,
     ClusterRow.reservation_end_time,
+    ClusterRow.booked_seq,
+    ClusterRow.booked_fabric,
 )
 
 
@@ -190,9 +280,9 @@ def load_calendar(
     """The calendar of one region and GPU type. With `itemise` False, the started,
     open-ended general bookings (on-demand clusters: most of them) are summed in SQL into
     `held_nodes` instead of listed, except `keep`'s, so a create's check does not read
-    every cluster."""
+    every cluster. Itemised entries are also split by fabric."""
     pools = live_pools(session, region, gpu_type)
-    general, pool_hosts = _capacity(session, region, gpu_type, pools, now)
+    general, pool_hosts, fabrics = _capacity(session, region, gpu_type, pools, now)
     live = (
         ClusterRow.region == region,
         ClusterRow.gpu_type == gpu_type,
@@ -219,7 +309,13 @@ def load_calendar(
         booking_of(c, pools.get(c.capacity_pool_id) if c.capacity_pool_id else None, now)
         for c in rows
     ]
-    return Calendar(region, gpu_type, now, general, pool_hosts, pools, entries, held)
+    if itemise:
+        by_fabric = _held_by_fabric(session, region, gpu_type, pools, now)
+        entries = [
+            replace(e, fabric_nodes=_split_by_fabric(e, by_fabric.get(e.cluster_id, {})))
+            for e in entries
+        ]
+    return Calendar(region, gpu_type, now, general, pool_hosts, pools, entries, held, fabrics)
 
 
 def _largest_fabric(session: Session, calendar: Calendar, mine: ClusterBooking) -> int:
@@ -263,20 +359,27 @@ def _when(at: datetime | None) -> str:
     return "open-ended" if at is None else at.isoformat()
 
 
-def check_cluster_booking(session: Session, cluster: ClusterRow, now: datetime) -> None:
+def check_cluster_booking(
+    session: Session, cluster: ClusterRow, now: datetime, *, notice: timedelta | None = None
+) -> None:
     """Refuse (CapacityUnavailable, 409) unless the calendar with `cluster` as it now
-    stands in the session can be honoured. Nothing is written here."""
+    stands in the session can be honoured, its booking served after every other one.
+
+    An open-ended booking (an on-demand cluster) must fit from now until `notice` later
+    (None: for ever, beside every reservation); a windowed one over its whole window, in
+    one fabric unless the region lets clusters span fabrics: the fabric is recorded in
+    `cluster.booked_fabric`."""
     lock_region(session, cluster.region)
     session.flush()
+    open_ended = cluster.reservation_end_time is None and cluster.capacity_pool_id is None
     calendar = load_calendar(
-        session, cluster.region, cluster.gpu_type, now, itemise=False, keep=cluster.id
+        session, cluster.region, cluster.gpu_type, now, itemise=not open_ended, keep=cluster.id
     )
     mine = next((e for e in calendar.entries if e.cluster_id == cluster.id), None)
     if mine is None:
         return
     what = f"{cluster.gpu_type} in {cluster.region}"
-    region = session.get(RegionRow, cluster.region)
-    spans_fabrics = region is not None and region.allow_cross_fabric
+    spans_fabrics = allows_cross_fabric(session, cluster.region)
     widest = 0 if spans_fabrics else _largest_fabric(session, calendar, mine)
     if not spans_fabrics and mine.general_nodes + mine.pool_nodes > widest:
         raise CapacityUnavailable(
@@ -284,13 +387,19 @@ def check_cluster_booking(session: Session, cluster: ClusterRow, now: datetime) 
             f"the largest fabric has {widest} available to this cluster",
             param="num_gpus",
         )
-    over = first_overbooking(calendar.general_bookings(), calendar.general, since=now)
-    if over is not None and mine.general_nodes > 0:
-        raise CapacityUnavailable(
-            f"need {mine.general_nodes} node(s) of {what} from {_when(mine.starts_at)} "
-            f"until {_when(mine.ends_at)}; {over.capacity} available at {_when(over.when)}, "
-            f"{over.demand - mine.general_nodes} of them already booked"
+    if mine.general_nodes > 0:
+        until = now + notice if mine.ends_at is None and notice is not None else None
+        over = first_short(
+            calendar.general_bookings(last=mine.cluster_id),
+            calendar.general,
+            since=now,
+            checked={mine.cluster_id},
+            until=until,
         )
+        if over is not None:
+            raise _short(mine, what, over)
+        if not spans_fabrics and mine.ends_at is not None:
+            cluster.booked_fabric = _pack_in_fabric(calendar, mine, what)
     if mine.capacity_pool_id is None or mine.pool_nodes == 0:
         return
     pool_id = mine.capacity_pool_id
@@ -305,17 +414,83 @@ def check_cluster_booking(session: Session, cluster: ClusterRow, now: datetime) 
         )
 
 
+def _short(
+    mine: ClusterBooking, what: str, over: Overbooking, where: str = ""
+) -> CapacityUnavailable:
+    return CapacityUnavailable(
+        f"need {mine.general_nodes} node(s) of {what}{where} from {_when(mine.starts_at)} "
+        f"until {_when(mine.ends_at)}; {over.capacity} available at {_when(over.when)}, "
+        f"{over.demand - mine.general_nodes} of them already booked"
+    )
+
+
+def _fits_in(calendar: Calendar, mine: ClusterBooking, fabric: str) -> Overbooking | None:
+    """Where `mine` (all its general nodes in `fabric`) is first short there, if anywhere."""
+    bookings = [
+        *(b for b in calendar.fabric_bookings(fabric) if b.key != mine.cluster_id),
+        mine.booking(last=True),
+    ]
+    capacity = calendar.fabrics.get(fabric, Capacity(0))
+    return first_short(bookings, capacity, since=calendar.now, checked={mine.cluster_id})
+
+
+def _held_fabrics_short(calendar: Calendar, mine: ClusterBooking) -> Overbooking | None:
+    """A started booking stays in the fabrics it holds hosts in: is it short in one?"""
+    for fabric, nodes in mine.fabric_nodes.items():
+        if fabric is None or nodes == 0:
+            continue
+        bookings = calendar.fabric_bookings(fabric, last=mine.cluster_id)
+        capacity = calendar.fabrics.get(fabric, Capacity(0))
+        over = first_short(bookings, capacity, since=calendar.now, checked={mine.cluster_id})
+        if over is not None:
+            return over
+    return None
+
+
+def _pack_in_fabric(calendar: Calendar, mine: ClusterBooking, what: str) -> str | None:
+    """The fabric a windowed booking is packed into: where it holds hosts already, else
+    its booked fabric if it still fits there, else the fabric with the fewest hosts at its
+    start that fits it. 409 when none does."""
+    held = [f for f, n in mine.fabric_nodes.items() if f is not None and n > 0]
+    if held and mine.starts_at <= calendar.now:
+        over = _held_fabrics_short(calendar, mine)
+        if over is not None:
+            raise _short(mine, what, over, f" in fabric {', '.join(sorted(held))}")
+        return held[0] if len(held) == 1 else mine.booked_fabric
+    order = sorted(calendar.fabrics, key=lambda f: (calendar.fabrics[f].at(mine.starts_at), f))
+    if mine.booked_fabric in calendar.fabrics:
+        order.remove(mine.booked_fabric)
+        order.insert(0, mine.booked_fabric)
+    for fabric in order:
+        if _fits_in(calendar, mine, fabric) is None:
+            return fabric
+    raise CapacityUnavailable(
+        f"need {mine.general_nodes} node(s) of {what} in one fabric from "
+        f"{_when(mine.starts_at)} until {_when(mine.ends_at)}; no fabric has them free "
+        "then beside the bookings already made"
+    )
+
+
 def check_general_calendar(session: Session, region: str, gpu_type: str, now: datetime) -> None:
-    """Refuse (409) if the general bookings of a region and GPU type no longer fit (after
-    a pool took hosts out of general capacity in this session)."""
+    """Refuse (409) if a reservation of a region and GPU type would no longer be served, in
+    all or in its fabric (after a pool took hosts out of general capacity in this session).
+    On-demand clusters are not owed future hosts, so they do not stop a pool."""
     session.flush()
-    calendar = load_calendar(session, region, gpu_type, now, itemise=False)
-    over = first_overbooking(calendar.general_bookings(), calendar.general, since=now)
-    if over is not None:
-        raise CapacityUnavailable(
-            f"clusters have booked {over.demand} node(s) of {gpu_type} in {region} at "
-            f"{_when(over.when)}; only {over.capacity} would stay available"
-        )
+    calendar = load_calendar(session, region, gpu_type, now)
+    windowed = {e.cluster_id for e in calendar.entries if e.ends_at is not None}
+    groups = [("", calendar.general_bookings(), calendar.general)]
+    if not allows_cross_fabric(session, region):
+        groups += [
+            (f" in fabric {f}", calendar.fabric_bookings(f), capacity)
+            for f, capacity in sorted(calendar.fabrics.items())
+        ]
+    for where, bookings, capacity in groups:
+        over = first_short(bookings, capacity, since=now, checked=windowed)
+        if over is not None:
+            raise CapacityUnavailable(
+                f"clusters have booked {over.demand} node(s) of {gpu_type} in {region}{where} "
+                f"at {_when(over.when)}; only {over.capacity} would stay available"
+            )
 
 
 def wind_down_at(session: Session, cluster: ClusterRow) -> tuple[datetime | None, str]:

@@ -6,6 +6,12 @@ preemptible nodes standing in the way, and preemptible fulfilment.
   free hosts cannot hold the rest but would with the hosts of preemptible nodes, those
   nodes are preempted (`preempt`: marked, given `drain_until`, TogetherPreemptionNotified)
   and the claim is made on a later pass, once they have drained and left.
+- A reservation (a cluster with an end: reserved, scheduled, or drawing from a pool)
+  starts in the fabric it was booked in (`clusters.booked_fabric`). When even the hosts of
+  preemptible nodes leave it short, the on-demand clusters booked after it that stand in
+  the way yield (`_displace`): they are ended (`displaced_by_booking`, then torn down) so
+  that its hosts are free when its window opens. If its fabric cannot hold it even so
+  (hosts out of service), it takes free hosts anywhere the region allows.
 - `fulfil_preemptible` moves a cluster's live preemptible nodes toward its target: idle
   general hosts only (never pool hosts, never hosts that standard demand waits for), and
   extra ones are scaled down, newest first.
@@ -23,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Table, bindparam, select
+from sqlalchemy import Table, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from clusterplane.db.rows import (
@@ -49,7 +55,12 @@ from clusterplane.services.allocation import (
     unplaceable_counts,
 )
 from clusterplane.services.calendar import GPUS_PER_NODE, lock_region, pool_is_live
-from clusterplane.services.events import node_lifecycle_event, record_event, refresh_node_status
+from clusterplane.services.events import (
+    node_lifecycle_event,
+    record_event,
+    refresh_node_status,
+    set_cluster_phase,
+)
 
 # A scheduled cluster starts taking preemptible hosts back this long before its drain
 # window must begin, so that the drained nodes have also terminated when it starts.
@@ -185,16 +196,46 @@ def _place(
     free: Sequence[FreeHost],
     count: int,
     near: Sequence[FreeHost],
+    fabric: str | None = None,
 ) -> tuple[str, ...]:
     cross = allows_cross_fabric(session, cluster.region)
-
+    index = PlacementIndex(free, allow_cross_fabric=cross)
     try:
-        return choose_near(PlacementIndex(free, allow_cross_fabric=cross), cluster, count, near)
+        return choose_near(index, cluster, count, near, fabric)
     except CapacityUnavailable:
         # The "no fit" answer also says which hosts were left out, and why.
         left_out = unplaceable_counts(session, region=cluster.region, gpu_type=cluster.gpu_type)
         index = PlacementIndex(free, allow_cross_fabric=cross, not_placeable=left_out)
-        return choose_near(index, cluster, count, near)
+        return choose_near(index, cluster, count, near, fabric)
+
+
+def _booked_fabric(session: Session, cluster: ClusterRow, held: Sequence[FreeHost]) -> str | None:
+    """The fabric a reservation's first workers go to: the one it was booked in."""
+    if held or cluster.booked_fabric is None or allows_cross_fabric(session, cluster.region):
+        return None
+    return cluster.booked_fabric
+
+
+def _reserved_fabrics(session: Session, cluster: ClusterRow) -> dict[str, int]:
+    """Hosts per fabric of the cluster's region and GPU type that reservations still to
+    start are booked for: an on-demand cluster placed beside them need not yield later."""
+    rows = session.execute(
+        select(ClusterRow.booked_fabric, func.sum(ClusterRow.num_gpus))
+        .where(
+            ClusterRow.region == cluster.region,
+            ClusterRow.gpu_type == cluster.gpu_type,
+            ClusterRow.phase == ClusterPhase.SCHEDULED,
+            ClusterRow.deleted_at.is_(None),
+            ClusterRow.booked_fabric.is_not(None),
+        )
+        .group_by(ClusterRow.booked_fabric)
+    )
+    return {fabric: int(gpus) // GPUS_PER_NODE for fabric, gpus in rows if fabric}
+
+
+def _reserves(cluster: ClusterRow) -> bool:
+    """A reservation (it has an end) is owed its hosts; on-demand clusters yield to it."""
+    return cluster.reservation_end_time is not None or cluster.capacity_pool_id is not None
 
 
 def claim_workers(
@@ -229,6 +270,8 @@ def claim_workers(
         pool_have = sum(pool_id == pool.id for _, pool_id in held_facts)
         pool_gap = max(0, min(gap, cluster.num_capacity_pool_gpus // GPUS_PER_NODE - pool_have))
     rest = gap - pool_gap
+    fabric = _booked_fabric(session, cluster, held)
+    reserved = _reserved_fabrics(session, cluster) if not held and not _reserves(cluster) else None
     for attempt in range(CLAIM_ATTEMPTS):
         in_pool: list[FreeHost] = []
         if pool_gap:
@@ -250,21 +293,31 @@ def claim_workers(
         near = held + [h for h in in_pool if h.host_id in pool_part]
         try:
             general = (
-                reserve_general_hosts(session, cluster, rest, now, near=near, fresh=attempt > 0)
+                reserve_general_hosts(
+                    session,
+                    cluster,
+                    rest,
+                    now,
+                    near=near,
+                    fresh=attempt > 0,
+                    fabric=fabric,
+                    reserved=reserved,
+                )
                 if rest
                 else ()
             )
         except CapacityUnavailable as exc:
-            taken = set(pool_part)
-            pools = _pools(session, cluster)
-            free = [h.facts for h in _general(_free(session, cluster), pools, now)]
-            free = [h for h in free if h.host_id not in taken]
-            preempting = _reclaim(session, cluster, free, rest, near, pools, now, drain)
-            if preempting is None:
-                if strict:
-                    raise
-                return Claim([], waiting=exc.message)
-            return Claim([], preempting=preempting, waiting="preempting nodes to make room")
+            room = _make_room(
+                session, cluster, rest, near, set(pool_part), now, drain, fabric, strict
+            )
+            if room is not None:
+                return room
+            if fabric is not None:
+                fabric = None  # its fabric cannot hold it: any free hosts will do
+                continue
+            if strict:
+                raise
+            return Claim([], waiting=exc.message)
         if not take:
             # Only room was wanted: the reservation is given up with the kept index.
             placement_cache.for_session(session).forget(session, (cluster.region, cluster.gpu_type))
@@ -283,6 +336,38 @@ def claim_workers(
     return Claim([], waiting=message)
 
 
+def _make_room(
+    session: Session,
+    cluster: ClusterRow,
+    count: int,
+    near: Sequence[FreeHost],
+    taken: set[str],
+    now: datetime,
+    drain: timedelta,
+    fabric: str | None,
+    strict: bool,
+) -> Claim | None:
+    """Room for `count` more general workers, from preemptible nodes and then (for a
+    reservation starting, not a user's request) the on-demand clusters that yield to it;
+    None when even that is short."""
+    pools = _pools(session, cluster)
+    free = [h.facts for h in _general(_free(session, cluster), pools, now)]
+    free = [h for h in free if h.host_id not in taken]
+    preempting = _reclaim(session, cluster, free, count, near, pools, now, drain, fabric)
+    if preempting is not None:
+        return Claim([], preempting=preempting, waiting="preempting nodes to make room")
+    if strict or not _reserves(cluster):
+        return None
+    ending = _displace(session, cluster, free, count, near, pools, now, drain, fabric)
+    if ending is None:
+        return None
+    return Claim(
+        [],
+        preempting=ending,
+        waiting="ending on-demand clusters that yield to this reservation, to make room",
+    )
+
+
 def _reclaim(
     session: Session,
     cluster: ClusterRow,
@@ -292,33 +377,144 @@ def _reclaim(
     pools: dict[str, CapacityPoolRow],
     now: datetime,
     drain: timedelta,
+    fabric: str | None = None,
 ) -> int | None:
     """Preempt the preemptible nodes whose hosts would let `count` more workers fit;
     None when even that would not. Returns how many nodes are now on their way out."""
-    preemptible_hosts = {
-        h.facts.host_id: h
-        for h in _general(_hosts(session, cluster, HostRow.node_row_id.is_not(None)), pools, now)
-    }
-    node_of: dict[str, NodeRow] = {}
-    if preemptible_hosts:
-        for node in session.scalars(
-            select(NodeRow).where(
-                NodeRow.id.in_([h.node_row_id for h in preemptible_hosts.values()]),
-                NodeRow.preemptible.is_(True),
-                NodeRow.deleted_at.is_(None),
-            )
-        ):
-            if node.host_id:
-                node_of[node.host_id] = node
-    candidates = free + [preemptible_hosts[h].facts for h in node_of]
+    node_of, facts = _preemptible(session, cluster, pools, now)
     try:
-        chosen = _place(session, cluster, candidates, count, near)
+        chosen = _place(session, cluster, free + facts, count, near, fabric)
     except CapacityUnavailable:
         return None
     victims = [node_of[h] for h in chosen if h in node_of]
     for node in victims:
         preempt(session, node, now, drain)
     return len(victims)
+
+
+def _preemptible(
+    session: Session, cluster: ClusterRow, pools: dict[str, CapacityPoolRow], now: datetime
+) -> tuple[dict[str, NodeRow], list[FreeHost]]:
+    """The live preemptible nodes on general hosts of the cluster's region and GPU type, by
+    host id, and those hosts."""
+    hosts = {
+        h.facts.host_id: h
+        for h in _general(_hosts(session, cluster, HostRow.node_row_id.is_not(None)), pools, now)
+    }
+    node_of: dict[str, NodeRow] = {}
+    if hosts:
+        for node in session.scalars(
+            select(NodeRow).where(
+                NodeRow.id.in_([h.node_row_id for h in hosts.values()]),
+                NodeRow.preemptible.is_(True),
+                NodeRow.deleted_at.is_(None),
+            )
+        ):
+            if node.host_id:
+                node_of[node.host_id] = node
+    return node_of, [hosts[h].facts for h in node_of]
+
+
+def _displace(
+    session: Session,
+    cluster: ClusterRow,
+    free: list[FreeHost],
+    count: int,
+    near: Sequence[FreeHost],
+    pools: dict[str, CapacityPoolRow],
+    now: datetime,
+    drain: timedelta,
+    fabric: str | None,
+) -> int | None:
+    """End the newest on-demand clusters booked after `cluster` until `count` more workers
+    fit on the free hosts, the hosts of preemptible nodes, and those of clusters already
+    being deleted; None when even ending all of them would not do. Returns how many
+    clusters and preemptible nodes are now on their way out."""
+    node_of, facts = _preemptible(session, cluster, pools, now)
+    leaving = _general(
+        _hosts(
+            session,
+            cluster,
+            HostRow.cluster_id.in_(
+                select(ClusterRow.id).where(ClusterRow.delete_requested_at.is_not(None))
+            ),
+        ),
+        pools,
+        now,
+    )
+    candidates = free + facts + [h.facts for h in leaving if h.facts.host_id not in node_of]
+    seen = {h.host_id for h in candidates}
+    ending: list[tuple[ClusterRow, set[str]]] = []
+    for other in [None, *_yielding(session, cluster)]:
+        if other is not None:
+            held = _general(_hosts(session, cluster, HostRow.cluster_id == other.id), pools, now)
+            ending.append((other, {h.facts.host_id for h in held}))
+            candidates += [h.facts for h in held if h.facts.host_id not in seen]
+            seen |= ending[-1][1]
+        try:
+            chosen = set(_place(session, cluster, candidates, count, near, fabric))
+        except CapacityUnavailable:
+            continue
+        break
+    else:
+        return None
+    ended = [other for other, hosts in ending if hosts & chosen]
+    for other in ended:
+        end_for_booking(session, other, cluster, now)
+    victims = [
+        node_of[h]
+        for h in chosen
+        if h in node_of and node_of[h].cluster_id not in {o.id for o in ended}
+    ]
+    for node in victims:
+        preempt(session, node, now, drain)
+    return len(ended) + len(victims)
+
+
+def _yielding(session: Session, cluster: ClusterRow) -> list[ClusterRow]:
+    """The live on-demand clusters of the region and GPU type booked after `cluster`,
+    newest first: they yield to it."""
+    return list(
+        session.scalars(
+            select(ClusterRow)
+            .where(
+                ClusterRow.region == cluster.region,
+                ClusterRow.gpu_type == cluster.gpu_type,
+                ClusterRow.deleted_at.is_(None),
+                ClusterRow.delete_requested_at.is_(None),
+                ClusterRow.reservation_end_time.is_(None),
+                ClusterRow.capacity_pool_id.is_(None),
+                ClusterRow.booked_seq > (cluster.booked_seq or 0),
+            )
+            .order_by(ClusterRow.booked_seq.desc())
+        )
+    )
+
+
+def end_for_booking(
+    session: Session, cluster: ClusterRow, booking: ClusterRow, now: datetime
+) -> None:
+    """Wind an on-demand cluster down because a reservation made before it needs its hosts."""
+    record_event(
+        session,
+        object_type="cluster",
+        object_id=cluster.id,
+        kind="displaced_by_booking",
+        message=(
+            f"its hosts are booked from {_start_of(booking, now).isoformat()} by a reservation "
+            "made before this cluster; the cluster is wound down"
+        ),
+        at=now,
+    )
+    cluster.delete_requested_at = now
+    cluster.step_state = None
+    set_cluster_phase(session, cluster, ClusterPhase.DELETING, now)
+    cluster.next_reconcile_at = now
+
+
+def _start_of(cluster: ClusterRow, now: datetime) -> datetime:
+    start = cluster.reservation_start_time
+    return start if start is not None and start > now else now
 
 
 def preempt(session: Session, node: NodeRow, now: datetime, drain: timedelta) -> None:

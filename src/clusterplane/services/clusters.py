@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from clusterplane.db.rows import ClusterPhaseTransitionRow, ClusterRow, NodeRow
+from clusterplane.db.rows import ClusterPhaseTransitionRow, ClusterRow, NodeRow, RegionRow
 from clusterplane.domain.enums import (
     BillingType,
     ClusterPhase,
@@ -22,22 +22,23 @@ from clusterplane.domain.enums import (
     NodeRole,
 )
 from clusterplane.domain.lifecycle import status_for
-from clusterplane.errors import FailedPrecondition, InvalidRequest, NotFound
+from clusterplane.errors import CapacityUnavailable, FailedPrecondition, InvalidRequest, NotFound
 from clusterplane.services import addons, pools, quotas, volumes
 from clusterplane.services.allocation import GPUS_PER_NODE, add_control_plane_nodes
 from clusterplane.services.auth import Caller, resolve_project
 from clusterplane.services.calendar import check_cluster_booking, lock_region
 from clusterplane.services.catalog import check_gpu_type, get_region, resolve_driver
-from clusterplane.services.claims import claim_workers
+from clusterplane.services.claims import START_LEAD, claim_workers
 from clusterplane.services.cluster_secrets import ensure_ssh_ca, provision
 from clusterplane.services.credentials import api_server_url
 from clusterplane.services.events import record_event, set_cluster_phase
 from clusterplane.services.ids import new_seed, new_uuid
 from clusterplane.services.sealing import SecretBox
 from clusterplane.services.volumes import DEFAULT_LIMITS
-from clusterplane.settings import StorageSettings
+from clusterplane.settings import CapacitySettings, StorageSettings
 
 DEFAULT_DRAIN = timedelta(minutes=5)
+DEFAULT_CAPACITY = CapacitySettings()
 
 
 @dataclass
@@ -127,8 +128,14 @@ def list_cluster_ids(session: Session, caller: Caller, project_id: str | None) -
     )
 
 
-def _check_billing(req: ClusterCreate, now: datetime) -> None:
+def _check_billing(req: ClusterCreate, now: datetime, horizon: timedelta) -> None:
     start, end = req.reservation_start_time, req.reservation_end_time
+    if start is not None and start > now + horizon:
+        raise InvalidRequest(
+            f"reservation_start_time may be at most {horizon.days} days ahead on this "
+            f"server (until {(now + horizon).isoformat()}); {start.isoformat()} is later",
+            param="reservation_start_time",
+        )
     if req.billing_type == BillingType.ON_DEMAND and (start or end):
         raise InvalidRequest(
             "reservation times are only for RESERVED or SCHEDULED_CAPACITY",
@@ -162,6 +169,7 @@ def create_cluster(
     acceptance_tests_by_default: bool = True,
     drain: timedelta = DEFAULT_DRAIN,
     storage: StorageSettings = DEFAULT_LIMITS,
+    capacity: CapacitySettings = DEFAULT_CAPACITY,
 ) -> ClusterRow:
     """Write the cluster and book its capacity in the calendar (409 if the booking cannot
     be honoured). A cluster that starts now claims its workers' hosts at once; a scheduled
@@ -176,7 +184,7 @@ def create_cluster(
         cuda_version=req.cuda_version,
         nvidia_driver_version=req.nvidia_driver_version,
     )
-    _check_billing(req, now)
+    _check_billing(req, now, capacity.booking_horizon)
     pool = pools.resolve_for_cluster(
         session,
         req.capacity_pool_id,
@@ -192,6 +200,13 @@ def create_cluster(
     # concurrent creates and scales on PostgreSQL queue instead of deadlocking.
     lock_region(session, region.name)
     quotas.check(session, project_id, req.num_gpus)
+    quotas.check_preemptible(
+        session,
+        project_id,
+        (region.name, req.gpu_type),
+        req.num_preemptible_gpus or 0,
+        settings=capacity,
+    )
     cluster_id = new_uuid()
     scheduled = req.reservation_start_time is not None and req.reservation_start_time > now
     phase = ClusterPhase.SCHEDULED if scheduled else ClusterPhase.QUEUED
@@ -250,6 +265,7 @@ def create_cluster(
         kube_config="",
         control_plane_ready=False,
         seed=new_seed(),
+        booked_seq=_next_booking(region),
         step_state=None,
         created_at=now,
         updated_at=now,
@@ -269,9 +285,9 @@ def create_cluster(
         )
     if not scheduled:
         claim_workers(session, cluster, now, drain=drain, strict=True)
-    check_cluster_booking(session, cluster, now)
+    check_cluster_booking(session, cluster, now, notice=drain + START_LEAD)
     add_control_plane_nodes(session, cluster, region, now)
-    _attach_volume(session, caller, cluster, req, now, storage)
+    _attach_volume(session, caller, cluster, req, now, storage, capacity)
     provision(cluster, box, wall_now)
     record_event(
         session,
@@ -284,6 +300,13 @@ def create_cluster(
     return cluster
 
 
+def _next_booking(region: RegionRow) -> int:
+    """The next number in the order bookings of the region are made in (the caller holds
+    the region's row lock)."""
+    region.booking_seq = (region.booking_seq or 0) + 1
+    return region.booking_seq
+
+
 def _attach_volume(
     session: Session,
     caller: Caller,
@@ -291,11 +314,20 @@ def _attach_volume(
     req: ClusterCreate,
     now: datetime,
     storage: StorageSettings,
+    capacity: CapacitySettings,
 ) -> None:
     if req.volume_id is not None:
         volumes.attach_existing(session, caller, cluster, req.volume_id, now=now)
     elif req.shared_volume is not None:
-        volumes.create_inline(session, caller, cluster, req.shared_volume, now=now, limits=storage)
+        volumes.create_inline(
+            session,
+            caller,
+            cluster,
+            req.shared_volume,
+            now=now,
+            limits=storage,
+            capacity=capacity,
+        )
 
 
 def live_workers(session: Session, cluster_id: str) -> list[NodeRow]:
@@ -322,6 +354,7 @@ def update_cluster(
     now: datetime,
     drain: timedelta = DEFAULT_DRAIN,
     box: SecretBox,
+    capacity: CapacitySettings = DEFAULT_CAPACITY,
 ) -> ClusterRow:
     cluster = get_cluster(session, caller, cluster_id)
     if cluster.phase == ClusterPhase.DELETING:
@@ -330,6 +363,17 @@ def update_cluster(
         raise InvalidRequest(
             f"cluster_type cannot change on a live cluster (it is {cluster.cluster_type})",
             param="cluster_type",
+        )
+    if req.num_preemptible_gpus is not None:
+        lock_region(session, cluster.region)
+        quotas.check_preemptible(
+            session,
+            cluster.project_id,
+            (cluster.region, cluster.gpu_type),
+            req.num_preemptible_gpus,
+            cluster_id=cluster.id,
+            previous=cluster.desired_preemptible_gpus,
+            settings=capacity,
         )
     _update_counts(cluster, req)
     if req.reservation_end_time is not None:
@@ -341,7 +385,7 @@ def update_cluster(
     ):
         before = cluster.num_gpus
         cluster.num_gpus = req.num_gpus if req.num_gpus is not None else before
-        check_cluster_booking(session, cluster, now)
+        _check_more_booked(session, cluster, now, drain + START_LEAD)
         cluster.num_gpus = before
     if req.add_ons is not None:
         cluster.add_ons = addons.merge_updates(
@@ -365,6 +409,34 @@ def update_cluster(
         at=now,
     )
     return cluster
+
+
+def _check_more_booked(
+    session: Session, cluster: ClusterRow, now: datetime, notice: timedelta
+) -> None:
+    """Check a cluster that books more. An on-demand cluster keeps its place in the order
+    of bookings if it still fits beside every reservation; otherwise it is booked anew,
+    after them, and so yields to those that need its hosts when they start."""
+    open_ended = cluster.reservation_end_time is None and cluster.capacity_pool_id is None
+    if not open_ended:
+        check_cluster_booking(session, cluster, now)
+        return
+    try:
+        check_cluster_booking(session, cluster, now)
+    except CapacityUnavailable:
+        region = session.get(RegionRow, cluster.region)
+        if region is None:
+            raise
+        cluster.booked_seq = _next_booking(region)
+        check_cluster_booking(session, cluster, now, notice=notice)
+        record_event(
+            session,
+            object_type="cluster",
+            object_id=cluster.id,
+            kind="booked_after_reservations",
+            message="scaled up into hosts that reservations need later: it yields to them",
+            at=now,
+        )
 
 
 def _update_counts(cluster: ClusterRow, req: ClusterUpdate) -> None:

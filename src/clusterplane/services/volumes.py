@@ -4,7 +4,9 @@ Status is driven by the volume controller through the storage driver: `provision
 the driver says the volume exists, then `available`, or `bound` while attached to a
 cluster; `deleting` until the driver has removed it, after which it is gone from lists.
 
-Limits: each volume's size is within the operator's `StorageSettings` (min..max TiB), and
+Limits: each volume's size is within the operator's `StorageSettings` (min..max TiB); a
+project's volumes stay within its storage quota (`services/quotas.py`: by default a share
+of the region), past which a create or a grow is refused with `QuotaExceeded` (403); and
 the live volumes of a region (everything not yet gone, deleting ones included, since their
 space is not free yet) fit in the region's `storage_capacity_tib`; past it a create or a
 grow is refused with `CapacityUnavailable` (409, not retried) saying how much is free.
@@ -27,14 +29,16 @@ from clusterplane.errors import (
     InvalidRequest,
     NotFound,
 )
+from clusterplane.services import quotas
 from clusterplane.services.auth import Caller, resolve_project
 from clusterplane.services.calendar import lock_region
 from clusterplane.services.catalog import get_region
 from clusterplane.services.events import record_event
 from clusterplane.services.ids import new_uuid
-from clusterplane.settings import StorageSettings
+from clusterplane.settings import CapacitySettings, StorageSettings
 
 DEFAULT_LIMITS = StorageSettings()
+DEFAULT_CAPACITY = CapacitySettings()
 
 
 def check_size(size_tib: int, limits: StorageSettings, param: str = "size_tib") -> None:
@@ -55,8 +59,16 @@ def used_tib(session: Session, region: str) -> int:
     return int(total or 0)
 
 
-def check_room(session: Session, region: RegionRow, extra_tib: int, param: str) -> None:
-    """Refuse `extra_tib` more in `region` when its shared storage would overflow.
+def check_room(
+    session: Session,
+    project_id: str,
+    region: RegionRow,
+    extra_tib: int,
+    param: str,
+    capacity: CapacitySettings = DEFAULT_CAPACITY,
+) -> None:
+    """Refuse `extra_tib` more for `project_id` in `region` when that would take the
+    project over its storage quota (403) or overflow the region's shared storage (409).
 
     Checks of one region queue on its row (PostgreSQL), so two concurrent creates cannot
     both see the same free space."""
@@ -68,6 +80,7 @@ def check_room(session: Session, region: RegionRow, extra_tib: int, param: str) 
             f"(of {region.storage_capacity_tib} TiB); {extra_tib} TiB more does not fit",
             param=param,
         )
+    quotas.check_storage(session, project_id, region, extra_tib, param, capacity)
 
 
 def find_volume(session: Session, caller: Caller, volume_id: str) -> VolumeRow | None:
@@ -110,6 +123,7 @@ def create_volume(
     instance_cluster_id: str | None = None,
     limits: StorageSettings = DEFAULT_LIMITS,
     size_param: str = "size_tib",
+    capacity: CapacitySettings = DEFAULT_CAPACITY,
 ) -> VolumeRow:
     project = resolve_project(caller, project_id)
     region_row = get_region(session, region)
@@ -126,7 +140,7 @@ def create_volume(
             )
         if cluster.region != region_row.name:
             raise InvalidRequest("instance_cluster_id is in another region", param="region")
-    check_room(session, region_row, size_tib, size_param)
+    check_room(session, project, region_row, size_tib, size_param, capacity)
     row = VolumeRow(
         id=new_uuid(),
         project_id=project,
@@ -164,6 +178,7 @@ def resize_volume(
     *,
     now: datetime,
     limits: StorageSettings = DEFAULT_LIMITS,
+    capacity: CapacitySettings = DEFAULT_CAPACITY,
 ) -> VolumeRow:
     row = get_volume(session, caller, volume_id)
     if size_tib is None or size_tib == row.size_tib:
@@ -176,7 +191,8 @@ def resize_volume(
             param="size_tib",
         )
     check_size(size_tib, limits)
-    check_room(session, get_region(session, row.region), size_tib - row.size_tib, "size_tib")
+    region = get_region(session, row.region)
+    check_room(session, row.project_id, region, size_tib - row.size_tib, "size_tib", capacity)
     record_event(
         session,
         object_type="volume",
@@ -255,6 +271,7 @@ def create_inline(
     *,
     now: datetime,
     limits: StorageSettings = DEFAULT_LIMITS,
+    capacity: CapacitySettings = DEFAULT_CAPACITY,
 ) -> VolumeRow:
     if spec.get("region") not in (None, cluster.region):
         raise InvalidRequest(
@@ -271,6 +288,7 @@ def create_inline(
         is_lifecycle_independent=bool(spec.get("is_lifecycle_independent") or False),
         limits=limits,
         size_param="shared_volume.size_tib",
+        capacity=capacity,
     )
     row.cluster_id = cluster.id
     return row

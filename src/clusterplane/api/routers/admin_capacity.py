@@ -184,6 +184,7 @@ def calendar(request: Request, caller: Caller = Depends(admin)) -> Response:
                         "capacity_pool_id": e.capacity_pool_id,
                         "general_nodes": e.general_nodes,
                         "pool_nodes": e.pool_nodes,
+                        "fabric": e.booked_fabric,
                         "starts_at": e.starts_at,
                         "ends_at": e.ends_at,
                     }

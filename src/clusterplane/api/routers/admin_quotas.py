@@ -1,8 +1,10 @@
-"""`/admin/v1/quotas` and `/admin/v1/projects/{id}/quota`: per-project GPU limits.
+"""`/admin/v1/quotas` and `/admin/v1/projects/{id}/quota`: per-project limits.
 
-Admin keys only. A project without a quota is unlimited; `PUT` sets `{"max_gpus": N}`,
-`DELETE` removes the limit. Every answer shows the limit, the GPUs in use and what
-remains.
+Admin keys only. `PUT` sets any of `{"max_gpus", "max_preemptible_gpus",
+"max_storage_tib"}` (null clears one, an absent one stays), `DELETE` removes them all.
+Without a limit of its own a project has no standard GPU limit, and at most the default
+share of each region in preemptible GPUs and shared storage (`CapacitySettings`). Every
+answer shows the limits, what is in use and what remains (`services/quotas.py`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,13 @@ from clusterplane.services.auth import Caller
 
 class SetQuota(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    max_gpus: StrictInt
+    max_gpus: StrictInt | None = None
+    max_preemptible_gpus: StrictInt | None = None
+    max_storage_tib: StrictInt | None = None
+
+    def given(self) -> dict[str, int | None]:
+        """The limits the body names (null included), not those it leaves out."""
+        return {name: getattr(self, name) for name in sorted(self.model_fields_set)}
 
 
 router = APIRouter(prefix="/admin/v1", tags=["admin"], dependencies=[Depends(admin)])
@@ -30,15 +38,17 @@ router = APIRouter(prefix="/admin/v1", tags=["admin"], dependencies=[Depends(adm
 
 @router.get("/quotas")
 def list_quotas(request: Request, caller: Caller = Depends(admin)) -> Response:
-    with read_transaction(api_state(request).sessions) as session:
-        result = [q.as_dict() for q in quotas.list_quotas(session)]
+    state = api_state(request)
+    with read_transaction(state.sessions) as session:
+        result = [q.as_dict() for q in quotas.list_quotas(session, state.settings.capacity)]
     return presenters.json_response({"quotas": result})
 
 
 @router.get("/projects/{project_id}/quota")
 def get_quota(project_id: str, request: Request, caller: Caller = Depends(admin)) -> Response:
-    with read_transaction(api_state(request).sessions) as session:
-        result = quotas.get_quota(session, project_id).as_dict()
+    state = api_state(request)
+    with read_transaction(state.sessions) as session:
+        result = quotas.get_quota(session, project_id, state.settings.capacity).as_dict()
     return presenters.json_response(result)
 
 
@@ -52,7 +62,13 @@ def set_quota(
     req = validate(SetQuota, body)
     state = api_state(request)
     with transaction(state.sessions) as session:
-        result = quotas.set_quota(session, project_id, req.max_gpus, now=state.clock.now())
+        result = quotas.set_quota(
+            session,
+            project_id,
+            req.given(),
+            now=state.clock.now(),
+            settings=state.settings.capacity,
+        )
     return presenters.json_response(result.as_dict())
 
 
@@ -60,5 +76,5 @@ def set_quota(
 def remove_quota(project_id: str, request: Request, caller: Caller = Depends(admin)) -> Response:
     state = api_state(request)
     with transaction(state.sessions) as session:
-        result = quotas.remove_quota(session, project_id)
+        result = quotas.remove_quota(session, project_id, state.settings.capacity)
     return presenters.json_response(result.as_dict())

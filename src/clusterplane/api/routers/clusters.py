@@ -204,6 +204,7 @@ def create_cluster(
                 acceptance_tests_by_default=state.settings.engine.acceptance_tests_by_default,
                 drain=state.settings.engine.preemption_drain,
                 storage=state.settings.storage,
+                capacity=state.settings.capacity,
             ),
         )
         result = presenters.cluster(load_details(session, [row], now=now)[0], state.secrets)
@@ -259,6 +260,7 @@ def update_cluster(
             now=now,
             drain=state.settings.engine.preemption_drain,
             box=state.secrets,
+            capacity=state.settings.capacity,
         )
         result = presenters.cluster(load_details(session, [row], now=now)[0], state.secrets)
     state.nudge()

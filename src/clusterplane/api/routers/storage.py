@@ -71,6 +71,7 @@ def create_volume(
                 is_lifecycle_independent=independent,
                 instance_cluster_id=req.instance_cluster_id,
                 limits=state.settings.storage,
+                capacity=state.settings.capacity,
             ),
         )
         result = presenters.volume(row)
@@ -94,6 +95,7 @@ def update_volume(
             req.size_tib,
             now=state.clock.now(),
             limits=state.settings.storage,
+            capacity=state.settings.capacity,
         )
         result = presenters.volume(row)
     state.nudge()
