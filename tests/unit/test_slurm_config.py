@@ -79,7 +79,14 @@ def test_files_per_role_carry_the_scripts_with_an_interpreter_line() -> None:
     assert files.login["etc/slurm.conf"] == files.controller["etc/slurm.conf"]
 
 
-def test_gres_conf_lists_every_device_of_every_node() -> None:
+def test_gres_conf_names_no_node_when_every_node_has_the_same_devices() -> None:
+    nodes = (SlurmNode("gpu-1", "10.0.0.11", GPUS), SlurmNode("gpu-2", "10.0.0.12", GPUS))
+    lines = render_gres_conf(nodes).splitlines()
+    assert lines[1:] == ["AutoDetect=off", *(f"Name=gpu File=/dev/nvidia{i}" for i in range(8))]
+    assert render_gres_conf(nodes) == render_gres_conf((*nodes, SlurmNode("gpu-3", "x", GPUS)))
+
+
+def test_gres_conf_lists_every_device_of_every_node_when_nodes_differ() -> None:
     text = render_gres_conf(make_spec().nodes)
     lines = text.splitlines()
     assert "AutoDetect=off" in lines

@@ -4,7 +4,8 @@
 to the cluster's state directory on the hosts (identical on every host, `spec.state_dir`):
 
 - controller: `etc/slurm.conf`, `etc/gres.conf` (served to the workers in configless mode,
-  `SlurmctldParameters=enable_configless`) and the controller's prolog/epilog scripts;
+  `SlurmctldParameters=enable_configless`; see `render_gres_conf` for why a worker with the
+  usual devices joins without a change) and the controller's prolog/epilog scripts;
 - worker: its prolog/epilog scripts and `etc/nodeset-init.sh` (slurm.conf and gres.conf come
   from the controller); a worker runs `slurmd -Z --conf <worker_node_conf(node)>`, a dynamic
   node, so nodes join without a restart of slurmctld (`MaxNodeCount`, `TreeWidth=65533`);
@@ -195,8 +196,19 @@ def render_slurm_conf(spec: SlurmClusterSpec) -> str:
 
 
 def render_gres_conf(nodes: tuple[SlurmNode, ...]) -> str:
-    """One `File=` line per device of each node: exact for hosts that differ."""
+    """`File=` lines for the GPUs, one per device.
+
+    When every node has the same device files (the usual fleet: /dev/nvidia0-7) the lines
+    name no node, so a worker with those files joins without any change on the controller.
+    Slurm 22.05 needs that: a dynamic node that registers after an `scontrol reconfigure`
+    while a job runs leaves the job's nodes "allocated" with nothing allocated, for good.
+    Nodes that differ get `NodeName=` lines (a join then changes gres.conf).
+    """
     lines = ["# Written by clusterplane from the hosts' inventory.", "AutoDetect=off"]
+    device_sets = {node.gpu_devices for node in nodes if node.gpu_devices}
+    if len(device_sets) == 1 and all(node.gpu_devices for node in nodes):
+        lines += [f"Name=gpu File={device}" for device in sorted(device_sets.pop())]
+        return "\n".join(lines) + "\n"
     for node in nodes:
         lines += [f"NodeName={node.name} Name=gpu File={device}" for device in node.gpu_devices]
     return "\n".join(lines) + "\n"
