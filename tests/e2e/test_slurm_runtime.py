@@ -224,9 +224,7 @@ def test_a_worker_whose_link_is_cut_becomes_not_responding(cluster: SlurmTestClu
     started = time.monotonic()
     w2.cut_link()
     try:
-        wait_for(
-            lambda: cluster.control.node("w2").not_responding, "w2 not responding", timeout=40
-        )
+        wait_for(lambda: cluster.control.node("w2").not_responding, "w2 not responding", timeout=40)
         took = time.monotonic() - started
         assert cluster.control.node("w2").summary == "not_responding"
         assert cluster.control.node("w1").summary == "idle"

@@ -26,6 +26,7 @@ anything of it is still there.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -231,8 +232,9 @@ class HostNetwork:
             ' && mount --bind "$2" "$3" && echo ready && exec sleep infinity'
         )
         holder = subprocess.Popen(
-            ["setpriv", "--pdeathsig", "KILL", "nsenter", f"--net=/run/netns/{netns}", "unshare", "--uts", "--mount",
-             "--propagation", "private", "sh", "-c", script, "holder", name,
+            ["setpriv", "--pdeathsig", "KILL", "nsenter", f"--net=/run/netns/{netns}",
+             "unshare", "--uts", "--mount", "--propagation", "private",
+             "sh", "-c", script, "holder", name,
              str(private_dir), str(self.host_root)],
             stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,
@@ -312,10 +314,8 @@ def _describe(pids: Sequence[int]) -> str:
 def _kill_all(pids: Sequence[int], grace: float = 5.0) -> None:
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + grace
         while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
             time.sleep(0.05)

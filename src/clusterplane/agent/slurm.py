@@ -95,7 +95,9 @@ class SlurmRuntime:
             if section.role == "worker":
                 self._check_devices(section)
                 self._ensure_shm(section, record, messages)
-            self._ensure_munged(section, key_changed="munge/munge.key" in changed, messages=messages)
+            self._ensure_munged(
+                section, key_changed="munge/munge.key" in changed, messages=messages
+            )
             if not record["initialized"]:
                 self._run_init_script(section, messages)
                 record["initialized"] = True
@@ -143,7 +145,11 @@ class SlurmRuntime:
     def _write(self, absolute: str, content: str | bytes, mode: int) -> bool:
         target = self.host.path(absolute)
         data = content.encode() if isinstance(content, str) else content
-        if target.exists() and target.read_bytes() == data and target.stat().st_mode & 0o777 == mode:
+        if (
+            target.exists()
+            and target.read_bytes() == data
+            and target.stat().st_mode & 0o777 == mode
+        ):
             return False
         scratch = target.with_name(f".{target.name}.new")
         scratch.touch(mode=0o600)
@@ -158,7 +164,9 @@ class SlurmRuntime:
             if not target.is_char_device():
                 raise SlurmRuntimeError(f"GPU device {device} is missing or not a device file")
 
-    def _ensure_shm(self, section: SlurmSection, record: dict[str, Any], messages: list[str]) -> None:
+    def _ensure_shm(
+        self, section: SlurmSection, record: dict[str, Any], messages: list[str]
+    ) -> None:
         if section.shm_size_gib is None:
             return
         stat = _statvfs(self.host.path("/dev/shm"))
@@ -173,7 +181,9 @@ class SlurmRuntime:
         self._save_record(record)
         messages.append(f"/dev/shm is {section.shm_size_gib} GiB")
 
-    def _ensure_munged(self, section: SlurmSection, *, key_changed: bool, messages: list[str]) -> None:
+    def _ensure_munged(
+        self, section: SlurmSection, *, key_changed: bool, messages: list[str]
+    ) -> None:
         munge = f"{section.state_dir}/munge"
         daemon = Daemon("munged", f"{munge}/munged.pid")
         if self._pid(daemon) and not key_changed:
@@ -202,7 +212,9 @@ class SlurmRuntime:
             raise SlurmRuntimeError(f"{name} failed ({result.returncode}): {result.stderr[-500:]}")
         messages.append(f"{name} ran")
 
-    def _ensure_slurmctld(self, section: SlurmSection, changed: set[str], messages: list[str]) -> str:
+    def _ensure_slurmctld(
+        self, section: SlurmSection, changed: set[str], messages: list[str]
+    ) -> str:
         daemon = Daemon("slurmctld", f"{section.state_dir}/run/slurmctld.pid")
         env = {"SLURM_CONF": section.conf_path}
         if self._pid(daemon) is None:
@@ -211,12 +223,12 @@ class SlurmRuntime:
         elif changed & {"etc/slurm.conf", "etc/gres.conf"}:
             self.slurm(["scontrol", "reconfigure"], section.conf_path)
             messages.append("configuration applied (scontrol reconfigure)")
-        ping = self.host.run(
-            ["timeout", "5", "scontrol", "ping"], timeout=10, env=env
-        ).stdout
+        ping = self.host.run(["timeout", "5", "scontrol", "ping"], timeout=10, env=env).stdout
         return "ready" if " is UP" in ping else "starting"
 
-    def _ensure_slurmd(self, section: SlurmSection, record: dict[str, Any], messages: list[str]) -> str:
+    def _ensure_slurmd(
+        self, section: SlurmSection, record: dict[str, Any], messages: list[str]
+    ) -> str:
         daemon = Daemon("slurmd", f"{section.state_dir}/run/slurmd.pid")
         running = self._pid(daemon)
         if running and record.get("node_conf") == section.node_conf:

@@ -43,19 +43,66 @@ CONF_KEY = re.compile(r"^([A-Za-z][A-Za-z0-9]*)=")
 # code or change process tracking, and the node/partition layout.
 OWNED_KEYS = frozenset(
     key.lower()
-    for key in (
-        "AccountingStorageType AuthAltParameters AuthAltTypes AuthInfo AuthType "
-        "BackupController BackupAddr ClusterName ControlAddr ControlMachine CredType "
-        "DownNodes Epilog EpilogSlurmctld FrontendName GresTypes Include JobCompLoc "
-        "JobCredentialPrivateKey JobCredentialPublicCertificate MailProg MaxNodeCount "
-        "NodeName NodeSet PartitionName PluginDir PrologSlurmctld Prolog ProctrackType "
-        "ResvEpilog ResvProlog SelectType SlurmctldHost SlurmctldLogFile SlurmctldParameters "
-        "SlurmctldPidFile SlurmctldPort SlurmctldPrimaryOffProg SlurmctldPrimaryOnProg "
-        "SlurmdLogFile SlurmdParameters SlurmdPidFile SlurmdPort SlurmdSpoolDir SlurmdUser "
-        "SlurmUser SrunEpilog SrunProlog StateSaveLocation SuspendProgram ResumeProgram "
-        "TaskEpilog TaskProlog TaskPlugin TreeWidth UnkillableStepProgram HealthCheckProgram "
-        "RebootProgram"
-    ).split()
+    for key in [
+        "AccountingStorageType",
+        "AuthAltParameters",
+        "AuthAltTypes",
+        "AuthInfo",
+        "AuthType",
+        "BackupController",
+        "BackupAddr",
+        "ClusterName",
+        "ControlAddr",
+        "ControlMachine",
+        "CredType",
+        "DownNodes",
+        "Epilog",
+        "EpilogSlurmctld",
+        "FrontendName",
+        "GresTypes",
+        "Include",
+        "JobCompLoc",
+        "JobCredentialPrivateKey",
+        "JobCredentialPublicCertificate",
+        "MailProg",
+        "MaxNodeCount",
+        "NodeName",
+        "NodeSet",
+        "PartitionName",
+        "PluginDir",
+        "PrologSlurmctld",
+        "Prolog",
+        "ProctrackType",
+        "ResvEpilog",
+        "ResvProlog",
+        "SelectType",
+        "SlurmctldHost",
+        "SlurmctldLogFile",
+        "SlurmctldParameters",
+        "SlurmctldPidFile",
+        "SlurmctldPort",
+        "SlurmctldPrimaryOffProg",
+        "SlurmctldPrimaryOnProg",
+        "SlurmdLogFile",
+        "SlurmdParameters",
+        "SlurmdPidFile",
+        "SlurmdPort",
+        "SlurmdSpoolDir",
+        "SlurmdUser",
+        "SlurmUser",
+        "SrunEpilog",
+        "SrunProlog",
+        "StateSaveLocation",
+        "SuspendProgram",
+        "ResumeProgram",
+        "TaskEpilog",
+        "TaskProlog",
+        "TaskPlugin",
+        "TreeWidth",
+        "UnkillableStepProgram",
+        "HealthCheckProgram",
+        "RebootProgram",
+    ]
 )
 
 CONTROLLER_PROLOG = "etc/prolog-slurmctld.sh"
