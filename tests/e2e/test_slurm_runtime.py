@@ -15,14 +15,15 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
 
 from clusterplane.agent.slurm import NodeBusy, NotOurDrain, SlurmRuntimeError
-from clusterplane.providers.slurm import SlurmStartupScripts
-from tests.support.hosts import HostNetwork
+from clusterplane.providers.slurm import SlurmPartition, SlurmStartupScripts
+from tests.support.hosts import Host, HostNetwork
 from tests.support.slurm import SLURM_BINARIES, SlurmTestCluster
 
 pytestmark = [
@@ -65,15 +66,20 @@ def cluster() -> Iterator[SlurmTestCluster]:
         scripts = SlurmStartupScripts(
             worker_prolog=f'echo "$SLURM_JOB_ID $(hostname)" >> {evidence}/prolog.log\n',
             nodeset_init_script=f"mkdir -p {evidence} && hostname > {evidence}/init.log\n",
+            login_init_script=f"mkdir -p {evidence} && hostname > {evidence}/login.log\n",
         )
-        cluster = SlurmTestCluster(network, scripts=scripts, slurmd_timeout_s=10)
+        # Larger than this machine's /dev/shm, so workers get their own (in their namespace).
+        shm_gib = os.statvfs("/dev/shm").f_blocks * os.statvfs("/dev/shm").f_frsize // 2**30 + 2
+        cluster = SlurmTestCluster(
+            network, scripts=scripts, slurmd_timeout_s=10, shm_size_gib=shm_gib
+        )
         user = f"cpslurm{network.index}"
         subprocess.run(["useradd", "--no-create-home", "--shell", "/bin/sh", user], check=True)
         cluster.user = user  # type: ignore[attr-defined]
         try:
             yield cluster
         finally:
-            for name in [*cluster.workers, cluster.controller.name]:
+            for name in [*cluster.workers, *cluster.logins, cluster.controller.name]:
                 with contextlib.suppress(SlurmRuntimeError):
                     cluster.runtimes[name].teardown()
             subprocess.run(["userdel", user], check=False)
@@ -87,7 +93,7 @@ def idle_nodes(cluster: SlurmTestCluster, count: int) -> Callable[[], bool]:
     return probe
 
 
-def test_a_controller_and_two_workers_converge_and_run_a_two_node_gpu_job(
+def test_a_controller_and_two_workers_converge_and_register_their_gpus(
     cluster: SlurmTestCluster,
 ) -> None:
     w1, w2 = cluster.add_worker("w1"), cluster.add_worker("w2")
@@ -101,27 +107,12 @@ def test_a_controller_and_two_workers_converge_and_run_a_two_node_gpu_job(
         "w2": ("gpu:8", w2.address),
     }
 
-    result = cluster.on_controller(["srun", "-N2", "--gres=gpu:8", "hostname"])
-
-    assert result.returncode == 0, result.stderr
-    assert sorted(result.stdout.split()) == ["w1", "w2"]
-
-
-def test_the_worker_prolog_and_nodeset_init_ran_on_both_workers(
-    cluster: SlurmTestCluster,
-) -> None:
-    for name, host in cluster.workers.items():
-        evidence = host.path(f"{cluster.root}/evidence")
-        assert (evidence / "init.log").read_text().split() == [name]
-        lines = (evidence / "prolog.log").read_text().splitlines()
-        assert lines and all(line.split()[1] == name for line in lines)
-
 
 def test_converging_again_changes_nothing_and_restarts_a_daemon_that_died(
     cluster: SlurmTestCluster,
 ) -> None:
     w2 = cluster.workers["w2"]
-    for host in (cluster.controller, *cluster.workers.values()):
+    for host in (cluster.controller, *cluster.workers.values(), *cluster.logins.values()):
         assert cluster.converge(host) == {
             "ok": True,
             "phase": "ready",
@@ -136,6 +127,67 @@ def test_converging_again_changes_nothing_and_restarts_a_daemon_that_died(
     assert report["messages"] == ["slurmd started"]
     assert int(w2.path(f"{cluster.spec.state_dir}/run/slurmd.pid").read_text()) != slurmd_pid
     wait_for(idle_nodes(cluster, 2), "w2 back after its slurmd restarted")
+
+    # Killed before it saved w2's new registration, slurmctld forgets dynamic nodes; the
+    # workers' runtimes notice and register again.
+    ctld = cluster.controller.path(f"{cluster.spec.state_dir}/run/slurmctld.pid")
+    os.kill(int(ctld.read_text()), 9)
+    assert cluster.converge(cluster.controller)["messages"] == ["slurmctld started"]
+    for host in cluster.workers.values():
+        assert cluster.converge(host)["ok"]
+    wait_for(
+        idle_nodes(cluster, 2),
+        "both dynamic nodes back after slurmctld restarted",
+        details=lambda: str(cluster.control.node_view()),
+    )
+
+
+def test_a_two_node_job_with_eight_gpus_each_runs_on_both_workers(
+    cluster: SlurmTestCluster,
+) -> None:
+    result = cluster.on_controller(["srun", "-N2", "--gres=gpu:8", "hostname"])
+
+    assert result.returncode == 0, result.stderr
+    assert sorted(result.stdout.split()) == ["w1", "w2"]
+
+
+def test_a_login_host_runs_the_client_tools_and_its_init_script(
+    cluster: SlurmTestCluster,
+) -> None:
+    login = cluster.add_login("login")
+    report = cluster.converge(login)
+    assert report["ok"], report
+    assert report["messages"][:2] == ["munged started", "login-init.sh ran"]
+
+    result = login.run(["timeout", "10", "sinfo", "-h", "-N", "-o", "%N %T"], env=cluster.env)
+
+    assert result.stdout.split() == ["w1", "idle", "w2", "idle"]
+    assert login.path(f"{cluster.root}/evidence/login.log").read_text().split() == ["login"]
+
+
+def test_workers_get_a_dev_shm_of_the_clusters_size_inside_their_host_only(
+    cluster: SlurmTestCluster,
+) -> None:
+    for host in cluster.workers.values():
+        assert shm_size(host) == cluster.spec.shm_size_gib
+    assert shm_size(None) < cluster.spec.shm_size_gib
+
+
+def shm_size(host: Host | None) -> int:
+    """The size of /dev/shm in GiB as `host` (or this machine, for None) sees it."""
+    argv = ["df", "--output=size", "-B1G", "/dev/shm"]
+    answer = subprocess.run(host.command(argv) if host else argv, capture_output=True, text=True)
+    return int(answer.stdout.split()[-1])
+
+
+def test_the_worker_prolog_and_nodeset_init_ran_on_both_workers(
+    cluster: SlurmTestCluster,
+) -> None:
+    for name, host in cluster.workers.items():
+        evidence = host.path(f"{cluster.root}/evidence")
+        assert (evidence / "init.log").read_text().split() == [name]
+        lines = (evidence / "prolog.log").read_text().splitlines()
+        assert lines and all(line.split()[1] == name for line in lines)
 
 
 def job_state(cluster: SlurmTestCluster, job_id: str) -> str:
@@ -172,6 +224,16 @@ def test_a_batch_job_keeps_running_while_a_third_worker_joins_and_then_completes
     assert job_state(cluster, job_id) == "RUNNING"
     sinfo = cluster.on_controller(["sinfo", "-h", "-N", "-o", "%N"]).stdout.split()
     assert sorted(sinfo) == ["w1", "w2", "w3"]
+
+    debug = SlurmPartition("debug", max_time="10")
+    cluster.spec = replace(cluster.spec, partitions=(*cluster.spec.partitions, debug))
+    assert cluster.converge(cluster.controller)["messages"] == [
+        "configuration applied (slurmctld restarted; jobs keep running)",
+        "wrote etc/slurm.conf",
+    ]
+    partitions = cluster.on_controller(["sinfo", "-h", "-o", "%P"]).stdout.split()
+    assert partitions == ["gpu*", "debug"]
+    assert job_state(cluster, job_id) == "RUNNING"
 
     wait_for(lambda: job_state(cluster, job_id) == "COMPLETED", "the batch job to complete")
     output = cluster.workers["w1"].path(f"{cluster.root}/out/{job_id}.out").read_text()
@@ -249,7 +311,7 @@ def test_a_drained_idle_worker_is_removed_and_a_busy_one_is_not(
 
 
 def test_teardown_leaves_no_process_file_key_or_socket(cluster: SlurmTestCluster) -> None:
-    hosts = [cluster.controller, *cluster.workers.values()]
+    hosts = [cluster.controller, *cluster.workers.values(), *cluster.logins.values()]
     for host in hosts:
         cluster.runtimes[host.name].teardown()
 
@@ -259,4 +321,5 @@ def test_teardown_leaves_no_process_file_key_or_socket(cluster: SlurmTestCluster
         assert not host.path("/run/munge/munge.socket.2").exists()
         assert not host.path("/run/slurm/conf").is_symlink()
         assert not host.path(f"{cluster.root}/agent/slurm.json").exists()
+        assert shm_size(host) == shm_size(None)  # the one it mounted is gone
     assert cluster.control.teardown()["messages"] == ["nothing to tear down"]

@@ -2,7 +2,7 @@
 
 `SlurmTestCluster(network)` describes a cluster whose controller and workers are hosts of
 a `HostNetwork`; `add_worker(name)` makes a host with 8 fake GPUs (character devices made
-with mknod) and `converge(host)` runs `clusterplane.agent.slurm.SlurmRuntime` for it
+with mknod), `add_login(name)` a login host with the client tools' configuration, and `converge(host)` runs `clusterplane.agent.slurm.SlurmRuntime` for it
 in this process, its commands entering the host through `nsenter` (`HostContext`).
 The files come from `clusterplane.providers.slurm.render_files`, as the server sends them.
 """
@@ -60,18 +60,20 @@ class SlurmTestCluster:
         name: str = "lab",
         scripts: SlurmStartupScripts | None = None,
         slurmd_timeout_s: int = 10,
+        shm_size_gib: int = 1,
     ):
         self.network = network
         self.root = str(network.host_root)
         self.controller = network.add_host("ctl")
         self.workers: dict[str, Host] = {}
+        self.logins: dict[str, Host] = {}
         self.runtimes: dict[str, SlurmRuntime] = {}
         self.munge_key = base64.b64encode(secrets.token_bytes(128)).decode()
         self.spec = SlurmClusterSpec(
             name=name,
             controller_name=self.controller.name,
             controller_address=self.controller.address,
-            shm_size_gib=1,
+            shm_size_gib=shm_size_gib,
             startup_scripts=scripts or SlurmStartupScripts(),
             state_dir=f"{self.root}/slurm/{name}",
             slurmd_timeout_s=slurmd_timeout_s,
@@ -99,6 +101,12 @@ class SlurmTestCluster:
         self.runtimes[name] = self._runtime(host)
         return host
 
+    def add_login(self, name: str) -> Host:
+        host = self.network.add_host(name)
+        self.logins[name] = host
+        self.runtimes[name] = self._runtime(host)
+        return host
+
     def section(self, host: Host) -> dict[str, Any]:
         files = render_files(self.spec)
         common = {
@@ -110,6 +118,8 @@ class SlurmTestCluster:
         }
         if host is self.controller:
             return {**common, "role": "controller", "files": files.controller}
+        if host.name in self.logins:
+            return {**common, "role": "login", "files": files.login}
         node = next(node for node in self.spec.nodes if node.name == host.name)
         return {
             **common,

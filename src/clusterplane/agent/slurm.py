@@ -3,9 +3,11 @@
 `SlurmRuntime(host).converge(section)` brings a host to its `slurm` section
 (`slurm_section` documents the schema), idempotently: it writes the section's files
 (the munge key 0600), runs munged with the cluster's key, slurmctld on the controller and
-a dynamic, configless `slurmd -Z` on a worker, restarts a daemon that died and applies
-changed controller files with `scontrol reconfigure` (running jobs are untouched). It
-returns a report: `ok`, `phase` ("ready", "starting" or "failed"), `message`, `messages`.
+a dynamic, configless `slurmd -Z` on a worker, restarts a daemon that died, registers a
+worker again when slurmctld lost it, and applies changed controller files by restarting
+slurmctld, which keeps running jobs (`scontrol reconfigure` does not, see
+`_ensure_slurmctld`). It returns a report: `ok`, `phase` ("ready", "starting" or
+"failed"), `message`, `messages`.
 `teardown()` stops every daemon it started (and a worker's job steps), unmounts what it
 mounted and removes the state directory, the munge key and socket: nothing is left.
 
@@ -221,8 +223,12 @@ class SlurmRuntime:
             self._start(daemon, ["slurmctld"], env=env)
             messages.append("slurmctld started")
         elif changed & {"etc/slurm.conf", "etc/gres.conf"}:
-            self.slurm(["scontrol", "reconfigure"], section.conf_path)
-            messages.append("configuration applied (scontrol reconfigure)")
+            # Not `scontrol reconfigure`: on 22.05, once the set of dynamic nodes changed,
+            # it leaves the nodes of a job running across it "allocated" for good. A
+            # restart saves and reloads every job and node (SIGTERM) and is safe.
+            self._stop(daemon)
+            self._start(daemon, ["slurmctld"], env=env)
+            messages.append("configuration applied (slurmctld restarted; jobs keep running)")
         ping = self.host.run(["timeout", "5", "scontrol", "ping"], timeout=10, env=env).stdout
         return "ready" if " is UP" in ping else "starting"
 
@@ -230,12 +236,14 @@ class SlurmRuntime:
         self, section: SlurmSection, record: dict[str, Any], messages: list[str]
     ) -> str:
         daemon = Daemon("slurmd", f"{section.state_dir}/run/slurmd.pid")
+        assert section.node_name is not None
         running = self._pid(daemon)
         if running and record.get("node_conf") == section.node_conf:
-            return "ready"
+            if self._registered(section, section.node_name):
+                return "ready"
+            messages.append("slurmctld does not know this node: registering again")
         if running:
-            self._stop(daemon)  # a new GRES or size: the node registers again (jobs keep running)
-        assert section.node_name is not None
+            self._stop(daemon)  # the node registers again; running job steps are not touched
         argv = [
             "slurmd", "-Z", "-N", section.node_name,
             "--conf-server", f"{section.controller_address}:{section.controller_port}",
@@ -247,6 +255,21 @@ class SlurmRuntime:
         self._save_record(record)
         messages.append("slurmd started")
         return "ready"
+
+    def _registered(self, section: SlurmSection, node: str) -> bool:
+        """False only when slurmctld answers that it has no such node.
+
+        A dynamic node that registered after slurmctld last saved its state is forgotten
+        when slurmctld dies (SIGKILL, a crash), and its slurmd never registers again on its
+        own. An unreachable controller is not an answer: the node stays as it is.
+        """
+        conf = f"{section.state_dir}/spool/conf-cache/slurm.conf"
+        result = self.host.run(
+            ["timeout", "5", "scontrol", "show", "node", node], timeout=10,
+            env={"SLURM_CONF": conf},
+        )  # fmt: skip
+        answer = result.stdout + result.stderr
+        return not (result.returncode == 1 and f"Node {node} not found" in answer)
 
     # -- daemons ---------------------------------------------------------------------
     def _start(
@@ -327,9 +350,6 @@ class SlurmRuntime:
         if view is None:
             raise SlurmRuntimeError(f"Slurm has no node {name}")
         return view
-
-    def reconfigure(self) -> None:
-        self.slurm(["scontrol", "reconfigure"])
 
     def drain(self, node: str, reason: str) -> None:
         if not reason.startswith(DRAIN_PREFIX) or "\n" in reason or len(reason) > 200:

@@ -246,10 +246,10 @@ def render_gres_conf(nodes: tuple[SlurmNode, ...]) -> str:
     """`File=` lines for the GPUs, one per device.
 
     When every node has the same device files (the usual fleet: /dev/nvidia0-7) the lines
-    name no node, so a worker with those files joins without any change on the controller.
-    Slurm 22.05 needs that: a dynamic node that registers after an `scontrol reconfigure`
-    while a job runs leaves the job's nodes "allocated" with nothing allocated, for good.
-    Nodes that differ get `NodeName=` lines (a join then changes gres.conf).
+    name no node, so a worker with those files joins without any change on the controller
+    (no slurmctld restart while jobs run). Nodes that differ get `NodeName=` lines; a join
+    then changes gres.conf. (Slurm 22.05: never apply that with `scontrol reconfigure`,
+    see `clusterplane.agent.slurm`.)
     """
     lines = ["# Written by clusterplane from the hosts' inventory.", "AutoDetect=off"]
     device_sets = {node.gpu_devices for node in nodes if node.gpu_devices}
