@@ -2,8 +2,9 @@
 
 `SlurmTestCluster(network)` describes a cluster whose controller and workers are hosts of
 a `HostNetwork`; `add_worker(name)` makes a host with 8 fake GPUs (character devices made
-with mknod), `add_login(name)` a login host with the client tools' configuration, and `converge(host)` runs `clusterplane.agent.slurm.SlurmRuntime` for it
-in this process, its commands entering the host through `nsenter` (`HostContext`).
+with mknod), `add_login(name)` a login host with the client tools' configuration, and
+`converge(host)` runs `clusterplane.agent.slurm.SlurmRuntime` for it in this process,
+its commands entering the host through `nsenter` (`HostContext`).
 The files come from `clusterplane.providers.slurm.render_files`, as the server sends them.
 """
 
