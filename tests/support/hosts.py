@@ -1,15 +1,16 @@
 """Test "hosts": network + UTS + mount namespaces on a private loopback bridge.
 
-`HostNetwork(workdir)` claims a bridge `cph<i>` with the subnet 127.1.<i>.0/24 (i is
-derived from the pytest-xdist worker id, then the next free one: the bridge name is the
-lock, so two runs or workers never share one). `network.add_host(name)` makes a host:
+`HostNetwork()` claims a bridge `cph<i>` with the subnet 127.1.<i>.0/24 (i is derived
+from the pytest-xdist worker id, then the next free one: the bridge name is the lock, so
+two runs or workers never share one) and a 0755 directory `/tmp/cph<i>-*` (daemons and
+jobs' users must traverse it, so not pytest's 0700 tmp_path). `add_host(name)` makes a host:
 - its own network namespace `cph<i>-<name>` with `eth0` (address 127.1.<i>.<10+n>) joined
   to the bridge by the veth `cph<i>v<n>`, and NO default route: traffic reaches only the
   bridge's /24, so no packet can leave the machine;
 - its own UTS namespace (hostname `name`) and mount namespace, held open by a `sleep`
   holder process; inside it `/run` is a private tmpfs and `network.host_root` (one path,
   the same on every host, like `/` of a real machine) is bind-mounted from the host's own
-  directory `workdir/hosts/<name>`, so files such as fake GPU devices and daemon state can
+  directory `<workdir>/hosts/<name>`, so files such as fake GPU devices and daemon state can
   live at identical paths on every host without colliding.
 
 `host.run(argv)` / `host.popen(argv)` run a command inside the host (through `nsenter`
@@ -17,11 +18,13 @@ into the holder's namespaces, not `ip netns exec`, which remounts /sys and break
 `host.path(p)` is where this process reaches the host's file `p`; `cut_link()` and
 `restore_link()` take the veth down and up. 127/8 between namespaces needs
 `route_localnet` on every interface and a `127.1.<i>.0/24 ... table local` route in the
-root namespace and in each host (docs: /work notes "local Slurm", pitfall 2).
+root namespace and in each host: without the route the kernel's `local 127.0.0.0/8`
+delivers the hosts' addresses to the root namespace's own listeners.
 
 `close()` kills every process left in the hosts' namespaces, deletes the namespaces, the
-route and the bridge (only what this network created) and raises `LeftoverError` when
-anything of it is still there.
+route, the bridge and the directory (only what this network created) and raises
+`LeftoverError` when a process had been left running or anything is still there. The
+holders die with the process that made them (`setpriv --pdeathsig`).
 """
 
 from __future__ import annotations
