@@ -37,7 +37,7 @@ from typing import Any
 
 from clusterplane.agent.slurm_host import SlurmHost
 from clusterplane.agent.slurm_nodes import NodeView, parse_nodes
-from clusterplane.agent.slurm_section import SectionError, SlurmSection, parse_section
+from clusterplane.agent.slurm_section import TOKEN, SectionError, SlurmSection, parse_section
 
 DRAIN_PREFIX = "clusterplane:"
 CLIENT_TIMEOUT = 10.0
@@ -79,11 +79,9 @@ class SlurmRuntime:
         except SectionError as exc:
             return _report("failed", [str(exc)])
         record = self._record()
-        if record and (record["state_dir"], record["cluster"]) != (
-            section.state_dir,
-            section.cluster,
-        ):
-            messages.append(f"leaving cluster {record['cluster']}")
+        identity = (section.state_dir, section.cluster, section.role)
+        if record and (record["state_dir"], record["cluster"], record["role"]) != identity:
+            messages.append(f"leaving cluster {record['cluster']} ({record['role']})")
             self.teardown()
             record = {}
         record.update(
@@ -250,7 +248,7 @@ class SlurmRuntime:
         ]  # fmt: skip
         if section.node_conf:
             argv += ["--conf", section.node_conf]
-        self._start(daemon, argv, env={}, pid_wait=True)
+        self._start(daemon, argv, env={})
         record["node_conf"] = section.node_conf
         self._save_record(record)
         messages.append("slurmd started")
@@ -272,15 +270,13 @@ class SlurmRuntime:
         return not (result.returncode == 1 and f"Node {node} not found" in answer)
 
     # -- daemons ---------------------------------------------------------------------
-    def _start(
-        self, daemon: Daemon, argv: list[str], *, env: dict[str, str], pid_wait: bool = True
-    ) -> None:
+    def _start(self, daemon: Daemon, argv: list[str], *, env: dict[str, str]) -> None:
         result = self.host.run(argv, timeout=DAEMON_START_TIMEOUT, env=env)
         if result.returncode:
             detail = (result.stderr or result.stdout).strip()[-800:]
             raise SlurmRuntimeError(f"{daemon.name} did not start: {detail}")
         deadline = time.monotonic() + DAEMON_START_TIMEOUT
-        while pid_wait and self._pid(daemon) is None:
+        while self._pid(daemon) is None:
             if time.monotonic() > deadline:
                 raise SlurmRuntimeError(f"{daemon.name} started but wrote no live pid file")
             time.sleep(0.05)
@@ -343,9 +339,15 @@ class SlurmRuntime:
         return f"{record['state_dir']}/etc/slurm.conf"
 
     def node_view(self) -> dict[str, NodeView]:
-        return parse_nodes(self.slurm(["sinfo", "--json"]))
+        """Every node as Slurm sees it (state, drain and who drained, not responding)."""
+        try:
+            return parse_nodes(self.slurm(["sinfo", "--json"]))
+        except ValueError as exc:
+            raise SlurmRuntimeError(str(exc)) from exc
 
     def node(self, name: str) -> NodeView:
+        if not TOKEN.match(name):
+            raise SlurmRuntimeError(f"bad node name {name[:80]!r}")
         view = self.node_view().get(name)
         if view is None:
             raise SlurmRuntimeError(f"Slurm has no node {name}")
