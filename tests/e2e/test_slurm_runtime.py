@@ -120,7 +120,7 @@ def test_converging_again_changes_nothing_and_restarts_a_daemon_that_died(
             "messages": [],
         }
     slurmd_pid = int(w2.path(f"{cluster.spec.state_dir}/run/slurmd.pid").read_text())
-    os.kill(slurmd_pid, 9)
+    kill_and_wait(slurmd_pid)
 
     report = cluster.converge(w2)
 
@@ -131,7 +131,7 @@ def test_converging_again_changes_nothing_and_restarts_a_daemon_that_died(
     # Killed before it saved w2's new registration, slurmctld forgets dynamic nodes; the
     # workers' runtimes notice and register again.
     ctld = cluster.controller.path(f"{cluster.spec.state_dir}/run/slurmctld.pid")
-    os.kill(int(ctld.read_text()), 9)
+    kill_and_wait(int(ctld.read_text()))
     assert cluster.converge(cluster.controller)["messages"] == ["slurmctld started"]
     for host in cluster.workers.values():
         assert cluster.converge(host)["ok"]
@@ -140,6 +140,19 @@ def test_converging_again_changes_nothing_and_restarts_a_daemon_that_died(
         "both dynamic nodes back after slurmctld restarted",
         details=lambda: str(cluster.control.node_view()),
     )
+
+
+def kill_and_wait(pid: int) -> None:
+    """SIGKILL `pid` and wait until it is gone (a zombie counts: PID 1 reaps lazily)."""
+    os.kill(pid, 9)
+
+    def gone() -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        except OSError:
+            return True
+
+    wait_for(gone, f"process {pid} to die")
 
 
 def test_a_two_node_job_with_eight_gpus_each_runs_on_both_workers(
@@ -282,7 +295,11 @@ def test_a_node_drained_by_someone_else_stays_drained(cluster: SlurmTestCluster)
 def test_a_worker_whose_link_is_cut_becomes_not_responding(cluster: SlurmTestCluster) -> None:
     w2 = cluster.workers["w2"]
     # Slurm marks a resumed node not responding until its next ping answers.
-    wait_for(idle_nodes(cluster, 3), "every worker idle and responding")
+    wait_for(
+        idle_nodes(cluster, 3),
+        "every worker idle and responding",
+        details=lambda: str(cluster.control.node_view()),
+    )
     started = time.monotonic()
     w2.cut_link()
     try:

@@ -78,6 +78,10 @@ def test_teardown_kills_a_process_left_running_and_reports_it() -> None:
     network = HostNetwork()
     host = network.add_host("alpha")
     stray = host.popen(["sleep", "300"])
+    deadline = time.monotonic() + 10
+    while stray.pid not in host.processes():  # nsenter has entered the host
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     workdir, bridge, netns = network.workdir, network.bridge, host.netns
 
     with pytest.raises(LeftoverError, match=r"process still running at teardown: alpha: sleep"):

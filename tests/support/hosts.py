@@ -176,7 +176,7 @@ class HostNetwork:
         for offset in range(256):
             index = (start + offset) % 256
             subnet = f"127.1.{index}.0/24"
-            if _ip("route", "show", "table", "local", subnet).stdout.strip():
+            if _ip("route", "show", "table", "local", subnet).stdout.strip() or _stale(index):
                 continue
             if _ip("link", "add", f"cph{index}", "type", "bridge", check=False).returncode:
                 continue  # another run holds this index
@@ -193,10 +193,19 @@ class HostNetwork:
         if number > MAX_HOSTS:
             raise ValueError("too many hosts on one test network")
         netns, veth = f"cph{self.index}-{name}", f"cph{self.index}v{number}"
-        address = f"{self.prefix}.{10 + number}"
         private_dir = self.workdir / "hosts" / name
         private_dir.mkdir(parents=True, mode=0o755)
         _ip("netns", "add", netns)
+        try:
+            host = self._make_host(name, number, netns, veth, private_dir)
+        except BaseException:
+            _ip("netns", "del", netns, check=False)  # its veth goes with it
+            raise
+        self.hosts.append(host)
+        return host
+
+    def _make_host(self, name: str, number: int, netns: str, veth: str, private_dir: Path) -> Host:
+        address = f"{self.prefix}.{10 + number}"
         _ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns)
         _ip("link", "set", veth, "master", self.bridge, "up")
         _sysctl(f"net.ipv4.conf.{veth}.route_localnet=1")
@@ -209,25 +218,12 @@ class HostNetwork:
         _ip("-n", netns, "link", "set", "lo", "up")
         _ip("-n", netns, "addr", "add", f"{address}/24", "dev", "eth0")
         _ip("-n", netns, "link", "set", "eth0", "up")
-        _ip(
-            "-n",
-            netns,
-            "route",
-            "add",
-            self.subnet,
-            "dev",
-            "eth0",
-            "src",
-            address,
-            "table",
-            "local",
-        )
+        route = ["route", "add", self.subnet, "dev", "eth0", "src", address, "table", "local"]
+        _ip("-n", netns, *route)
         holder = self._start_holder(netns, name, private_dir)
         inode = namespace_inode(holder.pid)
         assert inode is not None
-        host = Host(name, address, netns, veth, private_dir, holder, inode)
-        self.hosts.append(host)
-        return host
+        return Host(name, address, netns, veth, private_dir, holder, inode)
 
     def _start_holder(self, netns: str, name: str, private_dir: Path) -> subprocess.Popen[bytes]:
         script = (
@@ -273,7 +269,10 @@ class HostNetwork:
             strays = host.processes()
             if strays:
                 killed.append(f"{host.name}: {_describe(strays)}")
-            _kill_all(strays)
+            deadline = time.monotonic() + 10
+            while strays and time.monotonic() < deadline:  # an nsenter may enter late
+                _kill_all(strays)
+                strays = host.processes()
             host.holder.kill()
             host.holder.wait(timeout=10)
             _ip("netns", "del", host.netns, check=False)
@@ -302,6 +301,17 @@ class HostNetwork:
         if _ip("route", "show", "table", "local", self.subnet).stdout.strip():
             left.append(f"route {self.subnet} table local")
         return left
+
+
+def _stale(index: int) -> bool:
+    """Namespaces or links of index `index` left by a run that crashed: not reused."""
+    prefix = f"cph{index}"
+    netns = os.listdir("/run/netns") if os.path.isdir("/run/netns") else []
+    links = _ip("-o", "link", "show").stdout.split("\n")
+    names = [line.split(":")[1].strip().split("@")[0] for line in links if line.count(":") > 1]
+    return any(n.startswith(f"{prefix}-") for n in netns) or any(
+        n == prefix or re.fullmatch(rf"{prefix}v\d+", n) for n in names
+    )
 
 
 def _describe(pids: Sequence[int]) -> str:
