@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from clusterplane.agent.slurm import SlurmRuntime, SlurmRuntimeError
+from clusterplane.agent.slurm_host import LocalHost
 from clusterplane.agent.slurm_nodes import parse_nodes
 from clusterplane.agent.slurm_section import SectionError, parse_section
 
@@ -108,3 +111,24 @@ def test_node_states_read_from_sinfo_json() -> None:
 def test_sinfo_output_that_is_not_json_is_an_error() -> None:
     with pytest.raises(ValueError, match="no JSON"):
         parse_nodes("sinfo: error: Unable to contact slurm controller")
+
+
+def test_a_malformed_section_fails_the_report_and_touches_nothing(tmp_path: Path) -> None:
+    host = LocalHost(state_dir=tmp_path / "agent", root=tmp_path / "root")
+    runtime = SlurmRuntime(host)
+
+    report = runtime.converge(worker(munge_key="not base64!"))
+
+    assert report["ok"] is False
+    assert report["phase"] == "failed"
+    assert "munge_key" in report["message"]
+    assert not (tmp_path / "root").exists()
+    assert not (tmp_path / "agent").exists()
+
+
+def test_a_host_with_no_cluster_has_nothing_to_tear_down_or_drain(tmp_path: Path) -> None:
+    runtime = SlurmRuntime(LocalHost(state_dir=tmp_path / "agent", root=tmp_path / "root"))
+
+    assert runtime.teardown()["messages"] == ["nothing to tear down"]
+    with pytest.raises(SlurmRuntimeError, match="runs no Slurm cluster"):
+        runtime.drain("gpu-1", "clusterplane: repair")
