@@ -79,7 +79,8 @@ def test_teardown_kills_a_process_left_running_and_reports_it() -> None:
     host = network.add_host("alpha")
     stray = host.popen(["sleep", "300"])
     deadline = time.monotonic() + 10
-    while stray.pid not in host.processes():  # nsenter has entered the host
+    comm = Path(f"/proc/{stray.pid}/comm")
+    while stray.pid not in host.processes() or comm.read_text().strip() != "sleep":
         assert time.monotonic() < deadline
         time.sleep(0.01)
     workdir, bridge, netns = network.workdir, network.bridge, host.netns
