@@ -246,6 +246,10 @@ def test_a_batch_job_keeps_running_while_a_third_worker_joins_and_then_completes
     ]
     partitions = cluster.on_controller(["sinfo", "-h", "-o", "%P"]).stdout.split()
     assert partitions == ["gpu*", "debug"]
+    w1 = cluster.workers["w1"]  # runs the job; its slurmd fetches the new configuration
+    assert cluster.converge(w1)["messages"] == ["slurmd started"]
+    cached = w1.path(f"{cluster.spec.state_dir}/spool/conf-cache/slurm.conf").read_text()
+    assert "PartitionName=debug" in cached
     assert job_state(cluster, job_id) == "RUNNING"
 
     wait_for(lambda: job_state(cluster, job_id) == "COMPLETED", "the batch job to complete")

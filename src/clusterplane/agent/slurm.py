@@ -6,7 +6,8 @@
 a dynamic, configless `slurmd -Z` on a worker, restarts a daemon that died, registers a
 worker again when slurmctld lost it, and applies changed controller files by restarting
 slurmctld, which keeps running jobs (`scontrol reconfigure` does not, see
-`_ensure_slurmctld`). It returns a report: `ok`, `phase` ("ready", "starting" or
+`_ensure_slurmctld`); a worker whose `config_generation` changed restarts its slurmd to
+fetch the new files (its job steps keep running). It returns a report: `ok`, `phase` ("ready", "starting" or
 "failed"), `message`, `messages`.
 `teardown()` stops every daemon it started (and a worker's job steps), unmounts what it
 mounted and removes the state directory, the munge key and socket: nothing is left.
@@ -236,7 +237,8 @@ class SlurmRuntime:
         daemon = Daemon("slurmd", f"{section.state_dir}/run/slurmd.pid")
         assert section.node_name is not None
         running = self._pid(daemon)
-        if running and record.get("node_conf") == section.node_conf:
+        wanted = [section.node_conf, section.config_generation]
+        if running and record.get("slurmd") == wanted:
             if self._registered(section, section.node_name):
                 return "ready"
             messages.append("slurmctld does not know this node: registering again")
@@ -249,7 +251,7 @@ class SlurmRuntime:
         if section.node_conf:
             argv += ["--conf", section.node_conf]
         self._start(daemon, argv, env={})
-        record["node_conf"] = section.node_conf
+        record["slurmd"] = wanted
         self._save_record(record)
         messages.append("slurmd started")
         return "ready"

@@ -15,6 +15,9 @@ Schema (a JSON object; unknown keys are refused):
     slurm_user          the user slurmctld runs as (controller)                    default "slurm"
     node_name           this worker's Slurm node name                             worker: required
     node_conf           `slurmd -Z --conf` value, e.g. "CPUs=32 Gres=gpu:8"       default ""
+    config_generation   opaque tag of the controller's configuration; when it      default ""
+                        changes a worker restarts slurmd, which fetches the new
+                        configless files (running job steps are not touched)
     gpu_devices         this worker's GPU device files (must be char devices)     default []
     shm_size_gib        /dev/shm of a worker is made at least this large          default none
 """
@@ -33,6 +36,7 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:_-]{0,252}$")
 PATH = re.compile(r"^/[A-Za-z0-9_./-]{1,255}$")
 NODE_CONF = re.compile(r"^([A-Za-z]+=[A-Za-z0-9:,._-]+( |$))*$")
+GENERATION = re.compile(r"^[A-Za-z0-9._-]{0,64}$")
 FILE_PATH = re.compile(r"^etc/[A-Za-z0-9_.-]{1,64}$")
 KEYS = {
     "role",
@@ -45,6 +49,7 @@ KEYS = {
     "slurm_user",
     "node_name",
     "node_conf",
+    "config_generation",
     "gpu_devices",
     "shm_size_gib",
 }
@@ -66,6 +71,7 @@ class SlurmSection:
     slurm_user: str = "slurm"
     node_name: str | None = None
     node_conf: str = ""
+    config_generation: str = ""
     gpu_devices: tuple[str, ...] = ()
     shm_size_gib: int | None = None
 
@@ -95,6 +101,7 @@ def parse_section(raw: dict[str, Any]) -> SlurmSection:
         slurm_user=_match(raw, "slurm_user", NAME, "slurm"),
         node_name=None if node_name is None else _match(raw, "node_name", TOKEN),
         node_conf=_match(raw, "node_conf", NODE_CONF, ""),
+        config_generation=_match(raw, "config_generation", GENERATION, ""),
         gpu_devices=tuple(_path(p, "gpu_devices") for p in _list(raw, "gpu_devices")),
         shm_size_gib=_optional_size(raw.get("shm_size_gib")),
     )
