@@ -11,7 +11,6 @@ The files come from `clusterplane.providers.slurm.render_files`, as the server s
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
 import secrets
 import stat
@@ -26,6 +25,7 @@ from clusterplane.providers.slurm import (
     SlurmClusterSpec,
     SlurmNode,
     SlurmStartupScripts,
+    config_generation,
     render_files,
     worker_node_conf,
 )
@@ -52,14 +52,6 @@ class HostContext:
 
     def processes(self) -> list[int]:
         return self.host.processes()
-
-
-def config_generation(controller_files: Mapping[str, str]) -> str:
-    """A tag that changes with the configuration a configless slurmd fetches."""
-    digest = hashlib.sha256()
-    for name in ("etc/slurm.conf", "etc/gres.conf"):
-        digest.update(controller_files[name].encode())
-    return digest.hexdigest()[:16]
 
 
 class SlurmTestCluster:
@@ -137,7 +129,7 @@ class SlurmTestCluster:
             "files": files.worker,
             "node_name": node.name,
             "node_conf": worker_node_conf(node),
-            "config_generation": config_generation(files.controller),
+            "config_generation": config_generation(files),
             "gpu_devices": list(node.gpu_devices),
             "shm_size_gib": self.spec.shm_size_gib,
         }

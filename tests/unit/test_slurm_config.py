@@ -12,6 +12,7 @@ from clusterplane.providers.slurm import (
     SlurmNode,
     SlurmPartition,
     SlurmStartupScripts,
+    config_generation,
     render_files,
     render_gres_conf,
     render_slurm_conf,
@@ -174,3 +175,13 @@ def test_a_partition_may_only_name_known_nodes() -> None:
     spec = make_spec(partitions=(SlurmPartition("gpu", nodes=("gpu-9",), default=True),))
     with pytest.raises(InvalidRequest, match="unknown node gpu-9"):
         render_files(spec)
+
+
+def test_the_config_generation_changes_with_what_a_configless_worker_fetches() -> None:
+    spec = make_spec()
+    same = config_generation(render_files(spec))
+    assert config_generation(render_files(spec)) == same
+    scripts = SlurmStartupScripts(worker_prolog="echo changed\n")
+    assert config_generation(render_files(make_spec(startup_scripts=scripts))) == same
+    more = (*spec.partitions, SlurmPartition("debug"))
+    assert config_generation(render_files(make_spec(partitions=more))) != same

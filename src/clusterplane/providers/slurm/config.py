@@ -25,6 +25,7 @@ single tokens, startup scripts are file bodies (never spliced into slurm.conf) a
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -259,6 +260,17 @@ def render_gres_conf(nodes: tuple[SlurmNode, ...]) -> str:
     for node in nodes:
         lines += [f"NodeName={node.name} Name=gpu File={device}" for device in node.gpu_devices]
     return "\n".join(lines) + "\n"
+
+
+def config_generation(files: SlurmFiles) -> str:
+    """A tag of what a configless slurmd fetches: the workers' `config_generation`.
+
+    When it changes, a worker restarts its slurmd to fetch the new files.
+    """
+    digest = hashlib.sha256()
+    for name in ("etc/slurm.conf", "etc/gres.conf"):
+        digest.update(files.controller[name].encode() + b"\0")
+    return digest.hexdigest()[:16]
 
 
 def worker_node_conf(node: SlurmNode) -> str:
