@@ -97,6 +97,9 @@ def test_a_controller_and_two_workers_converge_and_register_their_gpus(
     cluster: SlurmTestCluster,
 ) -> None:
     w1, w2 = cluster.add_worker("w1"), cluster.add_worker("w2")
+    early = cluster.converge(w1)
+    assert (early["ok"], early["phase"]) == (True, "waiting"), early
+    assert "cannot reach slurmctld" in early["message"]
     for host in (cluster.controller, w1, w2):
         report = cluster.converge(host)
         assert report["ok"], report

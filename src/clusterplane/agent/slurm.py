@@ -8,7 +8,7 @@ worker again when slurmctld lost it, and applies changed controller files by res
 slurmctld, which keeps running jobs (`scontrol reconfigure` does not, see
 `_ensure_slurmctld`); a worker whose `config_generation` changed restarts its slurmd to
 fetch the new files (its job steps keep running). It returns a report: `ok`, `phase`
-("ready", "starting" or "failed"), `message`, `messages`.
+("ready", "starting", "waiting" for slurmctld, or "failed"), `message`, `messages`.
 `teardown()` stops every daemon it started (and a worker's job steps), unmounts what it
 mounted and removes the state directory, the munge key and socket: nothing is left.
 
@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -56,6 +57,10 @@ class SlurmRuntimeError(RuntimeError):
 
 class NotOurDrain(SlurmRuntimeError):
     """The node was drained by someone other than clusterplane: it stays drained."""
+
+
+class ControllerUnreachable(SlurmRuntimeError):
+    """A worker's slurmd could not fetch its configuration: slurmctld is not up (yet)."""
 
 
 class NodeBusy(SlurmRuntimeError):
@@ -109,6 +114,8 @@ class SlurmRuntime:
                 phase = self._ensure_slurmd(section, record, messages)
             else:
                 phase = "ready"
+        except ControllerUnreachable as exc:  # not a failure: the next pass tries again
+            return _report("waiting", [*messages, str(exc)])
         except SlurmRuntimeError as exc:
             return _report("failed", [*messages, str(exc)])
         if changed:
@@ -273,9 +280,14 @@ class SlurmRuntime:
 
     # -- daemons ---------------------------------------------------------------------
     def _start(self, daemon: Daemon, argv: list[str], *, env: dict[str, str]) -> None:
-        result = self.host.run(argv, timeout=DAEMON_START_TIMEOUT, env=env)
+        try:
+            result = self.host.run(argv, timeout=DAEMON_START_TIMEOUT, env=env)
+        except subprocess.TimeoutExpired as exc:
+            raise SlurmRuntimeError(f"{daemon.name} did not start in time") from exc
         if result.returncode:
             detail = (result.stderr or result.stdout).strip()[-800:]
+            if daemon.name == "slurmd" and "failed to fetch remote configs" in detail:
+                raise ControllerUnreachable(f"slurmd cannot reach slurmctld yet: {detail}")
             raise SlurmRuntimeError(f"{daemon.name} did not start: {detail}")
         deadline = time.monotonic() + DAEMON_START_TIMEOUT
         while self._pid(daemon) is None:
