@@ -156,17 +156,8 @@ class HostNetwork:
             _ip("addr", "add", f"{self.gateway}/24", "dev", self.bridge)
             _sysctl(f"net.ipv4.conf.{self.bridge}.route_localnet=1")
             _ip("link", "set", self.bridge, "up")
-            _ip(
-                "route",
-                "add",
-                self.subnet,
-                "dev",
-                self.bridge,
-                "src",
-                self.gateway,
-                "table",
-                "local",
-            )
+            route = ["add", self.subnet, "dev", self.bridge, "src", self.gateway]
+            _ip("route", *route, "table", "local")
         except BaseException:
             self.close(verify=False)
             raise
