@@ -61,28 +61,37 @@ def cluster() -> Iterator[SlurmTestCluster]:
         pytest.fail(f"Slurm is not installed ({missing}): run scripts/ensure-slurm.sh")
     if subprocess.run(["unshare", "--uts", "true"], check=False).returncode:
         pytest.skip("this machine does not allow new namespaces (unshare failed)")
-    with HostNetwork() as network:
-        evidence = f"{network.host_root}/evidence"
-        scripts = SlurmStartupScripts(
-            worker_prolog=f'echo "$SLURM_JOB_ID $(hostname)" >> {evidence}/prolog.log\n',
-            nodeset_init_script=f"mkdir -p {evidence} && hostname > {evidence}/init.log\n",
-            login_init_script=f"mkdir -p {evidence} && hostname > {evidence}/login.log\n",
-        )
-        # Larger than this machine's /dev/shm, so workers get their own (in their namespace).
-        shm_gib = os.statvfs("/dev/shm").f_blocks * os.statvfs("/dev/shm").f_frsize // 2**30 + 2
-        cluster = SlurmTestCluster(
-            network, scripts=scripts, slurmd_timeout_s=10, shm_size_gib=shm_gib
-        )
-        user = f"cpslurm{network.index}"
-        subprocess.run(["useradd", "--no-create-home", "--shell", "/bin/sh", user], check=True)
-        cluster.user = user  # type: ignore[attr-defined]
-        try:
-            yield cluster
-        finally:
-            for name in [*cluster.workers, *cluster.logins, cluster.controller.name]:
-                with contextlib.suppress(SlurmRuntimeError):
-                    cluster.runtimes[name].teardown()
-            subprocess.run(["userdel", user], check=False)
+    user = f"cpslurm{os.getpid()}"  # the cluster's user, on every host (one /etc/passwd)
+    subprocess.run(["useradd", "--no-create-home", "--shell", "/bin/sh", user], check=True)
+    try:
+        with HostNetwork() as network:
+            yield from _cluster_on(network, user)
+    finally:
+        subprocess.run(["userdel", user], check=False)  # after the hosts: no process of it left
+
+
+def _cluster_on(network: HostNetwork, user: str) -> Iterator[SlurmTestCluster]:
+    evidence = f"{network.host_root}/evidence"
+    scripts = SlurmStartupScripts(
+        worker_prolog=f'echo "$SLURM_JOB_ID $(hostname)" >> {evidence}/prolog.log\n',
+        nodeset_init_script=f"mkdir -p {evidence} && hostname > {evidence}/init.log\n",
+        login_init_script=f"mkdir -p {evidence} && hostname > {evidence}/login.log\n",
+    )
+    # Larger than this machine's /dev/shm, so workers get their own (in their namespace).
+    shm = os.statvfs("/dev/shm")
+    cluster = SlurmTestCluster(
+        network,
+        scripts=scripts,
+        slurmd_timeout_s=10,
+        shm_size_gib=shm.f_blocks * shm.f_frsize // 2**30 + 2,
+        user=user,
+    )
+    try:
+        yield cluster
+    finally:
+        for name in [*cluster.workers, *cluster.logins, cluster.controller.name]:
+            with contextlib.suppress(SlurmRuntimeError):
+                cluster.runtimes[name].teardown()
 
 
 def idle_nodes(cluster: SlurmTestCluster, count: int) -> Callable[[], bool]:
@@ -99,7 +108,7 @@ def test_a_controller_and_two_workers_converge_and_register_their_gpus(
     w1, w2 = cluster.add_worker("w1"), cluster.add_worker("w2")
     early = cluster.converge(w1)
     assert (early["ok"], early["phase"]) == (True, "waiting"), early
-    assert "cannot reach slurmctld" in early["message"]
+    assert f"cannot reach slurmctld at {cluster.controller.address}:6817" in early["message"]
     for host in (cluster.controller, w1, w2):
         report = cluster.converge(host)
         assert report["ok"], report
@@ -215,7 +224,7 @@ def job_state(cluster: SlurmTestCluster, job_id: str) -> str:
 def test_a_batch_job_keeps_running_while_a_third_worker_joins_and_then_completes(
     cluster: SlurmTestCluster,
 ) -> None:
-    user: str = cluster.user  # type: ignore[attr-defined]
+    user = cluster.user
     for host in cluster.workers.values():
         host.path(f"{cluster.root}/out").mkdir(mode=0o1777, exist_ok=True)
         host.path(f"{cluster.root}/out").chmod(0o1777)
@@ -334,7 +343,15 @@ def test_a_drained_idle_worker_is_removed_and_a_busy_one_is_not(
     assert cluster.workers["w3"].processes() == []
 
 
-def test_teardown_leaves_no_process_file_key_or_socket(cluster: SlurmTestCluster) -> None:
+def test_teardown_leaves_no_process_file_key_or_socket_even_with_a_job_running(
+    cluster: SlurmTestCluster,
+) -> None:
+    user = cluster.user
+    submitted = cluster.on_controller(
+        ["sbatch", "--parsable", "-w", "w1", "-o", "/dev/null", "--wrap", "sleep 300"], user=user
+    )
+    job_id = submitted.stdout.strip()
+    wait_for(lambda: job_state(cluster, job_id) == "RUNNING", "a job to leave running")
     hosts = [cluster.controller, *cluster.workers.values(), *cluster.logins.values()]
     for host in hosts:
         cluster.runtimes[host.name].teardown()

@@ -63,7 +63,9 @@ class SlurmTestCluster:
         scripts: SlurmStartupScripts | None = None,
         slurmd_timeout_s: int = 10,
         shm_size_gib: int = 1,
+        user: str = "root",
     ):
+        self.user = user  # the cluster's (non-root) user that submits jobs in tests
         self.network = network
         self.root = str(network.host_root)
         self.controller = network.add_host("ctl")

@@ -249,6 +249,7 @@ class SlurmRuntime:
             if self._registered(section, section.node_name):
                 return "ready"
             messages.append("slurmctld does not know this node: registering again")
+        self._check_controller_reachable(section)  # before stopping a running slurmd
         if running:
             self._stop(daemon)  # the node registers again; running job steps are not touched
         argv = [
@@ -262,6 +263,13 @@ class SlurmRuntime:
         self._save_record(record)
         messages.append("slurmd started")
         return "ready"
+
+    def _check_controller_reachable(self, section: SlurmSection) -> None:
+        """Fail fast: slurmd spends about 9 s retrying a controller that is not there."""
+        probe = ["timeout", "3", "bash", "-c", 'exec 3<>"/dev/tcp/$1/$2"', "probe"]
+        address, port = section.controller_address, str(section.controller_port)
+        if self.host.run([*probe, address, port], timeout=10).returncode:
+            raise ControllerUnreachable(f"slurmd cannot reach slurmctld at {address}:{port} yet")
 
     def _registered(self, section: SlurmSection, node: str) -> bool:
         """False only when slurmctld answers that it has no such node.
@@ -318,8 +326,13 @@ class SlurmRuntime:
         self._stop_pids([pid], daemon.name)
         return True
 
-    def _stop_pids(self, pids: Sequence[int], what: str) -> None:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
+    def _stop_pids(
+        self,
+        pids: Sequence[int],
+        what: str,
+        signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGKILL),
+    ) -> None:
+        for sig in signals:
             live = [pid for pid in pids if self._comm(pid)]
             if not live:
                 return
@@ -402,31 +415,40 @@ class SlurmRuntime:
             return _report("ready", ["nothing to tear down"])
         base = record["state_dir"]
         if record.get("role") == "worker":
-            self._stop_job_steps(base)
+            self._stop_job_steps()
         for name in ("slurmd", "slurmctld", "munged"):
             folder = "munge" if name == "munged" else "run"
             self._stop(Daemon(name, f"{base}/{folder}/{name}.pid"))
         for mount in reversed(record.get("mounted", [])):
             self._command(["umount", mount], f"umount {mount}")
         self._remove_link(SLURMD_CONF_LINK, base)
-        for leftover in (MUNGE_SOCKET, f"{MUNGE_SOCKET}.lock"):
-            self.host.path(leftover).unlink(missing_ok=True)
+        if not any(self._comm(pid) == "munged" for pid in self.host.processes()):
+            for leftover in (MUNGE_SOCKET, f"{MUNGE_SOCKET}.lock"):  # ours, had it crashed
+                self.host.path(leftover).unlink(missing_ok=True)
         self._command(["rm", "-rf", "--one-file-system", base], f"remove {base}")
         (self.host.state_dir / RECORD).unlink(missing_ok=True)
         return _report("ready", [f"removed cluster {record['cluster']}"])
 
-    def _stop_job_steps(self, base: str) -> None:
-        """Kill the tasks of jobs still on this worker, then their slurmstepd."""
-        conf = self.host.path(f"{SLURMD_CONF_LINK}/slurm.conf")
-        if conf.exists():
-            listed = self.host.run(
-                ["timeout", "5", "scontrol", "listpids"], timeout=10,
-                env={"SLURM_CONF": f"{SLURMD_CONF_LINK}/slurm.conf"},
-            ).stdout  # fmt: skip
-            tasks = [int(line.split()[0]) for line in listed.splitlines()[1:] if line.split()]
-            self._stop_pids([pid for pid in tasks if pid > 1], "job tasks")
-        steps = [pid for pid in self.host.processes() if self._comm(pid) == "slurmstepd"]
-        self._stop_pids(steps, "slurmstepd")
+    def _stop_job_steps(self) -> None:
+        """Stop the jobs still on this worker: every slurmstepd and what it started."""
+        parents = {pid: self._ppid(pid) for pid in self.host.processes()}
+        steps = [pid for pid in parents if self._comm(pid) == "slurmstepd"]
+        tasks: list[int] = []
+        frontier = set(steps)
+        while frontier:  # collected before anything dies: orphans lose their parent
+            frontier = {pid for pid, parent in parents.items() if parent in frontier}
+            tasks += frontier
+        self._stop_pids(tasks, "job tasks")
+        # With its tasks gone a slurmstepd only waits to report to slurmctld (which may be
+        # gone) and ignores SIGTERM meanwhile.
+        self._stop_pids(steps, "slurmstepd", signals=(signal.SIGKILL,))
+
+    def _ppid(self, pid: int) -> int | None:
+        try:
+            stat = self.host.path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return None
+        return int(stat.rsplit(")", 1)[1].split()[1])
 
     def _remove_link(self, link: str, base: str) -> None:
         target = self.host.path(link)
