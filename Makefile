@@ -12,7 +12,7 @@ TEST_WORKERS ?= 2
 PYTEST := $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 BENCH_ARGS ?=
 
-.PHONY: serve test test-sqlite test-postgresql postgres test-tools simulate check lint typecheck imports unit format clean
+.PHONY: serve test test-sqlite test-postgresql postgres test-tools slurm simulate check lint typecheck imports unit format clean
 
 $(VENV)/.runtime: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,11 +44,11 @@ imports: $(VENV)/.dev
 check: lint typecheck imports
 
 # The whole suite on SQLite, then everything that touches a database again on PostgreSQL.
-test: check postgres test-tools
+test: check postgres test-tools slurm
 	$(PYTEST) $(PYTEST_ARGS)
 	CLUSTERPLANE_TEST_DATABASE=postgresql $(PYTEST) tests/integration tests/compat $(PYTEST_ARGS)
 
-test-sqlite: $(VENV)/.dev test-tools
+test-sqlite: $(VENV)/.dev test-tools slurm
 	$(PYTEST) $(PYTEST_ARGS)
 
 test-postgresql: $(VENV)/.dev postgres
@@ -60,6 +60,10 @@ postgres:
 # sshd (OpenSSH server) and kubectl, which the credential tests drive.
 test-tools:
 	scripts/ensure-test-tools.sh
+
+# Debian's Slurm 22.05 and munge, which the Slurm runtime tests run in namespaced hosts.
+slurm:
+	scripts/ensure-slurm.sh
 
 # The performance suite (benchmarks/, about 30 minutes on two cores): writes
 # docs/performance.md. It installs wrk (Debian) when missing; BENCH_ARGS=--quick is a

@@ -1,0 +1,1 @@
+"""The node agent (`clusterplane agent`): the daemon that makes a host a cluster node."""
