@@ -8,6 +8,12 @@ a busy machine changes the figures far less than it changes wall-clock rates.
 
     python -m benchmarks.profile cpu                    # CPU ms per request, every path
     python -m benchmarks.profile profile get --top 25   # cProfile of one path
+    python -m benchmarks.profile stacks --rounds 5      # /healthz per server CPU-second,
+                                                        # h11+asyncio vs httptools+uvloop
+
+`stacks` is the one mode over real sockets: two server processes (`benchmarks.serve`) on
+one database, one per uvicorn stack, driven in turn by the load generator of figure 2
+(wrk where installed), round after round, so both see the same machine.
 """
 
 from __future__ import annotations
@@ -28,7 +34,9 @@ import anyio.to_thread
 import orjson
 
 from benchmarks.fleetgen import FleetShape, write_fleet
+from benchmarks.load import LoadGenerator
 from benchmarks.seed import add_project, prepare_database, seed_ready_clusters, worker_counts
+from benchmarks.support import BenchServer
 from benchmarks.throughput import CREATE_BODY, CREATE_PROJECT
 from clusterplane.app import build
 from clusterplane.clock import ManualClock
@@ -153,14 +161,61 @@ def inline_thread_pool() -> None:
 COUNTS = {"healthz": 2000, "get": 300, "list": 10, "create": 40}
 
 
+STACKS = {
+    "h11 + asyncio": ("--http", "h11", "--loop", "asyncio"),
+    "httptools + uvloop": ("--http", "httptools", "--loop", "uvloop"),
+}
+
+
+def compare_stacks(workdir: Path, rounds: int, seconds: float) -> None:
+    url = f"sqlite:///{workdir}/stacks.db"
+    key = generate_key_text()
+    fleet = write_fleet(workdir / "fleet.yaml", FleetShape(1, blocks=1, racks=2, hosts_per_rack=8))
+    prepare_database(url, fleet, key)
+    load = LoadGenerator()
+    per_core: dict[str, list[float]] = {name: [] for name in STACKS}
+    servers = {
+        name: BenchServer(
+            workdir,
+            database_url=url,
+            fleet=fleet,
+            api_key=key,
+            controllers=False,
+            name=f"stack-{index}",
+            extra_args=args,
+        )
+        for index, (name, args) in enumerate(STACKS.items())
+    }
+    try:
+        for server in servers.values():
+            server.start()
+            load.run(server, "/healthz", seconds=1, connections=4)  # warm
+        for round_ in range(rounds):
+            for name, server in servers.items():
+                result = load.run(server, "/healthz", seconds=seconds, connections=4)
+                per_core[name].append(result.rps_per_core)
+                print(f"round {round_ + 1} {name:20} {result.rps_per_core:8.0f} per CPU-s")
+    finally:
+        for server in servers.values():
+            server.stop()
+    print(f"load: {load.tool}, 4 connections, {seconds:g} s per stack per round")
+    for name, values in per_core.items():
+        print(f"{name:20} median {statistics.median(values):8.0f} requests per CPU-second")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profile")
-    parser.add_argument("mode", choices=("cpu", "profile"))
+    parser.add_argument("mode", choices=("cpu", "profile", "stacks"))
     parser.add_argument("path", nargs="?", choices=PATHS)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--save", type=Path, help="also write the raw profile here")
+    parser.add_argument("--seconds", type=float, default=5.0, help="per stack per round")
     args = parser.parse_args()
+    if args.mode == "stacks":
+        with tempfile.TemporaryDirectory() as tmp:
+            compare_stacks(Path(tmp), args.rounds, args.seconds)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         server = InProcess(Path(tmp))
         try:
