@@ -19,7 +19,7 @@ first locks the region row, so concurrent writers check one after the other.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
@@ -63,6 +63,8 @@ class Calendar:
     entries: list[ClusterBooking]
     # Started, open-ended general bookings summed up instead of listed in `entries`.
     held_nodes: int = 0
+    # Serviceable hosts per (fabric, capacity pool), live pools or not.
+    fabric_hosts: dict[tuple[str, str | None], int] = field(default_factory=dict)
 
     def general_bookings(self) -> list[Booking]:
         listed = [
@@ -94,30 +96,35 @@ def live_pools(session: Session, region: str, gpu_type: str) -> dict[str, Capaci
     return {p.id: p for p in rows}
 
 
-def _capacity(
-    session: Session, region: str, gpu_type: str, pools: dict[str, CapacityPoolRow], now: datetime
-) -> tuple[Capacity, dict[str, int]]:
-    counts = session.execute(
-        select(HostRow.capacity_pool_id, func.count())
+def _host_counts(session: Session, region: str, gpu_type: str) -> dict[tuple[str, str | None], int]:
+    """Serviceable hosts of the region and GPU type per (fabric, capacity pool)."""
+    rows = session.execute(
+        select(HostRow.fabric, HostRow.capacity_pool_id, func.count())
         .where(
             HostRow.region == region,
             HostRow.gpu_type == gpu_type,
             HostRow.in_fleet_file.is_(True),
             HostRow.state.in_(SERVICEABLE),
         )
-        .group_by(HostRow.capacity_pool_id)
+        .group_by(HostRow.fabric, HostRow.capacity_pool_id)
     ).all()
+    return {(fabric, pool_id): count for fabric, pool_id, count in rows}
+
+
+def _capacity(
+    hosts: dict[tuple[str, str | None], int], pools: dict[str, CapacityPoolRow], now: datetime
+) -> tuple[Capacity, dict[str, int]]:
     base = 0
     later: defaultdict[datetime, int] = defaultdict(int)
-    per_pool: dict[str, int] = {}
-    for pool_id, count in counts:
+    per_pool: defaultdict[str, int] = defaultdict(int)
+    for (_, pool_id), count in hosts.items():
         pool = pools.get(pool_id) if pool_id else None
         if pool is None or not pool_is_live(pool, now):
             base += count
         else:
-            per_pool[pool.id] = count
+            per_pool[pool.id] += count
             later[pool.ends_at] += count
-    return Capacity(base, tuple(sorted(later.items()))), per_pool
+    return Capacity(base, tuple(sorted(later.items()))), dict(per_pool)
 
 
 class _Bookable(Protocol):
@@ -192,7 +199,8 @@ def load_calendar(
     `held_nodes` instead of listed, except `keep`'s, so a create's check does not read
     every cluster."""
     pools = live_pools(session, region, gpu_type)
-    general, pool_hosts = _capacity(session, region, gpu_type, pools, now)
+    hosts = _host_counts(session, region, gpu_type)
+    general, pool_hosts = _capacity(hosts, pools, now)
     live = (
         ClusterRow.region == region,
         ClusterRow.gpu_type == gpu_type,
@@ -219,25 +227,15 @@ def load_calendar(
         booking_of(c, pools.get(c.capacity_pool_id) if c.capacity_pool_id else None, now)
         for c in rows
     ]
-    return Calendar(region, gpu_type, now, general, pool_hosts, pools, entries, held)
+    return Calendar(region, gpu_type, now, general, pool_hosts, pools, entries, held, hosts)
 
 
-def _largest_fabric(session: Session, calendar: Calendar, mine: ClusterBooking) -> int:
+def _largest_fabric(calendar: Calendar, mine: ClusterBooking) -> int:
     """Serviceable hosts of the widest fabric this cluster may use (general hosts and its
     own pool's): unless the region's policy lets clusters span fabrics, no booking can be
     wider."""
-    rows = session.execute(
-        select(HostRow.fabric, HostRow.capacity_pool_id, func.count())
-        .where(
-            HostRow.region == calendar.region,
-            HostRow.gpu_type == calendar.gpu_type,
-            HostRow.in_fleet_file.is_(True),
-            HostRow.state.in_(SERVICEABLE),
-        )
-        .group_by(HostRow.fabric, HostRow.capacity_pool_id)
-    ).all()
     per_fabric: defaultdict[str, int] = defaultdict(int)
-    for fabric, pool_id, count in rows:
+    for (fabric, pool_id), count in calendar.fabric_hosts.items():
         pool = calendar.pools.get(pool_id) if pool_id else None
         if (
             pool_id is None
@@ -277,7 +275,7 @@ def check_cluster_booking(session: Session, cluster: ClusterRow, now: datetime) 
     what = f"{cluster.gpu_type} in {cluster.region}"
     region = session.get(RegionRow, cluster.region)
     spans_fabrics = region is not None and region.allow_cross_fabric
-    widest = 0 if spans_fabrics else _largest_fabric(session, calendar, mine)
+    widest = 0 if spans_fabrics else _largest_fabric(calendar, mine)
     if not spans_fabrics and mine.general_nodes + mine.pool_nodes > widest:
         raise CapacityUnavailable(
             f"need {mine.general_nodes + mine.pool_nodes} node(s) of {what} in one fabric; "
