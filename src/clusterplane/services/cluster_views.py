@@ -294,7 +294,7 @@ def _load_cluster_parts(
     now: datetime,
 ) -> None:
     queries = _for(conn)
-    for cluster_id, phase, at in conn.execute(queries.cluster_phases, {"ids": chunk}):
+    for cluster_id, phase, at in conn.execute(queries.cluster_phases, {"ids": chunk}).all():
         details[cluster_id].transitions.append((phase, at))
     since = now - EVENT_RETENTION
     for event in conn.execute(queries.events, {"ids": chunk, "since": since}).all():
@@ -310,7 +310,7 @@ def _load_nodes(conn: Connection, details: dict[str, ClusterDetail], chunk: list
     if not nodes:
         return
     transitions: dict[str, list[Transition]] = defaultdict(list)
-    for node_row_id, phase, at in conn.execute(queries.node_phases, {"ids": chunk}):
+    for node_row_id, phase, at in conn.execute(queries.node_phases, {"ids": chunk}).all():
         transitions[node_row_id].append((phase, at))
     latest: dict[str, ColumnRow] = {}
     for remediation in conn.execute(queries.remediations, {"ids": chunk}).all():
