@@ -2,11 +2,14 @@
 
     python -m benchmarks.serve --port P --database-url URL --fleet FILE
                                [--duration-factor F] [--poll-interval S] [--no-controllers]
-                               [--read-cache-seconds S]
+                               [--read-cache-seconds S] [--http auto|h11|httptools]
+                               [--loop auto|asyncio|uvloop]
 
 Same composition root (`clusterplane.app.build`) and the same uvicorn settings as the
-CLI (one worker, no access log); `--duration-factor 0` makes every simulated step
-instantaneous, so what is left of a bring-up is the control plane's own overhead.
+CLI (one worker, no access log, the send timeout on uvicorn's fastest installed HTTP
+protocol and event loop; `--http`/`--loop` pick others, to compare stacks);
+`--duration-factor 0` makes every simulated step instantaneous, so what is left of a
+bring-up is the control plane's own overhead.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 
 import uvicorn
 
+from clusterplane.api.send_timeout import with_send_timeout
 from clusterplane.app import build
 from clusterplane.settings import EngineSettings, ServerSettings, Settings, SimulationSettings
 
@@ -31,6 +35,8 @@ def main() -> None:
     parser.add_argument("--poll-interval", type=float, default=0.1)
     parser.add_argument("--no-controllers", action="store_true")
     parser.add_argument("--read-cache-seconds", type=float, default=None)
+    parser.add_argument("--http", choices=("auto", "h11", "httptools"), default="auto")
+    parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     settings = Settings(
@@ -53,7 +59,13 @@ def main() -> None:
     )
     application = build(settings)
     uvicorn.run(
-        application.api, host="127.0.0.1", port=args.port, log_level="warning", access_log=False
+        application.api,
+        host="127.0.0.1",
+        port=args.port,
+        http=with_send_timeout(settings.server.send_timeout_seconds, args.http),
+        loop=args.loop,
+        log_level="warning",
+        access_log=False,
     )
 
 

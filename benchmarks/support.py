@@ -144,6 +144,7 @@ class BenchServer:
         poll_interval: float = 0.1,
         read_cache_seconds: float | None = None,
         name: str = "server",
+        extra_args: tuple[str, ...] = (),
     ):
         self.workdir = workdir
         self.database_url = database_url
@@ -156,6 +157,7 @@ class BenchServer:
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / f"{name}.log"
+        self.extra_args = extra_args
 
     @property
     def base_url(self) -> str:
@@ -187,6 +189,7 @@ class BenchServer:
             args.append("--no-controllers")
         if self.read_cache_seconds is not None:
             args += ["--read-cache-seconds", str(self.read_cache_seconds)]
+        args += self.extra_args
         env = dict(os.environ, CLUSTERPLANE_ADMIN_API_KEY=self.api_key)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         log = self.log_path.open("ab")

@@ -18,7 +18,7 @@ from clusterplane.db.rows import HealthEventRow, RemediationRow, VolumeRow
 from clusterplane.domain.enums import AddOnType, ClusterPhase
 from clusterplane.services import addons
 from clusterplane.services.cluster_secrets import kube_config_text
-from clusterplane.services.cluster_views import ClusterDetail, NodeDetail
+from clusterplane.services.cluster_views import ClusterDetail, NodeDetail, Transition
 from clusterplane.services.sealing import SealError, SecretBox
 
 log = logging.getLogger(__name__)
@@ -99,8 +99,8 @@ def volume(row: VolumeRow) -> dict[str, Any]:
     }
 
 
-def _transitions(items: list[Any]) -> list[dict[str, Any]]:
-    return [{"phase": t.phase, "transition_time": t.transition_time} for t in items]
+def _transitions(items: list[Transition]) -> list[dict[str, Any]]:
+    return [{"phase": phase, "transition_time": at} for phase, at in items]
 
 
 def control_plane_node(view: NodeDetail) -> dict[str, Any]:

@@ -154,7 +154,7 @@ CLI:
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from clusterplane.api.send_timeout import h11_with_send_timeout
+    from clusterplane.api.send_timeout import with_send_timeout
     from clusterplane.app import build
 
     logging.basicConfig(
@@ -171,7 +171,7 @@ def serve(args: argparse.Namespace) -> int:
         application.api,
         host=settings.server.host,
         port=settings.server.port,
-        http=h11_with_send_timeout(settings.server.send_timeout_seconds),
+        http=with_send_timeout(settings.server.send_timeout_seconds),
         log_level=args.log_level.lower(),
         access_log=False,
     )

@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import (
     ARRAY,
+    JSON,
     BindParameter,
     ColumnElement,
     DateTime,
@@ -32,6 +33,8 @@ from sqlalchemy import (
     String,
     any_,
     bindparam,
+    func,
+    literal_column,
     select,
     type_coerce,
 )
@@ -118,27 +121,59 @@ NODE_COLUMNS = (
     HostRow.nvswitch_count,
     HostRow.nvswitch_type,
 )
+# What a Cluster response shows of an attached volume and of a node's latest remediation.
+VOLUME_COLUMNS: tuple[Any, ...] = (
+    VolumeRow.id,
+    VolumeRow.cluster_id,
+    VolumeRow.name,
+    VolumeRow.size_tib,
+    VolumeRow.status,
+)
+REMEDIATION_COLUMNS: tuple[Any, ...] = (
+    RemediationRow.id,
+    RemediationRow.cluster_id,
+    RemediationRow.node_row_id,
+    RemediationRow.instance_id,
+    RemediationRow.mode,
+    RemediationRow.state,
+    RemediationRow.trigger,
+    RemediationRow.instance_name,
+    RemediationRow.reason,
+    RemediationRow.requested_by,
+    RemediationRow.reviewed_by,
+    RemediationRow.review_time,
+    RemediationRow.review_comment,
+    RemediationRow.create_time,
+    RemediationRow.start_time,
+    RemediationRow.end_time,
+    RemediationRow.update_time,
+    RemediationRow.error_message,
+    RemediationRow.active_health_check_run_id,
+    RemediationRow.passive_health_check_event_id,
+)
 
 
 # A SQLAlchemy `Row` read by attribute name; typed loosely (rows of several shapes).
 ColumnRow = Any
+# A phase history entry: (phase, transition_time as naive UTC).
+Transition = tuple[str, datetime]
 
 
 @dataclass
 class NodeDetail:
     row: ColumnRow  # NODE_COLUMNS
-    transitions: list[ColumnRow] = field(default_factory=list)  # .phase, .transition_time
-    latest_remediation: RemediationRow | None = None
+    transitions: list[Transition] = field(default_factory=list)
+    latest_remediation: ColumnRow | None = None  # REMEDIATION_COLUMNS
 
 
 @dataclass
 class ClusterDetail:
     row: ColumnRow  # CLUSTER_COLUMNS, or a ClusterRow: the same attribute names
-    transitions: list[ColumnRow] = field(default_factory=list)
+    transitions: list[Transition] = field(default_factory=list)
     control_plane: list[NodeDetail] = field(default_factory=list)
     workers: list[NodeDetail] = field(default_factory=list)
     deleted_workers: list[NodeDetail] = field(default_factory=list)
-    volumes: list[VolumeRow] = field(default_factory=list)
+    volumes: list[ColumnRow] = field(default_factory=list)  # VOLUME_COLUMNS
     lifecycle_events: list[ColumnRow] = field(default_factory=list)
 
 
@@ -171,8 +206,8 @@ def load_details(
     conn = _connection(session)
     for start in range(0, len(ids), BATCH):
         chunk = ids[start : start + BATCH]
-        _load_cluster_parts(session, conn, details, chunk, now)
-        _load_nodes(session, conn, details, chunk)
+        _load_cluster_parts(conn, details, chunk, now)
+        _load_nodes(conn, details, chunk)
     return [details[c.id] for c in clusters]
 
 
@@ -185,11 +220,13 @@ def _connection(session: Session) -> Connection:
 
 # The statements are built once: constructing a SELECT of thirty columns costs more than
 # running it, and a reused statement also skips the compiled-cache adaptation. Each comes
-# in two forms: `IN (...)` with one bound value per id for SQLite, and `= ANY(:ids)` with
-# a single array value for PostgreSQL, whose driver would otherwise render and parse 250
-# placeholders per query. Phase-history timestamps are read as the database's naive UTC
-# (`_naive`), skipping the per-value conversion to aware datetimes: they are only ever
-# encoded, and the encoder writes naive values as UTC (presenters.JSON_OPTIONS).
+# in two forms, both with the ids as one bound value, so the SQL text never changes with
+# their number (no per-call rendering of an expanding `IN`, and the driver's prepared
+# statement is reused): `IN (SELECT value FROM json_each(:ids))` with a JSON array for
+# SQLite, and `= ANY(:ids)` with an array for PostgreSQL. Phase-history timestamps are
+# read as the database's naive UTC (`_naive`), skipping the per-value conversion to aware
+# datetimes: they are only ever encoded, and the encoder writes naive values as UTC
+# (presenters.JSON_OPTIONS).
 _CPT = ClusterPhaseTransitionRow
 _NPT = NodePhaseTransitionRow
 _EV = NodeLifecycleEventRow
@@ -219,7 +256,7 @@ def _statements(one_of: Callable[[Any], ColumnElement[bool]]) -> _Statements:
         events=select(_EV.cluster_id, _EV.node_name, _EV.reason, _EV.message, _naive(_EV.timestamp))
         .where(one_of(_EV.cluster_id), _EV.timestamp >= bindparam("since"))
         .order_by(_EV.id),
-        volumes=select(VolumeRow)
+        volumes=select(*VOLUME_COLUMNS)
         .where(one_of(VolumeRow.cluster_id), VolumeRow.deleted_at.is_(None))
         .order_by(VolumeRow.created_at),
         nodes=select(*NODE_COLUMNS)
@@ -230,17 +267,19 @@ def _statements(one_of: Callable[[Any], ColumnElement[bool]]) -> _Statements:
         .join(NodeRow, NodeRow.id == _NPT.node_row_id)
         .where(one_of(NodeRow.cluster_id))
         .order_by(_NPT.id),
-        remediations=select(RemediationRow)
+        remediations=select(*REMEDIATION_COLUMNS)
         .where(one_of(RemediationRow.cluster_id))
         .order_by(RemediationRow.create_time, RemediationRow.id),
     )
 
 
-_IN_LIST: BindParameter[Any] = bindparam("ids", expanding=True)
 _ARRAY: BindParameter[Any] = bindparam("ids", type_=ARRAY(String))
+_JSON_LIST: Select[Any] = select(literal_column("value")).select_from(
+    func.json_each(bindparam("ids", type_=JSON))
+)
 _BY_DIALECT = {
     "postgresql": _statements(lambda column: column == any_(_ARRAY)),
-    "sqlite": _statements(lambda column: column.in_(_IN_LIST)),
+    "sqlite": _statements(lambda column: column.in_(_JSON_LIST.scalar_subquery())),
 }
 
 
@@ -249,35 +288,32 @@ def _for(conn: Connection) -> _Statements:
 
 
 def _load_cluster_parts(
-    session: Session,
     conn: Connection,
     details: dict[str, ClusterDetail],
     chunk: list[str],
     now: datetime,
 ) -> None:
     queries = _for(conn)
-    for row in conn.execute(queries.cluster_phases, {"ids": chunk}).all():
-        details[row.cluster_id].transitions.append(row)
+    for cluster_id, phase, at in conn.execute(queries.cluster_phases, {"ids": chunk}).all():
+        details[cluster_id].transitions.append((phase, at))
     since = now - EVENT_RETENTION
     for event in conn.execute(queries.events, {"ids": chunk, "since": since}).all():
         details[event.cluster_id].lifecycle_events.append(event)
-    for volume in session.scalars(queries.volumes, {"ids": chunk}):
+    for volume in conn.execute(queries.volumes, {"ids": chunk}).all():
         if volume.cluster_id is not None:
             details[volume.cluster_id].volumes.append(volume)
 
 
-def _load_nodes(
-    session: Session, conn: Connection, details: dict[str, ClusterDetail], chunk: list[str]
-) -> None:
+def _load_nodes(conn: Connection, details: dict[str, ClusterDetail], chunk: list[str]) -> None:
     queries = _for(conn)
     nodes = conn.execute(queries.nodes, {"ids": chunk}).all()
     if not nodes:
         return
-    transitions: dict[str, list[ColumnRow]] = defaultdict(list)
-    for row in conn.execute(queries.node_phases, {"ids": chunk}).all():
-        transitions[row.node_row_id].append(row)
-    latest: dict[str, RemediationRow] = {}
-    for remediation in session.scalars(queries.remediations, {"ids": chunk}):
+    transitions: dict[str, list[Transition]] = defaultdict(list)
+    for node_row_id, phase, at in conn.execute(queries.node_phases, {"ids": chunk}).all():
+        transitions[node_row_id].append((phase, at))
+    latest: dict[str, ColumnRow] = {}
+    for remediation in conn.execute(queries.remediations, {"ids": chunk}).all():
         latest[remediation.node_row_id] = remediation
     for node in nodes:
         view = NodeDetail(

@@ -203,7 +203,12 @@ _GO_YAML_NON_STRINGS = frozenset(
 _GO_YAML_NUMBER_START = frozenset("0123456789+-.")
 
 
-class _KubeconfigDumper(yaml.SafeDumper):
+# libyaml's emitter when PyYAML was built with it: a create spends far less in it than in
+# the pure-Python one (docs/profiles.md); the two write the same text.
+_SafeDumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+class _KubeconfigDumper(_SafeDumper):  # type: ignore[valid-type,misc]
     """A safe dumper whose output kubectl's YAML 1.1 parser reads back unchanged."""
 
 
