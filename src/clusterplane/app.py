@@ -19,13 +19,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from clusterplane import __version__
 from clusterplane.api import errors, openapi
 from clusterplane.api.deps import request_text_has_no_nul
+from clusterplane.api.long_polls import LongPolls
 from clusterplane.api.read_cache import ReadCache
 from clusterplane.api.routers import (
     admin,
+    admin_agents,
     admin_capacity,
     admin_credentials,
     admin_fleet,
     admin_quotas,
+    agents,
     clusters,
     health,
     regions,
@@ -142,6 +145,11 @@ def build(
         ),
         writes=count_writes(sessions),
         reads=ReadCache(settings.server.read_cache_seconds),
+        wall=ctx.lease_clock,
+        long_polls=LongPolls(
+            limit=settings.agents.max_long_polls,
+            recheck_seconds=settings.agents.long_poll_recheck_seconds,
+        ),
     )
     errors.install(api)
     openapi.install(api)
@@ -162,6 +170,8 @@ def build(
     api.include_router(admin_fleet.router, responses=openapi.ERROR_RESPONSES)
     api.include_router(admin_quotas.router, responses=openapi.ERROR_RESPONSES)
     api.include_router(health.router, responses=openapi.ERROR_RESPONSES)
+    api.include_router(admin_agents.router, responses=openapi.ERROR_RESPONSES)
+    api.include_router(agents.router, responses=openapi.ERROR_RESPONSES)
 
     @api.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -8,9 +8,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from clusterplane.api.long_polls import LongPolls
 from clusterplane.api.read_cache import ReadCache
 from clusterplane.api.single_flight import SingleFlight
-from clusterplane.clock import Clock
+from clusterplane.clock import Clock, SystemClock
 from clusterplane.db.group_commit import GroupCommit
 from clusterplane.db.writes import WriteCounter
 from clusterplane.services.auth import Caller
@@ -32,3 +33,8 @@ class ApiState:
     logins: SingleFlight[Caller] = field(default_factory=SingleFlight)
     writes: WriteCounter = field(default_factory=WriteCounter)
     reads: ReadCache = field(default_factory=lambda: ReadCache(0))
+    # Wall time, for what agents and operators time on (join tokens, signatures, silence).
+    wall: Clock = field(default_factory=SystemClock)
+    long_polls: LongPolls = field(
+        default_factory=lambda: LongPolls(limit=2000, recheck_seconds=1.0)
+    )

@@ -8,6 +8,10 @@
                                   [--block B] [--rack R] [--cluster-id C]
                                   [--draining | --not-draining] [--placeable | --unplaceable]
     clusterplane admin hosts drain|undrain|offline|online HOST   (id or name)
+    clusterplane admin join-tokens create --region R [--fabric F --block B --rack R]
+                                          [--ttl 30m]   (the token is the last line)
+    clusterplane admin join-tokens list
+    clusterplane admin join-tokens revoke TOKEN_ID
 
 The server is `--url` or CLUSTERPLANE_URL (default http://127.0.0.1:8080); the key is
 `--api-key` or CLUSTERPLANE_ADMIN_API_KEY. An API error prints its message and exits 1.
@@ -25,7 +29,34 @@ import httpx
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 HOST_ACTIONS = ("drain", "undrain", "offline", "online")
-HOST_COLUMNS = ("name", "region", "fabric", "block", "rack", "state", "draining", "cluster_id")
+HOST_COLUMNS = (
+    "name",
+    "region",
+    "fabric",
+    "block",
+    "rack",
+    "state",
+    "draining",
+    "cluster_id",
+    "driver",
+)
+TOKEN_COLUMNS = ("id", "region", "fabric", "block", "rack", "state", "expires_at", "host_id")
+TTL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_ttl(text: str) -> float:
+    """`90s`, `30m`, `12h`, `7d` or plain seconds."""
+    unit = TTL_UNITS.get(text[-1:].lower()) if text else None
+    number = text[:-1] if unit else text
+    try:
+        value = float(number) * (unit or 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 30m)") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return value
+
+
 QUOTA_COLUMNS = ("project_id", "max_gpus", "used_gpus", "remaining_gpus")
 
 
@@ -62,6 +93,16 @@ def register(commands: Any) -> None:
     for action in HOST_ACTIONS:
         h.add_parser(action, help=f"{action} a host (by id or name)").add_argument("host")
 
+    tokens = areas.add_parser("join-tokens", help="one-time tokens for node agents to enroll")
+    t = tokens.add_subparsers(dest="action", required=True)
+    create = t.add_parser("create", help="issue a token; it is the last line printed")
+    create.add_argument("--region", required=True)
+    for option in ("fabric", "block", "rack"):
+        create.add_argument(f"--{option}", default=None)
+    create.add_argument("--ttl", type=parse_ttl, default=None, help="e.g. 30m (the default)")
+    t.add_parser("list", help="every token, never its secret")
+    t.add_parser("revoke", help="revoke a token").add_argument("token_id")
+
 
 def _request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any], dict[str, Any] | None]:
     """(method, path, query, body) of the command."""
@@ -72,6 +113,19 @@ def _request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any], dict[s
         if args.action == "set":
             return "PUT", path, {}, {"max_gpus": args.max_gpus}
         return ("GET" if args.action == "get" else "DELETE"), path, {}, None
+    if args.area == "join-tokens":
+        if args.action == "create":
+            body = {
+                k: getattr(args, k)
+                for k in ("region", "fabric", "block", "rack")
+                if getattr(args, k) is not None
+            }
+            if args.ttl is not None:
+                body["ttl_seconds"] = args.ttl
+            return "POST", "/admin/v1/join-tokens", {}, body
+        if args.action == "list":
+            return "GET", "/admin/v1/join-tokens", {}, None
+        return "DELETE", f"/admin/v1/join-tokens/{args.token_id}", {}, None
     if args.action == "list":
         query = {
             name: getattr(args, name.replace("-", "_"))
@@ -103,6 +157,13 @@ def _render(args: argparse.Namespace, answer: dict[str, Any]) -> str:
         return _table(answer["hosts"], HOST_COLUMNS)
     if "quotas" in answer:
         return _table(answer["quotas"], QUOTA_COLUMNS)
+    if "join_tokens" in answer:
+        return _table(answer["join_tokens"], TOKEN_COLUMNS)
+    if args.area == "join-tokens":
+        table = _table([answer], TOKEN_COLUMNS)
+        if "token" in answer:  # shown once: the last line, for scripts to take
+            return f"{table}\n\nJoin token (shown once):\n{answer['token']}"
+        return table
     columns = QUOTA_COLUMNS if args.area == "quotas" else HOST_COLUMNS
     return _table([answer], columns)
 

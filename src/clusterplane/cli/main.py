@@ -10,6 +10,8 @@ seals cluster private keys at rest comes from CLUSTERPLANE_CREDENTIALS_KEY when 
 otherwise from ./.clusterplane/credentials-key, created (mode 0600) on first start.
 
     clusterplane ssh CLUSTER [NODE] [-- COMMAND...]  see clusterplane/cli/ssh.py
+    clusterplane agent --server URL [--join-token TOKEN] --state-dir DIR [--config FILE]
+                       the node agent of a host (see clusterplane/agent/)
 """
 
 from __future__ import annotations
@@ -69,6 +71,11 @@ def parser() -> argparse.ArgumentParser:
     capacity.add_commands(commands)
     ssh.add_parser(commands)
     admin.register(commands)
+    agent = commands.add_parser("agent", help="run the node agent of this host")
+    agent.add_argument("--server", required=True, help="the control plane's URL")
+    agent.add_argument("--join-token", default=None, help="needed on the first start only")
+    agent.add_argument("--state-dir", type=Path, default=Path("/var/lib/clusterplane-agent"))
+    agent.add_argument("--config", type=Path, default=None, help="agent config (TOML)")
     return root
 
 
@@ -166,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
         return ssh.run(args)
     if args.command == "admin":
         return admin.run(args)
+    if args.command == "agent":
+        from clusterplane.agent import daemon
+
+        return daemon.main(args.server, args.join_token, args.state_dir, args.config)
     from clusterplane.services.auth import generate_key_text
 
     print(generate_key_text())
