@@ -23,6 +23,8 @@ class GpuConfig(_Section):
     gpu_type: str | None = None  # the fleet's GPU type; derived from the model when unset
     count: int = Field(default=0, ge=0, le=64)
     devices: list[str] = Field(default_factory=list)  # e.g. /dev/nvidia0 ... (checked to exist)
+    # PCI addresses in device order ("0000:3b:00.0"), so kernel-log XIDs name their GPU.
+    pci_bus_ids: list[str] = Field(default_factory=list)
     memory_mib: int | None = None
 
 

@@ -1,11 +1,11 @@
 """Converge the host to an assignment, or return it clean: the agent's one verb.
 
-`Node.apply(assignment)` runs each concern in order (host name, users, SSH CA, mounts,
-secrets, flavour runtimes), saving what it applied after each step, and answers the
+`Node.apply(assignment)` runs each concern in order (host name, mounts (homes may live on
+a shared volume), users, SSH CA, secrets, flavour runtimes), saving what it applied after each step, and answers the
 per-section results and the phase they add up to: `ready` when every section succeeded,
 `failed` otherwise. An assignment for another cluster first returns the host clean of the
 old one; an assignment with no cluster returns it clean (`idle`): runtimes stopped first,
-then mounts, users, the SSH CA and secrets removed, and the original host name restored.
+then users, mounts, the SSH CA and secrets removed, and the original host name restored.
 Every step is idempotent, so a restarted agent re-applies the same generation safely.
 """
 
@@ -76,16 +76,16 @@ class Node:
         self.store.save()
         steps: tuple[tuple[str, Callable[[Assignment], SectionResult]], ...] = (
             ("hostname", self._hostname),
+            (
+                "mounts",
+                lambda a: mounts.converge_mounts(self.ops, applied, a.mounts, self.shared_fs),
+            ),
             ("users", lambda a: users.converge_users(self.ops, applied, a.users)),
             (
                 "ssh_ca",
                 lambda a: sshd.converge_ssh_ca(
                     self.ops, applied, a.ssh_user_ca_keys, self.sshd_reload
                 ),
-            ),
-            (
-                "mounts",
-                lambda a: mounts.converge_mounts(self.ops, applied, a.mounts, self.shared_fs),
             ),
             ("secrets", lambda a: secrets.converge_secrets(self.ops, applied, a.secrets)),
         )
@@ -133,8 +133,8 @@ class Node:
             )
             self.store.save()
         cleaners: tuple[tuple[str, Callable[[], SectionResult]], ...] = (
-            ("mounts", lambda: mounts.remove_mounts(self.ops, applied)),
             ("users", lambda: users.converge_users(self.ops, applied, [])),
+            ("mounts", lambda: mounts.remove_mounts(self.ops, applied)),
             ("ssh_ca", lambda: sshd.remove_ssh_ca(self.ops, applied, self.sshd_reload)),
             ("secrets", lambda: secrets.wipe_secrets(self.ops, applied)),
             ("hostname", self._restore_hostname),

@@ -209,6 +209,7 @@ def main(server: str, join_token: str | None, state_dir: Path, config_path: Path
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     config = config_module.load(config_path)
     nvml = nvml_module.load() if config.gpu.source != "config" else None
     try:

@@ -37,8 +37,15 @@ def config_gpus(config: AgentConfig) -> list[GpuInfo]:
             is_char = False
         if not is_char:
             raise InventoryError(f"GPU device {device} is not a character device")
+        pci = gpu.pci_bus_ids[index] if index < len(gpu.pci_bus_ids) else None
         found.append(
-            GpuInfo(index=index, model=gpu.model, memory_mib=gpu.memory_mib, device_path=device)
+            GpuInfo(
+                index=index,
+                model=gpu.model,
+                memory_mib=gpu.memory_mib,
+                pci_bus_id=pci,
+                device_path=device,
+            )
         )
     return found
 

@@ -3,14 +3,15 @@
 The log is /dev/kmsg (one record per read: `prio,seq,usec,flags;text`) or a plain file
 of lines (tests, or a host that forwards its kernel log to one). The cursor, persisted by
 the caller with what it reported, is the boot id and last sequence number for /dev/kmsg,
-or the file's inode and byte offset for a file; a new boot or a replaced file starts
-over. An XID line names the GPU by PCI address; `gpu_index_of` maps it through the
+or the file's inode, byte offset and a hash of its first bytes for a file; a new boot or a
+replaced file (even one reusing the inode) starts over. An XID line names the GPU by PCI address; `gpu_index_of` maps it through the
 inventory.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import re
 import stat
@@ -19,6 +20,7 @@ from typing import Any
 
 from clusterplane.domain.agent_protocol import AgentHealthEvent, GpuInfo
 
+HEAD_BYTES = 256  # a file whose first bytes changed was replaced, even on a reused inode
 XID = re.compile(r"NVRM: Xid \(PCI:([0-9a-fA-F:.]+)\): (\d+),?\s*(.*)$")
 
 
@@ -41,6 +43,8 @@ def _pci_key(address: str) -> tuple[int, int, int]:
     parts = address.lower().split(":")
     if len(parts) == 2:
         parts = ["0", *parts]
+    if len(parts) != 3:
+        raise ValueError(f"not a PCI address: {address}")
     domain, bus, device = parts[-3], parts[-2], parts[-1].split(".")[0]
     return int(domain, 16), int(bus, 16), int(device, 16)
 
@@ -126,12 +130,17 @@ class KernelLog:
         return lines, {"boot": self.boot_id, "seq": last}
 
     def _read_file(self, info: os.stat_result) -> tuple[list[tuple[str, str]], dict[str, Any]]:
-        same = (
-            self.cursor.get("inode") == info.st_ino and self.cursor.get("offset", 0) <= info.st_size
-        )
-        offset = int(self.cursor.get("offset", 0)) if same else 0
-        lines: list[tuple[str, str]] = []
+        offset = int(self.cursor.get("offset", 0))
         with open(self.path, "rb") as log:
+            known = min(offset, HEAD_BYTES)
+            same = (
+                self.cursor.get("inode") == info.st_ino
+                and offset <= info.st_size
+                and self.cursor.get("head") == _digest(log.read(known))
+            )
+            if not same:
+                offset = 0
+            lines: list[tuple[str, str]] = []
             log.seek(offset)
             while True:
                 line = log.readline()
@@ -139,4 +148,10 @@ class KernelLog:
                     break  # a partial line is read once it is complete
                 lines.append((f"file:{info.st_ino}:{offset}", line.decode(errors="replace")))
                 offset += len(line)
-        return lines, {"inode": info.st_ino, "offset": offset}
+            log.seek(0)
+            head = _digest(log.read(min(offset, HEAD_BYTES)))
+        return lines, {"inode": info.st_ino, "offset": offset, "head": head}
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -2,6 +2,7 @@
 
     clusterplane serve [--host H] [--port P] [--database-url URL] [--fleet FILE]
                        [--time-scale FACTOR] [--seed N] [--allow-cross-fabric]
+                       [--agent-silence-seconds S] [--agent-long-poll-seconds S]
     clusterplane admin ...   (operator commands over the admin API: see cli/admin.py)
 
 The bootstrap admin key comes from CLUSTERPLANE_ADMIN_API_KEY when set (registered on
@@ -28,6 +29,7 @@ from clusterplane.cli import admin, capacity, ssh
 from clusterplane.errors import ClusterplaneError
 from clusterplane.settings import (
     DEFAULT_STATE_DIR,
+    AgentSettings,
     CredentialSettings,
     PlacementSettings,
     ServerSettings,
@@ -66,6 +68,18 @@ def parser() -> argparse.ArgumentParser:
         "--allow-cross-fabric",
         action="store_true",
         help="let a cluster span fabrics when no single fabric fits (all regions)",
+    )
+    serve.add_argument(
+        "--agent-silence-seconds",
+        type=_positive,
+        default=AgentSettings.silence_grace_seconds,
+        help="wall seconds without word from a node agent before its host is Unknown",
+    )
+    serve.add_argument(
+        "--agent-long-poll-seconds",
+        type=_positive,
+        default=AgentSettings.long_poll_seconds,
+        help="how long an agent's poll for a newer assignment waits",
     )
     commands.add_parser("generate-key", help="print a fresh API key in the accepted format")
     capacity.add_commands(commands)
@@ -106,6 +120,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
         server=replace(ServerSettings(), host=args.host, port=args.port),
         simulation=SimulationSettings(time_scale=args.time_scale, seed=args.seed),
         placement=PlacementSettings(allow_cross_fabric=args.allow_cross_fabric),
+        agents=AgentSettings(
+            silence_grace_seconds=args.agent_silence_seconds,
+            long_poll_seconds=args.agent_long_poll_seconds,
+        ),
     )
 
 
