@@ -6,8 +6,8 @@ character devices (`dev/nvidiaN`, made with mknod), a shared filesystem inside t
 agent config, plus the host's own mount and UTS namespaces, held by a `sleep` process
 (`unshare --mount --uts`): mounts and the host name live there, survive agent restarts as
 on a real host, and vanish with `close()`. `AgentProcess` runs the agent for it against a
-`ServerProcess`, inside those namespaces (`nsenter`). `AGENT_FLEET` is a fleet whose region `agents-1` has no
-fleet-file hosts: every host there joined by enrollment.
+`ServerProcess`, inside those namespaces (`nsenter`). `AGENT_FLEET` is a fleet whose
+region `agents-1` has no fleet-file hosts: every host there joined by enrollment.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ regions:
     storage_tib: 10
     control_plane: {{nodes_per_cluster: 1, num_cpu_cores: 8, memory_gib: 32}}
     driver_versions:
-      - {{id: {DRIVER_VERSION}, cuda_version: "12.8", nvidia_driver_version: "570", os: ubuntu-22.04}}
+      - {{id: {DRIVER_VERSION}, cuda_version: "12.8", nvidia_driver_version: "570",
+          os: ubuntu-22.04}}
     fabrics: []
 """
 

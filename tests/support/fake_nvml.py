@@ -63,15 +63,15 @@ class _Memory:
 
 @dataclass
 class _Pci:
-    busId: str  # noqa: N815 (nvidia-ml-py's field name)
+    busId: str
 
 
 @dataclass
 class _EventData:
     device: int
-    eventType: int  # noqa: N815
-    eventData: int  # noqa: N815
-    timeStamp: int  # noqa: N815
+    eventType: int
+    eventData: int
+    timeStamp: int
 
 
 @dataclass
@@ -105,74 +105,74 @@ class FakeNvml(types.ModuleType):
         return gpu
 
     # recorded answers -----------------------------------------------------------------
-    def nvmlInit(self) -> None:  # noqa: N802 (nvidia-ml-py's names)
+    def nvmlInit(self) -> None:
         self.calls.append("nvmlInit")
 
-    def nvmlSystemGetDriverVersion(self) -> str:  # noqa: N802
+    def nvmlSystemGetDriverVersion(self) -> str:
         return DRIVER
 
-    def nvmlSystemGetCudaDriverVersion(self) -> int:  # noqa: N802
+    def nvmlSystemGetCudaDriverVersion(self) -> int:
         return CUDA
 
-    def nvmlDeviceGetCount(self) -> int:  # noqa: N802
+    def nvmlDeviceGetCount(self) -> int:
         return len(self.gpus)
 
-    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:  # noqa: N802
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
         if not 0 <= index < len(self.gpus):
             raise self._error(pynvml.NVML_ERROR_INVALID_ARGUMENT)
         self._handle(index)
         return index
 
-    def nvmlDeviceGetIndex(self, handle: int) -> int:  # noqa: N802
+    def nvmlDeviceGetIndex(self, handle: int) -> int:
         return handle
 
-    def nvmlDeviceGetName(self, handle: int) -> str:  # noqa: N802
+    def nvmlDeviceGetName(self, handle: int) -> str:
         self._handle(handle)
         return NAME
 
-    def nvmlDeviceGetUUID(self, handle: int) -> str:  # noqa: N802
+    def nvmlDeviceGetUUID(self, handle: int) -> str:
         return UUIDS[handle]
 
-    def nvmlDeviceGetMinorNumber(self, handle: int) -> int:  # noqa: N802
+    def nvmlDeviceGetMinorNumber(self, handle: int) -> int:
         return handle
 
-    def nvmlDeviceGetMemoryInfo(self, handle: int) -> _Memory:  # noqa: N802
+    def nvmlDeviceGetMemoryInfo(self, handle: int) -> _Memory:
         return _Memory(total=MEMORY_TOTAL, free=MEMORY_TOTAL - 4 * 2**20, used=4 * 2**20)
 
-    def nvmlDeviceGetPciInfo(self, handle: int) -> _Pci:  # noqa: N802
+    def nvmlDeviceGetPciInfo(self, handle: int) -> _Pci:
         return _Pci(busId=BUS_IDS[handle])
 
-    def nvmlDeviceGetTotalEccErrors(self, handle: int, kind: int, counter: int) -> int:  # noqa: N802
+    def nvmlDeviceGetTotalEccErrors(self, handle: int, kind: int, counter: int) -> int:
         assert kind == pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED
         return self._handle(handle).ecc_uncorrected
 
-    def nvmlDeviceGetRetiredPages(self, handle: int, cause: int) -> list[int]:  # noqa: N802
+    def nvmlDeviceGetRetiredPages(self, handle: int, cause: int) -> list[int]:
         return [0x1000 * i for i in range(self._handle(handle).retired_dbe)]
 
-    def nvmlDeviceGetRemappedRows(self, handle: int) -> tuple[int, int, int, int]:  # noqa: N802
+    def nvmlDeviceGetRemappedRows(self, handle: int) -> tuple[int, int, int, int]:
         gpu = self._handle(handle)
         return (0, 1 if gpu.remap_failed else 0, 0, 1 if gpu.remap_failed else 0)
 
-    def nvmlDeviceGetCurrentClocksThrottleReasons(self, handle: int) -> int:  # noqa: N802
+    def nvmlDeviceGetCurrentClocksThrottleReasons(self, handle: int) -> int:
         return self._handle(handle).throttle
 
-    def nvmlDeviceGetNvLinkState(self, handle: int, link: int) -> int:  # noqa: N802
+    def nvmlDeviceGetNvLinkState(self, handle: int, link: int) -> int:
         gpu = self._handle(handle)
         if link >= len(gpu.links_up):
             raise self._error(pynvml.NVML_ERROR_INVALID_ARGUMENT)
         return pynvml.NVML_FEATURE_ENABLED if gpu.links_up[link] else pynvml.NVML_FEATURE_DISABLED
 
-    def nvmlDeviceGetNvLinkErrorCounter(self, handle: int, link: int, counter: int) -> int:  # noqa: N802
+    def nvmlDeviceGetNvLinkErrorCounter(self, handle: int, link: int, counter: int) -> int:
         errors = self._handle(handle).link_errors[link]
         return errors if counter == pynvml.NVML_NVLINK_ERROR_DL_CRC_FLIT else 0
 
-    def nvmlEventSetCreate(self) -> str:  # noqa: N802
+    def nvmlEventSetCreate(self) -> str:
         return "event-set"
 
-    def nvmlDeviceRegisterEvents(self, handle: int, types_: int, event_set: str) -> None:  # noqa: N802
+    def nvmlDeviceRegisterEvents(self, handle: int, types_: int, event_set: str) -> None:
         assert types_ == pynvml.nvmlEventTypeXidCriticalError
 
-    def nvmlEventSetWait_v2(self, event_set: str, timeout_ms: int) -> _EventData:  # noqa: N802
+    def nvmlEventSetWait_v2(self, event_set: str, timeout_ms: int) -> _EventData:
         if not self.xids:
             raise self._error(pynvml.NVML_ERROR_TIMEOUT)
         return self.xids.pop(0)

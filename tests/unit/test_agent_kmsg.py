@@ -14,7 +14,10 @@ GPUS = [
 
 
 def test_an_nvrm_xid_line_gives_its_code_and_pci_address():
-    line = "[ 1234.5678] NVRM: Xid (PCI:0000:3b:00): 79, pid=2511, name=python, GPU has fallen off the bus."
+    line = (
+        "[ 1234.5678] NVRM: Xid (PCI:0000:3b:00): 79, pid=2511, name=python, "
+        "GPU has fallen off the bus."
+    )
     parsed = kmsg.parse_xid(line)
     assert parsed is not None
     assert (parsed.pci, parsed.code) == ("0000:3b:00", 79)

@@ -1,12 +1,13 @@
 """Converge the host to an assignment, or return it clean: the agent's one verb.
 
-`Node.apply(assignment)` runs each concern in order (host name, mounts (homes may live on
-a shared volume), users, SSH CA, secrets, flavour runtimes), saving what it applied after each step, and answers the
-per-section results and the phase they add up to: `ready` when every section succeeded,
-`failed` otherwise. An assignment for another cluster first returns the host clean of the
-old one; an assignment with no cluster returns it clean (`idle`): runtimes stopped first,
-then users, mounts, the SSH CA and secrets removed, and the original host name restored.
-Every step is idempotent, so a restarted agent re-applies the same generation safely.
+`Node.apply(assignment)` runs each concern in order (host name; mounts, since homes may
+live on a shared volume; users; SSH CA; secrets; flavour runtimes), saving what it
+applied after each step, and answers the per-section results and the phase they add up
+to: `ready` when every section succeeded, `failed` otherwise. An assignment for another
+cluster first returns the host clean of the old one; an assignment with no cluster
+returns it clean (`idle`): runtimes stopped first, then users, mounts, the SSH CA and
+secrets removed, and the original host name restored. Every step is idempotent, so a
+restarted agent re-applies the same generation safely.
 """
 
 from __future__ import annotations

@@ -21,7 +21,12 @@ from typing import Any
 
 import httpx
 
-from clusterplane.domain.agent_protocol import Assignment, Inventory, StatusReport
+from clusterplane.domain.agent_protocol import (
+    NODE_PHASE_OF,
+    Assignment,
+    Inventory,
+    StatusReport,
+)
 
 from . import config as config_module
 from . import inventory as inventory_module
@@ -184,9 +189,10 @@ class Agent:
                 self.stop.wait(retry_after)
 
     def apply(self, assignment: Assignment) -> None:
+        phase = "converging" if assignment.cluster_id else "cleaning"
         with self._lock:
             self.status = self.status.model_copy(
-                update={"phase": "converging" if assignment.cluster_id else "cleaning"}
+                update={"phase": phase, "node_phase": NODE_PHASE_OF[phase]}
             )
         outcome = self.node.apply(assignment)
         log.info("generation %s applied: %s", outcome.generation, outcome.phase)
@@ -196,6 +202,7 @@ class Agent:
                     "generation_applied": outcome.generation,
                     "cluster_id": outcome.cluster_id,
                     "phase": outcome.phase,
+                    "node_phase": NODE_PHASE_OF[outcome.phase],
                     "sections": outcome.sections,
                 }
             )

@@ -4,8 +4,8 @@ The log is /dev/kmsg (one record per read: `prio,seq,usec,flags;text`) or a plai
 of lines (tests, or a host that forwards its kernel log to one). The cursor, persisted by
 the caller with what it reported, is the boot id and last sequence number for /dev/kmsg,
 or the file's inode, byte offset and a hash of its first bytes for a file; a new boot or a
-replaced file (even one reusing the inode) starts over. An XID line names the GPU by PCI address; `gpu_index_of` maps it through the
-inventory.
+replaced file (even one reusing the inode) starts over. An XID line names the GPU by PCI
+address; `gpu_index_of` maps it through the inventory.
 """
 
 from __future__ import annotations

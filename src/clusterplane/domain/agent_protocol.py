@@ -22,6 +22,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from clusterplane.domain.enums import NodePhase
+
 PROTOCOL = "clusterplane-agent-v1"
 HOST_HEADER = "x-clusterplane-host"
 TIMESTAMP_HEADER = "x-clusterplane-timestamp"
@@ -127,6 +129,15 @@ class SectionResult(_Wire):
 
 AgentPhase = Literal["idle", "converging", "ready", "failed", "cleaning"]
 
+# The node phase an agent's phase means for the node it serves (None: serves no node).
+NODE_PHASE_OF: dict[str, NodePhase | None] = {
+    "idle": None,
+    "cleaning": None,
+    "converging": NodePhase.BOOTSTRAPPING,
+    "ready": NodePhase.RUNNING,
+    "failed": NodePhase.FAILED,
+}
+
 
 class StatusReport(_Wire):
     """The agent's heartbeat: what it applied and how that went."""
@@ -134,6 +145,7 @@ class StatusReport(_Wire):
     generation_applied: int = Field(ge=-1)
     cluster_id: str | None = Field(default=None, max_length=64)
     phase: AgentPhase
+    node_phase: NodePhase | None = None  # what `phase` means for the node (NODE_PHASE_OF)
     sections: dict[str, SectionResult] = Field(default_factory=dict, max_length=32)
     inventory: Inventory | None = None  # sent when it changed since the last report
     agent_version: str = Field(default="", max_length=64)

@@ -27,12 +27,14 @@ from sqlalchemy.orm import Session
 
 from clusterplane.db.rows import AgentHostRow, HostAssignmentRow
 from clusterplane.domain.agent_protocol import (
+    NODE_PHASE_OF,
     Assignment,
     MountSpec,
     NodeSpec,
     SectionResult,
     UserSpec,
 )
+from clusterplane.domain.enums import NodePhase
 from clusterplane.errors import NotFound
 from clusterplane.services.sealing import SecretBox
 
@@ -61,6 +63,7 @@ class Observation:
     generation_applied: int
     cluster_id: str | None
     phase: str
+    node_phase: NodePhase | None  # what actually happened on the node, as the agent saw it
     sections: dict[str, SectionResult]
 
     @property
@@ -168,5 +171,6 @@ def observe(session: Session, host_id: str) -> Observation | None:
         generation_applied=agent.generation_applied,
         cluster_id=report.get("cluster_id"),
         phase=agent.phase,
+        node_phase=NODE_PHASE_OF.get(agent.phase),
         sections=sections,
     )

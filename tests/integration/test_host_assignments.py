@@ -1,0 +1,137 @@
+"""The port a host driver for agent hosts uses: publish desired state, observe the agent.
+
+In-process (`engine` fixture): enrollment and the agent's signed calls go through the
+test client; publishing and observing call `services.host_assignments` directly, as the
+lifecycle's host driver will.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import text
+
+from clusterplane.agent.identity import public_key_text
+from clusterplane.agent.signing import sign_headers
+from clusterplane.db.engine import transaction
+from clusterplane.domain.agent_protocol import Inventory, NodeSpec, UserSpec
+from clusterplane.domain.enums import NodePhase
+from clusterplane.services import host_assignments
+from clusterplane.services.host_assignments import DesiredNode
+from tests.support.engine import Engine
+
+DESIRED = DesiredNode(
+    cluster_id="c-1",
+    node=NodeSpec(node_name="w1", instance_id="i-1", role="gpu_worker", hostname="c1-w1"),
+    users=(UserSpec(name="alice", uid=2001),),
+    secrets={"munge.key": "very-secret-munge-key"},
+    runtimes={"slurm": {"role": "worker"}},
+)
+
+
+def _enroll(engine: Engine, name: str) -> tuple[Ed25519PrivateKey, str]:
+    token = engine.client.post(
+        "/admin/v1/join-tokens", json={"region": "test-1"}, headers=engine.headers()
+    ).json()["token"]
+    key = Ed25519PrivateKey.generate()
+    inventory = Inventory(hostname=name, num_cpu_cores=8, memory_gib=64)
+    answer = engine.client.post(
+        "/agent/v1/enroll",
+        json={
+            "join_token": token,
+            "public_key": public_key_text(key),
+            "inventory": inventory.model_dump(mode="json"),
+        },
+    )
+    assert answer.status_code == 201, answer.text
+    host_id: str = answer.json()["host_id"]
+    return key, host_id
+
+
+def _signed(
+    engine: Engine,
+    key: Ed25519PrivateKey,
+    host_id: str,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None = None,
+) -> Any:
+    content = orjson.dumps(body) if body is not None else b""
+    headers = sign_headers(key, host_id=host_id, method=method, path=path, body=content)
+    return engine.client.request(method, path, content=content, headers=headers)
+
+
+def test_publishing_moves_the_generation_only_on_change_and_seals_secrets(engine: Engine):
+    _, host_id = _enroll(engine, "cpu-1")
+    box = engine.app.api.state.cp.secrets
+    with transaction(engine.app.sessions) as session:
+        first = host_assignments.publish(session, box, host_id, DESIRED, now=engine.clock.now())
+        same = host_assignments.publish(session, box, host_id, DESIRED, now=engine.clock.now())
+        assert (first, same) == (1, 1)
+        served = host_assignments.current(session, box, host_id)
+        assert served.generation == 1 and served.secrets == DESIRED.secrets
+    with engine.app.engine.connect() as conn:
+        stored = conn.execute(text("SELECT spec, sealed_secrets FROM host_assignments")).one()
+    assert "very-secret-munge-key" not in str(stored)
+    with transaction(engine.app.sessions) as session:
+        released = host_assignments.release(session, box, host_id, now=engine.clock.now())
+        assert released == 2
+        served = host_assignments.current(session, box, host_id)
+        assert served.cluster_id is None and served.secrets == {} and served.users == []
+
+
+def test_an_agents_report_is_what_the_driver_observes(engine: Engine):
+    key, host_id = _enroll(engine, "cpu-2")
+    box = engine.app.api.state.cp.secrets
+    with transaction(engine.app.sessions) as session:
+        generation = host_assignments.publish(
+            session, box, host_id, DESIRED, now=engine.clock.now()
+        )
+        observed = host_assignments.observe(session, host_id)
+        assert observed is not None and not observed.converged
+    path = f"/agent/v1/hosts/{host_id}/assignment?after_generation=0"
+    pulled = _signed(engine, key, host_id, "GET", path)
+    assert pulled.status_code == 200 and pulled.json()["generation"] == generation
+    report = {
+        "generation_applied": generation,
+        "cluster_id": "c-1",
+        "phase": "ready",
+        "node_phase": NodePhase.RUNNING,
+        "sections": {"users": {"ok": True}, "runtime:slurm": {"ok": True, "message": "up"}},
+    }
+    sent = _signed(engine, key, host_id, "POST", f"/agent/v1/hosts/{host_id}/status", report)
+    assert sent.status_code == 200, sent.text
+    with transaction(engine.app.sessions) as session:
+        observed = host_assignments.observe(session, host_id)
+    assert observed is not None and observed.converged
+    assert (observed.status, observed.cluster_id, observed.node_phase) == (
+        "ready",
+        "c-1",
+        NodePhase.RUNNING,
+    )
+    assert observed.sections["runtime:slurm"].message == "up"
+
+
+def test_bad_reports_and_health_batches_are_refused_and_write_nothing(engine: Engine):
+    key, host_id = _enroll(engine, "cpu-3")
+    before = engine.table_counts()
+    status = f"/agent/v1/hosts/{host_id}/status"
+    for body in ({"phase": "ready"}, {"generation_applied": 1, "phase": "dancing"}):
+        refused = _signed(engine, key, host_id, "POST", status, body)
+        assert refused.status_code == 400 and refused.json()["error"]["param"], refused.text
+    events = f"/agent/v1/hosts/{host_id}/health-events"
+    batch = {
+        "events": [
+            {"key": "a", "kind": "xid", "xid_code": 48},
+            {"key": "b", "kind": "heartbeat_loss"},
+        ]
+    }
+    refused = _signed(engine, key, host_id, "POST", events, batch)
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "kind"
+    after = engine.table_counts()
+    # Only signed calls' nonces were kept (each refused call was still a proven agent's).
+    assert {k: v for k, v in after.items() if k != "agent_nonces"} == {
+        k: v for k, v in before.items() if k != "agent_nonces"
+    }
