@@ -16,11 +16,12 @@ from sqlalchemy import text
 from clusterplane.agent.identity import public_key_text
 from clusterplane.agent.signing import sign_headers
 from clusterplane.db.engine import transaction
+from clusterplane.db.rows import HostRow
 from clusterplane.domain.agent_protocol import Inventory, NodeSpec, UserSpec
 from clusterplane.domain.enums import NodePhase
-from clusterplane.services import host_assignments
+from clusterplane.services import fleet, host_assignments
 from clusterplane.services.host_assignments import DesiredNode
-from tests.support.engine import Engine
+from tests.support.engine import SMALL_FLEET, Engine
 
 DESIRED = DesiredNode(
     cluster_id="c-1",
@@ -135,3 +136,35 @@ def test_bad_reports_and_health_batches_are_refused_and_write_nothing(engine: En
     assert {k: v for k, v in after.items() if k != "agent_nonces"} == {
         k: v for k, v in before.items() if k != "agent_nonces"
     }
+
+
+def test_a_fleet_file_sync_leaves_enrolled_hosts_in_service(engine: Engine):
+    _, host_id = _enroll(engine, "cpu-4")
+    with transaction(engine.app.sessions) as session:
+        report = fleet.sync_fleet(session, fleet.load_fleet_file(SMALL_FLEET), engine.clock.now())
+        assert report.retired == 0
+        host = session.get(HostRow, host_id)
+        assert host is not None and (host.state, host.in_fleet_file) == ("available", True)
+
+
+def test_enrollment_text_with_nul_or_a_bad_host_name_is_refused_and_creates_nothing(
+    engine: Engine,
+):
+    token = engine.client.post(
+        "/admin/v1/join-tokens", json={"region": "test-1"}, headers=engine.headers()
+    ).json()["token"]
+    before = engine.table_counts()
+    key = public_key_text(Ed25519PrivateKey.generate())
+    good = Inventory(hostname="cpu-5", num_cpu_cores=1, memory_gib=1).model_dump(mode="json")
+    for inventory in (
+        {**good, "hostname": "../etc"},
+        {**good, "ib_hca_type": "mlx\x00"},
+        {**good, "labels": {"rack": "r 1"}},
+    ):
+        answer = engine.client.post(
+            "/agent/v1/enroll",
+            json={"join_token": token, "public_key": key, "inventory": inventory},
+        )
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"]["type"] == "invalid_request_error"
+    assert engine.table_counts() == before

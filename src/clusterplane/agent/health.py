@@ -9,6 +9,7 @@ when the agent died between the server's answer and the cursor write.
 from __future__ import annotations
 
 import copy
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from .kmsg import KernelLog
 from .nvml import NvmlWatch
 
 FILE = "health.json"
+log_module = logging.getLogger(__name__)
 
 
 def boot_id() -> str:
@@ -37,12 +39,19 @@ class HealthCollector:
         self.nvml = nvml
         self.boot = boot_id()
         self._pending: dict[str, Any] | None = None
+        self._kmsg_warned = False
         self.watch = NvmlWatch({}, xids=config.xid_source == "nvml")
 
     def collect(self, gpus: list[GpuInfo]) -> list[AgentHealthEvent]:
         state = copy.deepcopy(self.saved)
         log = KernelLog(self.config.kernel_log, state.get("kmsg", {}), boot_id=self.boot)
-        events, state["kmsg"] = log.read(gpus)
+        try:
+            events, state["kmsg"] = log.read(gpus)
+        except OSError as exc:  # e.g. /dev/kmsg not readable: say so once, go on with NVML
+            if not self._kmsg_warned:
+                log_module.warning("cannot read %s: %s", self.config.kernel_log, exc)
+                self._kmsg_warned = True
+            events = []
         if self.nvml is not None:
             self.watch.state = state.setdefault("nvml", {})
             events += self.watch.poll(self.nvml, boot_id=self.boot)

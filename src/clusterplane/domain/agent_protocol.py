@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from clusterplane.domain.enums import NodePhase
 
@@ -33,6 +33,9 @@ SIGNATURE_HEADER = "x-clusterplane-signature"
 NAME = r"^[a-z_][a-z0-9_-]{0,31}$"  # a POSIX user or group name, as useradd accepts
 PATH = r"^/[A-Za-z0-9._/-]{0,255}$"
 RELATIVE = r"^[A-Za-z0-9._-][A-Za-z0-9._/-]{0,255}$"
+HOSTNAME = r"^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$"
+LabelKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+LabelValue = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 
 
 def canonical_request(
@@ -52,8 +55,28 @@ def canonical_request(
     ).encode()
 
 
+def _reject_nul(value: Any) -> None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("text must not contain NUL characters")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _reject_nul(key)
+            _reject_nul(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _reject_nul(item)
+
+
 class _Wire(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        """No text anywhere holds a NUL (PostgreSQL text cannot): a 400, never a 500."""
+        _reject_nul(data)
+        return data
 
 
 class GpuInfo(_Wire):
@@ -68,17 +91,17 @@ class GpuInfo(_Wire):
 class Inventory(_Wire):
     """What a host has, as its agent found it (NVML, /proc, /sys) or its config says."""
 
-    hostname: str = Field(max_length=128)
+    hostname: str = Field(pattern=HOSTNAME)
     gpu_type: str | None = Field(default=None, max_length=32)
     gpus: list[GpuInfo] = Field(default_factory=list, max_length=64)
     gpu_source: Literal["nvml", "config", "none"] = "none"
     driver_version: str | None = Field(default=None, max_length=64)
     cuda_version: str | None = Field(default=None, max_length=64)
     num_cpu_cores: int = Field(ge=0, le=100_000)
-    memory_gib: float = Field(ge=0)
+    memory_gib: float = Field(ge=0, le=10_000_000)
     ib_hcas: list[str] = Field(default_factory=list, max_length=64)
     ib_hca_type: str = Field(default="", max_length=64)
-    labels: dict[str, str] = Field(default_factory=dict, max_length=32)
+    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, max_length=32)
     ip_address: str = Field(default="", max_length=64)
 
 
@@ -103,7 +126,7 @@ class NodeSpec(_Wire):
     node_name: str = Field(max_length=128)
     instance_id: str = Field(max_length=64)
     role: str = Field(max_length=32)
-    hostname: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9.-]{0,62}$")
+    hostname: str = Field(pattern=HOSTNAME)
 
 
 class Assignment(_Wire):
