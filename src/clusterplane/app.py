@@ -7,7 +7,7 @@ clock and `run_controllers=False`, then step the engine with `manager.run_until_
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,12 +41,18 @@ from clusterplane.api.state import ApiState
 from clusterplane.clock import Clock, SystemClock
 from clusterplane.controllers.base import ControllerContext
 from clusterplane.controllers.manager import ControllerManager
-from clusterplane.db.engine import make_engine, make_session_factory, migrate, transaction
+from clusterplane.db.engine import (
+    make_engine,
+    make_session_factory,
+    migrate,
+    read_transaction,
+    transaction,
+)
 from clusterplane.db.group_commit import GroupCommit
 from clusterplane.db.writes import count_writes
 from clusterplane.providers.base import Provider
 from clusterplane.providers.simulated import SimulatedProvider
-from clusterplane.services import auth, check_runs, fleet, fleet_clock
+from clusterplane.services import auth, check_runs, fleet, fleet_clock, host_assignments
 from clusterplane.services.sealing import SecretBox
 from clusterplane.settings import Settings
 
@@ -90,6 +96,14 @@ def _prepare_database(
         report.retired,
     )
     return issued.secret if issued is not None else None
+
+
+def _generations_reader(sessions: sessionmaker[Session]) -> Callable[[list[str]], dict[str, int]]:
+    def read(host_ids: list[str]) -> dict[str, int]:
+        with read_transaction(sessions) as session:
+            return host_assignments.generations(session, host_ids)
+
+    return read
 
 
 def build(
@@ -149,6 +163,7 @@ def build(
         long_polls=LongPolls(
             limit=settings.agents.max_long_polls,
             recheck_seconds=settings.agents.long_poll_recheck_seconds,
+            read_generations=_generations_reader(sessions),
         ),
     )
     errors.install(api)

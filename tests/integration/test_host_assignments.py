@@ -7,6 +7,7 @@ lifecycle's host driver will.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -168,3 +169,13 @@ def test_enrollment_text_with_nul_or_a_bad_host_name_is_refused_and_creates_noth
         assert answer.status_code == 400, answer.text
         assert answer.json()["error"]["type"] == "invalid_request_error"
     assert engine.table_counts() == before
+
+
+def test_a_poll_over_the_limit_is_answered_at_once_and_told_when_to_come_back(engine: Engine):
+    key, host_id = _enroll(engine, "cpu-6")
+    engine.app.api.state.cp.long_polls.limit = 0
+    path = f"/agent/v1/hosts/{host_id}/assignment?after_generation=0"
+    started = time.monotonic()
+    answer = _signed(engine, key, host_id, "GET", path)
+    assert answer.status_code == 200 and answer.json()["generation"] == 0
+    assert answer.headers["retry-after"] == "5" and time.monotonic() - started < 5

@@ -41,6 +41,7 @@ from .runtimes import Registry
 log = logging.getLogger("clusterplane.agent")
 RUNTIME_ENTRY_POINTS = "clusterplane.agent_runtimes"
 VERSION = "1"
+INVENTORY_EVERY = 60.0  # seconds between looks at the host's inventory
 
 
 class EnrollmentRefused(Exception):
@@ -91,6 +92,7 @@ class Agent:
             inventory=self.inventory,
         )
         self.health = HealthCollector(state_dir, config.health, nvml=nvml)
+        self._inventory_at = time.monotonic()
         self.stop = threading.Event()
         self._lock = threading.Lock()
         applied = self.node.store.value
@@ -156,7 +158,24 @@ class Agent:
                 log.exception("%s failed", threading.current_thread().name)
             self.stop.wait(every)
 
+    def _refresh_inventory(self) -> None:
+        """Look at the host again now and then; a change goes with the next report."""
+        now = time.monotonic()
+        if now - self._inventory_at < INVENTORY_EVERY:
+            return
+        self._inventory_at = now
+        try:
+            fresh = inventory_module.collect(self.config, nvml=self.nvml)
+        except inventory_module.InventoryError as exc:
+            log.warning("inventory: %s", exc)
+            return
+        if fresh != self.inventory:
+            self.inventory = self.node.inventory = fresh
+            with self._lock:
+                self.status = self.status.model_copy(update={"inventory": fresh})
+
     def _report(self) -> None:
+        self._refresh_inventory()
         with self._lock:
             report = self.status
         self.client.report(report)

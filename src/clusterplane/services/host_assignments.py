@@ -144,6 +144,20 @@ def generation(session: Session, host_id: str) -> int:
     return value or 0
 
 
+def generations(session: Session, host_ids: list[str]) -> dict[str, int]:
+    """The published generation of each of `host_ids` that has one."""
+    found: dict[str, int] = {}
+    for start in range(0, len(host_ids), 500):
+        chunk = host_ids[start : start + 500]
+        rows = session.execute(
+            select(HostAssignmentRow.host_id, HostAssignmentRow.generation).where(
+                HostAssignmentRow.host_id.in_(chunk)
+            )
+        )
+        found.update({host_id: generation for host_id, generation in rows})
+    return found
+
+
 def current(session: Session, box: SecretBox, host_id: str) -> Assignment:
     """The host's assignment as its agent is served it (generation 0: never assigned)."""
     row = session.get(HostAssignmentRow, host_id)

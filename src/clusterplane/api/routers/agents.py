@@ -133,23 +133,18 @@ async def assignment(
 ) -> Response:
     state = api_state(request)
     polls = state.long_polls
-
-    async def read_generation() -> int:
-        return await run_in_threadpool(_generation, state, host_id)
-
     headers: dict[str, str] = {}
-    if polls.try_enter():
-        try:
-            await polls.wait_past(
-                host_id,
-                after_generation,
-                seconds=state.settings.agents.long_poll_seconds,
-                read_generation=read_generation,
-            )
-        finally:
-            polls.leave()
-    else:
-        headers["retry-after"] = "5"
+    current = await run_in_threadpool(_generation, state, host_id)
+    if current <= after_generation:
+        if polls.try_enter():
+            try:
+                await polls.wait_past(
+                    host_id, after_generation, seconds=state.settings.agents.long_poll_seconds
+                )
+            finally:
+                polls.leave()
+        else:
+            headers["retry-after"] = "5"
     doc = await run_in_threadpool(_assignment, state, host_id)
     response = presenters.json_response(doc)
     response.headers.update(headers)
