@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+import pytest
 
 from clusterplane.agent import kmsg
 from clusterplane.domain.agent_protocol import GpuInfo
@@ -74,3 +77,15 @@ def test_a_replaced_log_file_is_read_from_its_start(tmp_path: Path):
 def test_a_missing_log_reads_as_nothing(tmp_path: Path):
     events, cursor = kmsg.KernelLog(str(tmp_path / "none"), {"x": 1}, boot_id="b").read(GPUS)
     assert events == [] and cursor == {"x": 1}
+
+
+def test_the_kernel_ring_buffer_is_read_by_sequence_and_never_twice():
+    if not os.access("/dev/kmsg", os.R_OK):
+        pytest.skip("/dev/kmsg is not readable here")
+    events, cursor = kmsg.KernelLog("/dev/kmsg", {}, boot_id="b").read(GPUS)
+    assert cursor["boot"] == "b" and cursor["seq"] >= 0
+    again, later = kmsg.KernelLog("/dev/kmsg", cursor, boot_id="b").read(GPUS)
+    assert later["seq"] >= cursor["seq"]
+    assert not {e.key for e in events} & {e.key for e in again}
+    _, rebooted = kmsg.KernelLog("/dev/kmsg", later, boot_id="other-boot").read(GPUS)
+    assert rebooted["boot"] == "other-boot"  # a new boot reads its ring buffer afresh
