@@ -157,6 +157,9 @@ def build(
         health_reports=GroupCommit(
             sessions, health.report_writer(settings, clock), name="health-reports"
         ),
+        agent_health=GroupCommit(
+            sessions, agents.report_writer(settings, clock), name="agent-health"
+        ),
         writes=count_writes(sessions),
         reads=ReadCache(settings.server.read_cache_seconds),
         wall=ctx.lease_clock,

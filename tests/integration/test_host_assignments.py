@@ -124,14 +124,15 @@ def test_bad_reports_and_health_batches_are_refused_and_write_nothing(engine: En
         refused = _signed(engine, key, host_id, "POST", status, body)
         assert refused.status_code == 400 and refused.json()["error"]["param"], refused.text
     events = f"/agent/v1/hosts/{host_id}/health-events"
-    batch = {
-        "events": [
-            {"key": "a", "kind": "xid", "xid_code": 48},
-            {"key": "b", "kind": "heartbeat_loss"},
-        ]
-    }
-    refused = _signed(engine, key, host_id, "POST", events, batch)
-    assert refused.status_code == 400 and refused.json()["error"]["param"] == "kind"
+    first = {"key": "a", "kind": "xid", "xid_code": 48}
+    for bad, param in (
+        ({"key": "b", "kind": "heartbeat_loss"}, "kind"),
+        ({"key": "c", "kind": "xid"}, "xid_code"),
+        ({"key": "d", "kind": "ecc", "message": "nul\x00"}, None),
+    ):
+        refused = _signed(engine, key, host_id, "POST", events, {"events": [first, bad]})
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"]["param"] == param, refused.text
     after = engine.table_counts()
     # Only signed calls' nonces were kept (each refused call was still a proven agent's).
     assert {k: v for k, v in after.items() if k != "agent_nonces"} == {
@@ -179,3 +180,22 @@ def test_a_poll_over_the_limit_is_answered_at_once_and_told_when_to_come_back(en
     answer = _signed(engine, key, host_id, "GET", path)
     assert answer.status_code == 200 and answer.json()["generation"] == 0
     assert answer.headers["retry-after"] == "5" and time.monotonic() - started < 5
+
+
+def test_a_signal_the_agent_sends_again_becomes_one_health_event(engine: Engine):
+    key, host_id = _enroll(engine, "cpu-7")
+    path = f"/agent/v1/hosts/{host_id}/health-events"
+    signal = {"key": "kmsg:boot-1:4711", "kind": "xid", "xid_code": 48, "gpu_index": 2}
+    first = _signed(engine, key, host_id, "POST", path, {"events": [signal]}).json()
+    [made] = first["results"]
+    assert made["duplicate"] is False and made["event"]["xid_code"] == 48
+    new = {**signal, "key": "kmsg:boot-1:4712"}
+    again = _signed(engine, key, host_id, "POST", path, {"events": [signal, new, new]}).json()
+    old_copy, made_new, new_copy = again["results"]
+    assert (old_copy["duplicate"], old_copy["event_id"]) == (True, made["event_id"])
+    assert made_new["duplicate"] is False and made_new["event_id"] != made["event_id"]
+    assert (new_copy["duplicate"], new_copy["event_id"]) == (True, made_new["event_id"])
+    events = engine.client.get(
+        "/admin/v1/health/events", params={"host_name": "cpu-7"}, headers=engine.headers()
+    ).json()["events"]
+    assert len(events) == 2

@@ -1,9 +1,10 @@
 """The agent's health collection: kernel-log XIDs and NVML signals, each reported once.
 
 `HealthCollector.collect()` gathers new signals from the kernel log and NVML; after the
-server accepted them, `commit()` persists the cursors (`health.json` in the state dir),
-so an agent restarted at any moment reports each signal once: a signal is re-sent only
-when the agent died between the server's answer and the cursor write.
+server accepted them, `commit()` persists the cursors (`health.json` in the state dir).
+An agent that dies between the server's answer and the cursor write sends those signals
+again after its restart, under the same keys, and the server takes each key once
+(`services.agent_health`): every signal is one health event across restarts.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from clusterplane.api.single_flight import SingleFlight
 from clusterplane.clock import Clock, SystemClock
 from clusterplane.db.group_commit import GroupCommit
 from clusterplane.db.writes import WriteCounter
+from clusterplane.services.agent_health import AgentReport
 from clusterplane.services.auth import Caller
 from clusterplane.services.caller_cache import CallerCache
 from clusterplane.services.health_reports import Report
@@ -29,6 +30,7 @@ class ApiState:
     nudge: Callable[[], None]
     secrets: SecretBox
     health_reports: GroupCommit[Report, dict[str, Any]]
+    agent_health: GroupCommit[AgentReport, dict[str, Any]]
     callers: CallerCache = field(default_factory=CallerCache)
     logins: SingleFlight[Caller] = field(default_factory=SingleFlight)
     writes: WriteCounter = field(default_factory=WriteCounter)

@@ -519,3 +519,13 @@ class HostAssignmentRow(Base):
     spec: Mapped[dict[str, Any]]
     sealed_secrets: Mapped[str] = mapped_column(Text, default="")
     updated_at: Mapped[datetime]
+
+
+class AgentHealthKeyRow(Base):
+    """Which agent signals were ingested (by the agent's own key): each one becomes one event."""
+
+    __tablename__ = "agent_health_keys"
+    host_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]

@@ -5,7 +5,8 @@
   answered as soon as its generation passes N, else after the long-poll wait.
 * POST `/agent/v1/hosts/{host_id}/status`: the heartbeat and what the agent applied.
 * POST `/agent/v1/hosts/{host_id}/health-events`: passive signals (kernel log, NVML),
-  ingested exactly as the operator's health API does (the same group commit).
+  ingested as the operator's health API does, each once by its key (a re-sent key
+  answers the event it became: `services.agent_health`).
 
 Every call but enrollment is signed (`services.agent_auth`); a host's credential reaches
 its own host's records only (403 otherwise). Bodies are read here, size-limited, since the
@@ -14,6 +15,8 @@ signature covers their bytes.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -21,19 +24,30 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from clusterplane.api import presenters
 from clusterplane.api.deps import api_state
 from clusterplane.api.openapi import request_body
+from clusterplane.api.routers.health import event_view
 from clusterplane.api.schemas import format_validation_error
 from clusterplane.api.state import ApiState
+from clusterplane.clock import Clock
 from clusterplane.db.engine import read_transaction, transaction
 from clusterplane.db.rows import AgentHostRow, HostRow
 from clusterplane.domain import agent_protocol as wire
 from clusterplane.domain.health import EventKind
 from clusterplane.errors import InvalidRequest, PayloadTooLarge
-from clusterplane.services import agent_auth, agent_hosts, health, health_reports, host_assignments
+from clusterplane.services import (
+    agent_auth,
+    agent_health,
+    agent_hosts,
+    health,
+    health_reports,
+    host_assignments,
+)
+from clusterplane.settings import Settings
 
 router = APIRouter(prefix="/agent/v1", tags=["agents"])
 
@@ -184,22 +198,57 @@ async def health_events(
 ) -> Response:
     state = api_state(request)
     batch = _parse(wire.HealthEventBatch, call.body)
-    kinds = [_kind(event.kind) for event in batch.events]  # a bad batch writes nothing
-    results = []
-    for event, kind in zip(batch.events, kinds, strict=True):
-        signal = health.Signal(
-            kind=kind,
-            code=event.xid_code,
-            gpu_index=event.gpu_index,
-            message=event.message,
-            observed_at=event.observed_at,
-            source="agent",
+    signals = [_signal(event) for event in batch.events]  # a bad batch writes nothing
+    reports = [
+        agent_health.AgentReport(
+            host_id=call.host_id,
+            key=event.key,
+            report=health_reports.Report(host_name=call.host_name, instance_id=None, signal=signal),
         )
-        report = health_reports.Report(host_name=call.host_name, instance_id=None, signal=signal)
-        outcome = await state.health_reports.submit(report)
-        results.append({"key": event.key, "event": outcome})
+        for event, signal in zip(batch.events, signals, strict=True)
+    ]
+    # Submitted together, so they share one group commit (in this order).
+    outcomes = await asyncio.gather(*(state.agent_health.submit(r) for r in reports))
     state.nudge()
+    results = [
+        {"key": event.key, **outcome} for event, outcome in zip(batch.events, outcomes, strict=True)
+    ]
     return presenters.json_response({"results": results})
+
+
+def report_writer(
+    settings: Settings, clock: Clock
+) -> Callable[[Session, Sequence[agent_health.AgentReport]], list[dict[str, Any] | Exception]]:
+    """What the agent API's group commit does with a batch of signals: ingest once, view."""
+
+    def write(
+        session: Session, items: Sequence[agent_health.AgentReport]
+    ) -> list[dict[str, Any] | Exception]:
+        outcomes = agent_health.ingest_agent_reports(session, settings, items, clock.now())
+        return [_outcome_view(o) for o in outcomes]
+
+    return write
+
+
+def _outcome_view(outcome: agent_health.Outcome) -> dict[str, Any] | Exception:
+    if isinstance(outcome, Exception):
+        return outcome
+    if isinstance(outcome, agent_health.Duplicate):
+        return {"duplicate": True, "event_id": outcome.event_id}
+    return {"duplicate": False, "event_id": outcome.id, "event": event_view(outcome)}
+
+
+def _signal(event: wire.AgentHealthEvent) -> health.Signal:
+    signal = health.Signal(
+        kind=_kind(event.kind),
+        code=event.xid_code,
+        gpu_index=event.gpu_index,
+        message=event.message,
+        observed_at=event.observed_at,
+        source="agent",
+    )
+    health.check_signal(signal)
+    return signal
 
 
 def _kind(value: str) -> EventKind:

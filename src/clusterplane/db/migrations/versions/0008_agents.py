@@ -3,7 +3,8 @@
 Hosts join the fleet by enrolling their agent with a one-time join token (`join_tokens`,
 secrets kept as a salted HMAC); `agent_hosts` binds the agent's Ed25519 key to its host
 and keeps what it last reported; `agent_nonces` refuses replayed signed requests;
-`host_assignments` is each host's generation-numbered desired state.
+`host_assignments` is each host's generation-numbered desired state; `agent_health_keys`
+makes each signal an agent reports one health event, however often it is re-sent.
 
 Revision ID: 0008
 Revises: 0006
@@ -73,7 +74,17 @@ def upgrade() -> None:
     )
 
 
+    op.create_table(
+        'agent_health_keys',
+        sa.Column('host_id', sa.String(64), primary_key=True),
+        sa.Column('key', sa.String(200), primary_key=True),
+        sa.Column('event_id', sa.String(64), nullable=False),
+        sa.Column('created_at', UTCDateTime(), nullable=False),
+    )
+
+
 def downgrade() -> None:
+    op.drop_table('agent_health_keys')
     op.drop_table('host_assignments')
     op.drop_index('ix_agent_nonces_expires_at', table_name='agent_nonces')
     op.drop_table('agent_nonces')
