@@ -103,6 +103,16 @@ class NvmlWatch:
         self, nvml: Any, handle: Any, index: int, seen: dict[str, Any]
     ) -> list[AgentHealthEvent]:
         uuid = _text(nvml.nvmlDeviceGetUUID(handle))
+        return [
+            *self._memory(nvml, handle, index, uuid, seen),
+            *self._throttle(nvml, handle, index, uuid, seen),
+            *self._nvlink(nvml, handle, index, uuid, seen),
+        ]
+
+    def _memory(
+        self, nvml: Any, handle: Any, index: int, uuid: str, seen: dict[str, Any]
+    ) -> list[AgentHealthEvent]:
+        """Uncorrected ECC errors, pages retired for them, and row-remapping failure."""
         events = []
         ecc = _counter(
             lambda: nvml.nvmlDeviceGetTotalEccErrors(
@@ -111,14 +121,8 @@ class NvmlWatch:
             nvml,
         )
         if ecc is not None and _grew(seen, "ecc", ecc):
-            events.append(
-                _event(
-                    f"nvml:{uuid}:ecc:{ecc}",
-                    "ecc",
-                    index,
-                    f"{ecc} uncorrected ECC errors on GPU {index}",
-                )
-            )
+            message = f"{ecc} uncorrected ECC errors on GPU {index}"
+            events.append(_event(f"nvml:{uuid}:ecc:{ecc}", "ecc", index, message))
         retired = _counter(
             lambda: len(
                 nvml.nvmlDeviceGetRetiredPages(
@@ -128,29 +132,15 @@ class NvmlWatch:
             nvml,
         )
         if retired is not None and _grew(seen, "retired", retired):
-            events.append(
-                _event(
-                    f"nvml:{uuid}:retired:{retired}",
-                    "row_remap",
-                    index,
-                    f"{retired} pages retired for double-bit ECC on GPU {index}",
-                )
-            )
+            message = f"{retired} pages retired for double-bit ECC on GPU {index}"
+            events.append(_event(f"nvml:{uuid}:retired:{retired}", "row_remap", index, message))
         remap = _counter(lambda: nvml.nvmlDeviceGetRemappedRows(handle), nvml)
         if isinstance(remap, tuple | list) and len(remap) >= 4:
             failed = bool(remap[3])
             if failed and not seen.get("remap_failed"):
-                events.append(
-                    _event(
-                        f"nvml:{uuid}:remap_failed",
-                        "row_remap",
-                        index,
-                        f"row remapping failed on GPU {index}",
-                    )
-                )
+                message = f"row remapping failed on GPU {index}"
+                events.append(_event(f"nvml:{uuid}:remap_failed", "row_remap", index, message))
             seen["remap_failed"] = failed
-        events += self._throttle(nvml, handle, index, uuid, seen)
-        events += self._nvlink(nvml, handle, index, uuid, seen)
         return events
 
     def _throttle(
@@ -179,45 +169,25 @@ class NvmlWatch:
     def _nvlink(
         self, nvml: Any, handle: Any, index: int, uuid: str, seen: dict[str, Any]
     ) -> list[AgentHealthEvent]:
+        """Links that went down, and links whose CRC or recovery error counts rose."""
         events = []
         links = seen.setdefault("links", {})
         for link in range(NVLINK_MAX_LINKS):
             try:
-                active = (
-                    int(nvml.nvmlDeviceGetNvLinkState(handle, link)) == nvml.NVML_FEATURE_ENABLED
-                )
+                state = int(nvml.nvmlDeviceGetNvLinkState(handle, link))
             except nvml.NVMLError:
                 continue  # no such link on this GPU
-            errors = _counter(
-                lambda link=link: sum(
-                    int(nvml.nvmlDeviceGetNvLinkErrorCounter(handle, link, counter))
-                    for counter in (
-                        nvml.NVML_NVLINK_ERROR_DL_CRC_FLIT,
-                        nvml.NVML_NVLINK_ERROR_DL_RECOVERY,
-                    )
-                ),
-                nvml,
-            )
+            active = state == nvml.NVML_FEATURE_ENABLED
+            errors = _counter(lambda link=link: _link_errors(nvml, handle, link), nvml)
             record = links.setdefault(str(link), {"up": active, "errors": errors or 0, "downs": 0})
             if record["up"] and not active:
                 record["downs"] += 1
-                events.append(
-                    _event(
-                        f"nvml:{uuid}:nvlink{link}:down:{record['downs']}",
-                        "nvlink",
-                        index,
-                        f"NVLink {link} of GPU {index} went down",
-                    )
-                )
+                key = f"nvml:{uuid}:nvlink{link}:down:{record['downs']}"
+                events.append(_event(key, "nvlink", index, f"NVLink {link} of GPU {index} down"))
             elif errors is not None and errors > record["errors"]:
-                events.append(
-                    _event(
-                        f"nvml:{uuid}:nvlink{link}:errors:{errors}",
-                        "nvlink",
-                        index,
-                        f"NVLink {link} of GPU {index}: {errors} CRC/recovery errors",
-                    )
-                )
+                key = f"nvml:{uuid}:nvlink{link}:errors:{errors}"
+                message = f"NVLink {link} of GPU {index}: {errors} CRC/recovery errors"
+                events.append(_event(key, "nvlink", index, message))
             record["up"] = active
             if errors is not None:
                 record["errors"] = errors
@@ -250,6 +220,11 @@ class NvmlWatch:
                     code=xid,
                 )
             )
+
+
+def _link_errors(nvml: Any, handle: Any, link: int) -> int:
+    counters = (nvml.NVML_NVLINK_ERROR_DL_CRC_FLIT, nvml.NVML_NVLINK_ERROR_DL_RECOVERY)
+    return sum(int(nvml.nvmlDeviceGetNvLinkErrorCounter(handle, link, c)) for c in counters)
 
 
 def _counter(read: Any, nvml: Any) -> Any:

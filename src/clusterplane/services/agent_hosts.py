@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from clusterplane.db.rows import AgentHostRow, HealthEventRow, HostRow
+from clusterplane.db.rows import AgentHostRow, HealthEventRow, HostRow, JoinTokenRow
 from clusterplane.domain import health
 from clusterplane.domain.agent_protocol import Enrollment, Inventory, StatusReport
 from clusterplane.domain.enums import HostState
@@ -77,24 +77,7 @@ def enroll(session: Session, request: Enrollment, *, wall: datetime, now: dateti
         select(AgentHostRow.host_id).where(AgentHostRow.public_key == request.public_key)
     ):
         raise Conflict("this key is already bound to another host")
-    facts = _host_facts(inventory)
-    labels = inventory.labels
-    host = HostRow(
-        id=host_id,
-        name=inventory.hostname,
-        region=token.region,
-        fabric=token.fabric or labels.get("fabric", DEFAULT_LABEL),
-        block=token.block or labels.get("block", DEFAULT_LABEL),
-        rack=token.rack or labels.get("rack", DEFAULT_LABEL),
-        nvswitch_count=0,
-        nvswitch_type="",
-        ephemeral_storage="0",
-        state=HostState.AVAILABLE,
-        in_fleet_file=True,
-        draining=False,
-        updated_at=now,
-        **facts,
-    )
+    host = _new_host(host_id, inventory, token, now)
     session.add(host)
     session.flush()
     session.add(
@@ -122,6 +105,27 @@ def enroll(session: Session, request: Enrollment, *, wall: datetime, now: dateti
     )
     placement_cache.invalidate(session, (host.region, host.gpu_type))
     return host
+
+
+def _new_host(host_id: str, inventory: Inventory, token: JoinTokenRow, now: datetime) -> HostRow:
+    """The fleet's record of an enrolling host: where from the token, what from the agent."""
+    labels = inventory.labels
+    return HostRow(
+        id=host_id,
+        name=inventory.hostname,
+        region=token.region,
+        fabric=token.fabric or labels.get("fabric", DEFAULT_LABEL),
+        block=token.block or labels.get("block", DEFAULT_LABEL),
+        rack=token.rack or labels.get("rack", DEFAULT_LABEL),
+        nvswitch_count=0,
+        nvswitch_type="",
+        ephemeral_storage="0",
+        state=HostState.AVAILABLE,
+        in_fleet_file=True,
+        draining=False,
+        updated_at=now,
+        **_host_facts(inventory),
+    )
 
 
 def record_status(

@@ -63,19 +63,7 @@ def create_token(
         raise InvalidRequest(f"ttl_seconds must be in (0, {limit}]", param="ttl_seconds")
     if session.get(RegionRow, where.region) is None:
         raise InvalidRequest(f"unknown region '{where.region}'", param="region")
-    open_count = session.scalar(
-        select(func.count())
-        .select_from(JoinTokenRow)
-        .where(
-            JoinTokenRow.used_at.is_(None),
-            JoinTokenRow.revoked_at.is_(None),
-            JoinTokenRow.expires_at > now,
-        )
-    )
-    if (open_count or 0) >= settings.max_open_join_tokens:
-        raise PermissionDenied(
-            f"{open_count} join tokens are open (the limit): revoke some or let them expire"
-        )
+    _check_open_limit(session, settings, now)
     token_id = "jt_" + secrets.token_hex(8)
     secret = secrets.token_urlsafe(32)
     salt = secrets.token_hex(16)
@@ -94,6 +82,23 @@ def create_token(
     session.add(row)
     session.flush()
     return IssuedToken(row=row, token=f"cpjt_{token_id}_{secret}")
+
+
+def _check_open_limit(session: Session, settings: AgentSettings, now: datetime) -> None:
+    """The operator's bound on tokens that could still enroll a host."""
+    open_count = session.scalar(
+        select(func.count())
+        .select_from(JoinTokenRow)
+        .where(
+            JoinTokenRow.used_at.is_(None),
+            JoinTokenRow.revoked_at.is_(None),
+            JoinTokenRow.expires_at > now,
+        )
+    )
+    if (open_count or 0) >= settings.max_open_join_tokens:
+        raise PermissionDenied(
+            f"{open_count} join tokens are open (the limit): revoke some or let them expire"
+        )
 
 
 def consume(session: Session, token: str, *, host_id: str, now: datetime) -> JoinTokenRow:
