@@ -90,6 +90,13 @@ def test_a_host_enrolls_with_a_cli_issued_token_and_joins_the_fleet_as_an_agent_
     with server.client() as http:
         simulated = http.get("/admin/v1/fleet/hosts").json()["hosts"]
     assert {h["driver"] for h in simulated} == {"agent"}
+    assert main([*admin, "join-tokens", "create", "--region", REGION]) == 0
+    spare = capsys.readouterr().out.strip().splitlines()[-1]
+    spare_id = "_".join(spare.split("_")[1:3])
+    assert main([*admin, "--json", "join-tokens", "revoke", spare_id]) == 0
+    assert json.loads(capsys.readouterr().out)["state"] == "revoked"
+    with pytest.raises(ServerRefused):
+        _agent(server).enroll(spare, _inventory(_name("late")))
 
 
 def test_a_bad_expired_revoked_or_reused_token_is_refused_and_creates_nothing(

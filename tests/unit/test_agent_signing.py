@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import base64
 from datetime import UTC, datetime, timedelta
 
@@ -11,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from clusterplane.agent.identity import load_or_create_key, public_key_text
 from clusterplane.agent.signing import sign_headers
+from clusterplane.cli.admin import parse_ttl
 from clusterplane.domain import agent_protocol as wire
 from clusterplane.errors import InvalidRequest
 from clusterplane.services.agent_auth import load_public_key
@@ -68,3 +70,16 @@ def test_a_public_key_that_is_not_ed25519_is_refused():
         load_public_key("bm90IGEga2V5")
     with pytest.raises(InvalidRequest):
         load_public_key("%%%")
+
+
+def test_join_token_lifetimes_read_as_durations():
+    assert [parse_ttl(t) for t in ("90s", "30m", "12h", "7d", "45")] == [
+        90,
+        1800,
+        43200,
+        604800,
+        45,
+    ]
+    for bad in ("", "soon", "-5m", "0"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_ttl(bad)

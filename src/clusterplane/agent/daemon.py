@@ -15,11 +15,13 @@ import logging
 import random
 import threading
 import time
+import tomllib
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 
 from clusterplane.domain.agent_protocol import (
     NODE_PHASE_OF,
@@ -236,7 +238,11 @@ def main(server: str, join_token: str | None, state_dir: Path, config_path: Path
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    config = config_module.load(config_path)
+    try:
+        config = config_module.load(config_path)
+    except (OSError, tomllib.TOMLDecodeError, ValidationError) as exc:
+        log.error("cannot use the config %s: %s", config_path, exc)
+        return 2
     nvml = nvml_module.load() if config.gpu.source != "config" else None
     try:
         agent = Agent(server, state_dir, config, nvml=nvml)
