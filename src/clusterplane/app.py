@@ -67,6 +67,8 @@ class Application:
     clock: Clock
     manager: ControllerManager
     issued_admin_key: str | None
+    # What a host driver for agent hosts publishes and observes through (its port).
+    agent_hosts: host_assignments.AssignmentPort
 
 
 def _resume_clock(sessions: sessionmaker[Session], settings: Settings) -> Clock:
@@ -195,6 +197,7 @@ def build(
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    state: ApiState = api.state.cp
     return Application(
         api=api,
         engine=engine,
@@ -202,4 +205,7 @@ def build(
         clock=clock,
         manager=manager,
         issued_admin_key=issued,
+        agent_hosts=host_assignments.AssignmentPort(
+            sessions, state.secrets, clock, announce=state.long_polls.announce
+        ),
     )

@@ -20,8 +20,8 @@ from clusterplane.db.engine import transaction
 from clusterplane.db.rows import HostRow
 from clusterplane.domain.agent_protocol import Inventory, NodeSpec, UserSpec
 from clusterplane.domain.enums import NodePhase
+from clusterplane.providers.agent_port import DesiredNode, HostAssignments
 from clusterplane.services import fleet, host_assignments
-from clusterplane.services.host_assignments import DesiredNode
 from tests.support.engine import SMALL_FLEET, Engine
 
 DESIRED = DesiredNode(
@@ -84,36 +84,39 @@ def test_publishing_moves_the_generation_only_on_change_and_seals_secrets(engine
         assert served.cluster_id is None and served.secrets == {} and served.users == []
 
 
-def test_an_agents_report_is_what_the_driver_observes(engine: Engine):
+def test_an_agents_report_is_what_the_driver_observes_through_its_port(engine: Engine):
     key, host_id = _enroll(engine, "cpu-2")
-    box = engine.app.api.state.cp.secrets
-    with transaction(engine.app.sessions) as session:
-        generation = host_assignments.publish(
-            session, box, host_id, DESIRED, now=engine.clock.now()
-        )
-        observed = host_assignments.observe(session, host_id)
-        assert observed is not None and not observed.converged
+    port: HostAssignments = engine.app.agent_hosts
+    generation = port.publish(host_id, DESIRED)
+    observed = port.observe(host_id)
+    assert observed is not None and not observed.converged
+    assert observed.generation_published == generation
     path = f"/agent/v1/hosts/{host_id}/assignment?after_generation=0"
     pulled = _signed(engine, key, host_id, "GET", path)
     assert pulled.status_code == 200 and pulled.json()["generation"] == generation
     report = {
         "generation_applied": generation,
         "cluster_id": "c-1",
-        "phase": "ready",
-        "node_phase": NodePhase.RUNNING,
-        "sections": {"users": {"ok": True}, "runtime:slurm": {"ok": True, "message": "up"}},
+        "phase": "failed",
+        "node_phase": NodePhase.FAILED,
+        "sections": {"users": {"ok": True}, "runtime:slurm": {"ok": False, "message": "no"}},
     }
     sent = _signed(engine, key, host_id, "POST", f"/agent/v1/hosts/{host_id}/status", report)
     assert sent.status_code == 200, sent.text
-    with transaction(engine.app.sessions) as session:
-        observed = host_assignments.observe(session, host_id)
+    observed = port.observe(host_id)
+    assert observed is not None and not observed.converged
+    assert (observed.node_phase, observed.failures) == (NodePhase.FAILED, {"runtime:slurm": "no"})
+    report.update(phase="ready", node_phase=NodePhase.RUNNING, sections={"users": {"ok": True}})
+    _signed(engine, key, host_id, "POST", f"/agent/v1/hosts/{host_id}/status", report)
+    observed = port.observe(host_id)
     assert observed is not None and observed.converged
     assert (observed.status, observed.cluster_id, observed.node_phase) == (
         "ready",
         "c-1",
         NodePhase.RUNNING,
     )
-    assert observed.sections["runtime:slurm"].message == "up"
+    assert port.observe("host_without_agent") is None
+    assert port.release(host_id) == generation + 1
 
 
 def test_bad_reports_and_health_batches_are_refused_and_write_nothing(engine: Engine):

@@ -2,13 +2,16 @@
 
 The control plane never pushes to an agent and never waits on one. It publishes a
 generation-numbered `Assignment` per host; the agent long-polls it, converges, and reports
-(`services.agent_hosts.record_status`). This module is the whole surface a host driver for
-agent hosts needs:
+(`services.agent_hosts.record_status`). The functions take a session:
 
     publish(session, box, host_id, desired, now=...) -> int        the new (or same) generation
     release(session, box, host_id, now=...) -> int                 "return the host clean"
     observe(session, host_id) -> Observation | None                what the agent last said
     current(session, box, host_id) -> Assignment                   what the agent is served
+
+and `AssignmentPort` offers publish, release and observe to a host driver as
+`providers.agent_port.HostAssignments` (one short transaction per call; a publish wakes
+the host's waiting long-poll in this process).
 
 `publish` bumps the generation only when the content changed, so calling it on every
 reconcile pass is free and idempotent. Secrets travel inside the assignment only, and are
@@ -17,61 +20,21 @@ sealed at rest with the server's `SecretBox`; releasing a host drops them from i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import orjson
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
+from clusterplane.clock import Clock
+from clusterplane.db.engine import read_transaction, transaction
 from clusterplane.db.rows import AgentHostRow, HostAssignmentRow
-from clusterplane.domain.agent_protocol import (
-    NODE_PHASE_OF,
-    Assignment,
-    MountSpec,
-    NodeSpec,
-    SectionResult,
-    UserSpec,
-)
-from clusterplane.domain.enums import NodePhase
+from clusterplane.domain.agent_protocol import NODE_PHASE_OF, Assignment, SectionResult
 from clusterplane.errors import NotFound
+from clusterplane.providers.agent_port import DesiredNode, Observation
 from clusterplane.services.sealing import SecretBox
-
-
-@dataclass(frozen=True)
-class DesiredNode:
-    """What a host should be for a cluster (everything but the generation)."""
-
-    cluster_id: str
-    node: NodeSpec
-    users: tuple[UserSpec, ...] = ()
-    ssh_user_ca_keys: tuple[str, ...] = ()
-    mounts: tuple[MountSpec, ...] = ()
-    secrets: dict[str, str] = field(default_factory=dict)
-    runtimes: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Observation:
-    """What the agent last said: heard from (`status` ready/unknown), applied, how it went."""
-
-    host_id: str
-    status: str
-    last_seen_at: datetime
-    generation_published: int
-    generation_applied: int
-    cluster_id: str | None
-    phase: str
-    node_phase: NodePhase | None  # what actually happened on the node, as the agent saw it
-    sections: dict[str, SectionResult]
-
-    @property
-    def converged(self) -> bool:
-        return self.generation_applied >= self.generation_published and self.phase in (
-            "ready",
-            "idle",
-        )
 
 
 def _context(host_id: str) -> str:
@@ -188,3 +151,33 @@ def observe(session: Session, host_id: str) -> Observation | None:
         node_phase=NODE_PHASE_OF.get(agent.phase),
         sections=sections,
     )
+
+
+class AssignmentPort:
+    """`providers.agent_port.HostAssignments` over the database, for a host driver."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        box: SecretBox,
+        clock: Clock,
+        *,
+        announce: Callable[[str], None] = lambda host_id: None,
+    ):
+        self._sessions = sessions
+        self._box = box
+        self._clock = clock
+        self.announce = announce
+
+    def publish(self, host_id: str, desired: DesiredNode | None) -> int:
+        with transaction(self._sessions) as session:
+            generation = publish(session, self._box, host_id, desired, now=self._clock.now())
+        self.announce(host_id)
+        return generation
+
+    def release(self, host_id: str) -> int:
+        return self.publish(host_id, None)
+
+    def observe(self, host_id: str) -> Observation | None:
+        with read_transaction(self._sessions) as session:
+            return observe(session, host_id)

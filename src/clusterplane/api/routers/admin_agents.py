@@ -28,6 +28,7 @@ from clusterplane.db.engine import read_transaction, transaction
 from clusterplane.db.rows import AgentHostRow, HostRow
 from clusterplane.domain import agent_protocol as wire
 from clusterplane.errors import NotFound
+from clusterplane.providers.agent_port import DesiredNode
 from clusterplane.services import agent_hosts, fleet_state, host_assignments, join_tokens
 from clusterplane.services.auth import Caller
 
@@ -126,7 +127,7 @@ def get_agent(host: str, request: Request) -> Response:
 @router.put("/agents/{host}/assignment", openapi_extra=request_body(PublishAssignment))
 def publish_assignment(host: str, request: Request, body: RawBody = Depends(raw_body)) -> Response:
     req = validate(PublishAssignment, body)
-    desired = host_assignments.DesiredNode(
+    desired = DesiredNode(
         cluster_id=req.cluster_id,
         node=req.node,
         users=tuple(req.users),
@@ -143,7 +144,7 @@ def release_host(host: str, request: Request) -> Response:
     return _publish(request, host, None)
 
 
-def _publish(request: Request, host: str, desired: host_assignments.DesiredNode | None) -> Response:
+def _publish(request: Request, host: str, desired: DesiredNode | None) -> Response:
     state = api_state(request)
     with transaction(state.sessions) as session:
         agent, row = _agent(session, host)
