@@ -62,7 +62,9 @@ QUOTA_COLUMNS = ("project_id", "max_gpus", "used_gpus", "remaining_gpus")
 
 def register(commands: Any) -> None:
     """Add `admin` and its subcommands to the root parser's subcommands."""
-    parser = commands.add_parser("admin", help="operator commands (quotas, fleet hosts)")
+    parser = commands.add_parser(
+        "admin", help="operator commands (quotas, fleet hosts, join tokens)"
+    )
     parser.add_argument(
         "--url", default=None, help=f"server (default $CLUSTERPLANE_URL or {DEFAULT_URL})"
     )
