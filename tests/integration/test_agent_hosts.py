@@ -63,9 +63,12 @@ def start_host(server: ServerProcess, tmp_path: Path) -> Iterator[Callable[[], S
         return host, agent
 
     yield start
-    for host, agent in made:
-        agent.stop()
-        host.close()
+    with server.client() as http:
+        for host, agent in made:
+            # Drained: the next test's clusters land on that test's own hosts.
+            assert http.post(f"/admin/v1/fleet/hosts/{host.name}/drain").status_code == 200
+            agent.stop()
+            host.close()
 
 
 ASSIGNMENT = {
@@ -103,7 +106,7 @@ def test_an_agent_converges_and_a_restart_mid_assignment_duplicates_nothing(star
         assert view["report"]["sections"]["mounts"]["ok"] is False
         assert view["report"]["sections"]["users"]["ok"] is True
         host.kernel_xid(gpu=1, code=13)
-        wait_for(lambda: _events(http, host), "the XID reported")
+        wait_for(lambda: [e for e in _events(http, host) if e["kind"] == "xid"], "the XID")
         agent.kill()
         (host.root / "shared-later").rename(shared)
         agent.start()  # no join token: the state dir has the key and the enrollment
@@ -117,7 +120,7 @@ def test_an_agent_converges_and_a_restart_mid_assignment_duplicates_nothing(star
             ),
             "converged after a second restart",
         )
-        assert len(_events(http, host)) == 1  # the XID line was reported once
+        assert [e["kind"] for e in _events(http, host) if e["kind"] != "heartbeat_loss"] == ["xid"]
     assert host.entries("passwd", "alice") == host.entries("group", "alice") == 1
     assert host.entries("shadow", "alice") == 1
     assert host.mounts() == [str(host.root / "home")]
@@ -146,6 +149,10 @@ def test_a_released_host_is_returned_clean(start_host):
     assert host.hostname() == host.name
     data = host.root / "shared" / "volumes" / "vol-1"
     assert data.is_dir()  # the volume's data stays on the shared filesystem
+
+
+def _silences(http: httpx.Client, host: FakeHost) -> list[dict[str, Any]]:
+    return [e for e in _events(http, host) if e["kind"] == "heartbeat_loss"]
 
 
 def _cluster_on(http: httpx.Client, name: str, gpus: int = 8) -> dict[str, Any]:
@@ -182,7 +189,9 @@ def test_a_silent_agent_makes_its_host_unknown_and_nothing_is_terminated(start_h
         assert _host_row(http, host.name)["cluster_id"] == cluster["cluster_id"]
         agent.kill()
         wait_for(lambda: agent_view(http, host.name)["status"] == "unknown", "Unknown", 10)
-        [signal] = [e for e in _events(http, host) if e["kind"] == "heartbeat_loss"]
+        # (On a loaded machine an earlier heartbeat may have come late too: that one is
+        # resolved already.)
+        [signal] = [e for e in _silences(http, host) if e["resolved_at"] is None]
         assert (signal["action"], signal["remediation_id"]) == ("none", None)
         assert "silence alone" in signal["held_reason"]
         health = http.get(f"/admin/v1/clusters/{cluster['cluster_id']}/health").json()
@@ -193,8 +202,7 @@ def test_a_silent_agent_makes_its_host_unknown_and_nothing_is_terminated(start_h
         assert _host_row(http, host.name)["state"] == "allocated"
         agent.start()
         wait_for(lambda: agent_view(http, host.name)["status"] == "ready", "heard again")
-        [signal] = [e for e in _events(http, host) if e["kind"] == "heartbeat_loss"]
-        assert signal["resolved_at"] is not None
+        assert all(e["resolved_at"] is not None for e in _silences(http, host))
 
 
 def test_a_silent_idle_host_is_not_handed_out_until_its_agent_is_back(start_host):
