@@ -7,7 +7,7 @@ clock and `run_controllers=False`, then step the engine with `manager.run_until_
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,13 +19,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from clusterplane import __version__
 from clusterplane.api import errors, inflight, openapi
 from clusterplane.api.deps import request_text_has_no_nul
+from clusterplane.api.long_polls import LongPolls
 from clusterplane.api.read_cache import ReadCache
 from clusterplane.api.routers import (
     admin,
+    admin_agents,
     admin_capacity,
     admin_credentials,
     admin_fleet,
     admin_quotas,
+    agents,
     clusters,
     health,
     probes,
@@ -39,12 +42,25 @@ from clusterplane.api.state import ApiState
 from clusterplane.clock import Clock, SystemClock
 from clusterplane.controllers.base import ControllerContext
 from clusterplane.controllers.manager import ControllerManager
-from clusterplane.db.engine import make_engine, make_session_factory, migrate, transaction
+from clusterplane.db.engine import (
+    make_engine,
+    make_session_factory,
+    migrate,
+    read_transaction,
+    transaction,
+)
 from clusterplane.db.group_commit import GroupCommit
 from clusterplane.db.writes import count_writes
 from clusterplane.providers.base import Provider
 from clusterplane.providers.simulated import SimulatedProvider
-from clusterplane.services import auth, check_runs, cluster_secrets, fleet, fleet_clock
+from clusterplane.services import (
+    auth,
+    check_runs,
+    cluster_secrets,
+    fleet,
+    fleet_clock,
+    host_assignments,
+)
 from clusterplane.services.caller_cache import CallerCache
 from clusterplane.services.sealing import SecretBox
 from clusterplane.settings import Settings
@@ -60,6 +76,8 @@ class Application:
     clock: Clock
     manager: ControllerManager
     issued_admin_key: str | None
+    # What a host driver for agent hosts publishes and observes through (its port).
+    agent_hosts: host_assignments.AssignmentPort
 
 
 def _resume_clock(sessions: sessionmaker[Session], settings: Settings) -> Clock:
@@ -99,6 +117,14 @@ def _prepare_database(
         report.retired,
     )
     return issued.secret if issued is not None else None
+
+
+def _generations_reader(sessions: sessionmaker[Session]) -> Callable[[list[str]], dict[str, int]]:
+    def read(host_ids: list[str]) -> dict[str, int]:
+        with read_transaction(sessions) as session:
+            return host_assignments.generations(session, host_ids)
+
+    return read
 
 
 def build(
@@ -166,9 +192,17 @@ def build(
         health_reports=GroupCommit(
             sessions, health.report_writer(settings, clock), name="health-reports"
         ),
+        agent_health=GroupCommit(
+            sessions, agents.report_writer(settings, clock), name="agent-health"
+        ),
         writes=count_writes(sessions),
         reads=ReadCache(settings.server.read_cache_seconds),
         inflight=inflight.InFlight(settings.server.max_inflight_per_key),
+        long_polls=LongPolls(
+            limit=settings.agents.max_long_polls,
+            recheck_seconds=settings.agents.long_poll_recheck_seconds,
+            read_generations=_generations_reader(sessions),
+        ),
     )
     errors.install(api)
     openapi.install(api)
@@ -191,7 +225,10 @@ def build(
     api.include_router(health.router, responses=openapi.ERROR_RESPONSES)
     api.include_router(probes.router)
     api.add_middleware(inflight.ReleaseSlots)
+    api.include_router(admin_agents.router, responses=openapi.ERROR_RESPONSES)
+    api.include_router(agents.router, responses=openapi.ERROR_RESPONSES)
 
+    state: ApiState = api.state.cp
     return Application(
         api=api,
         engine=engine,
@@ -199,4 +236,7 @@ def build(
         clock=clock,
         manager=manager,
         issued_admin_key=issued,
+        agent_hosts=host_assignments.AssignmentPort(
+            sessions, state.secrets, clock, announce=state.long_polls.announce
+        ),
     )

@@ -142,6 +142,30 @@ class PlacementSettings:
 
 
 @dataclass(frozen=True)
+class AgentSettings:
+    """Node agents: enrollment, signed requests, long-polls and silence (wall seconds).
+
+    Agents run on wall time whatever the fleet clock's scale, so every duration here is
+    wall seconds.
+    """
+
+    # An agent silent this long makes its host Unknown (a health signal, never a repair).
+    silence_grace_seconds: float = 30.0
+    # How long a long-poll for a newer assignment waits before answering "no change".
+    long_poll_seconds: float = 25.0
+    # How often a waiting long-poll looks at the database again (other replicas' writes).
+    long_poll_recheck_seconds: float = 1.0
+    # At most this many agents wait at once per server process; more are told to retry.
+    max_long_polls: int = 2000
+    # A signed request's timestamp may be this far from the server's clock.
+    clock_skew_seconds: float = 120.0
+    join_token_default_ttl_seconds: float = 1800.0
+    join_token_max_ttl_seconds: float = 7 * 86400.0
+    # Operator bound on join tokens not yet used, revoked or expired.
+    max_open_join_tokens: int = 1000
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str = field(default_factory=default_database_url)
     fleet_file: Path | None = None  # None: the built-in fleet
@@ -154,6 +178,7 @@ class Settings:
     credentials: CredentialSettings = field(default_factory=CredentialSettings)
     placement: PlacementSettings = field(default_factory=PlacementSettings)
     health: HealthSettings = field(default_factory=HealthSettings)
+    agents: AgentSettings = field(default_factory=AgentSettings)
     run_controllers: bool = True
     replay_window_seconds: float = 600.0
 

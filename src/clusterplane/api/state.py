@@ -9,11 +9,13 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from clusterplane.api.inflight import InFlight
+from clusterplane.api.long_polls import LongPolls
 from clusterplane.api.read_cache import ReadCache
 from clusterplane.api.single_flight import SingleFlight
 from clusterplane.clock import Clock, SystemClock
 from clusterplane.db.group_commit import GroupCommit
 from clusterplane.db.writes import WriteCounter
+from clusterplane.services.agent_health import AgentReport
 from clusterplane.services.auth import Caller
 from clusterplane.services.caller_cache import CallerCache
 from clusterplane.services.health_reports import Report
@@ -29,6 +31,7 @@ class ApiState:
     nudge: Callable[[], None]
     secrets: SecretBox
     health_reports: GroupCommit[Report, dict[str, Any]]
+    agent_health: GroupCommit[AgentReport, dict[str, Any]]
     # Real time, for what clients check against their own clocks (certificates, key
     # expiry); `clock` is fleet time, which may run faster.
     wall_clock: Clock = field(default_factory=SystemClock)
@@ -37,3 +40,6 @@ class ApiState:
     writes: WriteCounter = field(default_factory=WriteCounter)
     reads: ReadCache = field(default_factory=lambda: ReadCache(0))
     inflight: InFlight = field(default_factory=lambda: InFlight(0))
+    long_polls: LongPolls = field(
+        default_factory=lambda: LongPolls(limit=2000, recheck_seconds=1.0)
+    )

@@ -12,6 +12,10 @@
     clusterplane admin keys list [--user-id U] [--project-id P]   (never secrets or hashes)
     clusterplane admin keys create USER_ID PROJECT_ID [--name N] [--expires-in SECONDS]
     clusterplane admin keys revoke KEY_ID
+    clusterplane admin join-tokens create --region R [--fabric F --block B --rack R]
+                                          [--ttl 30m]   (the token is the last line)
+    clusterplane admin join-tokens list
+    clusterplane admin join-tokens revoke TOKEN_ID
 
 The server is `--url` or CLUSTERPLANE_URL (default http://127.0.0.1:8080); the key is
 `--api-key` or CLUSTERPLANE_ADMIN_API_KEY. An API error prints its message and exits 1.
@@ -29,7 +33,19 @@ import httpx
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 HOST_ACTIONS = ("drain", "undrain", "offline", "online")
-HOST_COLUMNS = ("name", "region", "fabric", "block", "rack", "state", "draining", "cluster_id")
+HOST_COLUMNS = (
+    "name",
+    "region",
+    "fabric",
+    "block",
+    "rack",
+    "state",
+    "draining",
+    "cluster_id",
+    "driver",
+)
+TOKEN_COLUMNS = ("id", "region", "fabric", "block", "rack", "state", "expires_at", "host_id")
+TTL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 KEY_COLUMNS = ("id", "name", "user_id", "project_id", "is_admin", "status", "expires_at")
 QUOTA_COLUMNS = (
     "project_id",
@@ -47,6 +63,19 @@ UNSET = object()  # a limit left off the command line: the server keeps it
 DEFAULTED = {"max_preemptible_gpus": "default", "max_storage_tib": "default"}
 
 
+def parse_ttl(text: str) -> float:
+    """`90s`, `30m`, `12h`, `7d` or plain seconds."""
+    unit = TTL_UNITS.get(text[-1:].lower()) if text else None
+    number = text[:-1] if unit else text
+    try:
+        value = float(number) * (unit or 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 30m)") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return value
+
+
 def _limit(text: str) -> int | None:
     """A limit on the command line: a whole number, or "none" to clear it."""
     if text.lower() == "none":
@@ -59,7 +88,9 @@ def _limit(text: str) -> int | None:
 
 def register(commands: Any) -> None:
     """Add `admin` and its subcommands to the root parser's subcommands."""
-    parser = commands.add_parser("admin", help="operator commands (quotas, hosts, API keys)")
+    parser = commands.add_parser(
+        "admin", help="operator commands (quotas, hosts, API keys, join tokens)"
+    )
     parser.add_argument(
         "--url", default=None, help=f"server (default $CLUSTERPLANE_URL or {DEFAULT_URL})"
     )
@@ -94,6 +125,7 @@ def register(commands: Any) -> None:
     for action in HOST_ACTIONS:
         h.add_parser(action, help=f"{action} a host (by id or name)").add_argument("host")
     _register_keys(areas)
+    _register_join_tokens(areas)
 
 
 def _register_keys(areas: Any) -> None:
@@ -110,6 +142,18 @@ def _register_keys(areas: Any) -> None:
         "--expires-in", type=int, default=None, metavar="SECONDS", help="default: never"
     )
     k.add_parser("revoke", help="stop a key working").add_argument("key_id")
+
+
+def _register_join_tokens(areas: Any) -> None:
+    tokens = areas.add_parser("join-tokens", help="one-time tokens for node agents to enroll")
+    t = tokens.add_subparsers(dest="action", required=True)
+    create = t.add_parser("create", help="issue a token; it is the last line printed")
+    create.add_argument("--region", required=True)
+    for option in ("fabric", "block", "rack"):
+        create.add_argument(f"--{option}", default=None)
+    create.add_argument("--ttl", type=parse_ttl, default=None, help="e.g. 30m (the default)")
+    t.add_parser("list", help="every token, never its secret")
+    t.add_parser("revoke", help="revoke a token").add_argument("token_id")
 
 
 def _request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any], dict[str, Any] | None]:
@@ -129,6 +173,19 @@ def _request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any], dict[s
         return ("GET" if args.action == "get" else "DELETE"), path, {}, None
     if args.area == "keys":
         return _key_request(args)
+    if args.area == "join-tokens":
+        if args.action == "create":
+            body = {
+                k: getattr(args, k)
+                for k in ("region", "fabric", "block", "rack")
+                if getattr(args, k) is not None
+            }
+            if args.ttl is not None:
+                body["ttl_seconds"] = args.ttl
+            return "POST", "/admin/v1/join-tokens", {}, body
+        if args.action == "list":
+            return "GET", "/admin/v1/join-tokens", {}, None
+        return "DELETE", f"/admin/v1/join-tokens/{args.token_id}", {}, None
     if args.action == "list":
         query = {
             name: getattr(args, name.replace("-", "_"))
@@ -187,6 +244,13 @@ def _render(args: argparse.Namespace, answer: dict[str, Any]) -> str:
         return _table(answer["api_keys"], KEY_COLUMNS)
     if "api_key" in answer:  # a created key: the secret, shown once
         return f"{answer['id']}  {answer['api_key']}  expires: {answer['expires_at'] or 'never'}"
+    if "join_tokens" in answer:
+        return _table(answer["join_tokens"], TOKEN_COLUMNS)
+    if args.area == "join-tokens":
+        table = _table([answer], TOKEN_COLUMNS)
+        if "token" in answer:  # shown once: the last line, for scripts to take
+            return f"{table}\n\nJoin token (shown once):\n{answer['token']}"
+        return table
     columns = {"quotas": QUOTA_COLUMNS, "keys": KEY_COLUMNS}.get(args.area, HOST_COLUMNS)
     return _table([answer], columns)
 

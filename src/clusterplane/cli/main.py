@@ -3,6 +3,7 @@
     clusterplane serve [--host H] [--port P] [--database-url URL] [--fleet FILE]
                        [--time-scale FACTOR] [--seed N] [--allow-cross-fabric]
                        [--send-timeout SECONDS] [--max-inflight-per-key N]
+                       [--agent-silence-seconds S] [--agent-long-poll-seconds S]
     clusterplane admin ...   (operator commands over the admin API: see cli/admin.py)
 
 The bootstrap admin key comes from CLUSTERPLANE_ADMIN_API_KEY when set (registered on
@@ -13,6 +14,8 @@ created (mode 0600, folder 0700) on first start. A database sealed with a key th
 lacks stops the start (exit 2) with what to do.
 
     clusterplane ssh CLUSTER [NODE] [-- COMMAND...]  see clusterplane/cli/ssh.py
+    clusterplane agent --server URL [--join-token TOKEN] --state-dir DIR [--config FILE]
+                       the node agent of a host (see clusterplane/agent/)
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from clusterplane.cli import admin, capacity, ssh
 from clusterplane.errors import ClusterplaneError
 from clusterplane.settings import (
     DEFAULT_STATE_DIR,
+    AgentSettings,
     CredentialSettings,
     PlacementSettings,
     ServerSettings,
@@ -80,10 +84,27 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="let a cluster span fabrics when no single fabric fits (all regions)",
     )
+    serve.add_argument(
+        "--agent-silence-seconds",
+        type=_positive,
+        default=AgentSettings.silence_grace_seconds,
+        help="wall seconds without word from a node agent before its host is Unknown",
+    )
+    serve.add_argument(
+        "--agent-long-poll-seconds",
+        type=_positive,
+        default=AgentSettings.long_poll_seconds,
+        help="how long an agent's poll for a newer assignment waits",
+    )
     commands.add_parser("generate-key", help="print a fresh API key in the accepted format")
     capacity.add_commands(commands)
     ssh.add_parser(commands)
     admin.register(commands)
+    agent = commands.add_parser("agent", help="run the node agent of this host")
+    agent.add_argument("--server", required=True, help="the control plane's URL")
+    agent.add_argument("--join-token", default=None, help="needed on the first start only")
+    agent.add_argument("--state-dir", type=Path, default=Path("/var/lib/clusterplane-agent"))
+    agent.add_argument("--config", type=Path, default=None, help="agent config (TOML)")
     return root
 
 
@@ -122,6 +143,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
         ),
         simulation=SimulationSettings(time_scale=args.time_scale, seed=args.seed),
         placement=PlacementSettings(allow_cross_fabric=args.allow_cross_fabric),
+        agents=AgentSettings(
+            silence_grace_seconds=args.agent_silence_seconds,
+            long_poll_seconds=args.agent_long_poll_seconds,
+        ),
     )
 
 
@@ -199,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
         return ssh.run(args)
     if args.command == "admin":
         return admin.run(args)
+    if args.command == "agent":
+        from clusterplane.agent import daemon
+
+        return daemon.main(args.server, args.join_token, args.state_dir, args.config)
     from clusterplane.services.auth import generate_key_text
 
     print(generate_key_text())

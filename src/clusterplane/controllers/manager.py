@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 
+from clusterplane.controllers.agents import AgentSilenceScan
 from clusterplane.controllers.base import Controller, ControllerContext, run_pass
 from clusterplane.controllers.clusters import ClusterController
 from clusterplane.controllers.health import (
@@ -39,6 +40,7 @@ class ControllerManager:
             RemediationController(ctx),
             ClusterController(ctx),
         ]
+        self.agent_silence = AgentSilenceScan(ctx)
         self._nudge = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -53,6 +55,7 @@ class ControllerManager:
             worked += done
             if done == 0:
                 break
+        worked += self.agent_silence.scan()
         rest = [c for c in self.controllers if c not in self.signals]
         return worked + sum(run_pass(controller, self.ctx) for controller in rest)
 

@@ -477,3 +477,75 @@ class ServerStateRow(Base):
     __tablename__ = "server_state"
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class JoinTokenRow(Base):
+    """A one-time join token: only an HMAC of its secret (keyed by its own salt) is kept."""
+
+    __tablename__ = "join_tokens"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    salt: Mapped[str] = mapped_column(String(64))
+    secret_hmac: Mapped[str] = mapped_column(String(64))
+    region: Mapped[str] = mapped_column(String(64))
+    fabric: Mapped[str | None] = mapped_column(String(64))
+    block: Mapped[str | None] = mapped_column(String(64))
+    rack: Mapped[str | None] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    # The host that enrolled with it: a token serves that one host only.
+    used_at: Mapped[datetime | None]
+    host_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class AgentHostRow(Base):
+    """A host managed by a node agent: its key, what it reported, whether it is heard."""
+
+    __tablename__ = "agent_hosts"
+    __table_args__ = (Index("ix_agent_hosts_silence", "status", "last_seen_at"),)
+    host_id: Mapped[str] = mapped_column(ForeignKey("hosts.id"), primary_key=True)
+    public_key: Mapped[str] = mapped_column(String(64), unique=True)
+    join_token_id: Mapped[str] = mapped_column(String(64))
+    enrolled_at: Mapped[datetime]
+    inventory: Mapped[dict[str, Any]]
+    # "ready" while heard from; "unknown" once silent past the grace period.
+    status: Mapped[str] = mapped_column(String(16))
+    # Wall time of the last authenticated call (agents live on wall time, not fleet time).
+    last_seen_at: Mapped[datetime]
+    generation_applied: Mapped[int] = mapped_column(Integer, default=-1)
+    phase: Mapped[str] = mapped_column(String(16), default="idle")
+    report: Mapped[dict[str, Any] | None]
+    # The host was taken out of placement because its agent went silent while idle.
+    held_out: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class AgentNonceRow(Base):
+    """Nonces of signed agent requests still inside the clock-skew window (replays fail)."""
+
+    __tablename__ = "agent_nonces"
+    host_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class HostAssignmentRow(Base):
+    """A host's desired state for its agent, generation-numbered; secrets sealed at rest."""
+
+    __tablename__ = "host_assignments"
+    host_id: Mapped[str] = mapped_column(ForeignKey("hosts.id"), primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer)
+    cluster_id: Mapped[str | None] = mapped_column(String(64))
+    spec: Mapped[dict[str, Any]]
+    sealed_secrets: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[datetime]
+
+
+class AgentHealthKeyRow(Base):
+    """Which agent signals were ingested (by the agent's own key): each one becomes one event."""
+
+    __tablename__ = "agent_health_keys"
+    host_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]

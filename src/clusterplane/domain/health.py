@@ -147,3 +147,10 @@ def escalate(wanted: RemediationMode, failed: RemediationMode | None) -> Remedia
 
 def strongest(actions: list[Action]) -> Action:
     return max(actions, key=ACTION_STRENGTH.__getitem__, default=Action.NONE)
+
+
+# A node agent gone silent. Silence alone never excludes or repairs anything (a flaky link
+# must not cost users their jobs): the host is Unknown and the signal is recorded, and a
+# repair waits for a second signal, the cluster flavour's own view of the node.
+SILENT_AGENT = Verdict("NodeHeartbeatLost", W, A.NONE, "Node agent silent")
+SILENCE_HOLD = "silence alone repairs nothing: waiting for the cluster flavour's view of the node"

@@ -4,6 +4,8 @@ A fleet file is the operator's description of regions, fabrics, racks and hosts.
 idempotent and safe with clusters running: new hosts become available, changed hosts get
 their new facts, hosts gone from the file are taken out of service (offline) unless they
 are serving a cluster, in which case they stay allocated and are never handed out again.
+Hosts that joined by node-agent enrollment (`services.agent_hosts`) are not the file's to
+retire: syncing leaves them alone.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import yaml
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from clusterplane.db.rows import HostRow, RegionRow
+from clusterplane.db.rows import AgentHostRow, HostRow, RegionRow
 from clusterplane.domain.enums import HostState
 from clusterplane.domain.fleet import Fleet, HostSpec, parse_fleet
 from clusterplane.errors import InvalidRequest
@@ -128,6 +130,8 @@ def sync_fleet(
                 HostRow.cluster_id,
                 *columns,
             )
+            # Hosts that joined by enrollment are the agents', not the fleet file's.
+            .where(HostRow.id.not_in(select(AgentHostRow.host_id)))
         ).all()
     }
     new_rows: list[dict[str, object]] = []

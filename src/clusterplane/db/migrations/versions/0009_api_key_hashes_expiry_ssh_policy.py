@@ -10,7 +10,7 @@ first time it sees the key (until then, the old hash prefix: see services/auth.p
 operator's SSH certificate policy (NULL: the safe defaults).
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0008
 Create Date: 2026-12-03
 """
 
@@ -27,7 +27,7 @@ from alembic import op
 import clusterplane.db.types
 
 revision = '0009'
-down_revision = '0006'
+down_revision = '0008'
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,65 @@
+"""The agent's configuration file (TOML), and what it defaults to.
+
+Example: `packaging/agent.toml`. Every key is optional; a host without an NVIDIA driver
+declares its GPUs here (model, count, device paths), a host with one is read through NVML.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GpuConfig(_Section):
+    # "auto": NVML when a driver answers, else what follows; "nvml" or "config" forces one.
+    source: str = Field(default="auto", pattern=r"^(auto|nvml|config)$")
+    model: str = ""
+    gpu_type: str | None = None  # the fleet's GPU type; derived from the model when unset
+    count: int = Field(default=0, ge=0, le=64)
+    devices: list[str] = Field(default_factory=list)  # e.g. /dev/nvidia0 ... (checked to exist)
+    # PCI addresses in device order ("0000:3b:00.0"), so kernel-log XIDs name their GPU.
+    pci_bus_ids: list[str] = Field(default_factory=list)
+    memory_mib: int | None = None
+
+
+class HealthConfig(_Section):
+    kernel_log: str = "/dev/kmsg"  # a character device (kmsg records) or a plain file
+    # Where XIDs come from: the kernel log, or NVML's XID events (never both: one report).
+    xid_source: str = Field(default="kmsg", pattern=r"^(kmsg|nvml)$")
+    poll_seconds: float = Field(default=2.0, gt=0)
+
+
+class NodeConfig(_Section):
+    # Paths below are inside `root` (tests point it at a temporary directory).
+    root: str = "/"
+    # The operator's shared filesystem, mounted on every host (NFS, Lustre, Weka...).
+    shared_fs: str = "/mnt/clusterplane-shared"
+    set_kernel_hostname: bool = True
+    sshd_reload: list[str] = Field(default_factory=lambda: ["systemctl", "reload", "ssh"])
+
+
+class AgentConfig(_Section):
+    labels: dict[str, str] = Field(default_factory=dict)  # fabric, block, rack fallbacks
+    hostname: str | None = None  # default: the machine's host name
+    ip_address: str = ""
+    heartbeat_seconds: float = Field(default=5.0, gt=0)
+    gpu: GpuConfig = Field(default_factory=GpuConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
+    node: NodeConfig = Field(default_factory=NodeConfig)
+    # Overrides for hosts whose /proc does not say the truth (test hosts in namespaces).
+    num_cpu_cores: int | None = None
+    memory_gib: float | None = None
+    infiniband_sysfs: str = "/sys/class/infiniband"
+
+
+def load(path: Path | None) -> AgentConfig:
+    if path is None:
+        return AgentConfig()
+    with path.open("rb") as handle:
+        return AgentConfig.model_validate(tomllib.load(handle))
