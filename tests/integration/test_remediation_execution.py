@@ -95,7 +95,9 @@ def test_recreating_a_vm_puts_a_new_instance_on_the_same_host(engine: Engine):
     assert [e["reason"] for e in after["node_lifecycle_events"]] == ["TogetherNodeAdded"]
 
 
-def test_moving_to_a_new_host_stays_in_the_fabric_and_quarantines_the_old_host(engine: Engine):
+def test_a_requested_move_stays_in_the_fabric_and_gives_the_unsuspected_host_back(
+    engine: Engine,
+):
     cluster = ready_cluster(engine)
     old = cluster["gpu_worker_nodes"][0]
     fabric = hosts(engine)[old["host_name"]]["fabric"]
@@ -106,17 +108,39 @@ def test_moving_to_a_new_host_stays_in_the_fabric_and_quarantines_the_old_host(e
     assert old["host_name"] not in names and len(names) == 2
     fleet = hosts(engine)
     assert all(fleet[name]["fabric"] == fabric for name in names)
-    assert fleet[old["host_name"]]["state"] == "quarantined"
+    assert fleet[old["host_name"]]["state"] == "available", "no evidence: not quarantined"
     assert fleet[old["host_name"]]["cluster_id"] is None
 
 
-def test_evicting_a_node_shrinks_the_cluster_and_quarantines_its_host(engine: Engine):
+def test_evicting_a_node_shrinks_the_cluster_and_gives_the_unsuspected_host_back(
+    engine: Engine,
+):
     cluster = ready_cluster(engine, num_gpus=24)
     old = cluster["gpu_worker_nodes"][2]
     rid = remediate(engine, cluster, "REMEDIATION_MODE_EVICT_WITHOUT_REPLACEMENT", index=2)
     assert states_seen(engine, cluster["cluster_id"], rid)[-1] == "SUCCEEDED"
     after = get(engine, cluster["cluster_id"])
     assert after["num_gpus"] == 16 and len(after["gpu_worker_nodes"]) == 2
+    assert hosts(engine)[old["host_name"]]["state"] == "available"
+
+
+def test_evicting_a_node_with_an_open_health_signal_quarantines_its_host(engine: Engine):
+    cluster = ready_cluster(engine, num_gpus=24)
+    old = cluster["gpu_worker_nodes"][2]
+    signal = engine.client.post(
+        "/admin/v1/health/events",
+        json={"host_name": old["host_name"], "kind": "thermal"},
+        headers=engine.headers(),
+    ).json()
+    base = f"/v1/compute/clusters/{cluster['cluster_id']}/instances/-/remediations"
+    approved = engine.client.post(
+        f"{base}/{signal['remediation_id']}/approve",
+        json={"mode": "REMEDIATION_MODE_EVICT_WITHOUT_REPLACEMENT"},
+        headers=engine.headers(),
+    )
+    assert approved.status_code == 200, approved.text
+    assert states_seen(engine, cluster["cluster_id"], signal["remediation_id"])[-1] == "SUCCEEDED"
+    assert get(engine, cluster["cluster_id"])["num_gpus"] == 16
     assert hosts(engine)[old["host_name"]]["state"] == "quarantined"
 
 
