@@ -1,7 +1,8 @@
 """Two server replicas on one database under a health-report storm, both group-committing.
 
-Node agents report to either replica at once: XIDs on every worker of two clusters and on
-idle hosts, in a different order on each replica, from many connections. Every report is
+Node agents report to either replica at once: XIDs on every worker of four clusters and on
+idle hosts, from many connections; each replica gets the same first round (so both decide
+about the same nodes at the same moment), then the rest in its own order. Every report is
 answered 200 with its own event and stored exactly once (a deadlock or a serialization
 failure between the replicas' batches is retried, never answered 5xx), and however the
 two replicas' batches interleave, no node ends up with two open remediations.
@@ -27,24 +28,27 @@ ROUNDS = 6  # reports per host per replica
 CONNECTIONS = 12  # concurrent connections per replica
 
 
-def _ready_cluster(http: httpx.Client, name: str, gpus: int) -> dict[str, Any]:
-    body = {
-        "cluster_name": name,
-        "num_gpus": gpus,
-        "billing_type": "ON_DEMAND",
-        "gpu_type": "H100_SXM",
-        "region": "test-1",
-        "nvidia_version_id": "cu128-drv570-ubuntu2204",
-    }
-    created = http.post(CLUSTERS, json=body)
-    assert created.status_code == 200, created.text
-    deadline = time.monotonic() + 60
+def _ready_clusters(http: httpx.Client, count: int, gpus: int) -> list[dict[str, Any]]:
+    ids = []
+    for number in range(count):
+        body = {
+            "cluster_name": f"storm-{number}",
+            "num_gpus": gpus,
+            "billing_type": "ON_DEMAND",
+            "gpu_type": "H100_SXM",
+            "region": "test-1",
+            "nvidia_version_id": "cu128-drv570-ubuntu2204",
+        }
+        created = http.post(CLUSTERS, json=body)
+        assert created.status_code == 200, created.text
+        ids.append(created.json()["cluster_id"])
+    deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
-        cluster: dict[str, Any] = http.get(f"{CLUSTERS}/{created.json()['cluster_id']}").json()
-        if cluster["status"] == "Ready":
-            return cluster
+        clusters: list[dict[str, Any]] = [http.get(f"{CLUSTERS}/{cid}").json() for cid in ids]
+        if all(c["status"] == "Ready" for c in clusters):
+            return clusters
         time.sleep(0.2)
-    raise AssertionError(f"cluster {name} was not Ready in 60 s")
+    raise AssertionError("the clusters were not Ready in 90 s")
 
 
 def _storm(replica: ServerProcess, reports: list[dict[str, Any]]) -> list[httpx.Response]:
@@ -61,12 +65,14 @@ def _storm(replica: ServerProcess, reports: list[dict[str, Any]]) -> list[httpx.
 
 def _reports(hosts: list[str], tag: str, seed: int) -> list[dict[str, Any]]:
     rng = random.Random(seed)
-    reports = [
-        {"host_name": host, "kind": "xid", "xid_code": rng.choice([79, 48, 13]), "message": ""}
-        for _ in range(ROUNDS)
+    reports = [{"host_name": host, "kind": "xid", "xid_code": 79} for host in hosts]
+    later = [
+        {"host_name": host, "kind": "xid", "xid_code": rng.choice([79, 48, 13])}
+        for _ in range(ROUNDS - 1)
         for host in hosts
     ]
-    rng.shuffle(reports)
+    rng.shuffle(later)
+    reports += later
     for number, report in enumerate(reports):
         report["message"] = f"{tag}-{number}"
     return reports
@@ -78,18 +84,20 @@ def test_two_replicas_under_a_report_storm_store_every_report_once_and_answer_ea
     database = fresh_database_url(tmp_path)
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    first = ServerProcess(tmp_path / "a", fleet=SMALL_FLEET, database_url=database)
-    second = ServerProcess(tmp_path / "b", fleet=SMALL_FLEET, database_url=database)
+    first = ServerProcess(tmp_path / "a", fleet=SMALL_FLEET, database_url=database, time_scale=3600)
+    second = ServerProcess(
+        tmp_path / "b", fleet=SMALL_FLEET, database_url=database, time_scale=3600
+    )
     second.api_key = first.api_key
     with first, second:
         with first.client() as http:
-            clusters = [_ready_cluster(http, "storm-a", 32), _ready_cluster(http, "storm-b", 24)]
+            clusters = _ready_clusters(http, 4, 24)
             fleet = http.get("/admin/v1/fleet/hosts").json()["hosts"]
         workers = [w["host_name"] for c in clusters for w in c["gpu_worker_nodes"]]
-        idle = [h["name"] for h in fleet if h["region"] == "test-1" and not h["cluster_id"]]
-        hosts = sorted(workers + idle)
+        idle = [h["name"] for h in fleet if not h["cluster_id"]]
+        hosts = workers + idle
         to_first = _reports(hosts, "a", seed=1)
-        to_second = _reports(list(reversed(hosts)), "b", seed=2)
+        to_second = _reports(hosts, "b", seed=2)
         with_second: list[list[httpx.Response]] = []
 
         async def both() -> list[httpx.Response]:
