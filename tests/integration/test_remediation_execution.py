@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from clusterplane.db.engine import transaction
+from clusterplane.db.rows import RemediationRow
 from tests.integration.test_lifecycle import create, get
 from tests.support.engine import Engine
 
@@ -233,3 +235,37 @@ def test_a_repair_starts_when_the_grace_period_ends(engine: Engine):
     assert remediation(engine, cluster["cluster_id"], rid)["state"] == "PENDING"
     engine.advance(2 * 60, step=60)
     assert remediation(engine, cluster["cluster_id"], rid)["state"] != "PENDING"
+
+
+def test_a_proposal_for_a_node_that_a_scale_down_removed_is_cancelled(engine: Engine):
+    cluster = ready_cluster(engine, num_gpus=24)
+    victim = max(cluster["gpu_worker_nodes"], key=lambda w: w["node_id"])  # the newest goes
+    signal = engine.client.post(
+        "/admin/v1/health/events",
+        json={"host_name": victim["host_name"], "kind": "thermal"},
+        headers=engine.headers(),
+    ).json()
+    proposal = signal["remediation_id"]
+    assert remediation(engine, cluster["cluster_id"], proposal)["state"] == "PENDING_APPROVAL"
+    scaled = engine.client.put(
+        f"/v1/compute/clusters/{cluster['cluster_id']}",
+        json={"num_gpus": 16},
+        headers=engine.headers(),
+    )
+    assert scaled.status_code == 200, scaled.text
+    engine.advance(1800, step=30)
+    after = get(engine, cluster["cluster_id"])
+    assert victim["instance_id"] in {d["instance_id"] for d in after["deleted_gpu_worker_nodes"]}
+    closed = remediation(engine, cluster["cluster_id"], proposal)
+    assert closed["state"] == "CANCELLED", "nothing is left open for a node that is gone"
+    assert closed["end_time"]
+
+
+def test_deleting_a_cluster_closes_the_proposals_waiting_for_review(engine: Engine):
+    cluster = ready_cluster(engine, num_gpus=24)
+    proposed = recommend(engine, cluster, "REMEDIATION_MODE_REBOOT_VM")
+    engine.client.delete(f"/v1/compute/clusters/{cluster['cluster_id']}", headers=engine.headers())
+    engine.advance(1800, step=30)
+    with transaction(engine.app.sessions) as session:
+        row = session.get(RemediationRow, proposed["id"])
+        assert row is not None and row.state == "CANCELLED" and row.end_time is not None

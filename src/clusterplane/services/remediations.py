@@ -9,6 +9,8 @@ else is a 400 (failed precondition). Lists page by an opaque keyset token over
 A node has at most one open (not terminal) remediation: a second request is a 409 naming
 the open one (health signals link to it instead, `services.health`). A partial unique
 index (`OPEN_PER_NODE`) holds it against concurrent writers on other replicas too.
+Nothing stays open with nothing to repair (`close_left_behind`): a removed node's waiting
+remediations, and every one of a deleted cluster, are cancelled in the same transaction.
 """
 
 from __future__ import annotations
@@ -325,6 +327,34 @@ def cancel(
         at=now,
     )
     return row
+
+
+def close_left_behind(
+    session: Session, *, cluster_id: str, node_row_id: str | None, why: str, now: datetime
+) -> None:
+    """Cancel what a removal leaves with nothing to repair: the waiting (proposed or in
+    their grace period) remediations of the removed node `node_row_id`, or, when it is
+    None, every open remediation of the deleted cluster."""
+    query = select(RemediationRow).where(
+        RemediationRow.cluster_id == cluster_id, RemediationRow.state.not_in(TERMINAL)
+    )
+    if node_row_id is not None:
+        query = query.where(
+            RemediationRow.node_row_id == node_row_id,
+            RemediationRow.state.in_([S.PENDING_APPROVAL, S.PENDING]),
+        )
+    for row in session.scalars(query):
+        row.state = S.CANCELLED
+        row.end_time = row.update_time = now
+        row.next_reconcile_at = None
+        record_event(
+            session,
+            object_type="remediation",
+            object_id=row.id,
+            kind="cancelled",
+            message=why,
+            at=now,
+        )
 
 
 HEALTH_CHECKER = "clusterplane health checker"
