@@ -115,6 +115,21 @@ def test_a_second_repair_of_a_node_is_a_409_naming_the_open_one_until_it_ends(en
     assert states == {first: "CANCELLED", other_node: "PENDING", again: "PENDING"}
 
 
+def test_an_sdk_retry_of_a_repair_request_gets_the_repair_it_made_not_a_409(engine: Engine):
+    _, key = new_tenant(engine, "alpha")
+    cluster = ready_cluster(engine, key, 16)
+    instance = cluster["gpu_worker_nodes"][0]["instance_id"]
+    path = f"{CLUSTERS}/{cluster['cluster_id']}/instances/{instance}/remediations"
+    body = {"mode": "REMEDIATION_MODE_REBOOT_VM"}
+    first = engine.client.post(path, json=body, headers=engine.headers(key))
+    retried = engine.client.post(
+        path, json=body, headers={**engine.headers(key), "x-stainless-retry-count": "1"}
+    )
+    assert first.status_code == 200 and retried.status_code == 200, retried.text
+    assert retried.json()["id"] == first.json()["id"]
+    assert list(remediations(engine, key, cluster)) == [first.json()["id"]]
+
+
 def test_concurrent_requests_for_one_node_open_exactly_one_repair(engine: Engine):
     _, key = new_tenant(engine, "alpha")
     cluster = ready_cluster(engine, key, 16)
