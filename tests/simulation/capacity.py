@@ -55,10 +55,12 @@ def book(world: World, number: int) -> None:
 
 def pool(world: World, number: int) -> None:
     """The operator sets free hosts aside for the project; a cluster then draws from them."""
-    hosts = world.call("GET", "/admin/v1/fleet/hosts").json()["hosts"]
+    listed = world.call("GET", "/admin/v1/fleet/hosts", params={"region": "test-1"})
+    if listed.status_code != 200:  # an injected failure
+        return
     free = sorted(
         h["name"]
-        for h in hosts
+        for h in listed.json()["hosts"]
         if h["region"] == "test-1"
         and h["state"] == "available"
         and not h["cluster_id"]
