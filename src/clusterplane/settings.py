@@ -68,6 +68,10 @@ class HealthSettings:
     max_unhealthy_share: float = 0.4
     # At most this share of the fleet's hosts is being repaired (cordoned onwards) at once.
     max_fleet_remediation_share: float = 0.1
+    # At most this many of one project's nodes are being repaired at once (and never the
+    # whole fleet cap, when it has room for more than one): a tenant's own repairs wait
+    # for each other, not other tenants' repairs.
+    max_project_repairs: int = 4
     # No new automatic repair of a node this long after its last one ended (spec §2.8).
     cooldown_seconds: float = 1800.0
     # A repair that ended this long ago no longer makes the next one stronger.

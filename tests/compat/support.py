@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -117,3 +118,29 @@ def fleet_hosts(server: ServerProcess) -> list[dict[str, Any]]:
         response.raise_for_status()
         hosts: list[dict[str, Any]] = response.json()["hosts"]
     return hosts
+
+
+OPEN_REMEDIATION_STATES = ["PENDING_APPROVAL", "PENDING", "QUARANTINING", "QUARANTINED", "RUNNING"]
+
+
+def repair_anew(
+    client: together.Together, cluster_id: str, instance_id: str, mode: str, **extra: Any
+) -> Any:
+    """A new remediation of the instance once whatever was open on it has ended (a node has
+    one open remediation at a time): a waiting one is cancelled, a started one waited out."""
+    api = client.clusters.remediations
+
+    def still_open() -> list[Any]:
+        page = api.list(
+            instance_id,
+            cluster_id=cluster_id,
+            page_size=100,
+            state=OPEN_REMEDIATION_STATES,  # type: ignore[arg-type]
+        )
+        return list(page.remediations)
+
+    for remediation in still_open():
+        with contextlib.suppress(together.BadRequestError):  # started: wait for its end
+            api.cancel(remediation.id, cluster_id=cluster_id, instance_id=instance_id)
+    wait_until(lambda: not still_open(), what=f"the open remediation of {instance_id} to end")
+    return api.create(instance_id, cluster_id=cluster_id, mode=mode, **extra)  # type: ignore[arg-type]

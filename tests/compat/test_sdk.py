@@ -29,6 +29,7 @@ from tests.compat.support import (
     create_tenant,
     fleet_hosts,
     is_ready,
+    repair_anew,
     running_workers,
     wait_for_cluster,
     wait_until,
@@ -574,10 +575,9 @@ class RemediationSet:
 def remediation_set(client: together.Together, ready_cluster: Cluster) -> RemediationSet:
     cid = ready_cluster.cluster_id
     first, second = (n.instance_id or "" for n in ready_cluster.gpu_worker_nodes)
-    api = client.clusters.remediations
-    reboot = api.create(first, cluster_id=cid, mode="REMEDIATION_MODE_REBOOT_VM")
-    power = api.create(first, cluster_id=cid, mode="REMEDIATION_MODE_HOST_POWER_CYCLE")
-    other = api.create(second, cluster_id=cid, mode="REMEDIATION_MODE_REBOOT_VM")
+    reboot = repair_anew(client, cid, first, "REMEDIATION_MODE_REBOOT_VM")
+    power = repair_anew(client, cid, first, "REMEDIATION_MODE_HOST_POWER_CYCLE")
+    other = repair_anew(client, cid, second, "REMEDIATION_MODE_REBOOT_VM")
     return RemediationSet(cid, (first, second), reboot.id, power.id, other.id)
 
 
@@ -588,7 +588,7 @@ def test_a_manual_remediation_is_created_pending_and_can_be_retrieved(
     iid = ready_cluster.gpu_worker_nodes[0].instance_id or ""
     api = client.clusters.remediations
 
-    created = api.create(iid, cluster_id=cid, mode="REMEDIATION_MODE_REBOOT_VM", reason="xid 79")
+    created = repair_anew(client, cid, iid, "REMEDIATION_MODE_REBOOT_VM", reason="xid 79")
 
     assert created.id
     assert (created.cluster_id, created.instance_id) == (cid, iid)
@@ -617,7 +617,7 @@ def test_cancel_ends_a_remediation_that_has_not_started_and_refuses_one_that_has
     cid = ready_cluster.cluster_id
     iid = ready_cluster.gpu_worker_nodes[1].instance_id or ""
     api = client.clusters.remediations
-    created = api.create(iid, cluster_id=cid, mode="REMEDIATION_MODE_REBOOT_VM")
+    created = repair_anew(client, cid, iid, "REMEDIATION_MODE_REBOOT_VM")
 
     try:
         cancelled = api.cancel(created.id, cluster_id=cid, instance_id=iid)
@@ -648,7 +648,7 @@ def test_approve_and_reject_refuse_a_manual_remediation_with_400(
     cid = ready_cluster.cluster_id
     iid = ready_cluster.gpu_worker_nodes[1].instance_id or ""
     api = client.clusters.remediations
-    created = api.create(iid, cluster_id=cid, mode="REMEDIATION_MODE_REBOOT_VM")
+    created = repair_anew(client, cid, iid, "REMEDIATION_MODE_REBOOT_VM")
 
     with pytest.raises(together.BadRequestError):
         api.approve(created.id, cluster_id=cid, instance_id=iid, comment="go")

@@ -135,7 +135,6 @@ def build_world(engine: Engine) -> World:
     instance_a = cluster_a["gpu_worker_nodes"][0]["instance_id"]
     instance_b = cluster_b["gpu_worker_nodes"][0]["instance_id"]
     cid_a, cid_b = cluster_a["cluster_id"], cluster_b["cluster_id"]
-    rem_pending = _remediate(engine, key_a, cid_a, instance_a)
     rem_cancelled = _remediate(engine, key_a, cid_a, instance_a)
     _ok(
         client.post(
@@ -144,10 +143,12 @@ def build_world(engine: Engine) -> World:
             headers=engine.headers(key_a),
         )
     )
+    rem_pending = _remediate(engine, key_a, cid_a, instance_a)  # a node's one open repair
     # What the health checker leaves behind: an automated remediation awaiting approval.
+    other_a = cluster_a["gpu_worker_nodes"][1]["instance_id"]
     rem_approval = _admin(
         engine,
-        f"clusters/{cid_a}/instances/{instance_a}/recommendations",
+        f"clusters/{cid_a}/instances/{other_a}/recommendations",
         {"mode": "REMEDIATION_MODE_VM_ONLY", "reason": "xid 79"},
     )["id"]
     rem_b = _remediate(engine, key_b, cid_b, instance_b)

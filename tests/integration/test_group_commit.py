@@ -5,19 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from clusterplane.db.engine import make_engine, make_session_factory, migrate
 from clusterplane.db.group_commit import GroupCommit
 from clusterplane.db.rows import EventRow
 from clusterplane.errors import InvalidRequest
-from tests.support.databases import fresh_database_url
+from tests.support.databases import backend, fresh_database_url
 
 
 @pytest.fixture
@@ -127,3 +128,47 @@ def test_an_item_its_write_refuses_gets_its_own_error_and_its_batch_mates_commit
     assert isinstance(answers[1], InvalidRequest)
     assert sum(len(c) for c in calls) == 3  # a refusal is an answer, not a retry
     assert stored(sessions) == ["p", "q"]
+
+
+def _lock_rows_in_the_other_order(
+    sessions: sessionmaker[Session], mine: threading.Event, theirs: threading.Event
+) -> None:
+    """Another writer: holds row "r2", then (once the batch holds "r1") wants "r1"."""
+    with sessions() as session, session.begin():
+        session.execute(update(EventRow).where(EventRow.object_id == "r2").values(message="t"))
+        mine.set()
+        assert theirs.wait(10)
+        time.sleep(0.3)  # the batch waits first, so PostgreSQL's deadlock check picks it
+        session.execute(update(EventRow).where(EventRow.object_id == "r1").values(message="t"))
+
+
+@pytest.mark.skipif(backend() != "postgresql", reason="SQLite has one writer: no deadlocks")
+def test_a_batch_chosen_as_a_deadlock_victim_is_written_again_and_answered(
+    sessions: sessionmaker[Session],
+):
+    with sessions() as session, session.begin():
+        insert_each(session, ["r1", "r2"])
+    other_holds_r2, batch_holds_r1 = threading.Event(), threading.Event()
+    other = threading.Thread(
+        target=_lock_rows_in_the_other_order, args=(sessions, other_holds_r2, batch_holds_r1)
+    )
+    attempts: list[list[str]] = []
+
+    def write(session: Session, items: Sequence[str]) -> list[str | Exception]:
+        attempts.append(list(items))
+        if len(attempts) == 1:
+            assert other_holds_r2.wait(10)
+            for row in ("r1", "r2"):
+                session.execute(
+                    update(EventRow).where(EventRow.object_id == row).values(message="b")
+                )
+                batch_holds_r1.set()
+        return insert_each(session, items)
+
+    other.start()
+    outcomes = GroupCommit(sessions, write).write_batch(["x"])
+    other.join(10)
+
+    assert outcomes == ["X"], f"the deadlock was answered instead of retried: {outcomes}"
+    assert attempts == [["x"], ["x"]]
+    assert stored(sessions) == ["r1", "r2", "x"]

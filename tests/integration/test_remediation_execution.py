@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from clusterplane.db.engine import transaction
+from clusterplane.db.rows import RemediationRow
 from tests.integration.test_lifecycle import create, get
 from tests.support.engine import Engine
 
@@ -95,7 +97,9 @@ def test_recreating_a_vm_puts_a_new_instance_on_the_same_host(engine: Engine):
     assert [e["reason"] for e in after["node_lifecycle_events"]] == ["TogetherNodeAdded"]
 
 
-def test_moving_to_a_new_host_stays_in_the_fabric_and_quarantines_the_old_host(engine: Engine):
+def test_a_requested_move_stays_in_the_fabric_and_gives_the_unsuspected_host_back(
+    engine: Engine,
+):
     cluster = ready_cluster(engine)
     old = cluster["gpu_worker_nodes"][0]
     fabric = hosts(engine)[old["host_name"]]["fabric"]
@@ -106,17 +110,39 @@ def test_moving_to_a_new_host_stays_in_the_fabric_and_quarantines_the_old_host(e
     assert old["host_name"] not in names and len(names) == 2
     fleet = hosts(engine)
     assert all(fleet[name]["fabric"] == fabric for name in names)
-    assert fleet[old["host_name"]]["state"] == "quarantined"
+    assert fleet[old["host_name"]]["state"] == "available", "no evidence: not quarantined"
     assert fleet[old["host_name"]]["cluster_id"] is None
 
 
-def test_evicting_a_node_shrinks_the_cluster_and_quarantines_its_host(engine: Engine):
+def test_evicting_a_node_shrinks_the_cluster_and_gives_the_unsuspected_host_back(
+    engine: Engine,
+):
     cluster = ready_cluster(engine, num_gpus=24)
     old = cluster["gpu_worker_nodes"][2]
     rid = remediate(engine, cluster, "REMEDIATION_MODE_EVICT_WITHOUT_REPLACEMENT", index=2)
     assert states_seen(engine, cluster["cluster_id"], rid)[-1] == "SUCCEEDED"
     after = get(engine, cluster["cluster_id"])
     assert after["num_gpus"] == 16 and len(after["gpu_worker_nodes"]) == 2
+    assert hosts(engine)[old["host_name"]]["state"] == "available"
+
+
+def test_evicting_a_node_with_an_open_health_signal_quarantines_its_host(engine: Engine):
+    cluster = ready_cluster(engine, num_gpus=24)
+    old = cluster["gpu_worker_nodes"][2]
+    signal = engine.client.post(
+        "/admin/v1/health/events",
+        json={"host_name": old["host_name"], "kind": "thermal"},
+        headers=engine.headers(),
+    ).json()
+    base = f"/v1/compute/clusters/{cluster['cluster_id']}/instances/-/remediations"
+    approved = engine.client.post(
+        f"{base}/{signal['remediation_id']}/approve",
+        json={"mode": "REMEDIATION_MODE_EVICT_WITHOUT_REPLACEMENT"},
+        headers=engine.headers(),
+    )
+    assert approved.status_code == 200, approved.text
+    assert states_seen(engine, cluster["cluster_id"], signal["remediation_id"])[-1] == "SUCCEEDED"
+    assert get(engine, cluster["cluster_id"])["num_gpus"] == 16
     assert hosts(engine)[old["host_name"]]["state"] == "quarantined"
 
 
@@ -209,3 +235,37 @@ def test_a_repair_starts_when_the_grace_period_ends(engine: Engine):
     assert remediation(engine, cluster["cluster_id"], rid)["state"] == "PENDING"
     engine.advance(2 * 60, step=60)
     assert remediation(engine, cluster["cluster_id"], rid)["state"] != "PENDING"
+
+
+def test_a_proposal_for_a_node_that_a_scale_down_removed_is_cancelled(engine: Engine):
+    cluster = ready_cluster(engine, num_gpus=24)
+    victim = max(cluster["gpu_worker_nodes"], key=lambda w: w["node_id"])  # the newest goes
+    signal = engine.client.post(
+        "/admin/v1/health/events",
+        json={"host_name": victim["host_name"], "kind": "thermal"},
+        headers=engine.headers(),
+    ).json()
+    proposal = signal["remediation_id"]
+    assert remediation(engine, cluster["cluster_id"], proposal)["state"] == "PENDING_APPROVAL"
+    scaled = engine.client.put(
+        f"/v1/compute/clusters/{cluster['cluster_id']}",
+        json={"num_gpus": 16},
+        headers=engine.headers(),
+    )
+    assert scaled.status_code == 200, scaled.text
+    engine.advance(1800, step=30)
+    after = get(engine, cluster["cluster_id"])
+    assert victim["instance_id"] in {d["instance_id"] for d in after["deleted_gpu_worker_nodes"]}
+    closed = remediation(engine, cluster["cluster_id"], proposal)
+    assert closed["state"] == "CANCELLED", "nothing is left open for a node that is gone"
+    assert closed["end_time"]
+
+
+def test_deleting_a_cluster_closes_the_proposals_waiting_for_review(engine: Engine):
+    cluster = ready_cluster(engine, num_gpus=24)
+    proposed = recommend(engine, cluster, "REMEDIATION_MODE_REBOOT_VM")
+    engine.client.delete(f"/v1/compute/clusters/{cluster['cluster_id']}", headers=engine.headers())
+    engine.advance(1800, step=30)
+    with transaction(engine.app.sessions) as session:
+        row = session.get(RemediationRow, proposed["id"])
+        assert row is not None and row.state == "CANCELLED" and row.end_time is not None

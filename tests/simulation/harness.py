@@ -6,9 +6,14 @@ and timeouts, failed commits, crashes in the middle of a controller pass, replay
 requests). The engine runs in-process on a manual clock; a crash throws the process
 away with its leases still held and starts a new one on the same database file.
 
-After every step the invariants are checked; at the end faults stop, the process
-restarts, and every cluster must converge to what was asked for within a bounded number
-of controller passes. `run_seed(n)` replays seed n exactly.
+Besides clusters, volumes and requested repairs, a history holds bookings (scheduled and
+reserved windows), capacity pools and the clusters drawing from them, preemptible GPUs,
+volumes growing against the region's storage, and health signals that the engine turns
+into repairs a member approves or rejects (`capacity`, `signals`).
+
+After every step the invariants are checked; at the end faults stop, the operator clears
+the open signals, the process restarts, and every cluster must converge to what was asked
+for within a bounded number of controller passes. `run_seed(n)` replays seed n exactly.
 """
 
 from __future__ import annotations
@@ -20,16 +25,21 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 
 from clusterplane.app import Application, build
 from clusterplane.clock import ManualClock
+from clusterplane.db.engine import transaction
+from clusterplane.db.rows import ProjectRow
 from clusterplane.services import ids
 from clusterplane.services.auth import generate_key_text
-from clusterplane.settings import EngineSettings, Settings, SimulationSettings
+from clusterplane.settings import EngineSettings, HealthSettings, Settings, SimulationSettings
+from tests.simulation import capacity, signals
 from tests.simulation.faults import Faults, FaultyProvider, SimulatedCrash
 from tests.simulation.invariants import check_converged, check_invariants
 from tests.support.engine import SMALL_FLEET
@@ -61,6 +71,8 @@ class Ledger:
     volumes: set[str] = field(default_factory=set)
     deleted_volumes: set[str] = field(default_factory=set)
     remediations: set[str] = field(default_factory=set)
+    # cluster id -> (start, end) of its window: scheduled, reserved, or its pool's
+    bookings: dict[str, tuple[datetime, datetime]] = field(default_factory=dict)
 
 
 def template_database() -> Path:
@@ -78,8 +90,11 @@ def template_database() -> Path:
             ),
             clock=ManualClock(),
         )
+        with transaction(app.sessions) as session:
+            project = session.scalars(select(ProjectRow.id)).one()
         app.engine.dispose()
         (folder / "key").write_text(key)
+        (folder / "project").write_text(project)
         _template = folder
     return _template
 
@@ -95,6 +110,8 @@ class World:
         template = template_database()
         shutil.copy(template / "t.db", workdir / "sim.db")
         self.admin_key = (template / "key").read_text()
+        self.project_id = (template / "project").read_text()
+        self.base_body = BASE
         self.database_url = f"sqlite:///{workdir / 'sim.db'}"
         self.trace: list[str] = []
         self.app: Application | None = None
@@ -114,6 +131,8 @@ class World:
             admin_api_key=self.admin_key,
             run_controllers=False,
             engine=EngineSettings(remediation_grace_seconds=60),
+            # two-worker clusters may be repaired automatically too (one of two unhealthy)
+            health=HealthSettings(max_unhealthy_share=0.5),
             simulation=SimulationSettings(seed=self.seed, duration_factor=0.1),
         )
         provider = FaultyProvider(self.faults, seed=self.seed, duration_factor=0.1)
@@ -148,9 +167,19 @@ class World:
     def headers(self, retry: int = 0) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.admin_key}", "x-stainless-retry-count": str(retry)}
 
-    def call(self, method: str, path: str, *, json: Any = None, retry: int = 0) -> Any:
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        retry: int = 0,
+    ) -> Any:
         assert self.client is not None
-        request = self.client.request(method, path, json=json, headers=self.headers(retry))
+        request = self.client.request(
+            method, path, json=json, params=params, headers=self.headers(retry)
+        )
         response = self.loop.run_until_complete(request)
         if response.status_code >= 500 and self.faults.commit_failure == 0:
             raise SimulationFailure(f"{method} {path} -> {response.status_code} with no fault")
@@ -169,13 +198,19 @@ class World:
 
     def step(self, number: int) -> None:
         actions: list[tuple[float, Callable[[int], None]]] = [
-            (0.22, self.create_cluster),
-            (0.14, self.scale_cluster),
-            (0.08, self.delete_cluster),
-            (0.07, self.create_volume),
-            (0.04, self.delete_volume),
-            (0.06, self.remediate),
-            (0.32, lambda _: self.advance(self.rng.choice([5, 20, 60, 180]))),
+            (0.16, self.create_cluster),
+            (0.09, self.scale_cluster),
+            (0.07, self.delete_cluster),
+            (0.05, self.create_volume),
+            (0.02, lambda n: capacity.resize_volume(self, n)),
+            (0.03, self.delete_volume),
+            (0.04, self.remediate),
+            (0.05, lambda n: capacity.book(self, n)),
+            (0.03, lambda n: capacity.pool(self, n)),
+            (0.03, lambda n: capacity.preemptible(self, n)),
+            (0.06, lambda n: signals.signal(self, n)),
+            (0.04, lambda n: signals.review(self, n)),
+            (0.26, lambda _: self.advance(self.rng.choice([5, 20, 60, 180]))),
             (0.04, lambda _: self.crash("kill -9 between steps")),
             (0.03, lambda _: self.faults.storm()),
         ]
@@ -191,6 +226,7 @@ class World:
     def run(self) -> None:
         ids.seed(self.seed)
         try:
+            capacity.set_quota(self)
             for number in range(self.steps):
                 self.step(number)
                 check_invariants(self)
@@ -204,6 +240,7 @@ class World:
 
     def converge(self) -> None:
         self.faults.calm()
+        signals.clear(self)
         self.crash("final restart")
         for _ in range(CONVERGE_ROUNDS):
             self.advance(60)
@@ -218,6 +255,8 @@ class World:
         name = f"s{number}"
         gpus = self.rng.choice([8, 8, 16, 24, 32])
         body = {**BASE, "cluster_name": name, "num_gpus": gpus}
+        if self.rng.random() < 0.15:
+            body["num_preemptible_gpus"] = self.rng.choice([8, 16, 32])
         if self.rng.random() < 0.2 and self.ledger.volumes:
             body["volume_id"] = self.rng.choice(sorted(self.ledger.volumes))
         response = self.call("POST", CLUSTERS, json=body)
@@ -236,6 +275,11 @@ class World:
         live = sorted(self.ledger.wanted)
         return self.rng.choice(live) if live else None
 
+    def pick_any_cluster(self) -> str | None:
+        """A cluster wanted for good or for its window."""
+        live = sorted(self.ledger.wanted) + sorted(self.ledger.bookings)
+        return self.rng.choice(live) if live else None
+
     def scale_cluster(self, _: int) -> None:
         cid = self.pick_cluster()
         if cid is None:
@@ -247,13 +291,14 @@ class World:
             self.ledger.wanted[cid] = gpus
 
     def delete_cluster(self, _: int) -> None:
-        cid = self.pick_cluster()
+        cid = self.pick_any_cluster()
         if cid is None:
             return
         response = self.call("DELETE", f"{CLUSTERS}/{cid}")
         self.trace.append(f"delete {cid[:8]} -> {response.status_code}")
         if response.status_code == 200:
-            del self.ledger.wanted[cid]
+            self.ledger.wanted.pop(cid, None)
+            self.ledger.bookings.pop(cid, None)
             self.ledger.deleted.add(cid)
             again = self.call("DELETE", f"{CLUSTERS}/{cid}", retry=1)
             if again.status_code not in (200, 500):
@@ -262,7 +307,7 @@ class World:
     def create_volume(self, number: int) -> None:
         body = {
             "volume_name": f"v{number}",
-            "size_tib": self.rng.choice([1, 2, 4]),
+            "size_tib": self.rng.choice([1, 2, 4, 16, 40]),
             "region": "test-1",
         }
         response = self.call("POST", VOLUMES, json=body)

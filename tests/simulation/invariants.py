@@ -4,23 +4,48 @@ Read straight from the database (a separate session, never through the engine's 
 * no host serves two clusters; a held host belongs to a live cluster and a live node;
 * every create a client was told succeeded exists until the client deleted it, and no
   create that was refused with a 5xx left anything behind;
-* each live cluster has exactly num_gpus / 8 serving GPU workers (allocation is
-  synchronous, so this holds at every instant, not only eventually).
+* each live cluster has exactly num_gpus / 8 serving standard GPU workers (allocation is
+  synchronous, so this holds at every instant, not only eventually), except a booking
+  whose window has not opened yet, which holds none; and no more preemptible ones than
+  it asked for;
+* a booking (scheduled, reserved, in a pool) lives at least until its window ends;
+* the project stays within its GPU quota, a live pool's hosts serve only its project's
+  clusters, and a cluster draws no more GPUs from its pool than the pool has;
+* a region's live volumes fit in its shared storage;
+* a quarantined host serves nobody; every open remediation belongs to a live node (or,
+  once the node is replaced, to its live replacement) and is due to be looked at.
 Converged: every wanted cluster Ready with its workers running and no node draining,
-every deleted cluster gone, every volume settled, every remediation finished.
+every booking Scheduled, Ready or wound down as its window says, every deleted cluster
+gone, every volume settled, every remediation finished.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from clusterplane.db.engine import make_session_factory, read_transaction
-from clusterplane.db.rows import ClusterRow, HostRow, NodeRow, RemediationRow, VolumeRow
-from clusterplane.domain.enums import HostState, NodePhase, NodeRole, RemediationState
+from clusterplane.db.rows import (
+    CapacityPoolRow,
+    ClusterRow,
+    HostRow,
+    NodeRow,
+    ProjectQuotaRow,
+    RegionRow,
+    RemediationRow,
+    VolumeRow,
+)
+from clusterplane.domain.enums import (
+    ClusterPhase,
+    HostState,
+    NodePhase,
+    NodeRole,
+    RemediationState,
+)
 from clusterplane.domain.remediation import TERMINAL
 
 if TYPE_CHECKING:
@@ -41,24 +66,83 @@ def _fail(message: str) -> None:
 
 def check_invariants(world: World) -> None:
     assert world.app is not None
+    now = world.clock.now()
     with read_transaction(observer(world)) as session:
         clusters = {c.id: c for c in session.scalars(select(ClusterRow))}
         nodes = list(session.scalars(select(NodeRow).where(NodeRow.deleted_at.is_(None))))
         hosts = {h.id: h for h in session.scalars(select(HostRow))}
+        _check_capacity(session, clusters, hosts, now)
+        _check_remediations(session, now)
     _check_hosts(clusters, nodes, hosts)
     _check_ledger(world, clusters)
     for cluster in clusters.values():
         if cluster.deleted_at is not None or cluster.delete_requested_at is not None:
             continue
-        serving = [
+        workers = [
             n
             for n in nodes
             if n.cluster_id == cluster.id
             and n.role == NodeRole.GPU_WORKER
             and not n.marked_for_deletion
         ]
-        if len(serving) * 8 != cluster.num_gpus:
+        serving = [n for n in workers if not n.preemptible]
+        waiting = cluster.phase in (ClusterPhase.SCHEDULED, ClusterPhase.QUEUED) and not serving
+        if len(serving) * 8 != cluster.num_gpus and not waiting:
             _fail(f"cluster {cluster.id} wants {cluster.num_gpus} GPUs, has {len(serving)} nodes")
+        if (len(workers) - len(serving)) * 8 > cluster.desired_preemptible_gpus:
+            _fail(f"cluster {cluster.id} holds more preemptible nodes than it asked for")
+
+
+def _check_capacity(
+    session: Session, clusters: dict[str, ClusterRow], hosts: dict[str, HostRow], now: datetime
+) -> None:
+    live = [c for c in clusters.values() if c.deleted_at is None and c.delete_requested_at is None]
+    for quota in session.scalars(select(ProjectQuotaRow)):
+        used = sum(c.num_gpus for c in live if c.project_id == quota.project_id)
+        if used > quota.max_gpus:
+            _fail(f"project {quota.project_id} uses {used} GPUs over its quota {quota.max_gpus}")
+    pools = {p.id: p for p in session.scalars(select(CapacityPoolRow))}
+    for host in hosts.values():
+        pool = pools.get(host.capacity_pool_id or "")
+        owner = clusters.get(host.cluster_id or "")
+        if pool is None or owner is None or pool.deleted_at is not None or now >= pool.ends_at:
+            continue
+        if owner.project_id != pool.project_id:
+            _fail(f"host {host.name} of pool {pool.name} serves another project's cluster")
+    for cluster in live:
+        if cluster.capacity_pool_id is None:
+            continue
+        room = 8 * sum(1 for h in hosts.values() if h.capacity_pool_id == cluster.capacity_pool_id)
+        if cluster.num_capacity_pool_gpus > room:
+            _fail(f"cluster {cluster.id} draws {cluster.num_capacity_pool_gpus} GPUs of {room}")
+    for region in session.scalars(select(RegionRow)):
+        used_tib = sum(
+            v.size_tib
+            for v in session.scalars(
+                select(VolumeRow).where(
+                    VolumeRow.region == region.name, VolumeRow.deleted_at.is_(None)
+                )
+            )
+        )
+        if used_tib > region.storage_capacity_tib:
+            _fail(f"region {region.name} holds {used_tib} TiB of {region.storage_capacity_tib}")
+
+
+def _check_remediations(session: Session, now: datetime) -> None:
+    """An open remediation is about a live node (or its live replacement), and due: none is
+    left open for a node that is gone."""
+    for row in session.scalars(
+        select(RemediationRow).where(RemediationRow.state.not_in(list(TERMINAL)))
+    ):
+        node = session.get(NodeRow, row.node_row_id)
+        replacement = session.get(NodeRow, row.replacement_node_row_id or "")
+        cluster = session.get(ClusterRow, row.cluster_id)
+        alive = [n for n in (node, replacement) if n is not None and n.deleted_at is None]
+        if cluster is None or cluster.deleted_at is not None:
+            _fail(f"remediation {row.id} is {row.state} for a deleted cluster")
+        waiting = row.state in (RemediationState.PENDING_APPROVAL, RemediationState.PENDING)
+        if not alive and (waiting or row.next_reconcile_at is None):
+            _fail(f"remediation {row.id} is {row.state} for a gone node")
 
 
 def _check_hosts(
@@ -78,6 +162,8 @@ def _check_hosts(
         if len(owners) > 1:
             _fail(f"host {hosts[host_id].name} serves clusters {sorted(owners)}")
     for host in hosts.values():
+        if host.state == HostState.QUARANTINED and (host.cluster_id or host.node_row_id):
+            _fail(f"quarantined host {host.name} is handed out to {host.cluster_id}")
         if host.cluster_id is None:
             if host.state == HostState.ALLOCATED:
                 _fail(f"host {host.name} is allocated to nobody")
@@ -95,6 +181,12 @@ def _check_ledger(world: World, clusters: dict[str, ClusterRow]) -> None:
         if row is None or row.deleted_at is not None or row.delete_requested_at is not None:
             _fail(f"acknowledged cluster {cluster_id} was lost")
     names = {c.name for c in clusters.values()}
+    now = world.clock.now()
+    for cluster_id, (_, end) in world.ledger.bookings.items():
+        row = clusters.get(cluster_id)
+        gone = row is None or row.deleted_at is not None or row.delete_requested_at is not None
+        if gone and now < end:
+            _fail(f"booked cluster {cluster_id} was lost before its window ended")
     leftover = world.ledger.refused_names & names
     if leftover:
         _fail(f"creates answered with a 5xx left clusters behind: {sorted(leftover)}")
@@ -111,7 +203,7 @@ def check_converged(world: World, *, final: bool) -> bool:
 
 
 def _unsettled(world: World, session: Session) -> list[str]:
-    problems: list[str] = []
+    problems = _unsettled_bookings(world, session)
     for cluster_id, gpus in world.ledger.wanted.items():
         cluster = session.get(ClusterRow, cluster_id)
         assert cluster is not None
@@ -121,6 +213,7 @@ def _unsettled(world: World, session: Session) -> list[str]:
                     NodeRow.cluster_id == cluster_id,
                     NodeRow.deleted_at.is_(None),
                     NodeRow.role == NodeRole.GPU_WORKER,
+                    NodeRow.preemptible.is_(False),
                 )
             )
         )
@@ -140,4 +233,21 @@ def _unsettled(world: World, session: Session) -> list[str]:
     for remediation in session.scalars(select(RemediationRow)):
         if RemediationState(remediation.state) not in TERMINAL:
             problems.append(f"remediation {remediation.id[:8]} still {remediation.state}")
+    return problems
+
+
+def _unsettled_bookings(world: World, session: Session) -> list[str]:
+    now = world.clock.now()
+    problems: list[str] = []
+    for cluster_id, (start, end) in world.ledger.bookings.items():
+        cluster = session.get(ClusterRow, cluster_id)
+        assert cluster is not None
+        if now >= end:
+            if cluster.deleted_at is None:
+                problems.append(f"booking {cluster_id[:8]} past its window is {cluster.status}")
+        elif now < start:
+            if cluster.status != "Scheduled":
+                problems.append(f"booking {cluster_id[:8]} before its window is {cluster.status}")
+        elif cluster.status != "Ready":
+            problems.append(f"booking {cluster_id[:8]} in its window is {cluster.status}")
     return problems

@@ -137,6 +137,14 @@ def test_the_fleet_cap_allows_at_least_one_repair():
     assert rails.fleet_cap(3, 0.1) == 1
 
 
+def test_one_project_never_holds_every_repair_slot_of_the_fleet():
+    assert rails.project_cap(4, 1250) == 4, "the operator's limit"
+    assert rails.project_cap(4, 3) == 2, "one slot is left to the other projects"
+    assert rails.project_cap(4, 2) == 1
+    assert rails.project_cap(4, 1) == 1, "a fleet of one slot still repairs"
+    assert rails.project_cap(0, 50) == 1
+
+
 def test_the_fault_model_is_seeded_and_follows_the_published_rate():
     hosts = [f"h{i}" for i in range(2048)]
     one = fault_model.schedule(7, hosts, days=54)

@@ -44,7 +44,7 @@ from clusterplane.providers.models import (
     DriverState,
     InstanceSpec,
 )
-from clusterplane.services import acceptance, addons, check_runs, volumes
+from clusterplane.services import acceptance, addons, check_runs, remediations, volumes
 from clusterplane.services.allocation import GPUS_PER_NODE, next_ordinal, release_host
 from clusterplane.services.calendar import wind_down_at
 from clusterplane.services.claims import (
@@ -353,6 +353,9 @@ class ClusterController:
             refresh_node_status(node)
             quarantine = node.removal_reason == "quarantined"
             release_host(session, node, cluster.id, now, quarantine=quarantine)
+            remediations.close_left_behind(
+                session, cluster_id=cluster.id, node_row_id=node.id, why="the node left", now=now
+            )
             host = session.get(HostRow, node.host_id) if quarantine and node.host_id else None
             if host is not None and host.state == HostState.QUARANTINED:
                 check_runs.schedule_host_repair(session, self.ctx.settings, host, now)
@@ -395,6 +398,9 @@ class ClusterController:
             cluster.next_reconcile_at = now if progressed else now + POLL
             return
         volumes.detach_all(session, cluster.id, now)
+        remediations.close_left_behind(
+            session, cluster_id=cluster.id, node_row_id=None, why="the cluster was deleted", now=now
+        )
         cluster.deleted_at = now
         cluster.next_reconcile_at = None
         cluster.updated_at = now

@@ -151,18 +151,20 @@ class RemediationController:
             row.next_reconcile_at = now + POLL
 
     def _may_start(self, session: Session, row: RemediationRow, cluster: ClusterRow) -> bool:
-        """The rails: the fleet-wide cap, and the cluster's stop rule for auto-approved ones."""
+        """The rails: the fleet-wide and per-project caps, and the cluster's stop rule for
+        auto-approved ones."""
         settings = self.ctx.settings.health
         hosts = int(session.scalar(select(func.count()).select_from(HostRow)) or 0)
-        repairing = int(
-            session.scalar(
-                select(func.count())
-                .select_from(RemediationRow)
-                .where(RemediationRow.state.in_(REPAIRING))
-            )
-            or 0
+        repairing = select(func.count()).select_from(RemediationRow)
+        repairing = repairing.where(RemediationRow.state.in_(REPAIRING))
+        fleet_cap = rails.fleet_cap(hosts, settings.max_fleet_remediation_share)
+        if int(session.scalar(repairing) or 0) >= fleet_cap:
+            return False
+        of_project = repairing.join(ClusterRow, ClusterRow.id == RemediationRow.cluster_id).where(
+            ClusterRow.project_id == cluster.project_id
         )
-        if repairing >= rails.fleet_cap(hosts, settings.max_fleet_remediation_share):
+        project_cap = rails.project_cap(settings.max_project_repairs, fleet_cap)
+        if int(session.scalar(of_project) or 0) >= project_cap:
             return False
         if row.trigger != RemediationTrigger.AUTOMATED or row.reviewed_by != health.AUTO_APPROVED:
             return True  # a person asked for or approved this repair

@@ -19,6 +19,11 @@ Invariants:
     * One bad item never fails its batch-mates: if `write` or the commit raises, the batch
       is rolled back and each of its items is written again in a transaction of its own,
       so only the item that fails alone gets the error.
+    * Another writer's interference (a deadlock or serialization failure between replicas,
+      a unique index a concurrent writer filled first: `db.retry.is_retryable`) is not an
+      item's fault: the rolled-back batch (or item) is written again, up to `retries`
+      times, before it is split or the error answered. Nothing is written twice: each
+      attempt's transaction was rolled back.
     * At most one writer thread per `GroupCommit`; it exits when the queue is empty.
 """
 
@@ -27,12 +32,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from clusterplane.db.engine import transaction
+from clusterplane.db.retry import backoff, is_retryable
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -47,11 +54,13 @@ class GroupCommit(Generic[T, R]):
         *,
         max_batch: int = 64,
         name: str = "group-commit",
+        retries: int = 5,
     ):
         self._sessions = sessions
         self._write = write
         self.max_batch = max_batch
         self._name = name
+        self.retries = retries
         self._lock = threading.Lock()
         self._queue: list[tuple[T, asyncio.Future[R]]] = []
         self._writing = False
@@ -89,11 +98,7 @@ class GroupCommit(Generic[T, R]):
     def write_batch(self, items: Sequence[T]) -> list[R | Exception]:
         """Write `items` in one transaction, or each alone if that fails; their outcomes."""
         try:
-            with transaction(self._sessions) as session:
-                outcomes = list(self._write(session, items))
-                if len(outcomes) != len(items):
-                    raise RuntimeError(f"{len(outcomes)} outcomes for {len(items)} items")
-            return outcomes
+            return self._write_retrying(items)
         except Exception as exc:
             if len(items) == 1:
                 return [exc]
@@ -101,6 +106,23 @@ class GroupCommit(Generic[T, R]):
                 "%s: a batch of %d failed (%s); writing each alone", self._name, len(items), exc
             )
             return [self.write_batch([item])[0] for item in items]
+
+    def _write_retrying(self, items: Sequence[T]) -> list[R | Exception]:
+        """One transaction for `items`, again while another writer's interference fails it."""
+        attempt = 0
+        while True:
+            try:
+                with transaction(self._sessions) as session:
+                    outcomes = list(self._write(session, items))
+                    if len(outcomes) != len(items):
+                        raise RuntimeError(f"{len(outcomes)} outcomes for {len(items)} items")
+                return outcomes
+            except Exception as exc:
+                attempt += 1
+                if attempt > self.retries or not is_retryable(exc):
+                    raise
+                log.info("%s: %s; writing the batch again (%d)", self._name, exc, attempt)
+                time.sleep(backoff(attempt))
 
 
 def _answer(

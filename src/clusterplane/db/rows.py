@@ -19,10 +19,12 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from clusterplane.db.types import UTCDateTime
+from clusterplane.domain.remediation import TERMINAL
 
 
 class Base(DeclarativeBase):
@@ -261,8 +263,9 @@ class NodeRow(Base):
     preemptible: Mapped[bool] = mapped_column(Boolean, default=False)
     auto_remediation_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     marked_for_deletion: Mapped[bool] = mapped_column(Boolean, default=False)
-    # Why the node is leaving: "scale_down", "replaced" (its host goes back to the fleet)
-    # or "quarantined" (its host is held out of service); None while it serves.
+    # Why the node is leaving: "scale_down", "preempted", "replaced" or "evicted" (its host
+    # goes back to the fleet) or "quarantined" (its host is held out of service, on
+    # evidence against it); None while it serves.
     removal_reason: Mapped[str | None] = mapped_column(String(32))
     # Why the node was added: "bring_up", "scale_up" or "replacement" (of a repaired node).
     origin: Mapped[str] = mapped_column(String(16), default="bring_up")
@@ -318,9 +321,24 @@ class VolumeRow(Base):
     lease_expires_at: Mapped[datetime | None]
 
 
+# A node has at most one open remediation (services.remediations): unique among open rows.
+_OPEN_REMEDIATION = text(
+    "state NOT IN (" + ", ".join(f"'{state}'" for state in sorted(TERMINAL)) + ")"
+)
+
+
 class RemediationRow(Base):
     __tablename__ = "remediations"
-    __table_args__ = (Index("ix_remediations_cluster_created", "cluster_id", "create_time"),)
+    __table_args__ = (
+        Index("ix_remediations_cluster_created", "cluster_id", "create_time"),
+        Index(
+            "uq_remediations_open_per_node",
+            "node_row_id",
+            unique=True,
+            sqlite_where=_OPEN_REMEDIATION,
+            postgresql_where=_OPEN_REMEDIATION,
+        ),
+    )
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id"))
     node_row_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"))

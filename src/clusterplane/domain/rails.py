@@ -9,6 +9,9 @@
   workers is unhealthy (Cluster API's MachineHealthCheck `maxUnhealthy`); many nodes
   failing at once is more likely the fabric or the control plane than the nodes.
 * Fleet cap: at most `fleet_cap(hosts, share)` nodes are being repaired at once.
+* Project cap: at most `project_cap(setting, fleet cap)` of one project's nodes are being
+  repaired at once, and one project never holds every slot of the fleet cap, so one
+  tenant's repairs (requested or automatic) cannot make another tenant's wait.
 """
 
 from __future__ import annotations
@@ -64,3 +67,9 @@ def hold_for(
 def fleet_cap(hosts: int, share: float) -> int:
     """How many nodes the whole fleet may have in repair at once (at least one)."""
     return max(1, math.floor(hosts * share))
+
+
+def project_cap(max_project_repairs: int, fleet_cap: int) -> int:
+    """How many of one project's nodes may be in repair at once (at least one): the
+    operator's limit, leaving at least one slot of the fleet cap to the other projects."""
+    return max(1, min(max_project_repairs, fleet_cap - 1))

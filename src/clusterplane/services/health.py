@@ -39,7 +39,6 @@ from clusterplane.domain.enums import (
     RemediationState,
 )
 from clusterplane.domain.lifecycle import STEADY_PHASES
-from clusterplane.domain.remediation import TERMINAL
 from clusterplane.errors import ClusterplaneError, InvalidRequest, NotFound
 from clusterplane.services import check_runs
 from clusterplane.services.events import record_event, refresh_node_status, set_cluster_phase
@@ -217,15 +216,6 @@ def nudge_cluster(session: Session, cluster_id: str, now: datetime) -> None:
     cluster = session.get(ClusterRow, cluster_id)
     if cluster is not None and cluster.deleted_at is None:
         cluster.next_reconcile_at = now
-
-
-def open_remediation(session: Session, node_row_id: str) -> RemediationRow | None:
-    return session.scalar(
-        select(RemediationRow)
-        .where(RemediationRow.node_row_id == node_row_id, RemediationRow.state.not_in(TERMINAL))
-        .order_by(RemediationRow.create_time.desc())
-        .limit(1)
-    )
 
 
 def worker_health(session: Session, cluster_id: str) -> tuple[int, int]:

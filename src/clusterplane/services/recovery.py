@@ -18,6 +18,7 @@ from clusterplane.domain.enums import RemediationState
 from clusterplane.domain.health import Action
 from clusterplane.services import health
 from clusterplane.services.events import record_event, refresh_node_status
+from clusterplane.services.remediations import find_open_remediation
 
 S = RemediationState
 
@@ -123,7 +124,7 @@ def heal_if_clear(session: Session, node: NodeRow, now: datetime) -> None:
     """
     if node.deleted_at is not None or open_events_of_node(session, node.id):
         return
-    executing = health.open_remediation(session, node.id)
+    executing = find_open_remediation(session, node.id)
     if executing is not None and executing.state not in (S.PENDING_APPROVAL, S.PENDING):
         return
     if node.health != health.HEALTHY:

@@ -5,6 +5,12 @@ one starts `PENDING_APPROVAL`. Approve: PENDING_APPROVAL -> PENDING. Reject:
 PENDING_APPROVAL -> CANCELLED. Cancel: PENDING_APPROVAL or PENDING -> CANCELLED. Anything
 else is a 400 (failed precondition). Lists page by an opaque keyset token over
 (create_time, id), so pages stay stable while new remediations arrive.
+
+A node has at most one open (not terminal) remediation: a second request is a 409 naming
+the open one (health signals link to it instead, `services.health`). A partial unique
+index (`OPEN_PER_NODE`) holds it against concurrent writers on other replicas too.
+Nothing stays open with nothing to repair (`close_left_behind`): a removed node's waiting
+remediations, and every one of a deleted cluster, are cancelled in the same transaction.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import and_, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from clusterplane.clock import utc
@@ -26,8 +33,8 @@ from clusterplane.domain.enums import (
     RemediationState,
     RemediationTrigger,
 )
-from clusterplane.domain.remediation import REVIEW_TRANSITIONS, review
-from clusterplane.errors import FailedPrecondition, InvalidRequest, NotFound
+from clusterplane.domain.remediation import REVIEW_TRANSITIONS, TERMINAL, review
+from clusterplane.errors import Conflict, FailedPrecondition, InvalidRequest, NotFound
 from clusterplane.services.auth import Caller
 from clusterplane.services.clusters import get_cluster
 from clusterplane.services.events import record_event
@@ -36,6 +43,7 @@ from clusterplane.services.ids import new_uuid
 ALL_INSTANCES = "-"
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
+OPEN_PER_NODE = "uq_remediations_open_per_node"
 S = RemediationState
 
 
@@ -100,6 +108,39 @@ def _add(session: Session, row: RemediationRow, kind: str, message: str, now: da
     )
 
 
+def find_open_remediation(session: Session, node_row_id: str) -> RemediationRow | None:
+    """The node's open (not yet terminal) remediation, if any: there is at most one."""
+    return session.scalar(
+        select(RemediationRow)
+        .where(RemediationRow.node_row_id == node_row_id, RemediationRow.state.not_in(TERMINAL))
+        .order_by(RemediationRow.create_time.desc())
+        .limit(1)
+    )
+
+
+def _refuse_second(session: Session, node: NodeRow) -> None:
+    """409 when the node already has an open remediation, naming it."""
+    open_row = find_open_remediation(session, node.id)
+    if open_row is not None:
+        raise Conflict(
+            f"instance '{node.instance_id}' already has an open remediation "
+            f"'{open_row.id}' ({open_row.state}); wait for it to end or cancel it first",
+            param="instance_id",
+            code="remediation_already_open",
+        )
+
+
+def _insert_only(session: Session, node: NodeRow, row: RemediationRow) -> None:
+    """Insert `row` as the node's one open remediation; 409 if another writer's came first."""
+    _refuse_second(session, node)
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        _refuse_second(session, node)  # committed meanwhile by a concurrent request
+        raise
+
+
 def create_remediation(
     session: Session,
     caller: Caller,
@@ -134,6 +175,7 @@ def create_remediation(
         remediation_id=remediation_id,
     )
     row.next_reconcile_at = now
+    _insert_only(session, node, row)
     _add(session, row, "created", f"{mode} on {node.node_name} by {caller.user_name}", now)
     return row
 
@@ -295,6 +337,34 @@ def cancel(
     return row
 
 
+def close_left_behind(
+    session: Session, *, cluster_id: str, node_row_id: str | None, why: str, now: datetime
+) -> None:
+    """Cancel what a removal leaves with nothing to repair: the waiting (proposed or in
+    their grace period) remediations of the removed node `node_row_id`, or, when it is
+    None, every open remediation of the deleted cluster."""
+    query = select(RemediationRow).where(
+        RemediationRow.cluster_id == cluster_id, RemediationRow.state.not_in(TERMINAL)
+    )
+    if node_row_id is not None:
+        query = query.where(
+            RemediationRow.node_row_id == node_row_id,
+            RemediationRow.state.in_([S.PENDING_APPROVAL, S.PENDING]),
+        )
+    for row in session.scalars(query):
+        row.state = S.CANCELLED
+        row.end_time = row.update_time = now
+        row.next_reconcile_at = None
+        record_event(
+            session,
+            object_type="remediation",
+            object_id=row.id,
+            kind="cancelled",
+            message=why,
+            at=now,
+        )
+
+
 HEALTH_CHECKER = "clusterplane health checker"
 
 
@@ -315,6 +385,7 @@ def create_recommendation(
     node = _instance(session, cluster.id, instance_id)
     if node.deleted_at is not None:
         raise FailedPrecondition(f"instance '{instance_id}' has been deleted", param="instance_id")
+    _refuse_second(session, node)
     return recommend(session, node, mode=mode, reason=reason, now=now, requested_by=requested_by)
 
 
@@ -327,7 +398,9 @@ def recommend(
     now: datetime,
     requested_by: str = HEALTH_CHECKER,
 ) -> RemediationRow:
-    """An automated proposal for a node the caller has already loaded and checked."""
+    """An automated proposal for a node the caller has already loaded and checked (it has
+    no open remediation; a concurrent writer's makes the commit fail, and the caller's
+    retry links to it)."""
     row = _new_row(
         node,
         mode=mode,

@@ -6,6 +6,10 @@
   quarantined once its instance is gone, so it is never handed out again unrepaired.
 * EVICT_WITHOUT_REPLACEMENT: the node leaves, the cluster shrinks by its GPUs, the host
   is quarantined.
+A host is quarantined only on evidence (`has_evidence`): an unhealthy health signal
+behind the repair, or one still open on the node or its host (a failed check is one).
+A tenant asking to move off (or give up) a host nothing is known against sends that host
+straight back to the fleet: quarantine takes a host from every tenant for days.
 The cluster controller does the booting and tearing down; these functions only change
 rows, and return a reason when the mode cannot be carried out.
 """
@@ -17,8 +21,9 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from clusterplane.db.rows import ClusterRow, HostRow, NodeRow, RemediationRow
+from clusterplane.db.rows import ClusterRow, HealthEventRow, HostRow, NodeRow, RemediationRow
 from clusterplane.domain.enums import NodePhase, NodeRole, RemediationMode
+from clusterplane.domain.health import Action
 from clusterplane.domain.remediation import IN_PLACE
 from clusterplane.errors import CapacityUnavailable
 from clusterplane.providers.models import DriverState
@@ -44,6 +49,23 @@ def _live_workers(session: Session, cluster_id: str) -> list[NodeRow]:
             )
         )
     )
+
+
+def has_evidence(session: Session, remediation: RemediationRow, node: NodeRow) -> bool:
+    """Whether an unhealthy signal speaks against the node's host: one linked to this
+    repair, or one still open on the node or its host."""
+    open_here = HealthEventRow.resolved_at.is_(None) & (
+        (HealthEventRow.node_row_id == node.id) | (HealthEventRow.host_id == node.host_id)
+    )
+    found = session.scalar(
+        select(HealthEventRow.id)
+        .where(
+            HealthEventRow.action != Action.NONE,
+            (HealthEventRow.remediation_id == remediation.id) | open_here,
+        )
+        .limit(1)
+    )
+    return found is not None
 
 
 def _retire(node: NodeRow, reason: str) -> None:
@@ -75,7 +97,7 @@ def perform(
         serving = [n for n in _live_workers(session, cluster.id) if not n.marked_for_deletion]
         if len(serving) <= 1:
             return "cannot evict the last GPU worker of a cluster; delete the cluster instead"
-        _retire(node, "quarantined")
+        _retire(node, "quarantined" if has_evidence(session, remediation, node) else "evicted")
         cluster.num_gpus -= node.num_gpus
         cluster.num_reserved_gpus = min(cluster.num_reserved_gpus, cluster.num_gpus)
         return None
@@ -101,7 +123,7 @@ def perform(
             )
         except CapacityUnavailable as exc:
             return f"no spare host to move to: {exc.message}"
-        reason = "quarantined"
+        reason = "quarantined" if has_evidence(session, remediation, node) else "replaced"
     [replacement] = add_worker_nodes(
         session,
         cluster,

@@ -20,6 +20,7 @@ from clusterplane.api.deps import (
     validate,
 )
 from clusterplane.api.openapi import request_body
+from clusterplane.api.replay import create_once
 from clusterplane.api.schemas import (
     ApproveRemediationRequest,
     CreateRemediationRequest,
@@ -54,16 +55,27 @@ def create_remediation(
         raise InvalidRequest("a remediation names one instance, not '-'", param="instance_id")
     client_id = _client_remediation_id(request.query_params.get("remediation_id"))
     state = api_state(request)
+    now = state.clock.now()
     with transaction(state.sessions) as session:
-        row = remediations.create_remediation(
+        # An SDK retry of a create that committed gets that remediation, not a 409.
+        row = create_once(
+            request,
             session,
             caller,
-            cluster_id,
-            instance_id,
-            mode=req.mode,
-            reason=req.reason,
-            now=state.clock.now(),
-            remediation_id=client_id,
+            body,
+            row_type=RemediationRow,
+            resource_type="remediation",
+            now=now,
+            create=lambda: remediations.create_remediation(
+                session,
+                caller,
+                cluster_id,
+                instance_id,
+                mode=req.mode,
+                reason=req.reason,
+                now=now,
+                remediation_id=client_id,
+            ),
         )
         result = presenters.remediation(row)
     state.nudge()
