@@ -20,6 +20,7 @@ from clusterplane import __version__
 from clusterplane.api import errors, inflight, openapi
 from clusterplane.api.deps import request_text_has_no_nul
 from clusterplane.api.read_cache import ReadCache
+from clusterplane.api.request_ids import RequestIds, path_ids_in_logs
 from clusterplane.api.routers import (
     admin,
     admin_capacity,
@@ -153,7 +154,7 @@ def build(
         docs_url=None,
         redoc_url=None,
         redirect_slashes=False,
-        dependencies=[Depends(request_text_has_no_nul)],
+        dependencies=[Depends(request_text_has_no_nul), Depends(path_ids_in_logs)],
     )
     api.state.cp = ApiState(
         sessions=sessions,
@@ -191,6 +192,7 @@ def build(
     api.include_router(health.router, responses=openapi.ERROR_RESPONSES)
     api.include_router(probes.router)
     api.add_middleware(inflight.ReleaseSlots)
+    api.add_middleware(RequestIds)  # outermost: every response has an id, every request a line
 
     return Application(
         api=api,
