@@ -93,7 +93,7 @@ clusterplane is serving on {base}  (fleet time x{settings.simulation.time_scale}
 SDK:
   export TOGETHER_BASE_URL={base} TOGETHER_API_KEY={shown}
   python -c "from together import Together; print(Together().clusters.list())"
-CLI:
+CLI (install the official SDK and CLI with: pip install 'together[cli]'):
   together clusters list-regions
   together clusters create --name demo --num-gpus 8 --region us-central-8 \\
       --billing-type ON_DEMAND --gpu-type H100_SXM --nvidia-version-id cu128-drv570-ubuntu2204
