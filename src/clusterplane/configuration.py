@@ -289,7 +289,23 @@ def load(
             sources[path] = source
     for path in index:
         sources.setdefault(path, "default")
-    return Loaded(build(values), sources)
+    settings = build(values)
+    _check_siblings(settings, sources)
+    return Loaded(settings, sources)
+
+
+def _check_siblings(settings: Settings, sources: Mapping[str, Source]) -> None:
+    """`at_most` bounds: a field may not exceed the sibling field it names."""
+    for leaf in leaves():
+        sibling = leaf.field.metadata.get("at_most")
+        if sibling is None:
+            continue
+        other = leaf.path.rpartition(".")[0] + ("." if "." in leaf.path else "") + sibling
+        value, limit = value_at(settings, leaf.path), value_at(settings, other)
+        if value > limit:
+            raise ConfigError(
+                leaf.path, f"{value} is more than {other} ({limit}, {sources[other]})"
+            )
 
 
 def build(values: Mapping[str, Any], cls: type[Any] = Settings, prefix: str = "") -> Any:

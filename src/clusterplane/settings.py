@@ -3,8 +3,8 @@
 Nothing reads the environment below this module and `clusterplane.configuration`, which
 fills the tree from a TOML file, CLUSTERPLANE_* variables and flags. The comment block
 above a field (or after it, on its line) is that field's documentation in
-docs/configuration.md; `metadata` bounds ("min", "max", "gt", "choices") are checked at
-start, and "secret" fields are masked wherever settings are shown.
+docs/configuration.md; `metadata` bounds ("min", "max", "gt", "choices", and "at_most" a
+sibling field) are checked at start, and "secret" fields are masked wherever settings are shown.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ class StorageSettings:
     """Operator limits on shared volumes (whole TiB); region capacity is in the fleet file."""
 
     # Smallest volume a create or resize may ask for.
-    min_volume_tib: int = field(default=1, metadata=AT_LEAST_ONE)
+    min_volume_tib: int = field(default=1, metadata={"min": 1, "at_most": "max_volume_tib"})
     # Largest volume a create or resize may ask for.
     max_volume_tib: int = field(default=1024, metadata=AT_LEAST_ONE)
 
@@ -128,12 +128,15 @@ class CredentialSettings:
     ./.clusterplane/credentials-key) they are stored unencrypted, with a warning in the log.
     """
 
-    # The server secret (32+ characters) sealing private keys and kubeconfigs at rest.
+    # The server secret (32+ characters) sealing private keys and kubeconfigs at rest;
+    # unset: `clusterplane serve` keeps one in .clusterplane/credentials-key.
     key: str | None = field(default=None, metadata=SECRET)
     # Older server keys that still open what they sealed, until a reseal.
     previous_keys: tuple[str, ...] = field(default=(), metadata=SECRET)
     # Lifetime of an SSH certificate when the request names none.
-    ssh_certificate_seconds: int = field(default=3600, metadata=AT_LEAST_ONE)
+    ssh_certificate_seconds: int = field(
+        default=3600, metadata={"min": 1, "at_most": "ssh_certificate_max_seconds"}
+    )
     # Longest SSH certificate a request may ask for.
     ssh_certificate_max_seconds: int = field(default=86_400, metadata=AT_LEAST_ONE)
 

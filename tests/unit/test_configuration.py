@@ -89,6 +89,12 @@ def test_every_setting_can_be_set_from_the_environment():
         assert loaded.sources[leaf.path] == "env"
 
 
+def test_every_setting_has_a_type_the_loader_reads():
+    readable = {str, int, float, bool, Path, tuple[str, ...]}
+    for leaf in configuration.leaves():
+        assert leaf.base in readable, f"{leaf.path}: teach configuration.py {leaf.base}"
+
+
 def test_variable_names_follow_the_tree_and_the_older_names_still_work():
     names = {leaf.path: leaf.env_name for leaf in configuration.leaves()}
     assert names["server.read_cache_seconds"] == "CLUSTERPLANE_SERVER__READ_CACHE_SECONDS"
@@ -125,6 +131,11 @@ def test_a_flag_beats_the_environment_which_beats_the_file(tmp_path: Path):
         ("[nonsense]\nx = 1\n", "nonsense", "unknown setting"),
         ("server = 3\n", "server", "must be a table"),
         ("[server\n", "c.toml", "not valid TOML"),
+        (
+            "[storage]\nmin_volume_tib = 10\nmax_volume_tib = 5\n",
+            "storage.min_volume_tib",
+            "10 is more than storage.max_volume_tib (5, file)",
+        ),
     ],
 )
 def test_a_bad_value_in_the_file_names_the_setting_and_the_reason(

@@ -125,6 +125,8 @@ def _bounds(leaf: Leaf) -> str:
         parts.append(f">= {meta['min']}")
     if "max" in meta:
         parts.append(f"<= {meta['max']}")
+    if "at_most" in meta:
+        parts.append(f"<= `{meta['at_most']}`")
     return ", ".join(parts)
 
 
