@@ -81,7 +81,7 @@ def _banner(settings: Settings, generated: str | None) -> str:
         line = f"Admin API key: {generated}   <- generated now and shown once; store it"
         shown = generated
     elif settings.admin_api_key is not None:
-        line = "Admin API key: the one in CLUSTERPLANE_ADMIN_API_KEY"
+        line = "Admin API key: the configured one (CLUSTERPLANE_ADMIN_API_KEY or the file's)"
         shown = "$CLUSTERPLANE_ADMIN_API_KEY"
     else:
         line = "Admin API key: the one printed on the first start"
