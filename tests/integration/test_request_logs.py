@@ -49,6 +49,11 @@ def test_json_logs_carry_request_project_and_cluster_ids_and_never_a_key(tmp_pat
         cluster_id = created.json()["cluster_id"]
         got = client.get(f"/v1/compute/clusters/{cluster_id}", headers={"X-Request-ID": "get-1"})
         assert got.headers["x-request-id"] == "get-1"
+        on_node = client.get(
+            f"/v1/compute/clusters/{cluster_id}/instances/i-none/remediations",
+            headers={"X-Request-ID": "node-1"},
+        )
+        assert on_node.headers["x-request-id"] == "node-1"
         refused = client.get(
             "/v1/compute/clusters",
             headers={"Authorization": f"Bearer {bad_key}", "X-Request-ID": "bad-key-1"},
@@ -72,6 +77,8 @@ def test_json_logs_carry_request_project_and_cluster_ids_and_never_a_key(tmp_pat
     assert create["method"] == "POST" and create["project_id"] and create["api_key_id"]
     get = access_line(records, "get-1")
     assert get["cluster_id"] == cluster_id and get["project_id"] == create["project_id"]
+    node = access_line(records, "node-1")
+    assert (node["cluster_id"], node["node_id"]) == (cluster_id, "i-none")
     bad = access_line(records, "bad-key-1")
     assert bad["status"] == 401 and "project_id" not in bad
     for rid in generated:
