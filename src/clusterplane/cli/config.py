@@ -47,9 +47,12 @@ def _dest(flag: str) -> str:
 def add_serve_flags(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--config", type=Path, default=None, help="settings file (TOML)")
     for flag, path, text in SERVE_FLAGS:
-        serve.add_argument(flag, default=None, metavar=path.rsplit(".")[-1].upper(), help=text)
-    for flag, _path, text in SWITCHES:
-        serve.add_argument(flag, action="store_const", const="true", default=None, help=text)
+        metavar = path.rsplit(".")[-1].upper()
+        serve.add_argument(flag, default=None, metavar=metavar, help=f"{text} (setting {path})")
+    for flag, path, text in SWITCHES:
+        serve.add_argument(
+            flag, action="store_const", const="true", default=None, help=f"{text} (setting {path})"
+        )
 
 
 def flag_values(args: argparse.Namespace) -> dict[str, str]:
