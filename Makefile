@@ -12,7 +12,7 @@ TEST_WORKERS ?= 2
 PYTEST := $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 BENCH_ARGS ?=
 
-.PHONY: serve test test-sqlite test-postgresql postgres test-tools slurm simulate check lint typecheck imports unit format clean
+.PHONY: serve docs test test-sqlite test-postgresql postgres test-tools slurm simulate check lint typecheck imports unit format clean
 
 $(VENV)/.runtime: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ serve: $(VENV)/.runtime
 	@mkdir -p -m 700 .clusterplane
 	@test -s .clusterplane/admin-key || (umask 077; $(BIN)/clusterplane generate-key > .clusterplane/admin-key)
 	CLUSTERPLANE_ADMIN_API_KEY="$$(cat .clusterplane/admin-key)" $(BIN)/clusterplane serve $(SERVE_ARGS)
+
+# docs/configuration.md is generated from src/clusterplane/settings.py (a test checks it).
+docs: $(VENV)/.runtime
+	$(BIN)/clusterplane config docs
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check src tests benchmarks

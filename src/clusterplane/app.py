@@ -21,6 +21,7 @@ from clusterplane.api import errors, inflight, openapi
 from clusterplane.api.deps import request_text_has_no_nul
 from clusterplane.api.long_polls import LongPolls
 from clusterplane.api.read_cache import ReadCache
+from clusterplane.api.request_ids import RequestIds, path_ids_in_logs
 from clusterplane.api.routers import (
     admin,
     admin_agents,
@@ -179,7 +180,7 @@ def build(
         docs_url=None,
         redoc_url=None,
         redirect_slashes=False,
-        dependencies=[Depends(request_text_has_no_nul)],
+        dependencies=[Depends(request_text_has_no_nul), Depends(path_ids_in_logs)],
     )
     api.state.cp = ApiState(
         sessions=sessions,
@@ -227,6 +228,7 @@ def build(
     api.add_middleware(inflight.ReleaseSlots)
     api.include_router(admin_agents.router, responses=openapi.ERROR_RESPONSES)
     api.include_router(agents.router, responses=openapi.ERROR_RESPONSES)
+    api.add_middleware(RequestIds)  # outermost: every response has an id, every request a line
 
     state: ApiState = api.state.cp
     return Application(

@@ -1,7 +1,10 @@
 """One typed settings tree, built once (by the CLI or a test) and passed down.
 
-Nothing reads the environment below this module: `Settings.from_env()` is the single place
-environment variables become configuration.
+Nothing reads the environment below this module and `clusterplane.configuration`, which
+fills the tree from a TOML file, CLUSTERPLANE_* variables and flags. The comment block
+above a field (or after it, on its line) is that field's documentation in
+docs/configuration.md; `metadata` bounds ("min", "max", "gt", "choices", and "at_most" a
+sibling field) are checked at start, and "secret" fields are masked wherever settings are shown.
 """
 
 from __future__ import annotations
@@ -13,6 +16,14 @@ from pathlib import Path
 
 DEFAULT_STATE_DIR = Path(".clusterplane")
 
+# Field metadata for `clusterplane.configuration`: the domain of a value, checked at start.
+POSITIVE = {"gt": 0}
+NON_NEGATIVE = {"min": 0}
+AT_LEAST_ONE = {"min": 1}
+SHARE = {"min": 0, "max": 1}
+PORT = {"min": 1, "max": 65535}
+SECRET = {"secret": True}
+
 
 def default_database_url(state_dir: Path = DEFAULT_STATE_DIR) -> str:
     return f"sqlite:///{state_dir / 'clusterplane.db'}"
@@ -20,40 +31,46 @@ def default_database_url(state_dir: Path = DEFAULT_STATE_DIR) -> str:
 
 @dataclass(frozen=True)
 class ServerSettings:
+    # Address the API listens on.
     host: str = "127.0.0.1"
-    port: int = 8080
-    max_body_bytes: int = 1024 * 1024
+    # TCP port the API listens on.
+    port: int = field(default=8080, metadata=PORT)
+    # Largest request body accepted; a larger one gets 413.
+    max_body_bytes: int = field(default=1024 * 1024, metadata=AT_LEAST_ONE)
     # Base domain used in generated API-server URLs of clusters (kubeconfig `server`).
     cluster_base_domain: str = "clusters.clusterplane.local"
     # Wall seconds a hot read (GET one cluster) may be answered from memory; any write
     # by this server drops it at once, so this bounds only how late another replica's
     # writes show. 0 turns the cache off.
-    read_cache_seconds: float = 1.0
+    read_cache_seconds: float = field(default=1.0, metadata=NON_NEGATIVE)
     # Responses of one (non-admin) API key being answered at once; more get 429. 0: no bound.
-    max_inflight_per_key: int = 8
+    max_inflight_per_key: int = field(default=8, metadata=NON_NEGATIVE)
     # A client that takes no bytes of a response for this long is disconnected.
-    send_timeout_seconds: float = 30.0
+    send_timeout_seconds: float = field(default=30.0, metadata=POSITIVE)
     # /readyz answers 503 when the database gives no connection within this budget.
-    readiness_timeout_seconds: float = 2.0
+    readiness_timeout_seconds: float = field(default=2.0, metadata=POSITIVE)
     # Wall seconds an authenticated key is remembered (services/caller_cache.py). A key
     # revoked, expired or changed through another replica stops working here within
     # this bound; through this server, at once.
-    caller_cache_seconds: float = 2.0
+    caller_cache_seconds: float = field(default=2.0, metadata=NON_NEGATIVE)
 
 
 @dataclass(frozen=True)
 class EngineSettings:
     """Background reconciliation: how often controllers look for due work (wall seconds)."""
 
-    poll_interval_seconds: float = 0.1
-    lease_seconds: float = 15.0
-    batch_size: int = 50
+    # How often a controller looks for due rows when it was not nudged.
+    poll_interval_seconds: float = field(default=0.1, metadata=POSITIVE)
+    # A controller's lease on a row; another replica takes the row over after it lapses.
+    lease_seconds: float = field(default=15.0, metadata=POSITIVE)
+    # Rows one controller pass takes at most.
+    batch_size: int = field(default=50, metadata=AT_LEAST_ONE)
     # Run acceptance tests during bring-up unless the create request says otherwise.
     acceptance_tests_by_default: bool = True
     # Fleet seconds an approved or requested repair waits before it cordons the node.
-    remediation_grace_seconds: float = 1800.0
+    remediation_grace_seconds: float = field(default=1800.0, metadata=NON_NEGATIVE)
     # Fleet seconds a preempted node keeps serving before its host is taken back.
-    preemption_drain_seconds: float = 300.0
+    preemption_drain_seconds: float = field(default=300.0, metadata=NON_NEGATIVE)
 
     @property
     def preemption_drain(self) -> timedelta:
@@ -65,39 +82,43 @@ class HealthSettings:
     """Automatic remediation and its safety rails (fleet seconds and shares of 1)."""
 
     # A cluster stops automatic repair while more than this share of its workers is unhealthy.
-    max_unhealthy_share: float = 0.4
+    max_unhealthy_share: float = field(default=0.4, metadata=SHARE)
     # At most this share of the fleet's hosts is being repaired (cordoned onwards) at once.
-    max_fleet_remediation_share: float = 0.1
+    max_fleet_remediation_share: float = field(default=0.1, metadata=SHARE)
     # At most this many of one project's nodes are being repaired at once (and never the
     # whole fleet cap, when it has room for more than one): a tenant's own repairs wait
     # for each other, not other tenants' repairs.
-    max_project_repairs: int = 4
+    max_project_repairs: int = field(default=4, metadata=AT_LEAST_ONE)
     # No new automatic repair of a node this long after its last one ended (spec §2.8).
-    cooldown_seconds: float = 1800.0
+    cooldown_seconds: float = field(default=1800.0, metadata=NON_NEGATIVE)
     # A repair that ended this long ago no longer makes the next one stronger.
-    escalation_window_seconds: float = 86400.0
+    escalation_window_seconds: float = field(default=86400.0, metadata=NON_NEGATIVE)
     # How long a quarantined host is away for hardware repair before its return check.
-    host_repair_seconds: float = 2 * 86400.0
+    host_repair_seconds: float = field(default=2 * 86400.0, metadata=NON_NEGATIVE)
     # Idle (unallocated, available) hosts get a DCGM check this often; 0 turns it off.
-    idle_check_interval_seconds: float = 0.0
+    idle_check_interval_seconds: float = field(default=0.0, metadata=NON_NEGATIVE)
 
 
 @dataclass(frozen=True)
 class SimulationSettings:
     """The simulated fleet: `time_scale` > 1 runs fleet time faster than wall time."""
 
-    time_scale: float = 1.0
+    # Fleet seconds per wall second: 600 turns a 10-minute bring-up into 1 s.
+    time_scale: float = field(default=1.0, metadata=POSITIVE)
+    # Seed of the simulated fleet's random choices.
     seed: int = 0
     # Multiplies every simulated step duration; 0 makes every step instantaneous.
-    duration_factor: float = 1.0
+    duration_factor: float = field(default=1.0, metadata=NON_NEGATIVE)
 
 
 @dataclass(frozen=True)
 class StorageSettings:
     """Operator limits on shared volumes (whole TiB); region capacity is in the fleet file."""
 
-    min_volume_tib: int = 1
-    max_volume_tib: int = 1024
+    # Smallest volume a create or resize may ask for.
+    min_volume_tib: int = field(default=1, metadata={"min": 1, "at_most": "max_volume_tib"})
+    # Largest volume a create or resize may ask for.
+    max_volume_tib: int = field(default=1024, metadata=AT_LEAST_ONE)
 
 
 @dataclass(frozen=True)
@@ -106,13 +127,13 @@ class CapacitySettings:
     limits that hold where the operator set none (shares of one region, 0 to 1)."""
 
     # A reservation may start at most this many days ahead (fleet time).
-    booking_horizon_days: float = 365.0
+    booking_horizon_days: float = field(default=365.0, metadata=POSITIVE)
     # A project's preemptible GPU targets in one region and GPU type: at most this share of
     # that region's GPUs of that type, unless its quota says otherwise.
-    default_preemptible_share: float = 0.25
+    default_preemptible_share: float = field(default=0.25, metadata=SHARE)
     # A project's shared volumes in one region: at most this share of the region's storage,
     # unless its quota says otherwise.
-    default_storage_share: float = 0.25
+    default_storage_share: float = field(default=0.25, metadata=SHARE)
 
     @property
     def booking_horizon(self) -> timedelta:
@@ -130,10 +151,17 @@ class CredentialSettings:
     ./.clusterplane/credentials-key) they are stored unencrypted, with a warning in the log.
     """
 
-    key: str | None = None
-    previous_keys: tuple[str, ...] = ()
-    ssh_certificate_seconds: int = 3600
-    ssh_certificate_max_seconds: int = 86_400
+    # The server secret (32+ characters) sealing private keys and kubeconfigs at rest;
+    # unset: `clusterplane serve` keeps one in .clusterplane/credentials-key.
+    key: str | None = field(default=None, metadata=SECRET)
+    # Older server keys that still open what they sealed, until a reseal.
+    previous_keys: tuple[str, ...] = field(default=(), metadata=SECRET)
+    # Lifetime of an SSH certificate when the request names none.
+    ssh_certificate_seconds: int = field(
+        default=3600, metadata={"min": 1, "at_most": "ssh_certificate_max_seconds"}
+    )
+    # Longest SSH certificate a request may ask for.
+    ssh_certificate_max_seconds: int = field(default=86_400, metadata=AT_LEAST_ONE)
 
 
 @dataclass(frozen=True)
@@ -154,26 +182,43 @@ class AgentSettings:
     """
 
     # An agent silent this long makes its host Unknown (a health signal, never a repair).
-    silence_grace_seconds: float = 30.0
+    silence_grace_seconds: float = field(default=30.0, metadata=POSITIVE)
     # How long a long-poll for a newer assignment waits before answering "no change".
-    long_poll_seconds: float = 25.0
+    long_poll_seconds: float = field(default=25.0, metadata=POSITIVE)
     # How often a waiting long-poll looks at the database again (other replicas' writes).
-    long_poll_recheck_seconds: float = 1.0
+    long_poll_recheck_seconds: float = field(default=1.0, metadata=POSITIVE)
     # At most this many agents wait at once per server process; more are told to retry.
-    max_long_polls: int = 2000
+    max_long_polls: int = field(default=2000, metadata=AT_LEAST_ONE)
     # A signed request's timestamp may be this far from the server's clock.
-    clock_skew_seconds: float = 120.0
-    join_token_default_ttl_seconds: float = 1800.0
-    join_token_max_ttl_seconds: float = 7 * 86400.0
+    clock_skew_seconds: float = field(default=120.0, metadata=POSITIVE)
+    # Lifetime of a join token created without --ttl.
+    join_token_default_ttl_seconds: float = field(default=1800.0, metadata=POSITIVE)
+    # The longest lifetime a join token may be given.
+    join_token_max_ttl_seconds: float = field(default=7 * 86400.0, metadata=POSITIVE)
     # Operator bound on join tokens not yet used, revoked or expired.
-    max_open_join_tokens: int = 1000
+    max_open_join_tokens: int = field(default=1000, metadata=AT_LEAST_ONE)
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """What the server writes to standard error."""
+
+    # Lowest level written.
+    level: str = field(
+        default="info", metadata={"choices": ("debug", "info", "warning", "error", "critical")}
+    )
+    # `text` (one readable line a record) or `json` (one object a line, with request ids).
+    format: str = field(default="text", metadata={"choices": ("text", "json")})
 
 
 @dataclass(frozen=True)
 class Settings:
+    # SQLAlchemy URL of the database: SQLite (one server) or PostgreSQL (replicas).
     database_url: str = field(default_factory=default_database_url)
-    fleet_file: Path | None = None  # None: the built-in fleet
-    admin_api_key: str | None = None
+    # Fleet YAML (docs/fleet-file.md); unset: the built-in fleet.
+    fleet_file: Path | None = None
+    # The bootstrap admin key, registered on first start; unset: generated and shown once.
+    admin_api_key: str | None = field(default=None, metadata=SECRET)
     server: ServerSettings = field(default_factory=ServerSettings)
     engine: EngineSettings = field(default_factory=EngineSettings)
     simulation: SimulationSettings = field(default_factory=SimulationSettings)
@@ -183,8 +228,11 @@ class Settings:
     placement: PlacementSettings = field(default_factory=PlacementSettings)
     health: HealthSettings = field(default_factory=HealthSettings)
     agents: AgentSettings = field(default_factory=AgentSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    # False serves the API only; another replica runs the controllers.
     run_controllers: bool = True
-    replay_window_seconds: float = 600.0
+    # How long a create with the same idempotency key answers the first result.
+    replay_window_seconds: float = field(default=600.0, metadata=NON_NEGATIVE)
 
     @staticmethod
     def admin_key_from_env(environ: dict[str, str] | None = None) -> str | None:

@@ -81,6 +81,17 @@ def test_a_cluster_with_every_feature_in_use_has_every_field_the_sdk_requires(en
         assert_complete(node, type(parsed.control_plane_nodes[0]))
 
 
+def test_every_node_carries_node_name_as_togethers_openapi_file_requires(engine: Engine):
+    body = busy_cluster(engine)
+    nodes = body["control_plane_nodes"] + body["gpu_worker_nodes"]
+    nodes += body["deleted_gpu_worker_nodes"]
+    assert nodes
+    for node in nodes:
+        assert node["node_name"] == node["node_id"] and node["node_name"]
+    named = {e["node_id"] for e in body["node_lifecycle_events"]}
+    assert named <= {n["node_name"] for n in nodes}
+
+
 def test_every_timestamp_on_the_wire_is_rfc3339_utc_with_z(engine: Engine):
     body = busy_cluster(engine)
     stamps = [p["transition_time"] for p in body["phase_transitions"]]

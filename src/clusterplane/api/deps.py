@@ -19,6 +19,7 @@ from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from clusterplane import logs
 from clusterplane.api.schemas import format_validation_error
 from clusterplane.api.state import ApiState
 from clusterplane.db.engine import read_transaction, transaction
@@ -73,6 +74,7 @@ async def current_caller(request: Request) -> Caller:
     (`state.inflight`: 429 past it)."""
     state = api_state(request)
     caller = await _caller(request, state)
+    logs.annotate(project_id=caller.project_id, api_key_id=caller.api_key_id)
     state.inflight.admit(request, caller)
     return caller
 

@@ -107,6 +107,7 @@ def control_plane_node(view: NodeDetail) -> dict[str, Any]:
     node = view.row
     return {
         "node_id": node.node_name,
+        "node_name": node.node_name,
         "host_name": node.host_name,
         "status": node.status,
         "num_cpu_cores": node.num_cpu_cores,
@@ -122,6 +123,7 @@ def worker_node(view: NodeDetail) -> dict[str, Any]:
     latest = view.latest_remediation
     return {
         "node_id": node.node_name,
+        "node_name": node.node_name,
         "host_name": node.host_name,
         "status": node.status,
         "num_cpu_cores": node.num_cpu_cores,

@@ -1,10 +1,16 @@
 """`clusterplane serve`: start the API server and controllers on the embedded default.
 
-    clusterplane serve [--host H] [--port P] [--database-url URL] [--fleet FILE]
-                       [--time-scale FACTOR] [--seed N] [--allow-cross-fabric]
+    clusterplane serve [--config FILE] [--host H] [--port P] [--database-url URL]
+                       [--fleet FILE] [--time-scale FACTOR] [--seed N] [--allow-cross-fabric]
                        [--send-timeout SECONDS] [--max-inflight-per-key N]
                        [--agent-silence-seconds S] [--agent-long-poll-seconds S]
+                       [--log-level LEVEL] [--log-format text|json]
+    clusterplane config show|docs   (settings: see cli/config.py, docs/configuration.md)
     clusterplane admin ...   (operator commands over the admin API: see cli/admin.py)
+
+Settings come from defaults, the --config file, CLUSTERPLANE_* variables and flags, in
+that order of precedence (clusterplane/configuration.py); a bad one stops the start
+(exit 2) naming the setting.
 
 The bootstrap admin key comes from CLUSTERPLANE_ADMIN_API_KEY when set (registered on
 first start, never printed); otherwise one is generated on first start and printed on
@@ -21,81 +27,25 @@ lacks stops the start (exit 2) with what to do.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import secrets
 import sys
 from dataclasses import replace
 from pathlib import Path
 
-from clusterplane.cli import admin, capacity, ssh
+from clusterplane import logs
+from clusterplane.cli import admin, capacity, config, ssh
+from clusterplane.configuration import ConfigError
 from clusterplane.errors import ClusterplaneError
-from clusterplane.settings import (
-    DEFAULT_STATE_DIR,
-    AgentSettings,
-    CredentialSettings,
-    PlacementSettings,
-    ServerSettings,
-    Settings,
-    SimulationSettings,
-    default_database_url,
-)
-
-
-def _positive(value: str) -> float:
-    number = float(value)
-    if number <= 0:
-        raise argparse.ArgumentTypeError("must be positive")
-    return number
+from clusterplane.settings import DEFAULT_STATE_DIR, CredentialSettings, Settings
 
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="clusterplane", description=__doc__.split("\n")[0])
     commands = root.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the API server and controllers")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument(
-        "--database-url", default=None, help="default: SQLite under ./.clusterplane/"
-    )
-    serve.add_argument("--fleet", type=Path, default=None, help="fleet YAML (default: built-in)")
-    serve.add_argument(
-        "--time-scale",
-        type=_positive,
-        default=1.0,
-        help="fleet clock speed-up: 600 turns a 10-minute bring-up into 1 s",
-    )
-    serve.add_argument("--seed", type=int, default=0, help="seed of the simulated fleet")
-    serve.add_argument(
-        "--send-timeout",
-        type=_positive,
-        default=ServerSettings.send_timeout_seconds,
-        help="seconds a client may take no bytes of a response before it is disconnected",
-    )
-    serve.add_argument(
-        "--max-inflight-per-key",
-        type=int,
-        default=ServerSettings.max_inflight_per_key,
-        help="responses one (non-admin) API key may have in flight; more get 429 (0: no bound)",
-    )
-    serve.add_argument("--log-level", default="info")
-    serve.add_argument(
-        "--allow-cross-fabric",
-        action="store_true",
-        help="let a cluster span fabrics when no single fabric fits (all regions)",
-    )
-    serve.add_argument(
-        "--agent-silence-seconds",
-        type=_positive,
-        default=AgentSettings.silence_grace_seconds,
-        help="wall seconds without word from a node agent before its host is Unknown",
-    )
-    serve.add_argument(
-        "--agent-long-poll-seconds",
-        type=_positive,
-        default=AgentSettings.long_poll_seconds,
-        help="how long an agent's poll for a newer assignment waits",
-    )
+    config.add_serve_flags(serve)
+    config.add_commands(commands)
     commands.add_parser("generate-key", help="print a fresh API key in the accepted format")
     capacity.add_commands(commands)
     ssh.add_parser(commands)
@@ -108,11 +58,10 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
-def _credentials() -> CredentialSettings:
-    """The sealing key: the environment's, else the one kept under ./.clusterplane/."""
+def _credentials(settings: CredentialSettings) -> CredentialSettings:
+    """The sealing key: the configured one, else the one kept under ./.clusterplane/."""
     from clusterplane.db.engine import private_dir
 
-    settings = Settings.credentials_from_env()
     if settings.key is not None:
         return settings
     path = DEFAULT_STATE_DIR / "credentials-key"
@@ -129,25 +78,9 @@ def _credentials() -> CredentialSettings:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    return Settings(
-        database_url=args.database_url or default_database_url(),
-        fleet_file=args.fleet,
-        admin_api_key=Settings.admin_key_from_env(),
-        credentials=_credentials(),
-        server=replace(
-            ServerSettings(),
-            host=args.host,
-            port=args.port,
-            send_timeout_seconds=args.send_timeout,
-            max_inflight_per_key=args.max_inflight_per_key,
-        ),
-        simulation=SimulationSettings(time_scale=args.time_scale, seed=args.seed),
-        placement=PlacementSettings(allow_cross_fabric=args.allow_cross_fabric),
-        agents=AgentSettings(
-            silence_grace_seconds=args.agent_silence_seconds,
-            long_poll_seconds=args.agent_long_poll_seconds,
-        ),
-    )
+    """Settings of this command line (ConfigError when one is bad), with the sealing key."""
+    settings = config.load_for(args).settings
+    return replace(settings, credentials=_credentials(settings.credentials))
 
 
 def _banner(settings: Settings, generated: str | None) -> str:
@@ -157,7 +90,7 @@ def _banner(settings: Settings, generated: str | None) -> str:
         line = f"Admin API key: {generated}   <- generated now and shown once; store it"
         shown = generated
     elif settings.admin_api_key is not None:
-        line = "Admin API key: the one in CLUSTERPLANE_ADMIN_API_KEY"
+        line = "Admin API key: the configured one (CLUSTERPLANE_ADMIN_API_KEY or the file's)"
         shown = "$CLUSTERPLANE_ADMIN_API_KEY"
     else:
         line = "Admin API key: the one printed on the first start"
@@ -169,7 +102,7 @@ clusterplane is serving on {base}  (fleet time x{settings.simulation.time_scale}
 SDK:
   export TOGETHER_BASE_URL={base} TOGETHER_API_KEY={shown}
   python -c "from together import Together; print(Together().clusters.list())"
-CLI:
+CLI (install the official SDK and CLI with: pip install 'together[cli]'):
   together clusters list-regions
   together clusters create --name demo --num-gpus 8 --region us-central-8 \\
       --billing-type ON_DEMAND --gpu-type H100_SXM --nvidia-version-id cu128-drv570-ubuntu2204
@@ -182,10 +115,12 @@ def serve(args: argparse.Namespace) -> int:
     from clusterplane.api.send_timeout import with_send_timeout
     from clusterplane.app import build
 
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    settings = settings_from(args)
+    try:
+        settings = settings_from(args)
+    except ConfigError as exc:
+        print(f"clusterplane: bad setting {exc}", file=sys.stderr)
+        return 2
+    logs.configure(settings.log.level, settings.log.format)
     try:
         application = build(settings)
     except ClusterplaneError as exc:
@@ -197,8 +132,9 @@ def serve(args: argparse.Namespace) -> int:
         host=settings.server.host,
         port=settings.server.port,
         http=with_send_timeout(settings.server.send_timeout_seconds),
-        log_level=args.log_level.lower(),
-        access_log=False,
+        log_level=settings.log.level,
+        log_config=None,  # records go through `logs.configure`'s handler
+        access_log=False,  # `api.request_ids` writes one without headers
     )
     return 0
 
@@ -228,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         from clusterplane.agent import daemon
 
         return daemon.main(args.server, args.join_token, args.state_dir, args.config)
+    if args.command == "config":
+        return config.run(args)
     from clusterplane.services.auth import generate_key_text
 
     print(generate_key_text())

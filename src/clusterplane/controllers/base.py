@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from clusterplane import logs
 from clusterplane.clock import Clock, SystemClock
 from clusterplane.db import leases
 from clusterplane.db.engine import transaction
@@ -27,6 +28,8 @@ from clusterplane.settings import Settings
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_ERROR = timedelta(seconds=10)
+# The log-record id (`clusterplane.logs`) a row of these tables is, while it is reconciled.
+ROW_LOG_IDS = {"clusters": "cluster_id", "nodes": "node_id"}
 
 
 @dataclass
@@ -84,8 +87,10 @@ def run_pass(controller: Controller, ctx: ControllerContext) -> int:
         if held > lease_seconds / 2 and not _renew(controller, ctx, row_id, token):
             continue
         worked += 1
+        log_id = ROW_LOG_IDS.get(getattr(controller.row_type, "__tablename__", ""))
         try:
-            controller.reconcile(row_id, token)
+            with logs.scope(**({log_id: row_id} if log_id else {})):
+                controller.reconcile(row_id, token)
         except TemporaryError as not_yet:
             log.info("%s: %s not yet: %s", controller.name, row_id, not_yet.message)
             delay = timedelta(seconds=not_yet.delay_seconds)

@@ -270,6 +270,8 @@ class NodePhaseTransitionResponse(WireResponse):
 
 class ControlPlaneNodeResponse(WireResponse):
     node_id: str
+    # Together's OpenAPI file requires it (the SDK ignores it): the node's name, as node_id.
+    node_name: str
     host_name: str
     status: str
     num_cpu_cores: int
@@ -283,6 +285,8 @@ class GPUWorkerNodeResponse(WireResponse):
     """A GPU worker; also the element of `deleted_gpu_worker_nodes` (with `deleted_at`)."""
 
     node_id: str
+    # Together's OpenAPI file requires it (the SDK ignores it): the node's name, as node_id.
+    node_name: str
     host_name: str
     status: str
     num_cpu_cores: int
