@@ -1,16 +1,23 @@
-"""Composition root: `build(settings)` wires database, fleet, driver, controllers and API.
+"""Composition root: `build(settings)` wires database, fleet, drivers, controllers and API.
 
-Nothing else constructs engines, clocks or drivers. Tests call `build` with a manual
-clock and `run_controllers=False`, then step the engine with `manager.run_until_idle()`.
+Nothing else constructs engines, clocks or drivers. The drivers are the simulated fleet's
+(`simulation.wiring`) unless the caller passes a `DriverFactory` (given the session
+factory, as drivers that keep their ground truth in the database need it); whenever the
+simulated host driver is among them, the simulation's fault agent and fault API are
+plugged in too.
+This is the only module that imports `clusterplane.simulation`. Tests call `build` with a
+manual clock and `run_controllers=False`, then step the engine with
+`manager.run_until_idle()`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 
 from fastapi import Depends, FastAPI
 from sqlalchemy.engine import Engine
@@ -41,13 +48,15 @@ from clusterplane.controllers.manager import ControllerManager
 from clusterplane.db.engine import make_engine, make_session_factory, migrate, transaction
 from clusterplane.db.group_commit import GroupCommit
 from clusterplane.db.writes import count_writes
-from clusterplane.providers.base import Provider
-from clusterplane.providers.simulated import SimulatedProvider
+from clusterplane.providers.registry import Drivers
 from clusterplane.services import auth, check_runs, fleet, fleet_clock
 from clusterplane.services.sealing import SecretBox
 from clusterplane.settings import Settings
+from clusterplane.simulation import api as simulation_api
+from clusterplane.simulation import wiring as simulation
 
 log = logging.getLogger(__name__)
+DriverFactory = Callable[[sessionmaker[Session]], Drivers]
 
 
 @dataclass
@@ -93,7 +102,7 @@ def build(
     settings: Settings,
     *,
     clock: Clock | None = None,
-    provider: Provider | None = None,
+    drivers: DriverFactory | None = None,
     lease_clock: Clock | None = None,
 ) -> Application:
     engine = make_engine(settings.database_url)
@@ -101,17 +110,18 @@ def build(
     sessions = make_session_factory(engine)
     clock = clock or _resume_clock(sessions, settings)
     issued = _prepare_database(sessions, settings, clock)
-    provider = provider or SimulatedProvider(
-        seed=settings.simulation.seed, duration_factor=settings.simulation.duration_factor
-    )
+    registry = (drivers or partial(simulation.simulated_drivers, settings))(sessions)
+    simulated = registry.uses(simulation.HOST_DRIVER)
     ctx = ControllerContext(
         sessions=sessions,
         clock=clock,
-        provider=provider,
+        drivers=registry,
         settings=settings,
         lease_clock=lease_clock or SystemClock(),
     )
-    manager = ControllerManager(ctx)
+    manager = ControllerManager(
+        ctx, signals=[simulation.fault_controller(ctx)] if simulated else []
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -162,6 +172,8 @@ def build(
     api.include_router(admin_fleet.router, responses=openapi.ERROR_RESPONSES)
     api.include_router(admin_quotas.router, responses=openapi.ERROR_RESPONSES)
     api.include_router(health.router, responses=openapi.ERROR_RESPONSES)
+    if simulated:
+        api.include_router(simulation_api.router, responses=openapi.ERROR_RESPONSES)
 
     @api.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -30,7 +30,7 @@ from clusterplane.clock import ManualClock
 from clusterplane.services import ids
 from clusterplane.services.auth import generate_key_text
 from clusterplane.settings import EngineSettings, Settings, SimulationSettings
-from tests.simulation.faults import Faults, FaultyProvider, SimulatedCrash
+from tests.simulation.faults import Faults, SimulatedCrash, faulty_drivers
 from tests.simulation.invariants import check_converged, check_invariants
 from tests.support.engine import SMALL_FLEET
 
@@ -116,8 +116,8 @@ class World:
             engine=EngineSettings(remediation_grace_seconds=60),
             simulation=SimulationSettings(seed=self.seed, duration_factor=0.1),
         )
-        provider = FaultyProvider(self.faults, seed=self.seed, duration_factor=0.1)
-        self.app = build(settings, clock=self.clock, provider=provider, lease_clock=self.clock)
+        drivers = faulty_drivers(self.faults, settings)
+        self.app = build(settings, clock=self.clock, drivers=drivers, lease_clock=self.clock)
         self.faults.install_commit_failures(self.app.sessions)
         transport = httpx.ASGITransport(app=self.app.api, raise_app_exceptions=False)
         self.client = httpx.AsyncClient(transport=transport, base_url="http://simulation")

@@ -7,7 +7,7 @@ from itertools import pairwise
 
 import pytest
 
-from clusterplane.domain import fault_model, rails
+from clusterplane.domain import rails
 from clusterplane.domain.checks import CheckKind, judge
 from clusterplane.domain.enums import RemediationMode
 from clusterplane.domain.health import (
@@ -20,7 +20,8 @@ from clusterplane.domain.health import (
     escalate,
     mode_for,
 )
-from clusterplane.providers.simulated import checks as simulated
+from clusterplane.simulation import checks as simulated
+from clusterplane.simulation import fault_model
 
 M = RemediationMode
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
