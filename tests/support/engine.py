@@ -11,7 +11,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import inspect, select, text
 
-from clusterplane.app import Application, build
+from clusterplane.app import Application, DriverFactory, build
 from clusterplane.clock import ManualClock
 from clusterplane.db.engine import transaction
 from clusterplane.db.rows import HostRow
@@ -80,8 +80,10 @@ def make_engine(
     credentials_key: str = TEST_CREDENTIALS_KEY,
     previous_credentials_keys: tuple[str, ...] = (),
     health: HealthSettings | None = None,
+    drivers: DriverFactory | None = None,
 ) -> Iterator[Engine]:
-    """An engine on a new database, or on `database_url` (a restart) with `admin_key`."""
+    """An engine on a new database, or on `database_url` (a restart) with `admin_key`;
+    on the simulated drivers unless `drivers` makes others."""
     key = admin_key or generate_key_text()
     settings = Settings(
         database_url=database_url or fresh_database_url(tmp_path, "engine.db"),
@@ -95,7 +97,7 @@ def make_engine(
         health=health or HealthSettings(),
     )
     clock = ManualClock()
-    app = build(settings, clock=clock)
+    app = build(settings, clock=clock, drivers=drivers)
     with TestClient(app.api) as client:
         yield Engine(
             app=app, clock=clock, client=client, admin_key=key, database_url=settings.database_url

@@ -178,3 +178,19 @@ def test_check_durations_are_realistic_and_grow_with_the_dcgm_level():
     extended = simulated.duration(1, "x", CheckKind.DCGM_DIAG, 4)
     assert 45 <= short <= 120 and 3600 <= extended <= 7200
     assert 300 <= simulated.duration(1, "x", CheckKind.GPU_BURN, None) <= 330
+
+
+@pytest.mark.parametrize(
+    ("kind", "figures"),
+    [
+        (CheckKind.DCGM_DIAG, {}),
+        (CheckKind.GPU_BURN, {"failing_gpus": "none"}),
+        (CheckKind.NCCL_SINGLE_NODE, {"failing_gpus": []}),
+        (CheckKind.IB_WRITE_BW, {"min_port_gbits": "fast"}),
+    ],
+)
+def test_a_check_report_without_the_figure_its_verdict_needs_fails(
+    kind: CheckKind, figures: dict[str, object]
+):
+    verdict = judge(kind, "H100_SXM", "ConnectX-7", figures)
+    assert not verdict.passed and "reported no usable" in verdict.message

@@ -20,6 +20,7 @@ from clusterplane.providers.models import (
     Progress,
 )
 from clusterplane.simulation import timings
+from clusterplane.simulation.state import reads_state
 
 
 def _due(state: DriverState, now: datetime) -> bool:
@@ -46,12 +47,14 @@ class SimulatedFlavour:
         }
         return self.poll_step(spec, state, now)
 
+    @reads_state
     def poll_step(self, spec: ClusterStepSpec, state: DriverState, now: datetime) -> Progress:
         return Progress(_due(state, now), state)
 
     def join_node(self, spec: InstanceSpec, now: datetime) -> Progress:
         return Progress(True, {"member": spec.node_name})
 
+    @reads_state
     def remove_node(self, spec: InstanceSpec, state: DriverState, now: datetime) -> Progress:
         return Progress(True, {**state, "member": None})
 
@@ -63,6 +66,7 @@ class SimulatedFlavour:
         }
         return Progress(True, state)
 
+    @reads_state
     def drain(self, spec: DrainSpec, state: DriverState | None, now: datetime) -> DrainProgress:
         if state is None or state.get("undrained_at") is not None:
             key = f"{spec.cluster_id}:{','.join(spec.node_names)}:{spec.reason}:drain"
@@ -75,6 +79,7 @@ class SimulatedFlavour:
             }
         return self.is_drained(spec, state, now)
 
+    @reads_state
     def undrain(self, spec: DrainSpec, state: DriverState, now: datetime) -> DrainProgress:
         if state.get("drained_by") not in (None, spec.drained_by):
             drained = self.is_drained(spec, state, now)
@@ -83,6 +88,7 @@ class SimulatedFlavour:
         state = {**state, "undrained_at": state.get("undrained_at") or now.isoformat()}
         return DrainProgress(True, state)
 
+    @reads_state
     def is_drained(self, spec: DrainSpec, state: DriverState, now: datetime) -> DrainProgress:
         if state.get("undrained_at") is not None:
             return DrainProgress(False, state)

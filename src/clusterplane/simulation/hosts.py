@@ -29,6 +29,7 @@ from clusterplane.providers.models import (
 )
 from clusterplane.simulation import checks, timings
 from clusterplane.simulation.checks import Fault
+from clusterplane.simulation.state import reads_state
 
 # What a reboot in place fixes: the strongest fault repair it amounts to.
 REBOOT_FIXES = {RebootKind.REBOOT: Action.GPU_RESET, RebootKind.POWER_CYCLE: Action.REBOOT}
@@ -91,6 +92,7 @@ class SimulatedHostDriver:
         }
         return self.describe(spec, state, now)
 
+    @reads_state
     def describe(self, spec: InstanceSpec, state: DriverState, now: datetime) -> NodeProgress:
         if "terminated_at" in state:
             return NodeProgress(True, state, message="released", phase=NodePhase.SUCCEEDED)
@@ -105,6 +107,7 @@ class SimulatedHostDriver:
                 return NodeProgress(False, state, phase=phase)
         return NodeProgress(True, state, phase=NodePhase.RUNNING)
 
+    @reads_state
     def release(self, spec: InstanceSpec, state: DriverState, now: datetime) -> Progress:
         state = dict(state)
         if "terminating_at" not in state:
@@ -120,6 +123,7 @@ class SimulatedHostDriver:
             self.faults.repair(spec.host_name, WIPE_FIXES, now)
         return Progress(True, state)
 
+    @reads_state
     def reboot(
         self, spec: InstanceSpec, state: DriverState, kind: RebootKind, now: datetime
     ) -> NodeProgress:
@@ -147,6 +151,7 @@ class SimulatedHostDriver:
         state: DriverState = {"started_at": now.isoformat(), "duration": took}
         return self.poll_check(host, check, state, now)
 
+    @reads_state
     def poll_check(
         self, host: HostSpec, check: CheckSpec, state: DriverState, now: datetime
     ) -> CheckProgress:

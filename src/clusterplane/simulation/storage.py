@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from clusterplane.clock import utc
 from clusterplane.providers.models import DriverState, Progress, VolumeProgress, VolumeSpec
 from clusterplane.simulation import timings
+from clusterplane.simulation.state import reads_state
 
 
 def _at(state: DriverState, key: str) -> datetime:
@@ -31,6 +32,7 @@ class SimulatedStorage:
         }
         return self.describe_volume(spec, state, now)
 
+    @reads_state
     def describe_volume(
         self, spec: VolumeSpec, state: DriverState, now: datetime
     ) -> VolumeProgress:
@@ -42,6 +44,7 @@ class SimulatedStorage:
                 size = int(state["resize_to"])
         return VolumeProgress(now >= ready_at, state, size_tib=size)
 
+    @reads_state
     def resize_volume(self, spec: VolumeSpec, state: DriverState, now: datetime) -> VolumeProgress:
         state = dict(state)
         if int(state.get("resize_to") or state.get("size_tib") or 0) != spec.size_tib:
@@ -54,6 +57,7 @@ class SimulatedStorage:
             )
         return self.describe_volume(spec, state, now)
 
+    @reads_state
     def delete_volume(self, spec: VolumeSpec, state: DriverState, now: datetime) -> Progress:
         state = dict(state)
         if "deleting_at" not in state:
