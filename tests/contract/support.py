@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from clusterplane.providers.models import DriverState, Progress
-from tests.contract.kits import DriverKit
+from tests.contract.kits import Clock
 
 P = TypeVar("P", bound=Progress)
 
@@ -20,7 +20,7 @@ def persisted(state: DriverState) -> DriverState:
     return loaded
 
 
-def converge(kit: DriverKit, poll: Callable[[DriverState, datetime], P], state: DriverState) -> P:
+def converge(kit: Clock, poll: Callable[[DriverState, datetime], P], state: DriverState) -> P:
     """Poll with each returned state (persisted) until done; fail past the kit's horizon."""
     deadline = kit.now + kit.horizon
     progress = poll(persisted(state), kit.now)

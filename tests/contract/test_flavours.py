@@ -9,15 +9,20 @@ import pytest
 
 from clusterplane.errors import PermanentProviderError
 from clusterplane.providers.models import BringUpStep, ClusterConfigSpec, ClusterStepSpec, DrainSpec
-from tests.contract.kits import DriverKit
+from tests.contract.kits import FlavourKit
 from tests.contract.support import converge, persisted
 
 
-def step_spec(kit: DriverKit, step: BringUpStep, cluster_type: str) -> ClusterStepSpec:
+@pytest.fixture
+def kit(flavour_kit: FlavourKit) -> FlavourKit:
+    return flavour_kit
+
+
+def step_spec(kit: FlavourKit, step: BringUpStep, cluster_type: str) -> ClusterStepSpec:
     return ClusterStepSpec(kit.node.cluster_id, cluster_type, step, kit.node.region, num_nodes=2)
 
 
-def drain_spec(kit: DriverKit, drained_by: str = "clusterplane") -> DrainSpec:
+def drain_spec(kit: FlavourKit, drained_by: str = "clusterplane") -> DrainSpec:
     return DrainSpec(
         cluster_id=kit.node.cluster_id,
         cluster_type=kit.node.cluster_type,
@@ -30,7 +35,7 @@ def drain_spec(kit: DriverKit, drained_by: str = "clusterplane") -> DrainSpec:
 
 @pytest.mark.parametrize("step", list(BringUpStep))
 def test_every_bring_up_step_finishes_for_every_cluster_type_it_serves(
-    kit: DriverKit, step: BringUpStep
+    kit: FlavourKit, step: BringUpStep
 ):
     for cluster_type in kit.cluster_types:
         spec = step_spec(kit, step, cluster_type)
@@ -42,7 +47,7 @@ def test_every_bring_up_step_finishes_for_every_cluster_type_it_serves(
         assert again.done, "a finished step stays finished"
 
 
-def test_a_node_joins_and_leaves_and_each_can_be_repeated(kit: DriverKit):
+def test_a_node_joins_and_leaves_and_each_can_be_repeated(kit: FlavourKit):
     joined = kit.flavour.join_node(kit.node, kit.now)
     joined_again = kit.flavour.join_node(kit.node, kit.advance())
     assert joined.done == joined_again.done
@@ -51,7 +56,7 @@ def test_a_node_joins_and_leaves_and_each_can_be_repeated(kit: DriverKit):
     assert kit.flavour.remove_node(kit.node, persisted(removed.state), kit.advance()).done
 
 
-def test_applying_the_same_config_twice_is_harmless(kit: DriverKit):
+def test_applying_the_same_config_twice_is_harmless(kit: FlavourKit):
     spec = ClusterConfigSpec(
         cluster_id=kit.node.cluster_id,
         cluster_type=kit.node.cluster_type,
@@ -64,7 +69,7 @@ def test_applying_the_same_config_twice_is_harmless(kit: DriverKit):
     assert first.done and second.done
 
 
-def test_a_drain_finishes_and_says_who_drained(kit: DriverKit):
+def test_a_drain_finishes_and_says_who_drained(kit: FlavourKit):
     spec = drain_spec(kit)
     started = kit.flavour.drain(spec, None, kit.now)
     # a crash after the drain started: the controller asks again with the state it saved
@@ -75,7 +80,7 @@ def test_a_drain_finishes_and_says_who_drained(kit: DriverKit):
     assert seen.done and seen.drained_by == "clusterplane"
 
 
-def test_an_undrain_only_returns_nodes_its_caller_drained(kit: DriverKit):
+def test_an_undrain_only_returns_nodes_its_caller_drained(kit: FlavourKit):
     theirs = drain_spec(kit, drained_by="operator")
     drained = converge(kit, lambda s, now: kit.flavour.drain(theirs, s or None, now), {})
     ours = drain_spec(kit)
@@ -90,7 +95,7 @@ def test_an_undrain_only_returns_nodes_its_caller_drained(kit: DriverKit):
 
 @pytest.mark.parametrize("garbage", [{}, {"started_at": "soon", "duration": "x"}])
 def test_state_the_flavour_cannot_read_is_a_permanent_failure_with_a_message(
-    kit: DriverKit, garbage: dict[str, object]
+    kit: FlavourKit, garbage: dict[str, object]
 ):
     spec = step_spec(kit, BringUpStep.DRIVERS, kit.node.cluster_type)
     for verb in (

@@ -10,13 +10,19 @@ from clusterplane.domain.enums import NodePhase
 from clusterplane.errors import PermanentProviderError
 from clusterplane.providers.contracts import HostChecks
 from clusterplane.providers.models import CheckSpec, RebootKind
-from tests.contract.kits import DriverKit
+from tests.contract.kits import HostKit
 from tests.contract.support import converge, persisted
+
+
+@pytest.fixture
+def kit(host_kit: HostKit) -> HostKit:
+    return host_kit
+
 
 ORDER = [NodePhase.PENDING, NodePhase.SCHEDULING, NodePhase.BOOTING, NodePhase.BOOTSTRAPPING]
 
 
-def test_a_prepared_node_comes_up_running_through_phases_that_only_move_forward(kit: DriverKit):
+def test_a_prepared_node_comes_up_running_through_phases_that_only_move_forward(kit: HostKit):
     deadline = kit.now + kit.horizon
     started = kit.host.prepare(kit.node, kit.now)
     seen = [started.phase]
@@ -31,7 +37,7 @@ def test_a_prepared_node_comes_up_running_through_phases_that_only_move_forward(
     assert ranks == sorted(ranks), f"phases went backwards: {seen}"
 
 
-def test_describing_twice_at_one_time_answers_the_same(kit: DriverKit):
+def test_describing_twice_at_one_time_answers_the_same(kit: HostKit):
     state = kit.host.prepare(kit.node, kit.now).state
     now = kit.advance()
     assert kit.host.describe(kit.node, persisted(state), now) == kit.host.describe(
@@ -39,14 +45,14 @@ def test_describing_twice_at_one_time_answers_the_same(kit: DriverKit):
     )
 
 
-def test_preparing_again_after_a_crash_before_the_state_was_saved_still_converges(kit: DriverKit):
+def test_preparing_again_after_a_crash_before_the_state_was_saved_still_converges(kit: HostKit):
     kit.host.prepare(kit.node, kit.now)  # the controller died before persisting this
     again = kit.host.prepare(kit.node, kit.advance())
     done = converge(kit, lambda s, now: kit.host.describe(kit.node, s, now), again.state)
     assert done.phase == NodePhase.RUNNING
 
 
-def test_a_release_finishes_and_releasing_again_stays_finished(kit: DriverKit):
+def test_a_release_finishes_and_releasing_again_stays_finished(kit: HostKit):
     running = converge(
         kit,
         lambda s, now: kit.host.describe(kit.node, s, now),
@@ -62,7 +68,7 @@ def test_a_release_finishes_and_releasing_again_stays_finished(kit: DriverKit):
 
 
 @pytest.mark.parametrize("kind", list(RebootKind))
-def test_a_rebooted_node_boots_again_and_comes_back_running(kit: DriverKit, kind: RebootKind):
+def test_a_rebooted_node_boots_again_and_comes_back_running(kit: HostKit, kind: RebootKind):
     running = converge(
         kit,
         lambda s, now: kit.host.describe(kit.node, s, now),
@@ -76,14 +82,14 @@ def test_a_rebooted_node_boots_again_and_comes_back_running(kit: DriverKit, kind
 
 @pytest.mark.parametrize("garbage", [{}, {"launched_at": "yesterday"}, {"unknown": 1}])
 def test_state_the_driver_cannot_read_is_a_permanent_failure_with_a_message(
-    kit: DriverKit, garbage: dict[str, object]
+    kit: HostKit, garbage: dict[str, object]
 ):
     with pytest.raises(PermanentProviderError) as failure:
         kit.host.describe(kit.node, garbage, kit.now)
     assert failure.value.message
 
 
-def test_an_active_check_finishes_with_figures_and_polling_again_answers_the_same(kit: DriverKit):
+def test_an_active_check_finishes_with_figures_and_polling_again_answers_the_same(kit: HostKit):
     if not isinstance(kit.host, HostChecks):
         pytest.skip("this host driver has no check feature")
     spec = CheckSpec("run-contract", CheckKind.DCGM_DIAG, 2, CheckPurpose.ON_DEMAND)

@@ -11,11 +11,16 @@ import pytest
 
 from clusterplane.errors import PermanentProviderError
 from clusterplane.providers.models import DriverState, VolumeProgress
-from tests.contract.kits import DriverKit
+from tests.contract.kits import StorageKit
 from tests.contract.support import converge, persisted
 
 
-def test_a_volume_is_created_grown_and_deleted(kit: DriverKit):
+@pytest.fixture
+def kit(storage_kit: StorageKit) -> StorageKit:
+    return storage_kit
+
+
+def test_a_volume_is_created_grown_and_deleted(kit: StorageKit):
     volume = kit.volume
     kit.storage.create_volume(volume, kit.now)  # lost in a crash before it was saved
     created = kit.storage.create_volume(volume, kit.advance())
@@ -37,7 +42,7 @@ def test_a_volume_is_created_grown_and_deleted(kit: DriverKit):
 
 @pytest.mark.parametrize("garbage", [{}, {"created_at": "never", "create": 1}])
 def test_state_the_storage_driver_cannot_read_is_a_permanent_failure(
-    kit: DriverKit, garbage: dict[str, object]
+    kit: StorageKit, garbage: dict[str, object]
 ):
     with pytest.raises(PermanentProviderError) as failure:
         kit.storage.describe_volume(kit.volume, garbage, kit.now)

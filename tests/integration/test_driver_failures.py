@@ -202,6 +202,8 @@ def test_a_host_managed_by_a_driver_the_server_lacks_fails_its_node_naming_it(
 ):
     with transaction(broken.app.sessions) as session:
         session.execute(update(HostRow).values(driver="agent"))
+    listed = broken.client.get("/admin/v1/fleet/hosts", headers=broken.headers()).json()
+    assert {h["driver"] for h in listed["hosts"]} == {"agent"}, "the host list says who manages"
     cluster_id = create(broken, num_gpus=8)["cluster_id"]
     broken.advance(1800, step=60)
     [node] = workers(broken, cluster_id)

@@ -83,7 +83,7 @@ class HostSpec:
     region: str
     gpu_type: str
     num_gpus: int
-    driver: str = "simulated"
+    driver: str = ""
 
 
 @dataclass(frozen=True)
