@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from clusterplane.db.engine import transaction
 from clusterplane.db.rows import EventRow, HostRow
+from clusterplane.domain.checks import CheckPurpose
 from clusterplane.domain.enums import ClusterType
 from clusterplane.errors import PermanentProviderError, TemporaryProviderError
 from clusterplane.providers.models import (
@@ -37,7 +38,7 @@ from clusterplane.providers.registry import Drivers
 from clusterplane.simulation.flavour import SimulatedFlavour
 from clusterplane.simulation.hosts import SimulatedHostDriver
 from clusterplane.simulation.storage import SimulatedStorage
-from tests.integration.test_lifecycle import create, get
+from tests.integration.test_lifecycle import create, get, when
 from tests.integration.test_remediation_execution import remediate, remediation, states_seen
 from tests.support.engine import Engine, make_engine
 
@@ -52,6 +53,8 @@ class BrokenHosts(SimulatedHostDriver):
         self.dead: set[str] = set()  # host names whose preparation fails
         self.busy = 0  # how many more calls answer "not yet"
         self.bad_gpu: set[str] = set()  # host names whose checks find a failing GPU
+        self.acceptance_seconds = 0.0  # how long an acceptance check runs on the host
+        self.acceptance_runs: dict[str, datetime] = {}  # run id -> when it started
 
     def prepare(self, spec: InstanceSpec, now: datetime) -> NodeProgress:
         if spec.host_name in self.dead:
@@ -63,6 +66,13 @@ class BrokenHosts(SimulatedHostDriver):
             self.busy -= 1
             raise TemporaryProviderError("the host's BMC is busy", delay_seconds=30)
         return super().describe(spec, state, now)
+
+    def start_check(self, host: HostSpec, check: CheckSpec, now: datetime) -> CheckProgress:
+        if check.purpose != CheckPurpose.ACCEPTANCE or not self.acceptance_seconds:
+            return super().start_check(host, check, now)
+        began = self.acceptance_runs.setdefault(check.run_id, now)  # asked again: same run
+        state = {"started_at": began.isoformat(), "duration": self.acceptance_seconds}
+        return self.poll_check(host, check, state, now)
 
     def poll_check(
         self, host: HostSpec, check: CheckSpec, state: DriverState, now: datetime
@@ -165,6 +175,25 @@ def test_a_host_whose_own_check_fails_fails_acceptance_without_any_simulated_fau
     assert get(broken, cluster_id)["status"] == "Ready"
 
 
+def test_acceptance_waits_for_checks_a_host_driver_is_still_running(broken: Engine, kit: Kit):
+    kit.hosts.acceptance_seconds = 900.0
+    cluster_id = create(broken, num_gpus=16)["cluster_id"]
+    broken.advance(3 * 3600, step=60)
+    cluster = get(broken, cluster_id)
+    assert cluster["status"] == "Ready"
+    entered = {p["phase"]: when(p["transition_time"]) for p in cluster["phase_transitions"]}
+    testing = (
+        entered["CLUSTER_PHASE_RUNNING_NCCL_TESTS"]
+        - entered["CLUSTER_PHASE_RUNNING_ACCEPTANCE_TESTS"]
+    )
+    assert testing.total_seconds() >= 900, "the phase ended only once every check had"
+    assert len(kit.hosts.acceptance_runs) == 2 * 3 + 2 * 2, "each check ran once per worker"
+    runs = broken.client.get(
+        "/admin/v1/health/checks", params={"cluster_id": cluster_id}, headers=broken.headers()
+    ).json()["checks"]
+    assert not [r for r in runs if r["state"] == "FAILED"]
+
+
 @pytest.fixture
 def stuck(tmp_path: Path) -> Iterator[Engine]:
     yield from make_engine(tmp_path, drivers=Kit(flavour=StuckDrains(duration_factor=0.1)))
@@ -209,6 +238,10 @@ def test_a_host_managed_by_a_driver_the_server_lacks_fails_its_node_naming_it(
     [node] = workers(broken, cluster_id)
     assert node["status"] == "Failed"
     assert any("no host driver 'agent'" in m for m in events_of(broken, "node_failed"))
+    broken.client.delete(f"/v1/compute/clusters/{cluster_id}", headers=broken.headers())
+    broken.advance(1800, step=60)
+    gone = broken.client.get(f"/v1/compute/clusters/{cluster_id}", headers=broken.headers())
+    assert gone.status_code == 404, "a node no driver ever prepared needs none to go"
 
 
 @pytest.fixture

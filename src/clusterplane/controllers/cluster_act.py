@@ -15,7 +15,7 @@ progress becomes a failure of that node, step or config with the driver's messag
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from clusterplane.db.rows import ClusterRow, HostRow, NodeRow
@@ -51,6 +51,8 @@ STEP_OF: dict[ClusterPhase, BringUpStep] = {
 }
 assert set(STEP_OF) == lifecycle.STEP_PHASES
 TEST_PHASES = (P.RUNNING_ACCEPTANCE_TESTS, P.RUNNING_NCCL_TESTS)
+# How long after its test step began an acceptance check may still be running.
+CHECK_DEADLINE = timedelta(hours=3)
 UNCHANGED: Any = object()  # a NodeOutcome field the pass did not touch
 
 
@@ -110,9 +112,9 @@ class ClusterActor:
 
     def _node(self, snap: Snapshot, node: NodeRow, now: datetime, *, launch: bool) -> NodeOutcome:
         spec = self.spec(snap, node)
-        host = self.drivers.host(spec.driver)
         if snap.cluster.delete_requested_at is not None or node.marked_for_deletion:
             return self._leave(snap, node, spec, now)
+        host = self.drivers.host(spec.driver)
         if node.provider_state is None:
             if not launch:
                 return NodeOutcome(node.id, None)
@@ -188,14 +190,19 @@ class ClusterActor:
         outcome.step_failed = failed(progress)
         if progress.done and phase in TEST_PHASES:
             started = now if outcome.step_started else cluster.step_started_at
-            outcome.checks = self.acceptance_checks(snap, phase, started or now, now)
+            checks = self.acceptance_checks(snap, phase, started or now, now)
+            outcome.step_done = checks is not None  # not yet: checks still running
+            outcome.checks = checks or []
 
     def acceptance_checks(
         self, snap: Snapshot, phase: ClusterPhase, started: datetime, now: datetime
-    ) -> list[acceptance.CheckResult]:
-        """Every testable worker's host driver runs this phase's checks."""
+    ) -> list[acceptance.CheckResult] | None:
+        """Every testable worker's host driver runs this phase's checks, each under a run id
+        of its own for this step (asking again reports the same run); None while one is
+        still running, unless past `CHECK_DEADLINE` after the step began: then it fails."""
         planned = acceptance.planned_checks(snap.cluster, phase)
         results: list[acceptance.CheckResult] = []
+        late = now >= started + CHECK_DEADLINE
         for node, host in testable(snap):
             for kind, level in planned:
                 run_id = f"{snap.cluster.id}:{phase}:{started.isoformat()}:{node.id}:{kind}"
@@ -203,7 +210,9 @@ class ClusterActor:
                 progress = self._check(host, spec, now)
                 message = failed(progress)
                 if message is None and not progress.done:
-                    message = "the check did not finish within the test step"
+                    if not late:
+                        return None
+                    message = f"the check did not finish within {CHECK_DEADLINE}"
                 results.append(
                     acceptance.CheckResult(node.id, kind, level, progress.figures, message)
                 )

@@ -66,7 +66,12 @@ class HostDriver(Protocol):
 
 @runtime_checkable
 class HostChecks(Protocol):
-    """Active checks on a host; `figures` are judged by `domain.checks.judge`."""
+    """Active checks on a host; `figures` are judged by `domain.checks.judge`.
+
+    `check.run_id` names the run. Acceptance checks (purpose `acceptance`) are started
+    again under the same run id on every pass until done, so for them `start_check` must
+    report the run already started, never start a second; other runs are started once
+    and polled with their saved state (a repeat after a crash may start them afresh)."""
 
     def start_check(self, host: HostSpec, check: CheckSpec, now: datetime) -> CheckProgress: ...
 
