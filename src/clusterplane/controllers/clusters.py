@@ -339,24 +339,7 @@ class ClusterController:
         if result.failed is not None:
             return self._fail_node(session, cluster, node, result.failed, now)
         if result.terminated:
-            set_node_phase(session, node, NodePhase.SUCCEEDED, now)
-            node.deleted_at = now
-            refresh_node_status(node)
-            quarantine = node.removal_reason == "quarantined"
-            release_host(session, node, cluster.id, now, quarantine=quarantine)
-            host = session.get(HostRow, node.host_id) if quarantine and node.host_id else None
-            if host is not None and host.state == HostState.QUARANTINED:
-                check_runs.schedule_host_repair(session, self.ctx.settings, host, now)
-            leaving = LEAVE_EVENTS.get(node.removal_reason or "")
-            if leaving is not None and cluster.delete_requested_at is None:
-                node_lifecycle_event(
-                    session,
-                    cluster_id=cluster.id,
-                    node_name=node.node_name,
-                    reason=leaving[0],
-                    message=leaving[1],
-                    now=now,
-                )
+            self._gone(session, cluster, node, now)
             return True
         if result.phase is None or result.phase == node.phase:
             return False
@@ -373,6 +356,27 @@ class ClusterController:
                 now=now,
             )
         return True
+
+    def _gone(self, session: Session, cluster: ClusterRow, node: NodeRow, now: datetime) -> None:
+        """The node's host is released: the node is deleted and its host goes back."""
+        set_node_phase(session, node, NodePhase.SUCCEEDED, now)
+        node.deleted_at = now
+        refresh_node_status(node)
+        quarantine = node.removal_reason == "quarantined"
+        release_host(session, node, cluster.id, now, quarantine=quarantine)
+        host = session.get(HostRow, node.host_id) if quarantine and node.host_id else None
+        if host is not None and host.state == HostState.QUARANTINED:
+            check_runs.schedule_host_repair(session, self.ctx.settings, host, now)
+        leaving = LEAVE_EVENTS.get(node.removal_reason or "")
+        if leaving is not None and cluster.delete_requested_at is None:
+            node_lifecycle_event(
+                session,
+                cluster_id=cluster.id,
+                node_name=node.node_name,
+                reason=leaving[0],
+                message=leaving[1],
+                now=now,
+            )
 
     @staticmethod
     def _fail_node(

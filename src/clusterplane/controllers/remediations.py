@@ -152,10 +152,7 @@ class RemediationController:
         if acted.drain_state is not None:
             row.step_state = acted.drain_state
         if acted.failed is not None and row.state in (S.QUARANTINING, S.QUARANTINED):
-            row.error_message = acted.failed
-            self._enter(session, row, cluster, node, S.FAILED, acted, now)
-            self._finished(session, row, cluster, node, now)
-            row.next_reconcile_at = None
+            self._driver_failed(session, row, cluster, node, acted, now)
             return
         target = session.get(NodeRow, row.replacement_node_row_id or "")
         grace = timedelta(seconds=self.ctx.settings.engine.remediation_grace_seconds)
@@ -189,6 +186,22 @@ class RemediationController:
             row.next_reconcile_at = starts_at
         else:
             row.next_reconcile_at = now + POLL
+
+    def _driver_failed(
+        self,
+        session: Session,
+        row: RemediationRow,
+        cluster: ClusterRow,
+        node: NodeRow,
+        acted: Acted,
+        now: datetime,
+    ) -> None:
+        """The flavour could not drain, or the host driver reboot: the repair fails with
+        the driver's message."""
+        row.error_message = acted.failed
+        self._enter(session, row, cluster, node, S.FAILED, acted, now)
+        self._finished(session, row, cluster, node, now)
+        row.next_reconcile_at = None
 
     def _may_start(self, session: Session, row: RemediationRow, cluster: ClusterRow) -> bool:
         """The rails: the fleet-wide cap, and the cluster's stop rule for auto-approved ones."""
