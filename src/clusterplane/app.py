@@ -1,7 +1,13 @@
-"""Composition root: `build(settings)` wires database, fleet, driver, controllers and API.
+"""Composition root: `build(settings)` wires database, fleet, drivers, controllers and API.
 
-Nothing else constructs engines, clocks or drivers. Tests call `build` with a manual
-clock and `run_controllers=False`, then step the engine with `manager.run_until_idle()`.
+Nothing else constructs engines, clocks or drivers. The drivers are the simulated fleet's
+(`simulation.wiring`) unless the caller passes a `DriverFactory` (given the session
+factory, as drivers that keep their ground truth in the database need it); whenever the
+simulated host driver is among them, the simulation's fault agent and fault API are
+plugged in too.
+This is the only module that imports `clusterplane.simulation`. Tests call `build` with a
+manual clock and `run_controllers=False`, then step the engine with
+`manager.run_until_idle()`.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 
 from fastapi import Depends, FastAPI
 from sqlalchemy.engine import Engine
@@ -52,8 +59,7 @@ from clusterplane.db.engine import (
 )
 from clusterplane.db.group_commit import GroupCommit
 from clusterplane.db.writes import count_writes
-from clusterplane.providers.base import Provider
-from clusterplane.providers.simulated import SimulatedProvider
+from clusterplane.providers.registry import Drivers
 from clusterplane.services import (
     auth,
     check_runs,
@@ -65,8 +71,11 @@ from clusterplane.services import (
 from clusterplane.services.caller_cache import CallerCache
 from clusterplane.services.sealing import SecretBox
 from clusterplane.settings import Settings
+from clusterplane.simulation import api as simulation_api
+from clusterplane.simulation import wiring as simulation
 
 log = logging.getLogger(__name__)
+DriverFactory = Callable[[sessionmaker[Session]], Drivers]
 
 
 @dataclass
@@ -132,7 +141,7 @@ def build(
     settings: Settings,
     *,
     clock: Clock | None = None,
-    provider: Provider | None = None,
+    drivers: DriverFactory | None = None,
     lease_clock: Clock | None = None,
     wall_clock: Clock | None = None,
 ) -> Application:
@@ -148,17 +157,18 @@ def build(
     except BaseException:
         engine.dispose()
         raise
-    provider = provider or SimulatedProvider(
-        seed=settings.simulation.seed, duration_factor=settings.simulation.duration_factor
-    )
+    registry = (drivers or partial(simulation.simulated_drivers, settings))(sessions)
+    simulated = registry.uses(simulation.HOST_DRIVER)
     ctx = ControllerContext(
         sessions=sessions,
         clock=clock,
-        provider=provider,
+        drivers=registry,
         settings=settings,
         lease_clock=lease_clock or SystemClock(),
     )
-    manager = ControllerManager(ctx)
+    manager = ControllerManager(
+        ctx, signals=[simulation.fault_controller(ctx)] if simulated else []
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -229,6 +239,8 @@ def build(
     api.include_router(admin_agents.router, responses=openapi.ERROR_RESPONSES)
     api.include_router(agents.router, responses=openapi.ERROR_RESPONSES)
     api.add_middleware(RequestIds)  # outermost: every response has an id, every request a line
+    if simulated:
+        api.include_router(simulation_api.router, responses=openapi.ERROR_RESPONSES)
 
     state: ApiState = api.state.cp
     return Application(

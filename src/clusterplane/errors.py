@@ -15,7 +15,10 @@ one place (`api/errors.py`), so lower layers raise these and never think about H
     ├── PayloadTooLarge         413  request body over the limit
     ├── TooManyRequests         429  too many of the key's requests in flight (retry later)
     ├── CapacityUnavailable     409  the fleet cannot satisfy the request right now
-    └── TemporaryError               a driver's "not yet": requeue after `delay_seconds`
+    └── ProviderError                a driver could not do what it was asked
+        ├── TemporaryProviderError   "not yet": requeue after `delay_seconds`, fail nothing
+        └── PermanentProviderError   the operation failed: the controller fails the node,
+                                     step, drain or volume with the driver's message
 """
 
 from __future__ import annotations
@@ -92,9 +95,18 @@ class CapacityUnavailable(ClusterplaneError):
     error_type = "capacity_unavailable"
 
 
-class TemporaryError(ClusterplaneError):
-    """A driver's "not yet": the caller requeues the work after `delay_seconds`."""
+class ProviderError(ClusterplaneError):
+    """Raised by a driver verb; never seen by an API client (controllers catch it)."""
+
+
+class TemporaryProviderError(ProviderError):
+    """A driver's "not yet": the controller requeues the work after `delay_seconds` and
+    records nothing as failed."""
 
     def __init__(self, message: str, *, delay_seconds: float = 5.0):
         super().__init__(message)
         self.delay_seconds = delay_seconds
+
+
+class PermanentProviderError(ProviderError):
+    """The operation cannot succeed: the controller fails it with this message."""

@@ -292,9 +292,9 @@ def test_an_on_demand_check_on_a_faulty_host_fails_with_evidence_and_proposes_a_
 
     from clusterplane.db.engine import transaction
     from clusterplane.db.rows import HostRow
-    from clusterplane.domain.fault_model import FaultSpec
     from clusterplane.domain.health import Action, EventKind
-    from clusterplane.services import faults
+    from clusterplane.simulation import faults
+    from clusterplane.simulation.fault_model import FaultSpec
 
     with transaction(engine.app.sessions) as session:
         host = session.scalars(select(HostRow).where(HostRow.name == victim["host_name"])).one()
@@ -335,9 +335,9 @@ def silent_fault(engine: Engine, host_name: str, kind: str = "nvlink") -> None:
 
     from clusterplane.db.engine import transaction
     from clusterplane.db.rows import HostRow
-    from clusterplane.domain.fault_model import FaultSpec
     from clusterplane.domain.health import Action, EventKind
-    from clusterplane.services import faults
+    from clusterplane.simulation import faults
+    from clusterplane.simulation.fault_model import FaultSpec
 
     with transaction(engine.app.sessions) as session:
         host = session.scalars(select(HostRow).where(HostRow.name == host_name)).one()

@@ -1,7 +1,7 @@
 """Soak: 30 fleet days of seeded faults at ten times the published rate, on a manual clock.
 
 The fleet (small.yaml: 16 H100 and 4 L40 hosts) runs four clusters; the fault model
-(`domain.fault_model`, Llama 3's interruption rate x10) puts its faults on every host,
+(`simulation.fault_model`, Llama 3's interruption rate x10) puts its faults on every host,
 serving or spare. One project approves repairs automatically; the other cluster's owner
 approves every proposal it sees. Fleet time jumps from one due time to the next (at least
 `MIN_STEP` apart), so 30 days run in seconds. Checked all along: no host serves two
@@ -23,16 +23,16 @@ from clusterplane.db.rows import (
     ClusterRow,
     HealthCheckRunRow,
     HealthEventRow,
-    HostFaultRow,
     HostRow,
     NodeRow,
     RemediationRow,
     VolumeRow,
 )
-from clusterplane.domain import fault_model, rails
+from clusterplane.domain import rails
 from clusterplane.domain.enums import NodeRole
 from clusterplane.domain.remediation import TERMINAL
-from clusterplane.services import faults
+from clusterplane.simulation import fault_model, faults
+from clusterplane.simulation.rows import HostFaultRow
 from tests.integration.test_lifecycle import create
 from tests.support.engine import Engine
 

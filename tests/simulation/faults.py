@@ -7,24 +7,16 @@ same faults at the same points.
 from __future__ import annotations
 
 import random
-from datetime import datetime
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
-from clusterplane.errors import TemporaryError
-from clusterplane.providers.models import (
-    ClusterStepSpec,
-    DriverState,
-    InstanceSpec,
-    InstanceStatus,
-    StepStatus,
-    TerminationStatus,
-    VolumeSpec,
-    VolumeStatus,
-)
-from clusterplane.providers.simulated import SimulatedProvider
+from clusterplane.errors import TemporaryProviderError
+from clusterplane.providers.registry import Drivers
+from clusterplane.settings import Settings
+from clusterplane.simulation.wiring import simulated_drivers
 
 
 class SimulatedCrash(BaseException):
@@ -63,7 +55,7 @@ class Faults:
             raise SimulatedCrash(f"killed during {verb}")
         if self.roll("driver_error", self.driver_error):
             if self.rng.random() < 0.5:
-                raise TemporaryError(f"{verb}: timed out", delay_seconds=5)
+                raise TemporaryProviderError(f"{verb}: timed out", delay_seconds=5)
             raise RuntimeError(f"{verb}: driver error")
 
     def install_commit_failures(self, sessions: sessionmaker[Session]) -> None:
@@ -75,55 +67,36 @@ class Faults:
                 raise RuntimeError("injected commit failure")
 
 
-class FaultyProvider(SimulatedProvider):
-    """The simulated driver, with seeded errors, timeouts and crashes before each verb."""
+class Faulty:
+    """A driver with seeded errors, timeouts and crashes before each of its verbs."""
 
-    def __init__(self, faults: Faults, **kwargs: Any):
-        super().__init__(**kwargs)
-        self.faults = faults
+    def __init__(self, driver: Any, faults: Faults):
+        self._driver = driver
+        self._faults = faults
 
-    def launch_instance(self, spec: InstanceSpec, now: datetime) -> DriverState:
-        self.faults.driver_call("launch_instance")
-        return super().launch_instance(spec, now)
+    def __getattr__(self, verb: str) -> Any:
+        attribute = getattr(self._driver, verb)
+        if verb.startswith("_") or not callable(attribute):
+            return attribute
 
-    def describe_instance(
-        self, spec: InstanceSpec, state: DriverState, now: datetime
-    ) -> InstanceStatus:
-        self.faults.driver_call("describe_instance")
-        return super().describe_instance(spec, state, now)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self._faults.driver_call(verb)
+            return attribute(*args, **kwargs)
 
-    def terminate_instance(
-        self, spec: InstanceSpec, state: DriverState, now: datetime
-    ) -> TerminationStatus:
-        self.faults.driver_call("terminate_instance")
-        return super().terminate_instance(spec, state, now)
+        return call
 
-    def reboot_instance(self, spec: InstanceSpec, state: DriverState, now: datetime) -> DriverState:
-        self.faults.driver_call("reboot_instance")
-        return super().reboot_instance(spec, state, now)
 
-    def start_step(self, spec: ClusterStepSpec, now: datetime) -> DriverState:
-        self.faults.driver_call("start_step")
-        return super().start_step(spec, now)
+def faulty_drivers(
+    faults: Faults, settings: Settings
+) -> Callable[[sessionmaker[Session]], Drivers]:
+    """The simulated drivers, every one of them faulty."""
 
-    def poll_step(self, spec: ClusterStepSpec, state: DriverState, now: datetime) -> StepStatus:
-        self.faults.driver_call("poll_step")
-        return super().poll_step(spec, state, now)
+    def make(sessions: sessionmaker[Session]) -> Drivers:
+        drivers = simulated_drivers(settings, sessions)
+        return Drivers(
+            hosts={name: Faulty(host, faults) for name, host in drivers.hosts.items()},
+            flavours={name: Faulty(f, faults) for name, f in drivers.flavours.items()},
+            storage=Faulty(drivers.storage, faults),
+        )
 
-    def create_volume(self, spec: VolumeSpec, now: datetime) -> DriverState:
-        self.faults.driver_call("create_volume")
-        return super().create_volume(spec, now)
-
-    def describe_volume(self, spec: VolumeSpec, state: DriverState, now: datetime) -> VolumeStatus:
-        self.faults.driver_call("describe_volume")
-        return super().describe_volume(spec, state, now)
-
-    def resize_volume(self, spec: VolumeSpec, state: DriverState, now: datetime) -> DriverState:
-        self.faults.driver_call("resize_volume")
-        return super().resize_volume(spec, state, now)
-
-    def delete_volume(
-        self, spec: VolumeSpec, state: DriverState, now: datetime
-    ) -> TerminationStatus:
-        self.faults.driver_call("delete_volume")
-        return super().delete_volume(spec, state, now)
+    return make

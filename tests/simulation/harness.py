@@ -40,7 +40,7 @@ from clusterplane.services import ids
 from clusterplane.services.auth import generate_key_text
 from clusterplane.settings import EngineSettings, HealthSettings, Settings, SimulationSettings
 from tests.simulation import capacity, signals
-from tests.simulation.faults import Faults, FaultyProvider, SimulatedCrash
+from tests.simulation.faults import Faults, SimulatedCrash, faulty_drivers
 from tests.simulation.invariants import check_converged, check_invariants
 from tests.support.engine import SMALL_FLEET
 
@@ -135,11 +135,11 @@ class World:
             health=HealthSettings(max_unhealthy_share=0.5),
             simulation=SimulationSettings(seed=self.seed, duration_factor=0.1),
         )
-        provider = FaultyProvider(self.faults, seed=self.seed, duration_factor=0.1)
+        drivers = faulty_drivers(self.faults, settings)
         self.app = build(
             settings,
             clock=self.clock,
-            provider=provider,
+            drivers=drivers,
             lease_clock=self.clock,
             wall_clock=self.clock,  # certificates too: one clock keeps a seed reproducible
         )

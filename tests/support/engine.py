@@ -11,7 +11,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import inspect, select, text
 
-from clusterplane.app import Application, build
+from clusterplane.app import Application, DriverFactory, build
 from clusterplane.clock import Clock, ManualClock, SystemClock
 from clusterplane.db.engine import transaction
 from clusterplane.db.rows import HostRow
@@ -93,8 +93,10 @@ def make_engine(
     health: HealthSettings | None = None,
     wall_clock: Clock | None = None,
     capacity: CapacitySettings | None = None,
+    drivers: DriverFactory | None = None,
 ) -> Iterator[Engine]:
-    """An engine on a new database, or on `database_url` (a restart) with `admin_key`.
+    """An engine on a new database, or on `database_url` (a restart) with `admin_key`,
+    on the simulated drivers unless `drivers` makes others.
 
     Fleet time is a `ManualClock`; wall time is the system's unless `wall_clock` is given.
     """
@@ -113,7 +115,7 @@ def make_engine(
     )
     clock = ManualClock()
     wall = wall_clock or SystemClock()
-    app = build(settings, clock=clock, wall_clock=wall)
+    app = build(settings, clock=clock, wall_clock=wall, drivers=drivers)
     with TestClient(app.api) as client:
         yield Engine(
             app=app,

@@ -7,7 +7,7 @@ from itertools import pairwise
 
 import pytest
 
-from clusterplane.domain import fault_model, rails
+from clusterplane.domain import rails
 from clusterplane.domain.checks import CheckKind, judge
 from clusterplane.domain.enums import RemediationMode
 from clusterplane.domain.health import (
@@ -20,7 +20,8 @@ from clusterplane.domain.health import (
     escalate,
     mode_for,
 )
-from clusterplane.providers.simulated import checks as simulated
+from clusterplane.simulation import checks as simulated
+from clusterplane.simulation import fault_model
 
 M = RemediationMode
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
@@ -185,3 +186,19 @@ def test_check_durations_are_realistic_and_grow_with_the_dcgm_level():
     extended = simulated.duration(1, "x", CheckKind.DCGM_DIAG, 4)
     assert 45 <= short <= 120 and 3600 <= extended <= 7200
     assert 300 <= simulated.duration(1, "x", CheckKind.GPU_BURN, None) <= 330
+
+
+@pytest.mark.parametrize(
+    ("kind", "figures"),
+    [
+        (CheckKind.DCGM_DIAG, {}),
+        (CheckKind.GPU_BURN, {"failing_gpus": "none"}),
+        (CheckKind.NCCL_SINGLE_NODE, {"failing_gpus": []}),
+        (CheckKind.IB_WRITE_BW, {"min_port_gbits": "fast"}),
+    ],
+)
+def test_a_check_report_without_the_figure_its_verdict_needs_fails(
+    kind: CheckKind, figures: dict[str, object]
+):
+    verdict = judge(kind, "H100_SXM", "ConnectX-7", figures)
+    assert not verdict.passed and "reported no usable" in verdict.message

@@ -1,9 +1,11 @@
 """What every controller shares: its context and the lease-snapshot-act-apply pass.
 
 A controller's `reconcile(row_id, token)` is called for one leased row at a time. A driver's
-`TemporaryError` ("not yet") releases the lease and retries the row after the delay it
-asked for; any other exception retries it after 10 s of fleet time. One bad row never
-stops the others.
+`TemporaryProviderError` ("not yet") releases the lease and retries the row after the delay
+it asked for, recording nothing as failed; any other exception retries it after 10 s of
+fleet time. (`PermanentProviderError` is each controller's to catch: it fails the node,
+step, drain or volume it happened to.) One bad row never stops the others. Controllers
+reach drivers only through `ctx.drivers` (`providers.registry.Drivers`).
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from clusterplane import logs
 from clusterplane.clock import Clock, SystemClock
 from clusterplane.db import leases
 from clusterplane.db.engine import transaction
-from clusterplane.errors import TemporaryError
-from clusterplane.providers.base import Provider
+from clusterplane.errors import TemporaryProviderError
+from clusterplane.providers.registry import Drivers
 from clusterplane.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -36,7 +38,7 @@ ROW_LOG_IDS = {"clusters": "cluster_id", "nodes": "node_id"}
 class ControllerContext:
     sessions: sessionmaker[Session]
     clock: Clock
-    provider: Provider
+    drivers: Drivers
     settings: Settings
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
     # Leases expire on wall time, whatever the fleet clock's scale; simulations inject theirs.
@@ -91,7 +93,7 @@ def run_pass(controller: Controller, ctx: ControllerContext) -> int:
         try:
             with logs.scope(**({log_id: row_id} if log_id else {})):
                 controller.reconcile(row_id, token)
-        except TemporaryError as not_yet:
+        except TemporaryProviderError as not_yet:
             log.info("%s: %s not yet: %s", controller.name, row_id, not_yet.message)
             delay = timedelta(seconds=not_yet.delay_seconds)
             _release_after_error(controller, ctx, row_id, token, delay)

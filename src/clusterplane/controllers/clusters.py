@@ -12,9 +12,7 @@ Crashing anywhere repeats at most the driver calls of this pass, which are idemp
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -38,12 +36,6 @@ from clusterplane.domain.enums import (
     RemediationState,
     VolumeStatus,
 )
-from clusterplane.providers.models import (
-    ClusterConfigSpec,
-    ClusterStepSpec,
-    DriverState,
-    InstanceSpec,
-)
 from clusterplane.services import acceptance, addons, check_runs, remediations, volumes
 from clusterplane.services.allocation import GPUS_PER_NODE, next_ordinal, release_host
 from clusterplane.services.calendar import wind_down_at
@@ -63,6 +55,8 @@ from clusterplane.services.events import (
 )
 
 from .base import ControllerContext
+from .cluster_act import TEST_PHASES as STEP_TEST_PHASES
+from .cluster_act import UNCHANGED, ClusterActor, NodeOutcome, Outcome, Snapshot
 
 POLL = timedelta(seconds=5)
 JOIN_EVENTS = {
@@ -75,6 +69,8 @@ LEAVE_EVENTS = {
 }
 # How often a cluster short of preemptible nodes looks for idle capacity again.
 FULFIL_POLL = timedelta(seconds=30)
+# How long after a flavour failed to apply config it is asked again.
+CONFIG_RETRY = timedelta(seconds=60)
 
 
 def _have_run(session: Session, node_ids: list[str]) -> set[str]:
@@ -110,7 +106,7 @@ REPAIRING = (
 
 def _degraded(session: Session, cluster_id: str, workers: list[NodeRow]) -> bool:
     """Whether a serving worker is unhealthy or a repair of the cluster is under way."""
-    if any(n.health == "unhealthy" for n in workers):
+    if any(n.health == "unhealthy" or n.phase == NodePhase.FAILED for n in workers):
         return True
     repairing = session.scalar(
         select(RemediationRow.id)
@@ -118,45 +114,6 @@ def _degraded(session: Session, cluster_id: str, workers: list[NodeRow]) -> bool
         .limit(1)
     )
     return repairing is not None
-
-
-@dataclass
-class NodeOutcome:
-    node_id: str
-    state: DriverState | None
-    phase: NodePhase | None = None
-    terminated: bool = False
-
-
-@dataclass
-class Snapshot:
-    cluster: ClusterRow
-    nodes: list[NodeRow]
-    volumes_ready: bool
-    sequence: tuple[ClusterPhase, ...]
-
-
-@dataclass
-class Outcome:
-    nodes: list[NodeOutcome] = field(default_factory=list)
-    step_state: DriverState | None = None
-    step_done: bool = False
-    applied: dict[str, Any] | None = None  # the add-ons and config the driver just applied
-
-
-def instance_spec(cluster: ClusterRow, node: NodeRow) -> InstanceSpec:
-    """What a driver needs to know about one node's instance."""
-    return InstanceSpec(
-        instance_id=node.instance_id,
-        cluster_id=cluster.id,
-        role=NodeRole(node.role),
-        node_name=node.node_name,
-        host_name=node.host_name,
-        region=cluster.region,
-        gpu_type=cluster.gpu_type,
-        num_gpus=node.num_gpus,
-        image=cluster.os_image,
-    )
 
 
 def _sequence(cluster: ClusterRow, has_volume: bool, workers: int) -> tuple[ClusterPhase, ...]:
@@ -205,8 +162,35 @@ class ClusterController:
             vols = volumes.volumes_of(session, [row_id])
             ready = all(v.status in (VolumeStatus.AVAILABLE, VolumeStatus.BOUND) for v in vols)
             workers = sum(1 for n in nodes if n.role == NodeRole.GPU_WORKER)
+            snap = Snapshot(cluster, nodes, ready, _sequence(cluster, bool(vols), workers))
+            self._load_hosts(session, snap)
             session.expunge_all()
-        return Snapshot(cluster, nodes, ready, _sequence(cluster, bool(vols), workers))
+        return snap
+
+    @staticmethod
+    def _load_hosts(session: Session, snap: Snapshot) -> None:
+        """Who manages each node's host; in a test phase the workers' hosts themselves.
+
+        The cluster's hosts are found by their `cluster_id` (one indexed parameter, however
+        large the cluster); a node whose host is not the cluster's any more by its id."""
+        ids = {n.host_id for n in snap.nodes if n.host_id}
+        if not ids:
+            return
+        if ClusterPhase(snap.cluster.phase) in STEP_TEST_PHASES:
+            hosts = session.scalars(select(HostRow).where(HostRow.cluster_id == snap.cluster.id))
+            snap.hosts = {h.id: h for h in hosts if h.id in ids}
+            snap.host_drivers = {h.id: h.driver for h in snap.hosts.values()}
+        else:
+            rows = session.execute(
+                select(HostRow.id, HostRow.driver).where(HostRow.cluster_id == snap.cluster.id)
+            )
+            snap.host_drivers = {host_id: driver for host_id, driver in rows}
+        missing = ids - set(snap.host_drivers)
+        if missing:
+            rows = session.execute(
+                select(HostRow.id, HostRow.driver).where(HostRow.id.in_(sorted(missing)))
+            )
+            snap.host_drivers.update({host_id: driver for host_id, driver in rows})
 
     # -- act ---------------------------------------------------------------------------
 
@@ -214,51 +198,22 @@ class ClusterController:
         cluster = snap.cluster
         deleting = cluster.delete_requested_at is not None
         outcome = Outcome()
-        provider = self.ctx.provider
+        actor = ClusterActor(self.ctx.drivers)
         for node in snap.nodes:
-            spec = instance_spec(cluster, node)
-            if deleting or node.marked_for_deletion:
-                if not deleting and node.drain_until is not None and now < node.drain_until:
-                    continue  # a preempted node serves until its drain window closes
-                if node.provider_state is None:
-                    outcome.nodes.append(NodeOutcome(node.id, None, terminated=True))
-                    continue
-                done = provider.terminate_instance(spec, node.provider_state, now)
-                outcome.nodes.append(NodeOutcome(node.id, done.state, terminated=done.done))
-            elif node.provider_state is None:
-                if self._may_launch(cluster, node, snap.sequence):
-                    state = provider.launch_instance(spec, now)
-                    status = provider.describe_instance(spec, state, now)
-                    outcome.nodes.append(NodeOutcome(node.id, state, phase=status.phase))
-            else:
-                status = provider.describe_instance(spec, node.provider_state, now)
-                outcome.nodes.append(NodeOutcome(node.id, status.state, phase=status.phase))
+            leaving = deleting or node.marked_for_deletion
+            if leaving and not deleting and node.drain_until is not None and now < node.drain_until:
+                continue  # a preempted node serves until its drain window closes
+            if not leaving and node.phase == NodePhase.FAILED:
+                continue  # failed: nothing is asked of it until it is repaired or removed
+            launch = leaving or self._may_launch(cluster, node, snap.sequence)
+            result = actor.node(snap, node, now, launch=launch)
+            if result.state is not None or result.terminated or result.failed:
+                outcome.nodes.append(result)
+        actor.step(snap, outcome, now)
         phase = ClusterPhase(cluster.phase)
-        if not deleting and phase in lifecycle.STEP_PHASES:
-            step = ClusterStepSpec(
-                cluster_id=cluster.id,
-                kind=phase.value,
-                region=cluster.region,
-                num_nodes=len(snap.nodes),
-            )
-            current = cluster.step_state
-            if current is None or current.get("kind") != phase.value:
-                current = provider.start_step(step, now)
-            polled = provider.poll_step(step, current, now)
-            outcome.step_state, outcome.step_done = polled.state, polled.done
         desired = addons.desired_config(cluster.add_ons, cluster.cluster_config)
         if not deleting and phase in lifecycle.STEADY_PHASES and desired != cluster.applied_config:
-            provider.apply_cluster_config(
-                ClusterConfigSpec(
-                    cluster_id=cluster.id,
-                    cluster_type=cluster.cluster_type,
-                    region=cluster.region,
-                    add_ons=desired["add_ons"],
-                    cluster_config=desired["cluster_config"],
-                ),
-                now,
-            )
-            outcome.applied = desired
+            actor.config(snap, desired, outcome, now)
         return outcome
 
     @staticmethod
@@ -300,15 +255,47 @@ class ClusterController:
         if cluster.delete_requested_at is not None:
             self._apply_deleting(session, cluster, nodes, now, progressed)
             return
-        if outcome.step_state is not None:
-            cluster.step_state = outcome.step_state
+        self._record_step(session, cluster, outcome, now)
         self._advance(session, cluster, nodes, outcome, now, progressed)
         self._record_applied(session, cluster, outcome, now)
+
+    @staticmethod
+    def _record_step(
+        session: Session, cluster: ClusterRow, outcome: Outcome, now: datetime
+    ) -> None:
+        """The step this pass started or polled, in the controller's own columns."""
+        if outcome.step_phase is None or cluster.phase != outcome.step_phase:
+            return  # the phase moved on (or nothing was asked): the outcome is stale
+        cluster.step_state = outcome.step_state
+        if outcome.step_started:
+            cluster.step_phase, cluster.step_started_at = outcome.step_phase, now
+            cluster.step_error = None
+        if outcome.step_failed is not None and cluster.step_error is None:
+            cluster.step_error = outcome.step_failed
+            record_event(
+                session,
+                object_type="cluster",
+                object_id=cluster.id,
+                kind="step_failed",
+                message=f"{outcome.step_phase} failed: {outcome.step_failed}",
+                at=now,
+            )
 
     @staticmethod
     def _record_applied(
         session: Session, cluster: ClusterRow, outcome: Outcome, now: datetime
     ) -> None:
+        if outcome.config_failed is not None:
+            record_event(
+                session,
+                object_type="cluster",
+                object_id=cluster.id,
+                kind="config_failed",
+                message=f"add-ons and config not applied: {outcome.config_failed}",
+                at=now,
+            )
+            cluster.next_reconcile_at = now + CONFIG_RETRY
+            return
         if outcome.applied is not None:
             cluster.applied_config = outcome.applied
             names = ", ".join(a["name"] for a in outcome.applied["add_ons"]) or "none"
@@ -344,31 +331,15 @@ class ClusterController:
         now: datetime,
         ran: set[str],
     ) -> bool:
-        """Record one node's outcome; True if it moved (a new phase, or gone)."""
+        """Record one node's outcome; True if it moved (a new phase, failed, or gone)."""
         if result.state is not None:
             node.provider_state = result.state
+        if result.flavour_state is not UNCHANGED:
+            node.flavour_state = result.flavour_state
+        if result.failed is not None:
+            return self._fail_node(session, cluster, node, result.failed, now)
         if result.terminated:
-            set_node_phase(session, node, NodePhase.SUCCEEDED, now)
-            node.deleted_at = now
-            refresh_node_status(node)
-            quarantine = node.removal_reason == "quarantined"
-            release_host(session, node, cluster.id, now, quarantine=quarantine)
-            remediations.close_left_behind(
-                session, cluster_id=cluster.id, node_row_id=node.id, why="the node left", now=now
-            )
-            host = session.get(HostRow, node.host_id) if quarantine and node.host_id else None
-            if host is not None and host.state == HostState.QUARANTINED:
-                check_runs.schedule_host_repair(session, self.ctx.settings, host, now)
-            leaving = LEAVE_EVENTS.get(node.removal_reason or "")
-            if leaving is not None and cluster.delete_requested_at is None:
-                node_lifecycle_event(
-                    session,
-                    cluster_id=cluster.id,
-                    node_name=node.node_name,
-                    reason=leaving[0],
-                    message=leaving[1],
-                    now=now,
-                )
+            self._gone(session, cluster, node, now)
             return True
         if result.phase is None or result.phase == node.phase:
             return False
@@ -384,6 +355,48 @@ class ClusterController:
                 message=message,
                 now=now,
             )
+        return True
+
+    def _gone(self, session: Session, cluster: ClusterRow, node: NodeRow, now: datetime) -> None:
+        """The node's host is released: the node is deleted and its host goes back."""
+        set_node_phase(session, node, NodePhase.SUCCEEDED, now)
+        node.deleted_at = now
+        refresh_node_status(node)
+        quarantine = node.removal_reason == "quarantined"
+        release_host(session, node, cluster.id, now, quarantine=quarantine)
+        remediations.close_left_behind(
+            session, cluster_id=cluster.id, node_row_id=node.id, why="the node left", now=now
+        )
+        host = session.get(HostRow, node.host_id) if quarantine and node.host_id else None
+        if host is not None and host.state == HostState.QUARANTINED:
+            check_runs.schedule_host_repair(session, self.ctx.settings, host, now)
+        leaving = LEAVE_EVENTS.get(node.removal_reason or "")
+        if leaving is not None and cluster.delete_requested_at is None:
+            node_lifecycle_event(
+                session,
+                cluster_id=cluster.id,
+                node_name=node.node_name,
+                reason=leaving[0],
+                message=leaving[1],
+                now=now,
+            )
+
+    @staticmethod
+    def _fail_node(
+        session: Session, cluster: ClusterRow, node: NodeRow, message: str, now: datetime
+    ) -> bool:
+        """The driver failed the node: NODE_PHASE_FAILED, and the reason as an event."""
+        if node.phase == NodePhase.FAILED:
+            return False
+        set_node_phase(session, node, NodePhase.FAILED, now)
+        record_event(
+            session,
+            object_type="cluster",
+            object_id=cluster.id,
+            kind="node_failed",
+            message=f"{node.node_name} on {node.host_name}: {message}",
+            at=now,
+        )
         return True
 
     def _apply_deleting(
@@ -473,10 +486,12 @@ class ClusterController:
             volume_ready=all(
                 v.status in (VolumeStatus.AVAILABLE, VolumeStatus.BOUND) for v in vols
             ),
-            step_done=outcome.step_done and (cluster.step_state or {}).get("kind") == phase,
+            step_done=outcome.step_done
+            and cluster.step_phase == phase
+            and cluster.step_error is None,
         )
         failed = phase in TEST_PHASES and facts.step_done
-        if failed and self._acceptance_failed(session, cluster, workers, phase, now):
+        if failed and self._acceptance_failed(session, cluster, workers, outcome, now):
             set_cluster_phase(session, cluster, TEST_PHASES[phase], now)
             cluster.step_state = None
             cluster.next_reconcile_at = now
@@ -531,12 +546,12 @@ class ClusterController:
         session: Session,
         cluster: ClusterRow,
         workers: list[NodeRow],
-        phase: ClusterPhase,
+        outcome: Outcome,
         now: datetime,
     ) -> bool:
         """Judge the workers after a test step; exclude and replace those that failed."""
         settings = self.ctx.settings
-        failed = acceptance.failing_workers(session, settings, cluster, workers, phase, now)
+        failed = acceptance.failing_workers(session, cluster, workers, outcome.checks, now)
         for node, run in failed:
             ordinal = next_ordinal(session, cluster.id)
             acceptance.exclude_and_replace(session, settings, cluster, node, run, ordinal, now)

@@ -1,25 +1,22 @@
 """Runs the controllers in a background thread until stopped; API writes nudge it.
 
-Each loop first drains the health-signal controllers (simulated agents' faults, held
-signals; up to `SIGNAL_PASSES` batches), then runs one pass of every other controller,
-then waits for the poll interval or a nudge, whichever comes first. `run_until_idle`
-drives the same passes synchronously, which is how tests with a manual clock step the
-engine deterministically.
+Each loop first drains the health-signal controllers (the ones `app` plugs in, such as the
+simulated agents' faults, then held signals; up to `SIGNAL_PASSES` batches), then runs one
+pass of every other controller, then waits for the poll interval or a nudge, whichever comes
+first. `run_until_idle` drives the same passes synchronously, which is how tests with a
+manual clock step the engine deterministically.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 
 from clusterplane.controllers.agents import AgentSilenceScan
 from clusterplane.controllers.base import Controller, ControllerContext, run_pass
 from clusterplane.controllers.clusters import ClusterController
-from clusterplane.controllers.health import (
-    check_run_controller,
-    fault_controller,
-    health_event_controller,
-)
+from clusterplane.controllers.health import CheckRunController, health_event_controller
 from clusterplane.controllers.remediations import RemediationController
 from clusterplane.controllers.volumes import VolumeController
 
@@ -28,15 +25,15 @@ SIGNAL_PASSES = 20  # at most this many batches of signals before the other cont
 
 
 class ControllerManager:
-    def __init__(self, ctx: ControllerContext):
+    def __init__(self, ctx: ControllerContext, *, signals: Sequence[Controller] = ()):
         self.ctx = ctx
         # Health signals go first, drained before anything else runs: in a failure storm
         # the time from a signal to its node's exclusion is what matters most.
-        self.signals: list[Controller] = [fault_controller(ctx), health_event_controller(ctx)]
+        self.signals: list[Controller] = [*signals, health_event_controller(ctx)]
         self.controllers: list[Controller] = [
             *self.signals,
             VolumeController(ctx),
-            check_run_controller(ctx),
+            CheckRunController(ctx),
             RemediationController(ctx),
             ClusterController(ctx),
         ]

@@ -1,11 +1,13 @@
 """The remediation controller: executes approved repairs, one step per pass.
 
-PENDING (for the grace period) -> QUARANTINING (the node is cordoned; the driver's drain
-step runs) -> QUARANTINED -> RUNNING (the mode is carried out by `services.repairs`; the cluster
-controller boots or tears down instances) -> SUCCEEDED when the repaired or replacement
-node runs (or the evicted node is gone), FAILED with `error_message` when the mode
-cannot be carried out, CANCELLED when the cluster or node goes away first. Decisions are
-the pure `domain.remediation.next_execution_state`.
+PENDING (for the grace period) -> QUARANTINING (the node is cordoned; the cluster's flavour
+drains it, on clusterplane's behalf) -> QUARANTINED -> RUNNING (the mode is carried out by
+`services.repairs`; the cluster controller boots or tears down instances) -> SUCCEEDED when
+the repaired or replacement node runs (or the evicted node is gone), FAILED with
+`error_message` when the mode cannot be carried out, CANCELLED when the cluster or node goes
+away first. Decisions are the pure `domain.remediation.next_execution_state`. A drain or
+reboot the driver fails (`PermanentProviderError`, failed progress) fails the remediation
+with its message.
 """
 
 from __future__ import annotations
@@ -40,15 +42,15 @@ from clusterplane.domain.remediation import (
     ExecutionFacts,
     next_execution_state,
 )
-from clusterplane.providers.models import ClusterStepSpec, DriverState
-from clusterplane.services import check_runs, faults, health, recovery, repairs
+from clusterplane.errors import PermanentProviderError
+from clusterplane.providers.models import DrainSpec, DriverState, RebootKind
+from clusterplane.services import check_runs, health, recovery, repairs
 from clusterplane.services.events import record_event
 
 from .base import ControllerContext
-from .clusters import instance_spec
+from .specs import instance_spec
 
 POLL = timedelta(seconds=5)
-DRAIN_STEP = "REMEDIATION_DRAIN"
 S = RemediationState
 NODE_STATUS = {S.QUARANTINING: "Cordoning", S.QUARANTINED: "Drained"}
 REPAIRING = (S.QUARANTINING, S.QUARANTINED, S.RUNNING)
@@ -56,11 +58,30 @@ REPAIRING = (S.QUARANTINING, S.QUARANTINED, S.RUNNING)
 VERIFY_LEVEL = 2
 
 
+REBOOT_KIND = {
+    RemediationMode.REBOOT_VM: RebootKind.REBOOT,
+    RemediationMode.HOST_POWER_CYCLE: RebootKind.POWER_CYCLE,
+}
+
+
 @dataclass
 class Acted:
     drain_state: DriverState | None = None
     drain_done: bool = False
     reboot_state: DriverState | None = None
+    failed: str | None = None  # the driver's message when the drain or reboot failed
+
+
+def drain_spec(row: RemediationRow, cluster: ClusterRow, node: NodeRow) -> DrainSpec:
+    """The repaired node, drained on clusterplane's behalf, the reason naming the repair."""
+    return DrainSpec(
+        cluster_id=cluster.id,
+        cluster_type=cluster.cluster_type,
+        region=cluster.region,
+        node_names=(node.node_name,),
+        reason=f"{health.CORDONED_BY_US}: remediation {row.id}",
+        drained_by=health.CORDONED_BY_US,
+    )
 
 
 class RemediationController:
@@ -75,11 +96,12 @@ class RemediationController:
             row = session.get(RemediationRow, row_id)
             node = session.get(NodeRow, row.node_row_id) if row is not None else None
             cluster = session.get(ClusterRow, row.cluster_id) if row is not None else None
+            host = session.get(HostRow, node.host_id) if node and node.host_id else None
             session.expunge_all()
         if row is None or node is None or cluster is None:
             return
         now = self.ctx.clock.now()
-        acted = self._act(row, node, cluster, now)
+        acted = self._act(row, node, cluster, host.driver if host else None, now)
         with transaction(self.ctx.sessions) as session:
             live = leases.load_guarded(session, RemediationRow, row_id, token)
             if live is None:
@@ -87,25 +109,37 @@ class RemediationController:
             self._apply(session, live, acted, now)
             leases.release(live)
 
-    def _act(self, row: RemediationRow, node: NodeRow, cluster: ClusterRow, now: datetime) -> Acted:
+    def _act(
+        self,
+        row: RemediationRow,
+        node: NodeRow,
+        cluster: ClusterRow,
+        host_driver: str | None,
+        now: datetime,
+    ) -> Acted:
         acted = Acted()
-        provider = self.ctx.provider
-        if row.state == S.QUARANTINING:
-            step = ClusterStepSpec(
-                cluster_id=row.id, kind=DRAIN_STEP, region=cluster.region, num_nodes=1
-            )
-            state = row.step_state
-            if state is None or state.get("kind") != DRAIN_STEP:
-                state = provider.start_step(step, now)
-            polled = provider.poll_step(step, state, now)
-            acted.drain_state, acted.drain_done = polled.state, polled.done
-        elif (
-            row.state == S.QUARANTINED
-            and RemediationMode(row.mode) in IN_PLACE
-            and node.provider_state is not None
-        ):
-            spec = instance_spec(cluster, node)
-            acted.reboot_state = provider.reboot_instance(spec, node.provider_state, now)
+        drivers = self.ctx.drivers
+        try:
+            if row.state == S.QUARANTINING:
+                drained = drivers.flavour(cluster.cluster_type).drain(
+                    drain_spec(row, cluster, node), row.step_state, now
+                )
+                acted.drain_state, acted.drain_done = drained.state, drained.done
+                acted.failed = (drained.message or "the drain failed") if drained.failed else None
+            elif (
+                row.state == S.QUARANTINED
+                and RemediationMode(row.mode) in IN_PLACE
+                and node.provider_state is not None
+            ):
+                spec = instance_spec(cluster, node, host_driver)
+                kind = REBOOT_KIND[RemediationMode(row.mode)]
+                rebooted = drivers.host(spec.driver).reboot(spec, node.provider_state, kind, now)
+                acted.reboot_state = rebooted.state
+                acted.failed = (
+                    (rebooted.message or "the reboot failed") if rebooted.failed else None
+                )
+        except PermanentProviderError as exc:
+            acted.failed = exc.message
         return acted
 
     def _apply(self, session: Session, row: RemediationRow, acted: Acted, now: datetime) -> None:
@@ -117,6 +151,9 @@ class RemediationController:
         assert node is not None and cluster is not None
         if acted.drain_state is not None:
             row.step_state = acted.drain_state
+        if acted.failed is not None and row.state in (S.QUARANTINING, S.QUARANTINED):
+            self._driver_failed(session, row, cluster, node, acted, now)
+            return
         target = session.get(NodeRow, row.replacement_node_row_id or "")
         grace = timedelta(seconds=self.ctx.settings.engine.remediation_grace_seconds)
         starts_at = (row.review_time or row.create_time) + grace
@@ -149,6 +186,22 @@ class RemediationController:
             row.next_reconcile_at = starts_at
         else:
             row.next_reconcile_at = now + POLL
+
+    def _driver_failed(
+        self,
+        session: Session,
+        row: RemediationRow,
+        cluster: ClusterRow,
+        node: NodeRow,
+        acted: Acted,
+        now: datetime,
+    ) -> None:
+        """The flavour could not drain, or the host driver reboot: the repair fails with
+        the driver's message."""
+        row.error_message = acted.failed
+        self._enter(session, row, cluster, node, S.FAILED, acted, now)
+        self._finished(session, row, cluster, node, now)
+        row.next_reconcile_at = None
 
     def _may_start(self, session: Session, row: RemediationRow, cluster: ClusterRow) -> bool:
         """The rails: the fleet-wide and per-project caps, and the cluster's stop rule for
@@ -240,6 +293,8 @@ class RemediationController:
             row.start_time = now
             if node.cordoned_by is None:
                 node.cordoned_by = health.CORDONED_BY_US
+        if state == S.FAILED and row.error_message:
+            message = f"{row.state} -> FAILED: {row.error_message}"
         if state == S.RUNNING:
             error = repairs.perform(
                 session, row, cluster, node, reboot_state=acted.reboot_state, now=now
@@ -247,8 +302,6 @@ class RemediationController:
             if error is not None:
                 state, row.error_message = S.FAILED, error
                 message = f"{row.state} -> FAILED: {error}"
-            elif node.host_id and RemediationMode(row.mode) in (*IN_PLACE, RemediationMode.VM_ONLY):
-                faults.apply_repair(session, node.host_id, RemediationMode(row.mode), now)
         if state in NODE_STATUS and node.deleted_at is None:
             node.status = NODE_STATUS[state]
         if state in TERMINAL:

@@ -129,6 +129,9 @@ class HostRow(Base):
     capacity_pool_id: Mapped[str | None] = mapped_column(String(64), index=True)
     # Drained by the operator: keeps serving its cluster, is never handed out again.
     draining: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Who manages the host: the host driver the controllers call for it (`simulated`,
+    # `agent`); see `providers.registry`.
+    driver: Mapped[str] = mapped_column(String(32), default="simulated")
     updated_at: Mapped[datetime]
 
 
@@ -221,6 +224,11 @@ class ClusterRow(Base):
     seed: Mapped[int] = mapped_column(Integer)
     # Per-step driver state of the cluster-level step in progress (see controllers/clusters).
     step_state: Mapped[dict[str, Any] | None]
+    # The bring-up step this controller started (its phase and when), and why it failed;
+    # the controller's own record, so it never reads the flavour's state.
+    step_phase: Mapped[str | None] = mapped_column(String(64))
+    step_started_at: Mapped[datetime | None]
+    step_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     first_ready_at: Mapped[datetime | None]
@@ -276,6 +284,8 @@ class NodeRow(Base):
     # Who cordoned the node ("clusterplane" when we did); only our own cordons are lifted.
     cordoned_by: Mapped[str | None] = mapped_column(String(64))
     provider_state: Mapped[dict[str, Any] | None]
+    # The cluster flavour's opaque state of the node's membership (None: not a member).
+    flavour_state: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime]
     deleted_at: Mapped[datetime | None]
 
@@ -426,32 +436,11 @@ class HealthCheckRunRow(Base):
     result: Mapped[dict[str, Any] | None]
     message: Mapped[str] = mapped_column(Text, default="")
     remediation_id: Mapped[str | None] = mapped_column(String(64))
+    # The host driver's opaque state of the running check (None until it started it).
+    driver_state: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
-    deleted_at: Mapped[datetime | None]
-    next_reconcile_at: Mapped[datetime | None] = mapped_column(index=True)
-    lease_owner: Mapped[str | None] = mapped_column(String(64))
-    lease_token: Mapped[str | None] = mapped_column(String(64))
-    lease_expires_at: Mapped[datetime | None]
-
-
-class HostFaultRow(Base):
-    """The simulated fleet's ground truth: a fault present on a host until fixed."""
-
-    __tablename__ = "host_faults"
-    __table_args__ = (Index("ix_host_faults_open", "host_id", "cleared_at"),)
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    host_id: Mapped[str] = mapped_column(String(64))
-    kind: Mapped[str] = mapped_column(String(32))
-    code: Mapped[int | None] = mapped_column(Integer)
-    # The weakest repair that fixes it: gpu_reset, reboot or replace (hardware repair).
-    fixed_by: Mapped[str] = mapped_column(String(16))
-    injected_at: Mapped[datetime]
-    clears_at: Mapped[datetime | None]  # a transient fault goes away by itself
-    cleared_at: Mapped[datetime | None]
-    # The health event the simulated node agent reported for it, once reported.
-    event_id: Mapped[str | None] = mapped_column(String(64))
     deleted_at: Mapped[datetime | None]
     next_reconcile_at: Mapped[datetime | None] = mapped_column(index=True)
     lease_owner: Mapped[str | None] = mapped_column(String(64))

@@ -80,15 +80,36 @@ def ib_threshold(hca_type: str) -> float:
     )
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 @dataclass(frozen=True)
 class Judgement:
     passed: bool
     message: str
 
 
+# The figure each check's verdict rests on; a report without it fails (fail closed).
+KEY_FIGURE = {
+    CheckKind.DCGM_DIAG: "failing_gpus",
+    CheckKind.GPU_BURN: "failing_gpus",
+    CheckKind.IB_WRITE_BW: "min_port_gbits",
+    CheckKind.NCCL_SINGLE_NODE: "bus_bandwidth_gbps",
+    CheckKind.NCCL_MULTI_NODE: "bus_bandwidth_gbps",
+}
+
+
 def judge(kind: CheckKind, gpu_type: str, hca_type: str, figures: dict[str, Any]) -> Judgement:
-    """Pass or fail from measured figures (bandwidths, failing GPUs, errors)."""
-    failing = list(figures.get("failing_gpus", []))
+    """Pass or fail from measured figures (bandwidths, failing GPUs, errors); figures
+    without the one the verdict rests on, or with one that is not a number (a list for
+    failing GPUs), fail: an unknown state fails closed."""
+    key = KEY_FIGURE[kind]
+    value = figures.get(key)
+    usable = isinstance(value, list) if key == "failing_gpus" else _is_number(value)
+    if not usable:
+        return Judgement(False, f"{kind} reported no usable {key}")
+    failing = list(figures["failing_gpus"]) if key == "failing_gpus" else []
     if kind in (CheckKind.DCGM_DIAG, CheckKind.GPU_BURN):
         if failing:
             return Judgement(

@@ -1,31 +1,33 @@
 """Acceptance tests at bring-up: judge every worker, keep failing ones out, replace them.
 
-Called by the cluster controller when the driver's acceptance step (or NCCL step) is done.
-The checks follow the cluster's `acceptance_tests_params` (spec §3.8): DCGM diagnostics
-at the requested level (MEDIUM by default), GPU burn and single-node NCCL in
+Called by the cluster controller when the flavour's acceptance step (or NCCL step) is
+done. The checks follow the cluster's `acceptance_tests_params` (spec §3.8): DCGM
+diagnostics at the requested level (MEDIUM by default), GPU burn and single-node NCCL in
 `RUNNING_ACCEPTANCE_TESTS`; multi-node NCCL and IB write bandwidth in
-`RUNNING_NCCL_TESTS`. Only hosts with an open fault can fail on the simulated fleet, so
-only those are measured (one query for the cluster's hosts); a failed check is stored as
-a check run (purpose `acceptance`, its figures as evidence) and raised as a health signal
-on its node, which excludes the node. A failing node is replaced by a spare in the same
-fabric when there is one (its host is quarantined for repair); otherwise it stays
-excluded and the repair pipeline takes it once the cluster runs. Workers already excluded
-are not tested again.
+`RUNNING_NCCL_TESTS`. The controller has every worker's host driver run them (its check
+feature) and hands the figures here as `CheckResult`s; a check a driver could not run
+fails (unknown state fails closed). A worker that fails one has its checks stored as check
+runs (purpose `acceptance`, the figures as evidence) up to the failed one, which is raised
+as a health signal on its node and excludes the node. A failing node is replaced by a
+spare in the same fabric when there is one (its host is quarantined for repair);
+otherwise it stays excluded and the repair pipeline takes it once the cluster runs.
+Workers already excluded are not tested again.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from clusterplane.db.rows import ClusterRow, HealthCheckRunRow, HostFaultRow, HostRow, NodeRow
+from clusterplane.db.rows import ClusterRow, HealthCheckRunRow, HostRow, NodeRow
 from clusterplane.domain.checks import LEVEL_OF, CheckKind, CheckPurpose, CheckState, judge
 from clusterplane.domain.enums import ClusterPhase, DcgmDiagLevel
 from clusterplane.domain.health import EventKind
 from clusterplane.errors import CapacityUnavailable
-from clusterplane.providers.simulated import checks as simulated
 from clusterplane.services import health
 from clusterplane.services.allocation import NewNode, add_worker_nodes, allocate_hosts, located
 from clusterplane.services.events import record_event
@@ -48,69 +50,74 @@ def planned_checks(cluster: ClusterRow, phase: ClusterPhase) -> list[tuple[Check
     return planned
 
 
+@dataclass(frozen=True)
+class CheckResult:
+    """One acceptance check on one worker, as its host driver reported it."""
+
+    node_id: str
+    kind: CheckKind
+    level: int | None
+    figures: dict[str, Any]
+    failure: str | None = None  # the driver could not run it: why
+
+
 def failing_workers(
     session: Session,
-    settings: Settings,
     cluster: ClusterRow,
     workers: list[NodeRow],
-    phase: ClusterPhase,
+    results: list[CheckResult],
     now: datetime,
 ) -> list[tuple[NodeRow, HealthCheckRunRow]]:
-    """Workers that fail this phase's checks, each with the failed run as evidence."""
-    testable = {w.host_id: w for w in workers if w.health != health.UNHEALTHY and w.host_id}
-    if not testable:
-        return []
-    faulty: dict[str, list[simulated.Fault]] = {}
-    for row in session.scalars(
-        select(HostFaultRow).where(
-            HostFaultRow.host_id.in_(list(testable)),
-            HostFaultRow.cleared_at.is_(None),
-            HostFaultRow.injected_at <= now,
-        )
-    ):
-        faulty.setdefault(row.host_id, []).append(simulated.Fault(row.kind, row.code))
+    """Workers that failed this phase's checks, each with the failed run as evidence."""
+    testable = {w.id: w for w in workers if w.health != health.UNHEALTHY and w.host_id}
+    by_node: dict[str, list[CheckResult]] = {}
+    for result in results:
+        if result.node_id in testable:
+            by_node.setdefault(result.node_id, []).append(result)
     failing: list[tuple[NodeRow, HealthCheckRunRow]] = []
-    for host_id in sorted(faulty):
-        host = session.get(HostRow, host_id)
+    for node in sorted((testable[n] for n in by_node), key=lambda n: n.host_id or ""):
+        host = session.get(HostRow, node.host_id or "")
         if host is None:
             continue
-        for kind, level in planned_checks(cluster, phase):
-            run = _judged_run(
-                session, settings, host, testable[host_id], kind, level, faulty[host_id], now
-            )
-            if run.state == CheckState.FAILED:
-                failing.append((testable[host_id], run))
+        verdicts = [(r, _verdict(host, r)) for r in by_node[node.id]]
+        if all(passed for _, (passed, _) in verdicts):
+            continue
+        for result, (passed, message) in verdicts:
+            run = _stored_run(session, host, node, result, passed, message, now)
+            if not passed:
+                failing.append((node, run))
                 break
     return failing
 
 
-def _judged_run(
+def _verdict(host: HostRow, result: CheckResult) -> tuple[bool, str]:
+    if result.failure is not None:
+        return False, result.failure
+    verdict = judge(result.kind, host.gpu_type, host.ib_hca_type, result.figures)
+    return verdict.passed, verdict.message
+
+
+def _stored_run(
     session: Session,
-    settings: Settings,
     host: HostRow,
     node: NodeRow,
-    kind: CheckKind,
-    level: int | None,
-    found: list[simulated.Fault],
+    result: CheckResult,
+    passed: bool,
+    message: str,
     now: datetime,
 ) -> HealthCheckRunRow:
-    run_id = new_uuid()
-    figures = simulated.measure(
-        settings.simulation.seed, run_id, kind, level, host.gpu_type, host.num_gpus, found
-    )
-    verdict = judge(kind, host.gpu_type, host.ib_hca_type, figures)
     run = HealthCheckRunRow(
-        id=run_id,
+        id=new_uuid(),
         host_id=host.id,
         host_name=host.name,
         cluster_id=node.cluster_id,
         node_row_id=node.id,
-        check=kind,
-        level=level,
+        check=result.kind,
+        level=result.level,
         purpose=CheckPurpose.ACCEPTANCE,
-        state=CheckState.PASSED if verdict.passed else CheckState.FAILED,
-        result=figures,
-        message=verdict.message,
+        state=CheckState.PASSED if passed else CheckState.FAILED,
+        result=result.figures,
+        message=message,
         created_at=now,
         started_at=now,
         finished_at=now,

@@ -15,7 +15,6 @@ Agent times (`wall`) are wall time; health events and audit rows use fleet time 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -121,6 +120,7 @@ def _new_host(host_id: str, inventory: Inventory, token: JoinTokenRow, now: date
         nvswitch_type="",
         ephemeral_storage="0",
         state=HostState.AVAILABLE,
+        driver=AGENT,
         in_fleet_file=True,
         draining=False,
         updated_at=now,
@@ -250,21 +250,6 @@ def mark_heard(session: Session, agent: AgentHostRow, *, now: datetime) -> None:
         message="the node agent is heard from again",
         at=now,
     )
-
-
-def drivers_of(session: Session, host_ids: Iterable[str]) -> dict[str, str]:
-    """Who manages each host: 'agent' (an enrolled node agent) or 'simulated'.
-
-    Becomes a read of `hosts.driver` once that column exists.
-    """
-    ids = sorted(set(host_ids))
-    enrolled: set[str] = set()
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        enrolled |= set(
-            session.scalars(select(AgentHostRow.host_id).where(AgentHostRow.host_id.in_(chunk)))
-        )
-    return {host_id: AGENT if host_id in enrolled else SIMULATED for host_id in ids}
 
 
 def agent_view(agent: AgentHostRow, host: HostRow) -> dict[str, Any]:

@@ -1,9 +1,10 @@
 """Creating and listing active check runs (the runner is `services.checks`).
 
-`start_check` starts a run at once (RUNNING for the check's simulated duration) or queues
-it until `not_before`; `schedule_host_repair` queues the return-to-service check of a
-quarantined host after its hardware repair; `quarantine_idle_host` takes an unallocated
-host with an unhealthy signal out of the fleet (unknown or bad state fails closed).
+`start_check` starts a run at once (RUNNING; the check-run controller has the host driver
+run it) or queues it until `not_before`; `schedule_host_repair` queues the
+return-to-service check of a quarantined host after its hardware repair;
+`quarantine_idle_host` takes an unallocated host with an unhealthy signal out of the
+fleet (unknown or bad state fails closed).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from clusterplane.db.rows import HealthCheckRunRow, HostRow, NodeRow
 from clusterplane.domain.checks import CheckKind, CheckPurpose, CheckState
 from clusterplane.domain.enums import HostState
 from clusterplane.errors import InvalidRequest
-from clusterplane.providers.simulated import checks as simulated
 from clusterplane.services import placement_cache
 from clusterplane.services.events import record_event
 from clusterplane.services.ids import new_uuid
@@ -61,23 +61,17 @@ def start_check(
     if not_before is not None and not_before > now:
         run.next_reconcile_at = not_before
     else:
-        run_now(run, settings, now)
+        run_now(run, now)
     session.add(run)
     return run
 
 
-def _run(run: HealthCheckRunRow, settings: Settings, now: datetime) -> None:
+def run_now(run: HealthCheckRunRow, now: datetime) -> None:
+    """The run starts: the check-run controller asks the host driver at once."""
     run.state = CheckState.RUNNING
     run.started_at = now
-    took = simulated.duration(settings.simulation.seed, run.id, CheckKind(run.check), run.level)
-    run.next_reconcile_at = now + timedelta(seconds=took)
-
-
-def run_now(run: HealthCheckRunRow, settings: Settings, now: datetime) -> None:
-    run.state = CheckState.RUNNING
-    run.started_at = now
-    took = simulated.duration(settings.simulation.seed, run.id, CheckKind(run.check), run.level)
-    run.next_reconcile_at = now + timedelta(seconds=took)
+    run.driver_state = None
+    run.next_reconcile_at = now
 
 
 def schedule_host_repair(

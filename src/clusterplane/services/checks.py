@@ -1,8 +1,10 @@
 """Active health checks: start a run on a host, finish it with its evidence, act on it.
 
-A run is QUEUED (a returning host waits out its hardware repair), RUNNING for the check's
-simulated duration, then PASSED or FAILED with the measured figures (`result`) and a
-message. What a result does depends on why the check ran:
+A run is QUEUED (a returning host waits out its hardware repair), RUNNING while its host
+driver runs it (the check-run controller starts and polls it through the driver's check
+feature and hands the progress here), then PASSED or FAILED with the measured figures
+(`result`) and a message; a driver that cannot run it fails it with its own message.
+What a result does depends on why the check ran:
 * on demand, scheduled, acceptance: a failure on a serving node is a health signal
   (kind `active_check`, linked to the run), so it is excluded and a repair proposed;
 * verification: the remediation waiting on it is looked at again at once;
@@ -20,48 +22,56 @@ from clusterplane.db.rows import HealthCheckRunRow, HostRow, RemediationRow
 from clusterplane.domain.checks import CheckKind, CheckPurpose, CheckState, judge
 from clusterplane.domain.enums import HostState
 from clusterplane.domain.health import EventKind
-from clusterplane.providers.simulated import checks as simulated
-from clusterplane.services import check_runs, faults, health, placement_cache, recovery
+from clusterplane.providers.models import CheckProgress
+from clusterplane.services import check_runs, health, placement_cache, recovery
 from clusterplane.services.events import record_event
 from clusterplane.settings import Settings
 
 
 def advance_check(
-    session: Session, settings: Settings, run: HealthCheckRunRow, now: datetime
+    session: Session,
+    settings: Settings,
+    run: HealthCheckRunRow,
+    progress: CheckProgress | None,
+    now: datetime,
 ) -> None:
-    """Start a queued run when its time comes; finish a running one when it is done."""
+    """Start a queued run when its time comes; record the driver's `progress` on a
+    running one (None: nothing new), and finish it once the driver is done."""
     if run.state == CheckState.QUEUED:
         if run.purpose == CheckPurpose.SCHEDULED and not _idle(session, run.host_id):
             _skip_busy_host(session, settings, run, now)
             return
-        if run.purpose == CheckPurpose.RETURN_TO_SERVICE:
-            faults.repair_host(session, run.host_id, now)
-        check_runs.run_now(run, settings, now)
+        check_runs.run_now(run, now)
         return
     if run.state != CheckState.RUNNING:
         run.next_reconcile_at = None
         return
-    assert run.started_at is not None and run.next_reconcile_at is not None
-    if now < run.next_reconcile_at:
+    if progress is None:
+        return
+    if not progress.done and not progress.failed:
+        run.driver_state = progress.state
+        run.next_reconcile_at = now + timedelta(seconds=max(0.0, progress.poll_after_seconds))
         return
     host = session.get(HostRow, run.host_id)
-    if host is None:
-        run.state, run.message, run.next_reconcile_at = CheckState.FAILED, "host gone", None
+    if host is None or progress.failed:
+        run.driver_state = progress.state or run.driver_state
+        _finish(session, run, CheckState.FAILED, progress.message or "host gone", now)
+        if host is not None:
+            _act_on_result(session, settings, run, host, now)
         return
-    found = faults.open_faults(session, host.id, now)
-    figures = simulated.measure(
-        settings.simulation.seed,
-        run.id,
-        CheckKind(run.check),
-        run.level,
-        host.gpu_type,
-        host.num_gpus,
-        found,
-    )
-    verdict = judge(CheckKind(run.check), host.gpu_type, host.ib_hca_type, figures)
-    run.result = figures
-    run.message = verdict.message
-    run.state = CheckState.PASSED if verdict.passed else CheckState.FAILED
+    verdict = judge(CheckKind(run.check), host.gpu_type, host.ib_hca_type, progress.figures)
+    run.result = progress.figures
+    run.driver_state = progress.state
+    state = CheckState.PASSED if verdict.passed else CheckState.FAILED
+    _finish(session, run, state, verdict.message, now)
+    _act_on_result(session, settings, run, host, now)
+
+
+def _finish(
+    session: Session, run: HealthCheckRunRow, state: CheckState, message: str, now: datetime
+) -> None:
+    run.message = message
+    run.state = state
     run.finished_at = now
     run.next_reconcile_at = None
     record_event(
@@ -69,10 +79,9 @@ def advance_check(
         object_type="health_check_run",
         object_id=run.id,
         kind=run.state.lower(),
-        message=f"{run.check} on {run.host_name}: {verdict.message}",
+        message=f"{run.check} on {run.host_name}: {message}",
         at=now,
     )
-    _act_on_result(session, settings, run, host, now)
 
 
 def _idle(session: Session, host_id: str) -> bool:

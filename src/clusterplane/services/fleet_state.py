@@ -59,6 +59,7 @@ def host_view(host: HostRow) -> dict[str, Any]:
         "draining": host.draining,
         "placeable": _placeable(host),
         "in_fleet_file": host.in_fleet_file,
+        "driver": host.driver,
         "cluster_id": host.cluster_id,
     }
 

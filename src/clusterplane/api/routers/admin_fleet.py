@@ -17,7 +17,7 @@ from clusterplane.api.deps import api_state
 from clusterplane.api.routers.admin import admin
 from clusterplane.db.engine import read_transaction, transaction
 from clusterplane.db.rows import HostRow
-from clusterplane.services import agent_hosts, fleet_state
+from clusterplane.services import fleet_state
 from clusterplane.services.auth import Caller
 
 router = APIRouter(prefix="/admin/v1/fleet", tags=["admin"], dependencies=[Depends(admin)])
@@ -50,8 +50,7 @@ def list_hosts(
     )
     with read_transaction(api_state(request).sessions) as session:
         rows = fleet_state.list_hosts(session, where)
-        drivers = agent_hosts.drivers_of(session, (h.id for h in rows))
-        hosts = [{**fleet_state.host_view(h), "driver": drivers[h.id]} for h in rows]
+        hosts = [fleet_state.host_view(h) for h in rows]
     return presenters.json_response({"hosts": hosts})
 
 

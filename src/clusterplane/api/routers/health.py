@@ -5,7 +5,6 @@
   was classified, whether the node was excluded, and the remediation it caused or why none.
 * POST `/health/events/{id}/resolve`: the signal cleared. GET `/health/events`: query.
 * POST `/health/checks`: run an active check on demand; GET `/health/checks[/{id}]`.
-* POST `/fleet/hosts/{name}/faults`: inject a fault on a simulated host.
 * PUT `/clusters/{id}/remediation-policy`, `/projects/{id}/remediation-policy`: auto-approve.
 * GET `/clusters/{id}/health`: the cluster's node health and whether repair is stopped.
 """
@@ -32,7 +31,6 @@ from clusterplane.db.rows import (
     ClusterRow,
     HealthCheckRunRow,
     HealthEventRow,
-    HostRow,
     NodeRow,
     ProjectRow,
     RemediationRow,
@@ -40,10 +38,9 @@ from clusterplane.db.rows import (
 from clusterplane.domain import rails
 from clusterplane.domain.checks import CheckKind, CheckPurpose
 from clusterplane.domain.enums import NodeRole
-from clusterplane.domain.fault_model import FaultSpec
-from clusterplane.domain.health import Action, EventKind
+from clusterplane.domain.health import EventKind
 from clusterplane.errors import InvalidRequest, NotFound
-from clusterplane.services import check_runs, faults, health, health_reports, recovery
+from clusterplane.services import check_runs, health, health_reports, recovery
 from clusterplane.services.auth import Caller, require_admin
 from clusterplane.settings import Settings
 
@@ -67,13 +64,6 @@ class StartCheck(_Body):
     instance_id: Identifier | None = None
     check: CheckKind
     level: StrictInt | None = Field(default=None, ge=1, le=4)
-
-
-class InjectFault(_Body):
-    kind: EventKind
-    xid_code: StrictInt | None = Field(default=None, ge=0, le=1000)
-    fixed_by: Action = Action.REPLACE
-    transient_seconds: float | None = Field(default=None, gt=0, le=30 * 86400)
 
 
 class Policy(_Body):
@@ -259,24 +249,6 @@ def get_check(run_id: str, request: Request) -> Response:
         if run is None:
             raise NotFound(f"health check run '{run_id}' not found", param="run_id")
         return presenters.json_response(run_view(run))
-
-
-@router.post("/fleet/hosts/{host_name}/faults", openapi_extra=request_body(InjectFault))
-def inject_fault(host_name: str, request: Request, body: RawBody = Depends(raw_body)) -> Response:
-    """Put a fault on a simulated host; its agent reports it on the next controller pass."""
-    req = validate(InjectFault, body)
-    if req.kind == EventKind.XID and req.xid_code is None:
-        raise InvalidRequest("an xid fault needs its xid_code", param="xid_code")
-    state = api_state(request)
-    with transaction(state.sessions) as session:
-        host = session.scalar(select(HostRow).where(HostRow.name == host_name))
-        if host is None:
-            raise NotFound(f"host '{host_name}' not found", param="host_name")
-        spec = FaultSpec(req.kind, req.xid_code, req.fixed_by, req.transient_seconds)
-        fault = faults.inject_fault(session, host, spec, state.clock.now())
-        result = {"id": fault.id, "host_name": host.name, "kind": fault.kind, "code": fault.code}
-    state.nudge()
-    return presenters.json_response(result)
 
 
 @router.put("/clusters/{cluster_id}/remediation-policy", openapi_extra=request_body(Policy))

@@ -7,7 +7,7 @@ and keeps what it last reported; `agent_nonces` refuses replayed signed requests
 makes each signal an agent reports one health event, however often it is re-sent.
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-03
 """
 
@@ -19,7 +19,7 @@ from alembic import op
 from clusterplane.db.types import UTCDateTime
 
 revision = '0008'
-down_revision = '0006'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 

@@ -3,9 +3,11 @@ simulated node agent, fixed by repairs.
 
 A `HostFaultRow` is ground truth about a simulated host. The fault controller plays the
 host's agent: when a fault's time comes it reports the signal through `health.ingest_event`
-(source "simulated"), and a transient fault, when it clears by itself, resolves it. A
-repair in place fixes the faults a reboot fixes (`apply_repair`); a quarantined host's
-hardware repair fixes them all (`repair_host`). Active checks read the open faults.
+(source "simulated"), and a transient fault, when it clears by itself, resolves it.
+`FaultLedger` is the simulated host driver's view of them (`simulation.hosts.FaultView`),
+each call its own transaction, as a driver's calls are outside the controllers': active
+checks measure the open faults, a reboot or a wipe fixes the faults it can, the hardware
+repair of a quarantined host fixes them all.
 """
 
 from __future__ import annotations
@@ -13,23 +15,17 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
-from clusterplane.db.rows import HealthEventRow, HostFaultRow, HostRow
-from clusterplane.domain.enums import RemediationMode
-from clusterplane.domain.fault_model import FaultSpec
+from clusterplane.db.engine import read_transaction, transaction
+from clusterplane.db.rows import HealthEventRow, HostRow
 from clusterplane.domain.health import ACTION_STRENGTH, Action, EventKind
-from clusterplane.providers.simulated.checks import Fault
 from clusterplane.services import health, recovery
 from clusterplane.services.ids import new_uuid
 from clusterplane.settings import Settings
-
-# What a repair in place fixes: the strongest fault action it clears.
-FIXES: dict[RemediationMode, Action] = {
-    RemediationMode.REBOOT_VM: Action.GPU_RESET,
-    RemediationMode.HOST_POWER_CYCLE: Action.REBOOT,
-    RemediationMode.VM_ONLY: Action.REBOOT,
-}
+from clusterplane.simulation.checks import Fault
+from clusterplane.simulation.fault_model import FaultSpec
+from clusterplane.simulation.rows import HostFaultRow
 
 
 def inject_fault(session: Session, host: HostRow, spec: FaultSpec, at: datetime) -> HostFaultRow:
@@ -86,38 +82,40 @@ def _resolve_reported(session: Session, fault: HostFaultRow, now: datetime, why:
         recovery.resolve_events(session, [event], now, why=why)
 
 
-def open_faults(session: Session, host_id: str, now: datetime) -> list[Fault]:
-    rows = session.scalars(
-        select(HostFaultRow).where(
-            HostFaultRow.host_id == host_id,
-            HostFaultRow.cleared_at.is_(None),
-            HostFaultRow.injected_at <= now,
+def _open(session: Session, host_name: str, now: datetime) -> list[HostFaultRow]:
+    return list(
+        session.scalars(
+            select(HostFaultRow)
+            .join(HostRow, HostRow.id == HostFaultRow.host_id)
+            .where(
+                HostRow.name == host_name,
+                HostFaultRow.cleared_at.is_(None),
+                HostFaultRow.injected_at <= now,
+            )
         )
     )
-    return [Fault(r.kind, r.code) for r in rows]
 
 
-def _clear(session: Session, host_id: str, strongest: Action, now: datetime) -> int:
+def clear_faults(session: Session, host_name: str, fixes: Action, now: datetime) -> int:
+    """Clear the open faults a repair as strong as `fixes` fixes; returns how many."""
     cleared = 0
-    for row in session.scalars(
-        select(HostFaultRow).where(
-            HostFaultRow.host_id == host_id,
-            HostFaultRow.cleared_at.is_(None),
-            HostFaultRow.injected_at <= now,
-        )
-    ):
-        if ACTION_STRENGTH[Action(row.fixed_by)] <= ACTION_STRENGTH[strongest]:
+    for row in _open(session, host_name, now):
+        if ACTION_STRENGTH[Action(row.fixed_by)] <= ACTION_STRENGTH[fixes]:
             row.cleared_at = now
             cleared += 1
     return cleared
 
 
-def apply_repair(session: Session, host_id: str, mode: RemediationMode, now: datetime) -> int:
-    """A reboot or re-provision in place fixes the faults it can; returns how many."""
-    fixes = FIXES.get(mode)
-    return _clear(session, host_id, fixes, now) if fixes is not None else 0
+class FaultLedger:
+    """The simulated host driver's view of the faults, one transaction per call."""
 
+    def __init__(self, sessions: sessionmaker[Session]):
+        self.sessions = sessions
 
-def repair_host(session: Session, host_id: str, now: datetime) -> int:
-    """Hardware repair of a quarantined host (parts replaced): every fault is fixed."""
-    return _clear(session, host_id, Action.REPLACE, now)
+    def open_faults(self, host_name: str, now: datetime) -> list[Fault]:
+        with read_transaction(self.sessions) as session:
+            return [Fault(r.kind, r.code) for r in _open(session, host_name, now)]
+
+    def repair(self, host_name: str, fixes: Action, now: datetime) -> int:
+        with transaction(self.sessions) as session:
+            return clear_faults(session, host_name, fixes, now)

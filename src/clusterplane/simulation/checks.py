@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from clusterplane.domain.checks import NOMINAL_BUS_GBPS, CheckKind
-from clusterplane.providers.simulated import timings
+from clusterplane.simulation import timings
 
 DURATIONS: dict[str, tuple[float, float, float]] = {
     "dcgm_diag:1": (45.0, 75.0, 120.0),

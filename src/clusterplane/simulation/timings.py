@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import random
 
+from clusterplane.providers.models import BringUpStep
+
 # (low, mode, high) in fleet seconds
 INSTANCE_SCHEDULING = (5.0, 10.0, 30.0)
 GPU_BOOTING = (120.0, 180.0, 360.0)
@@ -20,15 +22,18 @@ INSTANCE_TERMINATION = (30.0, 60.0, 150.0)
 VOLUME_CREATE = (60.0, 120.0, 300.0)
 VOLUME_RESIZE = (30.0, 60.0, 180.0)
 VOLUME_DELETE = (20.0, 45.0, 120.0)
-CLUSTER_STEPS: dict[str, tuple[float, float, float]] = {
-    "CLUSTER_PHASE_WAITING_FOR_SUBNET": (15.0, 30.0, 90.0),
-    "CLUSTER_PHASE_WAITING_FOR_SHARED_VOLUME": (30.0, 60.0, 180.0),
-    "CLUSTER_PHASE_INSTALLING_DRIVERS": (180.0, 300.0, 540.0),
-    "CLUSTER_PHASE_RUNNING_ACCEPTANCE_TESTS": (300.0, 420.0, 600.0),
-    "CLUSTER_PHASE_RUNNING_NCCL_TESTS": (120.0, 180.0, 360.0),
-    "REMEDIATION_DRAIN": (30.0, 90.0, 300.0),
+# A bring-up step -> (the key its duration is drawn under, its range).
+CLUSTER_STEPS: dict[BringUpStep, tuple[str, tuple[float, float, float]]] = {
+    BringUpStep.NETWORK: ("CLUSTER_PHASE_WAITING_FOR_SUBNET", (15.0, 30.0, 90.0)),
+    BringUpStep.SHARED_VOLUME: ("CLUSTER_PHASE_WAITING_FOR_SHARED_VOLUME", (30.0, 60.0, 180.0)),
+    BringUpStep.DRIVERS: ("CLUSTER_PHASE_INSTALLING_DRIVERS", (180.0, 300.0, 540.0)),
+    BringUpStep.ACCEPTANCE_TESTS: (
+        "CLUSTER_PHASE_RUNNING_ACCEPTANCE_TESTS",
+        (300.0, 420.0, 600.0),
+    ),
+    BringUpStep.NCCL_TESTS: ("CLUSTER_PHASE_RUNNING_NCCL_TESTS", (120.0, 180.0, 360.0)),
 }
-DEFAULT_STEP = (30.0, 60.0, 120.0)
+DRAIN = (30.0, 90.0, 300.0)
 
 
 def draw(seed: int, key: str, bounds: tuple[float, float, float], factor: float) -> float:

@@ -1,0 +1,268 @@
+"""The act phase of the cluster controller: every driver call of one pass, no database.
+
+Given a snapshot of the cluster, its live nodes and their hosts' drivers, it calls
+* the host driver of each node (prepare, describe, release) and the cluster's flavour to
+  join a node once its host runs and to remove a leaving node before its host is released;
+* the flavour for the bring-up step of the current phase (start it once, then poll it);
+* every worker's host driver for the acceptance checks once a test step is done;
+* the flavour to apply changed add-ons and config.
+It returns what happened as plain values (`Outcome`); the controller applies them. Driver
+state is persisted as returned and never read. A `PermanentProviderError` or failed
+progress becomes a failure of that node, step or config with the driver's message; a
+`TemporaryProviderError` leaves the pass (the whole pass is retried after its delay).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from clusterplane.db.rows import ClusterRow, HostRow, NodeRow
+from clusterplane.domain import lifecycle
+from clusterplane.domain.checks import CheckPurpose
+from clusterplane.domain.enums import ClusterPhase, NodePhase, NodeRole
+from clusterplane.errors import PermanentProviderError
+from clusterplane.providers.models import (
+    BringUpStep,
+    CheckProgress,
+    CheckSpec,
+    ClusterConfigSpec,
+    ClusterStepSpec,
+    DriverState,
+    InstanceSpec,
+    NodeProgress,
+    Progress,
+)
+from clusterplane.providers.registry import Drivers
+from clusterplane.services import acceptance
+from clusterplane.services.health import UNHEALTHY
+
+from .specs import host_spec, instance_spec
+
+P = ClusterPhase
+# The controller's phases -> the flavour's bring-up steps.
+STEP_OF: dict[ClusterPhase, BringUpStep] = {
+    P.WAITING_FOR_SUBNET: BringUpStep.NETWORK,
+    P.WAITING_FOR_SHARED_VOLUME: BringUpStep.SHARED_VOLUME,
+    P.INSTALLING_DRIVERS: BringUpStep.DRIVERS,
+    P.RUNNING_ACCEPTANCE_TESTS: BringUpStep.ACCEPTANCE_TESTS,
+    P.RUNNING_NCCL_TESTS: BringUpStep.NCCL_TESTS,
+}
+assert set(STEP_OF) == lifecycle.STEP_PHASES
+TEST_PHASES = (P.RUNNING_ACCEPTANCE_TESTS, P.RUNNING_NCCL_TESTS)
+# How long after its test step began an acceptance check may still be running.
+CHECK_DEADLINE = timedelta(hours=3)
+UNCHANGED: Any = object()  # a NodeOutcome field the pass did not touch
+
+
+@dataclass
+class NodeOutcome:
+    node_id: str
+    state: DriverState | None
+    phase: NodePhase | None = None
+    terminated: bool = False
+    failed: str | None = None  # the driver's message when the node failed
+    flavour_state: Any = UNCHANGED  # DriverState | None once joined or removed
+
+
+@dataclass
+class Snapshot:
+    cluster: ClusterRow
+    nodes: list[NodeRow]
+    volumes_ready: bool
+    sequence: tuple[ClusterPhase, ...]
+    host_drivers: dict[str, str] = field(default_factory=dict)  # host id -> its driver
+    hosts: dict[str, HostRow] = field(default_factory=dict)  # in a test phase: the workers'
+
+
+@dataclass
+class Outcome:
+    nodes: list[NodeOutcome] = field(default_factory=list)
+    step_phase: ClusterPhase | None = None  # the phase whose step this pass acted on
+    step_state: DriverState | None = None
+    step_started: bool = False
+    step_done: bool = False
+    step_failed: str | None = None
+    checks: list[acceptance.CheckResult] = field(default_factory=list)
+    applied: dict[str, Any] | None = None  # the add-ons and config the flavour applied
+    config_failed: str | None = None
+
+
+def failed(progress: Progress) -> str | None:
+    return (progress.message or "the driver reported a failure") if progress.failed else None
+
+
+class ClusterActor:
+    def __init__(self, drivers: Drivers):
+        self.drivers = drivers
+
+    def spec(self, snap: Snapshot, node: NodeRow) -> InstanceSpec:
+        driver = snap.host_drivers.get(node.host_id or "")
+        return instance_spec(snap.cluster, node, driver)
+
+    # -- nodes -------------------------------------------------------------------------
+
+    def node(self, snap: Snapshot, node: NodeRow, now: datetime, *, launch: bool) -> NodeOutcome:
+        """One node's driver calls; a permanent error fails the node."""
+        try:
+            return self._node(snap, node, now, launch=launch)
+        except PermanentProviderError as exc:
+            return NodeOutcome(node.id, node.provider_state, failed=exc.message)
+
+    def _node(self, snap: Snapshot, node: NodeRow, now: datetime, *, launch: bool) -> NodeOutcome:
+        spec = self.spec(snap, node)
+        if snap.cluster.delete_requested_at is not None or node.marked_for_deletion:
+            return self._leave(snap, node, spec, now)
+        host = self.drivers.host(spec.driver)
+        if node.provider_state is None:
+            if not launch:
+                return NodeOutcome(node.id, None)
+            return self._joined(snap, node, spec, host.prepare(spec, now), now)
+        return self._joined(snap, node, spec, host.describe(spec, node.provider_state, now), now)
+
+    def _joined(
+        self, snap: Snapshot, node: NodeRow, spec: InstanceSpec, host: NodeProgress, now: datetime
+    ) -> NodeOutcome:
+        """A node whose host runs joins the cluster before it counts as running."""
+        outcome = NodeOutcome(node.id, host.state, phase=host.phase, failed=failed(host))
+        if host.phase != NodePhase.RUNNING or node.phase == NodePhase.RUNNING:
+            return outcome
+        joined = self.drivers.flavour(snap.cluster.cluster_type).join_node(spec, now)
+        outcome.failed = failed(joined)
+        if joined.done:
+            outcome.flavour_state = joined.state
+        else:
+            outcome.phase = NodePhase.BOOTSTRAPPING
+        return outcome
+
+    def _leave(
+        self, snap: Snapshot, node: NodeRow, spec: InstanceSpec, now: datetime
+    ) -> NodeOutcome:
+        """A leaving node is removed from the cluster, then its host released and wiped."""
+        outcome = NodeOutcome(node.id, node.provider_state)
+        deleting = snap.cluster.delete_requested_at is not None
+        if not deleting and node.flavour_state is not None:
+            flavour = self.drivers.flavour(snap.cluster.cluster_type)
+            removed = flavour.remove_node(spec, node.flavour_state, now)
+            if not removed.done:
+                outcome.flavour_state = removed.state
+                outcome.failed = failed(removed)
+                return outcome
+            outcome.flavour_state = None
+        if node.provider_state is None:
+            outcome.terminated = True
+            return outcome
+        released = self.drivers.host(spec.driver).release(spec, node.provider_state, now)
+        outcome.state, outcome.terminated = released.state, released.done
+        outcome.failed = failed(released)
+        return outcome
+
+    # -- the bring-up step, acceptance checks, config ------------------------------------
+
+    def step(self, snap: Snapshot, outcome: Outcome, now: datetime) -> None:
+        cluster = snap.cluster
+        phase = ClusterPhase(cluster.phase)
+        step = STEP_OF.get(phase)
+        if step is None or cluster.delete_requested_at is not None:
+            return
+        ours = cluster.step_state is not None and cluster.step_phase == phase
+        if ours and cluster.step_error is not None:
+            return  # failed: the cluster waits in this phase, the failure on record
+        spec = ClusterStepSpec(
+            cluster_id=cluster.id,
+            cluster_type=cluster.cluster_type,
+            step=step,
+            region=cluster.region,
+            num_nodes=len(snap.nodes),
+        )
+        outcome.step_phase, outcome.step_started = phase, not ours
+        try:
+            flavour = self.drivers.flavour(cluster.cluster_type)
+            if ours:
+                assert cluster.step_state is not None
+                progress = flavour.poll_step(spec, cluster.step_state, now)
+            else:
+                progress = flavour.start_step(spec, now)
+        except PermanentProviderError as exc:
+            progress = Progress(False, cluster.step_state or {}, failed=True, message=exc.message)
+        outcome.step_state, outcome.step_done = progress.state, progress.done
+        outcome.step_failed = failed(progress)
+        if progress.done and phase in TEST_PHASES:
+            started = now if outcome.step_started else cluster.step_started_at
+            checks = self.acceptance_checks(snap, phase, started or now, now)
+            outcome.step_done = checks is not None  # not yet: checks still running
+            outcome.checks = checks or []
+
+    def acceptance_checks(
+        self, snap: Snapshot, phase: ClusterPhase, started: datetime, now: datetime
+    ) -> list[acceptance.CheckResult] | None:
+        """Every testable worker's host driver runs this phase's checks, each under a run id
+        of its own for this step (asking again reports the same run); None while one is
+        still running, unless past `CHECK_DEADLINE` after the step began: then it fails."""
+        planned = acceptance.planned_checks(snap.cluster, phase)
+        results: list[acceptance.CheckResult] = []
+        late = now >= started + CHECK_DEADLINE
+        for node, host in testable(snap):
+            for kind, level in planned:
+                run_id = f"{snap.cluster.id}:{phase}:{started.isoformat()}:{node.id}:{kind}"
+                spec = CheckSpec(run_id, kind, level, CheckPurpose.ACCEPTANCE)
+                progress = self._check(host, spec, now)
+                message = failed(progress)
+                if message is None and not progress.done:
+                    if not late:
+                        return None
+                    message = f"the check did not finish within {CHECK_DEADLINE}"
+                results.append(
+                    acceptance.CheckResult(node.id, kind, level, progress.figures, message)
+                )
+        return results
+
+    def _check(self, host: HostRow, spec: CheckSpec, now: datetime) -> CheckProgress:
+        try:
+            feature = self.drivers.checks(host.driver)
+            if feature is None:
+                message = f"the {host.driver} host driver runs no active checks"
+                return CheckProgress(False, {}, failed=True, message=message)
+            progress = feature.start_check(host_spec(host), spec, now)
+            if progress.done or progress.failed:
+                return progress
+            return feature.poll_check(host_spec(host), spec, progress.state, now)
+        except PermanentProviderError as exc:
+            return CheckProgress(False, {}, failed=True, message=exc.message)
+
+    def config(
+        self, snap: Snapshot, desired: dict[str, Any], outcome: Outcome, now: datetime
+    ) -> None:
+        cluster = snap.cluster
+        spec = ClusterConfigSpec(
+            cluster_id=cluster.id,
+            cluster_type=cluster.cluster_type,
+            region=cluster.region,
+            add_ons=desired["add_ons"],
+            cluster_config=desired["cluster_config"],
+        )
+        try:
+            progress = self.drivers.flavour(cluster.cluster_type).apply_config(spec, now)
+        except PermanentProviderError as exc:
+            progress = Progress(False, {}, failed=True, message=exc.message)
+        outcome.config_failed = failed(progress)
+        if progress.done:
+            outcome.applied = desired
+
+
+def workers_of(nodes: list[NodeRow]) -> list[NodeRow]:
+    return [
+        n
+        for n in nodes
+        if n.role == NodeRole.GPU_WORKER and not n.marked_for_deletion and not n.preemptible
+    ]
+
+
+def testable(snap: Snapshot) -> list[tuple[NodeRow, HostRow]]:
+    """The workers acceptance tests judge (serving, not excluded), with their hosts."""
+    return [
+        (n, snap.hosts[n.host_id])
+        for n in workers_of(snap.nodes)
+        if n.health != UNHEALTHY and n.host_id in snap.hosts
+    ]

@@ -1,0 +1,35 @@
+"""What a driver is told about a node or a host: rows turned into the providers' specs."""
+
+from __future__ import annotations
+
+from clusterplane.db.rows import ClusterRow, HostRow, NodeRow
+from clusterplane.domain.enums import NodeRole
+from clusterplane.providers.models import HostSpec, InstanceSpec
+
+
+def instance_spec(cluster: ClusterRow, node: NodeRow, driver: str | None = None) -> InstanceSpec:
+    """What a driver needs to know about one node; `driver` is its host's driver (None:
+    a node without a host of its own, served by the registry's default)."""
+    return InstanceSpec(
+        instance_id=node.instance_id,
+        cluster_id=cluster.id,
+        role=NodeRole(node.role),
+        node_name=node.node_name,
+        host_name=node.host_name,
+        region=cluster.region,
+        gpu_type=cluster.gpu_type,
+        num_gpus=node.num_gpus,
+        image=cluster.os_image,
+        driver=driver or "",
+        cluster_type=cluster.cluster_type,
+    )
+
+
+def host_spec(host: HostRow) -> HostSpec:
+    return HostSpec(
+        host_name=host.name,
+        region=host.region,
+        gpu_type=host.gpu_type,
+        num_gpus=host.num_gpus,
+        driver=host.driver,
+    )
