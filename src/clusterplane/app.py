@@ -59,6 +59,7 @@ from clusterplane.db.engine import (
 )
 from clusterplane.db.group_commit import GroupCommit
 from clusterplane.db.writes import count_writes
+from clusterplane.providers.agent import AgentHostDriver
 from clusterplane.providers.registry import Drivers
 from clusterplane.services import (
     auth,
@@ -158,6 +159,8 @@ def build(
         engine.dispose()
         raise
     registry = (drivers or partial(simulation.simulated_drivers, settings))(sessions)
+    assignments = host_assignments.AssignmentPort(sessions, box, clock)
+    registry.hosts.setdefault(AgentHostDriver.name, AgentHostDriver(assignments))
     simulated = registry.uses(simulation.HOST_DRIVER)
     ctx = ControllerContext(
         sessions=sessions,
@@ -243,6 +246,7 @@ def build(
         api.include_router(simulation_api.router, responses=openapi.ERROR_RESPONSES)
 
     state: ApiState = api.state.cp
+    assignments.announce = state.long_polls.announce
     return Application(
         api=api,
         engine=engine,
@@ -250,7 +254,5 @@ def build(
         clock=clock,
         manager=manager,
         issued_admin_key=issued,
-        agent_hosts=host_assignments.AssignmentPort(
-            sessions, state.secrets, clock, announce=state.long_polls.announce
-        ),
+        agent_hosts=assignments,
     )

@@ -21,6 +21,7 @@ def instance_spec(cluster: ClusterRow, node: NodeRow, driver: str | None = None)
         num_gpus=node.num_gpus,
         image=cluster.os_image,
         driver=driver or "",
+        host_id=node.host_id or "",
         cluster_type=cluster.cluster_type,
     )
 

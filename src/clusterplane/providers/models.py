@@ -100,6 +100,7 @@ class InstanceSpec:
     num_gpus: int
     image: str
     driver: str = ""  # the host's driver ("" for a node without a host of its own)
+    host_id: str = ""  # the host's id ("" likewise)
     cluster_type: str = "KUBERNETES"
 
 
