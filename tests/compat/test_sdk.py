@@ -493,9 +493,13 @@ def test_a_volume_over_the_servers_size_limit_is_a_400(client: together.Together
 
 
 def test_a_region_out_of_shared_storage_is_a_409_that_is_not_retried(
-    client: together.Together,
+    client: together.Together, module_server: ServerProcess
 ) -> None:
     # small.yaml gives test-2 10 TiB of shared storage; nothing else in this module uses it.
+    # The operator lets this project fill the region (the default quota is a quarter).
+    with module_server.client() as admin:
+        quota = admin.put("/admin/v1/projects/proj_default/quota", json={"max_storage_tib": 20})
+        assert quota.status_code == 200, quota.text
     full = client.clusters.storage.create(region=L40_REGION, size_tib=10, volume_name="sdk-full")
     try:
         with pytest.raises(together.ConflictError) as caught:

@@ -230,18 +230,30 @@ def test_a_host_managed_by_a_driver_the_server_lacks_fails_its_node_naming_it(
     broken: Engine,
 ):
     with transaction(broken.app.sessions) as session:
-        session.execute(update(HostRow).values(driver="agent"))
+        session.execute(update(HostRow).values(driver="baremetal"))
     listed = broken.client.get("/admin/v1/fleet/hosts", headers=broken.headers()).json()
-    assert {h["driver"] for h in listed["hosts"]} == {"agent"}, "the host list says who manages"
+    assert {h["driver"] for h in listed["hosts"]} == {"baremetal"}, "the host list says who manages"
     cluster_id = create(broken, num_gpus=8)["cluster_id"]
     broken.advance(1800, step=60)
     [node] = workers(broken, cluster_id)
     assert node["status"] == "Failed"
-    assert any("no host driver 'agent'" in m for m in events_of(broken, "node_failed"))
+    assert any("no host driver 'baremetal'" in m for m in events_of(broken, "node_failed"))
     broken.client.delete(f"/v1/compute/clusters/{cluster_id}", headers=broken.headers())
     broken.advance(1800, step=60)
     gone = broken.client.get(f"/v1/compute/clusters/{cluster_id}", headers=broken.headers())
     assert gone.status_code == 404, "a node no driver ever prepared needs none to go"
+
+
+def test_an_agent_host_without_an_enrolled_agent_fails_its_node_naming_the_host(
+    broken: Engine,
+):
+    with transaction(broken.app.sessions) as session:
+        session.execute(update(HostRow).values(driver="agent"))
+    cluster_id = create(broken, num_gpus=8)["cluster_id"]
+    broken.advance(1800, step=60)
+    [node] = workers(broken, cluster_id)
+    assert node["status"] == "Failed"
+    assert any("no node agent is enrolled" in m for m in events_of(broken, "node_failed"))
 
 
 @pytest.fixture

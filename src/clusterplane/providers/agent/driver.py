@@ -62,6 +62,7 @@ class AgentHostDriver:
         return seen
 
     def prepare(self, spec: InstanceSpec, now: datetime) -> NodeProgress:
+        self._observe(spec)  # a host no agent enrolled on fails here, naming it
         generation = self.port.publish(_host_id(spec), desired_node(spec))
         return self.describe(spec, {"generation": generation}, now)
 
