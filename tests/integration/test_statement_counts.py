@@ -39,7 +39,15 @@ def seeded(tmp_path: Path) -> Iterator[Engine]:
         yield engine
 
 
-def statements(engine: Engine, path: str) -> tuple[int, dict]:
+def statements(engine: Engine, path: str, tries: int = 3) -> tuple[int, dict]:
+    """The fewest statements of `tries` reads of `path`: the caller cache holds a key for
+    2 s of wall time, which a loaded machine can spend between two requests, and one
+    read then also re-reads the caller."""
+    counts = [_statements(engine, path) for _ in range(tries)]
+    return min(counts, key=lambda counted: counted[0])
+
+
+def _statements(engine: Engine, path: str) -> tuple[int, dict]:
     seen: list[str] = []
 
     def count(conn, cursor, statement, parameters, context, executemany):

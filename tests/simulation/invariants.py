@@ -32,6 +32,7 @@ from clusterplane.db.engine import make_session_factory, read_transaction
 from clusterplane.db.rows import (
     CapacityPoolRow,
     ClusterRow,
+    EventRow,
     HostRow,
     NodeRow,
     ProjectQuotaRow,
@@ -73,8 +74,9 @@ def check_invariants(world: World) -> None:
         hosts = {h.id: h for h in session.scalars(select(HostRow))}
         _check_capacity(session, clusters, hosts, now)
         _check_remediations(session, now)
+        displaced = _displaced(session)
     _check_hosts(clusters, nodes, hosts)
-    _check_ledger(world, clusters)
+    _check_ledger(world, clusters, displaced)
     for cluster in clusters.values():
         if cluster.deleted_at is not None or cluster.delete_requested_at is not None:
             continue
@@ -175,8 +177,16 @@ def _check_hosts(
             _fail(f"host {host.name} is held by {host.cluster_id} but {host.state}")
 
 
-def _check_ledger(world: World, clusters: dict[str, ClusterRow]) -> None:
-    for cluster_id in world.ledger.wanted:
+def _displaced(session: Session) -> set[str]:
+    """Clusters a reservation booked before them displaced (docs/capacity.md)."""
+    query = select(EventRow.object_id).where(EventRow.kind == "displaced_by_booking")
+    return set(session.scalars(query))
+
+
+def _check_ledger(world: World, clusters: dict[str, ClusterRow], displaced: set[str]) -> None:
+    """Acknowledged clusters stay, except those a reservation made before them displaced
+    (ended on purpose, with a `displaced_by_booking` event: docs/capacity.md)."""
+    for cluster_id in set(world.ledger.wanted) - displaced:
         row = clusters.get(cluster_id)
         if row is None or row.deleted_at is not None or row.delete_requested_at is not None:
             _fail(f"acknowledged cluster {cluster_id} was lost")
@@ -204,7 +214,10 @@ def check_converged(world: World, *, final: bool) -> bool:
 
 def _unsettled(world: World, session: Session) -> list[str]:
     problems = _unsettled_bookings(world, session)
+    displaced = _displaced(session)
     for cluster_id, gpus in world.ledger.wanted.items():
+        if cluster_id in displaced:
+            continue  # ended on purpose for an earlier reservation: it winds down
         cluster = session.get(ClusterRow, cluster_id)
         assert cluster is not None
         workers = list(
