@@ -61,6 +61,7 @@ from clusterplane.db.group_commit import GroupCommit
 from clusterplane.db.writes import count_writes
 from clusterplane.providers.agent import AgentHostDriver
 from clusterplane.providers.registry import Drivers
+from clusterplane.providers.slurm.flavour import AgentSlurmFlavour
 from clusterplane.services import (
     auth,
     check_runs,
@@ -161,6 +162,9 @@ def build(
     registry = (drivers or partial(simulation.simulated_drivers, settings))(sessions)
     assignments = host_assignments.AssignmentPort(sessions, box, clock)
     registry.hosts.setdefault(AgentHostDriver.name, AgentHostDriver(assignments))
+    registry.flavours_by_host.setdefault(
+        AgentHostDriver.name, {"SLURM": AgentSlurmFlavour(assignments, settings.slurm)}
+    )
     simulated = registry.uses(simulation.HOST_DRIVER)
     ctx = ControllerContext(
         sessions=sessions,

@@ -200,6 +200,25 @@ class AgentSettings:
 
 
 @dataclass(frozen=True)
+class SlurmSettings:
+    """SLURM clusters on agent hosts: where their daemons keep state, and their ports."""
+
+    # Each cluster's directory on its hosts is `<state_dir>/<cluster>` (config, spool,
+    # state, logs, munge key); the same path on every host.
+    state_dir: str = "/var/lib/clusterplane/slurm"
+    # slurmctld's port on the controller host.
+    controller_port: int = field(default=6817, metadata=PORT)
+    # slurmd's port on every worker.
+    slurmd_port: int = field(default=6818, metadata=PORT)
+    # The account slurmctld runs as (it must exist on control-plane hosts).
+    slurm_user: str = "slurm"
+    # A worker silent this long is marked down (not responding) by slurmctld.
+    slurmd_timeout_seconds: int = field(default=60, metadata={"min": 1, "max": 3600})
+    # The most nodes one cluster's slurmctld accepts (dynamic nodes).
+    max_node_count: int = field(default=1024, metadata=AT_LEAST_ONE)
+
+
+@dataclass(frozen=True)
 class LogSettings:
     """What the server writes to standard error."""
 
@@ -228,6 +247,7 @@ class Settings:
     placement: PlacementSettings = field(default_factory=PlacementSettings)
     health: HealthSettings = field(default_factory=HealthSettings)
     agents: AgentSettings = field(default_factory=AgentSettings)
+    slurm: SlurmSettings = field(default_factory=SlurmSettings)
     log: LogSettings = field(default_factory=LogSettings)
     # False serves the API only; another replica runs the controllers.
     run_controllers: bool = True

@@ -49,6 +49,9 @@ class AgentConfig(_Section):
     hostname: str | None = None  # default: the machine's host name
     ip_address: str = ""
     heartbeat_seconds: float = Field(default=5.0, gt=0)
+    # How often the current assignment is applied again without a new generation: runtimes
+    # restart dead daemons, re-register nodes and refresh what they report.
+    converge_seconds: float = Field(default=15.0, gt=0)
     gpu: GpuConfig = Field(default_factory=GpuConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
     node: NodeConfig = Field(default_factory=NodeConfig)

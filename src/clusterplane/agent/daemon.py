@@ -193,21 +193,30 @@ class Agent:
         self.health.commit()
 
     def _pull_loop(self) -> None:
-        after, attempt = -1, 0
+        """Long-poll the assignment; apply each new generation, and the current one again
+        every `converge_seconds` (also while the server cannot be reached)."""
+        after, attempt, applied_at = -1, 0, time.monotonic()
+        current: Assignment | None = None
         while not self.stop.is_set():
+            if (
+                current is not None
+                and time.monotonic() - applied_at >= self.config.converge_seconds
+            ):
+                self.apply(current)
+                applied_at = time.monotonic()
             try:
                 assignment, retry_after = self.client.assignment(after)
                 attempt = 0
             except (httpx.HTTPError, ServerRefused) as exc:
                 log.warning("cannot pull the assignment: %s", exc)
-                self.stop.wait(_backoff(attempt))
+                self.stop.wait(min(_backoff(attempt), self.config.converge_seconds))
                 attempt += 1
                 continue
             if assignment.generation > after:
                 self.apply(assignment)
-                after = assignment.generation
+                current, after, applied_at = assignment, assignment.generation, time.monotonic()
             elif retry_after:
-                self.stop.wait(retry_after)
+                self.stop.wait(min(retry_after, self.config.converge_seconds))
 
     def apply(self, assignment: Assignment) -> None:
         phase = "converging" if assignment.cluster_id else "cleaning"

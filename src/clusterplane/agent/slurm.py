@@ -39,9 +39,14 @@ from typing import Any
 
 from clusterplane.agent.slurm_host import SlurmHost
 from clusterplane.agent.slurm_nodes import NodeView, parse_nodes
-from clusterplane.agent.slurm_section import TOKEN, SectionError, SlurmSection, parse_section
+from clusterplane.agent.slurm_section import (
+    DRAIN_PREFIX,
+    TOKEN,
+    SectionError,
+    SlurmSection,
+    parse_section,
+)
 
-DRAIN_PREFIX = "clusterplane:"
 CLIENT_TIMEOUT = 10.0
 DAEMON_START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
@@ -84,6 +89,7 @@ class SlurmRuntime:
             section = parse_section(raw)
         except SectionError as exc:
             return _report("failed", [str(exc)])
+        nodes: dict[str, NodeView] | None = None
         record = self._record()
         identity = (section.state_dir, section.cluster, section.role)
         if record and (record["state_dir"], record["cluster"], record["role"]) != identity:
@@ -110,6 +116,8 @@ class SlurmRuntime:
                 self._save_record(record)
             if section.role == "controller":
                 phase = self._ensure_slurmctld(section, changed, messages)
+                if phase == "ready":
+                    nodes = self._apply_node_changes(section, messages)
             elif section.role == "worker":
                 phase = self._ensure_slurmd(section, record, messages)
             else:
@@ -120,7 +128,38 @@ class SlurmRuntime:
             return _report("failed", [*messages, str(exc)])
         if changed:
             messages.append("wrote " + ", ".join(sorted(changed)))
-        return _report(phase, messages)
+        report = _report(phase, messages)
+        if nodes is not None:
+            report["nodes"] = {name: _node_report(view) for name, view in sorted(nodes.items())}
+        return report
+
+    def _apply_node_changes(
+        self, section: SlurmSection, messages: list[str]
+    ) -> dict[str, NodeView] | None:
+        """Drain, resume and delete nodes as the controller's section says (only drains
+        of clusterplane's own are resumed); Slurm's view of the nodes afterwards."""
+        try:
+            view = self.node_view()
+        except SlurmRuntimeError as exc:  # reported; the next pass looks again
+            messages.append(f"no node view: {exc}")
+            return None
+        changed = False
+        for name, node in sorted(view.items()):
+            wanted = section.drain.get(name)
+            update = ["scontrol", "update", f"nodename={name}"]
+            if wanted is not None and not node.drain:
+                self.slurm([*update, "state=drain", f"reason={wanted}"])
+                messages.append(f"drained {name}")
+            elif wanted is None and node.drain and node.reason.startswith(DRAIN_PREFIX):
+                self.slurm([*update, "state=resume"])
+                messages.append(f"resumed {name}")
+            elif name in section.remove and node.drain and node.state in ("idle", "down"):
+                self.slurm(["scontrol", "delete", f"nodename={name}"])
+                messages.append(f"deleted {name}")
+            else:
+                continue
+            changed = True
+        return self.node_view() if changed else view
 
     def _write_files(self, section: SlurmSection) -> set[str]:
         base = section.state_dir
@@ -482,6 +521,17 @@ def _report(phase: str, messages: list[str]) -> dict[str, Any]:
         "phase": phase,
         "message": "; ".join(messages[-3:]),
         "messages": messages,
+    }
+
+
+def _node_report(view: NodeView) -> dict[str, Any]:
+    return {
+        "state": view.summary,
+        "drain": view.drain,
+        "reason": view.reason[:200],
+        "not_responding": view.not_responding,
+        "address": view.address,
+        "gres": view.gres,
     }
 
 

@@ -20,6 +20,11 @@ Schema (a JSON object; unknown keys are refused):
                         configless files (running job steps are not touched)
     gpu_devices         this worker's GPU device files (must be char devices)     default []
     shm_size_gib        /dev/shm of a worker is made at least this large          default none
+    drain               {node name: reason} the controller keeps drained; the     default {}
+                        reason starts with `clusterplane:`; a node it drained
+                        that left this map is resumed (controller)
+    remove              {node name: true}: nodes the controller deletes once      default {}
+                        drained and idle (or down) (controller)
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -52,7 +57,11 @@ KEYS = {
     "config_generation",
     "gpu_devices",
     "shm_size_gib",
+    "drain",
+    "remove",
 }
+DRAIN_PREFIX = "clusterplane:"
+MAX_NODES = 4096
 
 
 class SectionError(ValueError):
@@ -74,6 +83,8 @@ class SlurmSection:
     config_generation: str = ""
     gpu_devices: tuple[str, ...] = ()
     shm_size_gib: int | None = None
+    drain: dict[str, str] = field(default_factory=dict)
+    remove: tuple[str, ...] = ()
 
     @property
     def conf_path(self) -> str:
@@ -104,6 +115,8 @@ def parse_section(raw: dict[str, Any]) -> SlurmSection:
         config_generation=_match(raw, "config_generation", GENERATION, ""),
         gpu_devices=tuple(_path(p, "gpu_devices") for p in _list(raw, "gpu_devices")),
         shm_size_gib=_optional_size(raw.get("shm_size_gib")),
+        drain=_drains(raw.get("drain", {})),
+        remove=_removals(raw.get("remove", {})),
     )
     return section
 
@@ -156,6 +169,39 @@ def _files(value: object) -> dict[str, str]:
             raise SectionError(f"files: bad path {str(path)[:80]!r} (etc/<name> only)")
         if not isinstance(content, str) or "\x00" in content:
             raise SectionError(f"files: {path} must be text")
+    return dict(value)
+
+
+def _node_name(value: object, key: str) -> str:
+    if not isinstance(value, str) or not TOKEN.match(value):
+        raise SectionError(f"{key}: bad node name {str(value)[:80]!r}")
+    return value
+
+
+def _removals(value: object) -> tuple[str, ...]:
+    if not isinstance(value, dict) or len(value) > MAX_NODES:
+        raise SectionError("remove must be an object of node name -> true")
+    for node, flag in value.items():
+        _node_name(node, "remove")
+        if flag is not True:
+            raise SectionError(f"remove: {node} must map to true")
+    return tuple(sorted(value))
+
+
+def _drains(value: object) -> dict[str, str]:
+    if not isinstance(value, dict) or len(value) > MAX_NODES:
+        raise SectionError("drain must be an object of node name -> reason")
+    for node, reason in value.items():
+        _node_name(node, "drain")
+        if (
+            not isinstance(reason, str)
+            or not reason.startswith(DRAIN_PREFIX)
+            or not reason.isprintable()
+            or len(reason) > 200
+        ):
+            raise SectionError(
+                f"drain: the reason for {node} is one line starting {DRAIN_PREFIX!r}"
+            )
     return dict(value)
 
 

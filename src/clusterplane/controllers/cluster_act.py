@@ -75,6 +75,11 @@ class Snapshot:
     host_drivers: dict[str, str] = field(default_factory=dict)  # host id -> its driver
     hosts: dict[str, HostRow] = field(default_factory=dict)  # in a test phase: the workers'
 
+    @property
+    def host_driver(self) -> str | None:
+        """The driver of the cluster's hosts (None before any node has a host)."""
+        return min(self.host_drivers.values(), default=None)
+
 
 @dataclass
 class Outcome:
@@ -128,7 +133,7 @@ class ClusterActor:
         outcome = NodeOutcome(node.id, host.state, phase=host.phase, failed=failed(host))
         if host.phase != NodePhase.RUNNING or node.phase == NodePhase.RUNNING:
             return outcome
-        joined = self.drivers.flavour(snap.cluster.cluster_type).join_node(spec, now)
+        joined = self.drivers.flavour(snap.cluster.cluster_type, spec.driver).join_node(spec, now)
         outcome.failed = failed(joined)
         if joined.done:
             outcome.flavour_state = joined.state
@@ -143,7 +148,7 @@ class ClusterActor:
         outcome = NodeOutcome(node.id, node.provider_state)
         deleting = snap.cluster.delete_requested_at is not None
         if not deleting and node.flavour_state is not None:
-            flavour = self.drivers.flavour(snap.cluster.cluster_type)
+            flavour = self.drivers.flavour(snap.cluster.cluster_type, spec.driver)
             removed = flavour.remove_node(spec, node.flavour_state, now)
             if not removed.done:
                 outcome.flavour_state = removed.state
@@ -178,7 +183,7 @@ class ClusterActor:
         )
         outcome.step_phase, outcome.step_started = phase, not ours
         try:
-            flavour = self.drivers.flavour(cluster.cluster_type)
+            flavour = self.drivers.flavour(cluster.cluster_type, snap.host_driver)
             if ours:
                 assert cluster.step_state is not None
                 progress = flavour.poll_step(spec, cluster.step_state, now)
@@ -241,9 +246,11 @@ class ClusterActor:
             region=cluster.region,
             add_ons=desired["add_ons"],
             cluster_config=desired["cluster_config"],
+            slurm_shm_size_gib=cluster.slurm_shm_size_gib or 0,
         )
         try:
-            progress = self.drivers.flavour(cluster.cluster_type).apply_config(spec, now)
+            flavour = self.drivers.flavour(cluster.cluster_type, snap.host_driver)
+            progress = flavour.apply_config(spec, now)
         except PermanentProviderError as exc:
             progress = Progress(False, {}, failed=True, message=exc.message)
         outcome.config_failed = failed(progress)

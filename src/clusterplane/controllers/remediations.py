@@ -121,7 +121,7 @@ class RemediationController:
         drivers = self.ctx.drivers
         try:
             if row.state == S.QUARANTINING:
-                drained = drivers.flavour(cluster.cluster_type).drain(
+                drained = drivers.flavour(cluster.cluster_type, host_driver).drain(
                     drain_spec(row, cluster, node), row.step_state, now
                 )
                 acted.drain_state, acted.drain_done = drained.state, drained.done

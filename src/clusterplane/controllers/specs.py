@@ -23,6 +23,8 @@ def instance_spec(cluster: ClusterRow, node: NodeRow, driver: str | None = None)
         driver=driver or "",
         host_id=node.host_id or "",
         cluster_type=cluster.cluster_type,
+        cluster_config=cluster.cluster_config or {},
+        slurm_shm_size_gib=cluster.slurm_shm_size_gib or 0,
     )
 
 

@@ -61,7 +61,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -142,6 +142,9 @@ class ControlPlaneSpec(_Spec):
     nodes_per_cluster: Positive = 3
     num_cpu_cores: Positive = 16
     memory_gib: Gib = 64.0
+    placement: Literal["virtual", "hosts"] = "virtual"
+    """Where they run: `virtual` machines the region provides (the simulated fleet's), or
+    `hosts`, enrolled hosts of the region without GPUs (agent regions: slurmctld runs there)."""
 
 
 class DriverVersionSpec(_Spec):

@@ -1,14 +1,24 @@
-"""The port between a host driver for agent hosts and the control plane's records.
+"""The port between the drivers of agent hosts and the control plane's records.
 
 A driver for hosts run by node agents (`clusterplane agent`) never talks to a host: it
 publishes what the host should be and reads what the agent last reported, through
 `HostAssignments`, which `services.host_assignments.AssignmentPort` implements over the
-database (each call its own short transaction) and `app` hands to the driver. Providers
+database (each call its own short transaction) and `app` hands to the drivers. Providers
 never touch the database, so this protocol and its dataclasses are all a driver sees.
 
     port.publish(host_id, DesiredNode(...)) -> generation    (same content: same generation)
     port.release(host_id) -> generation                      (return the host clean)
     port.observe(host_id) -> Observation | None              (None: no agent on that host)
+
+The host driver publishes the node (identity, users, mounts); a cluster flavour adds its
+runtime section ("slurm") to the same assignment with `patch_runtime`, a JSON merge patch
+(RFC 7396: objects merge, null deletes a key) applied under the row's lock, so a drain and
+a config change of one cluster never overwrite each other. A publish for the same cluster
+keeps the flavour's sections and secrets; one for another cluster, or a release, drops them.
+
+    port.patch_runtime(host_id, cluster_id, name, patch, secrets) -> generation | None
+    port.peers(cluster_id) -> [Peer]              (hosts serving the cluster, with roles)
+    port.cluster_secret(cluster_id, name) -> str  (a flavour's per-cluster secret, base64)
 
 A verb built on it returns "not yet" until `Observation.converged`, fails with the
 sections' messages when `phase == "failed"`, and treats `status == "unknown"` (a silent
@@ -51,6 +61,8 @@ class Observation:
     phase: str
     node_phase: NodePhase | None  # what actually happened on the node, as the agent saw it
     sections: dict[str, SectionResult]
+    address: str = ""  # where the host is reached (its inventory's ip_address)
+    inventory: dict[str, Any] = field(default_factory=dict)  # agent_protocol.Inventory
 
     @property
     def converged(self) -> bool:
@@ -64,9 +76,38 @@ class Observation:
         return {name: r.message for name, r in self.sections.items() if not r.ok}
 
 
+@dataclass(frozen=True)
+class Peer:
+    """A host whose assignment serves a cluster: its node's name and role, its address."""
+
+    host_id: str
+    node_name: str
+    role: str
+    address: str
+    gpu_devices: tuple[str, ...] = ()  # the device files of its GPUs, from its inventory
+    num_cpu_cores: int = 0
+    memory_gib: float = 0.0
+
+
 class HostAssignments(Protocol):
     def publish(self, host_id: str, desired: DesiredNode) -> int: ...
 
     def release(self, host_id: str) -> int: ...
 
     def observe(self, host_id: str) -> Observation | None: ...
+
+    def patch_runtime(
+        self,
+        host_id: str,
+        cluster_id: str,
+        name: str,
+        patch: dict[str, Any],
+        secrets: dict[str, str] | None = None,
+    ) -> int | None:
+        """Merge `patch` into runtime section `name` (and `secrets` into the host's
+        secrets); None when the host does not serve `cluster_id` (nothing changed)."""
+        ...
+
+    def peers(self, cluster_id: str) -> list[Peer]: ...
+
+    def cluster_secret(self, cluster_id: str, name: str) -> str: ...

@@ -102,6 +102,9 @@ class InstanceSpec:
     driver: str = ""  # the host's driver ("" for a node without a host of its own)
     host_id: str = ""  # the host's id ("" likewise)
     cluster_type: str = "KUBERNETES"
+    # The cluster's config (startup scripts...) and Slurm shared memory, for the flavour.
+    cluster_config: dict[str, Any] = field(default_factory=dict)
+    slurm_shm_size_gib: int = 0
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,7 @@ class ClusterConfigSpec:
     region: str
     add_ons: list[dict[str, Any]]
     cluster_config: dict[str, Any]
+    slurm_shm_size_gib: int = 0
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,10 @@
 
 Built once by the composition root (`app`) and handed to the controllers, which look a
 driver up for every call: the host driver by the host's `driver` column, the flavour by
-the cluster's type, the storage driver by the volume's region. So one server can run a
-simulated region beside a real one. An unknown name is a `PermanentProviderError`: the
-operation fails with a message naming it, nothing is guessed.
+the cluster's type and the driver of its hosts (a SLURM cluster on agent hosts runs real
+Slurm, one on simulated hosts a simulated one), the storage driver by the volume's region.
+So one server can run a simulated region beside a real one. An unknown name is a
+`PermanentProviderError`: the operation fails with a message naming it, nothing is guessed.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ class Drivers:
     flavours: dict[str, ClusterFlavour]  # by cluster type: "SLURM", "KUBERNETES"
     storage: StorageDriver
     storage_by_region: dict[str, StorageDriver] = field(default_factory=dict)
+    # Flavours of clusters on hosts of one driver ("agent": {"SLURM": ...}); a cluster on
+    # hosts of a driver not named here gets `flavours`.
+    flavours_by_host: dict[str, dict[str, ClusterFlavour]] = field(default_factory=dict)
     # The driver of a node without a host of its own (a control-plane node).
     default_host: str = "simulated"
 
@@ -35,10 +39,13 @@ class Drivers:
         driver = self.host(name)
         return driver if isinstance(driver, HostChecks) else None
 
-    def flavour(self, cluster_type: str) -> ClusterFlavour:
-        flavour = self.flavours.get(cluster_type)
+    def flavour(self, cluster_type: str, host_driver: str | None = None) -> ClusterFlavour:
+        """The flavour of `cluster_type` clusters whose hosts `host_driver` runs."""
+        own = self.flavours_by_host.get(host_driver or "")
+        flavour = (own if own is not None else self.flavours).get(cluster_type)
         if flavour is None:
-            raise PermanentProviderError(f"no cluster flavour for '{cluster_type}' clusters")
+            on = f" on {host_driver} hosts" if own is not None else ""
+            raise PermanentProviderError(f"no cluster flavour for '{cluster_type}' clusters{on}")
         return flavour
 
     def storage_for(self, region: str) -> StorageDriver:

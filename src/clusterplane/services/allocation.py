@@ -526,29 +526,37 @@ def add_worker_nodes(
 def add_control_plane_nodes(
     session: Session, cluster: ClusterRow, region: RegionRow, now: datetime
 ) -> list[NodeRow]:
+    """The cluster's control-plane nodes: virtual machines of the region, or, where the
+    region says `placement: hosts`, enrolled hosts without GPUs claimed for the cluster."""
     spec = region.control_plane
     count = int(spec.get("nodes_per_cluster", 3))
+    hosts = _claim_control_plane_hosts(session, cluster, count) if _on_hosts(region) else []
     nodes = []
     for ordinal in range(count):
-        region.control_plane_seq = (region.control_plane_seq or 0) + 1
-        address = CONTROL_PLANE_NETWORK[region.control_plane_seq]
+        host = hosts[ordinal] if hosts else None
+        if host is None:
+            region.control_plane_seq = (region.control_plane_seq or 0) + 1
+            address = CONTROL_PLANE_NETWORK[region.control_plane_seq]
+            network = f"{address}/{CONTROL_PLANE_NETWORK.prefixlen}"
         node = _new_node(
             cluster,
             NodeRole.CONTROL_PLANE,
             ordinal,
             now,
             node_name=f"cp-{cluster.id[:5]}-{ordinal}",
-            host_id=None,
-            host_name=f"{region.name}-cp-{cluster.id[:8]}-{ordinal}",
-            num_cpu_cores=int(spec.get("num_cpu_cores", 16)),
+            host_id=host.id if host else None,
+            host_name=host.name if host else f"{region.name}-cp-{cluster.id[:8]}-{ordinal}",
+            num_cpu_cores=host.num_cpu_cores if host else int(spec.get("num_cpu_cores", 16)),
             num_gpus=0,
-            memory_gib=float(spec.get("memory_gib", 64)),
-            networks=[f"{address}/{CONTROL_PLANE_NETWORK.prefixlen}"],
+            memory_gib=host.memory_gib if host else float(spec.get("memory_gib", 64)),
+            networks=[f"{host.ip_address}/32" if host else network],
             slurm_worker_hostname=None,
         )
         session.add(node)
         nodes.append(node)
     session.flush()
+    for host, node in zip(hosts, nodes, strict=False):
+        host.node_row_id = node.id
     for node in nodes:
         session.add(
             NodePhaseTransitionRow(
@@ -556,3 +564,37 @@ def add_control_plane_nodes(
             )
         )
     return nodes
+
+
+def _on_hosts(region: RegionRow) -> bool:
+    return (region.control_plane or {}).get("placement") == "hosts"
+
+
+def _claim_control_plane_hosts(session: Session, cluster: ClusterRow, count: int) -> list[HostRow]:
+    """`count` free hosts without GPUs in the cluster's region, or CapacityUnavailable."""
+    hosts = list(
+        session.scalars(
+            select(HostRow)
+            .where(
+                HostRow.region == cluster.region,
+                HostRow.num_gpus == 0,
+                HostRow.state == HostState.AVAILABLE,
+                HostRow.draining.is_(False),
+                func.coalesce(HostRow.cluster_id, "") == "",
+                HostRow.capacity_pool_id.is_(None),
+            )
+            .order_by(HostRow.name)
+            .limit(count)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    if len(hosts) < count:
+        raise CapacityUnavailable(
+            f"region {cluster.region} has {len(hosts)} free control-plane hosts;"
+            f" a cluster needs {count}",
+            code="conflict",
+        )
+    for host in hosts:
+        host.state = HostState.ALLOCATED
+        host.cluster_id = cluster.id
+    return hosts

@@ -6,6 +6,7 @@ What it owns:
     kubeconfig and the SSH CA back (`kube_config_text`, `ssh_ca_private_key`), and
     re-sealing every cluster under the current server key (`reseal_all`), and checking at
     start that the server holds the key the database was sealed with (`check_server_key`).
+    A flavour's own secrets for the cluster's hosts (a Slurm munge key): `flavour_secret`.
 
 Invariants:
     * Private keys and the kubeconfig (which embeds the client key) are stored sealed by
@@ -13,6 +14,8 @@ Invariants:
       public key are public and stored as they are.
     * `ClusterRow.credentials` is always replaced by a new dict, never mutated in place
       (the JSON column does not track in-place changes).
+    * A flavour secret is made once, sealed, and kept across `rotate` (a rotation of the
+      API credentials must not break the daemons running on the cluster's hosts).
     * Rows written before encryption at rest (plain PEM under ``*_pem`` keys, a plain
       kubeconfig) still read; `reseal_all` converts them.
     * The database holds a check value sealed with the key of its first sealing server
@@ -22,7 +25,9 @@ Invariants:
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -141,6 +146,7 @@ def rotate(cluster: ClusterRow, box: SecretBox, now: datetime) -> Rotation:
     if ssh_enabled(cluster) or "ssh_ca_key" in (cluster.credentials or {}):
         _with_new_ssh_ca(cluster, stored, box)
     stored["rotated_at"] = now.isoformat()
+    stored |= {k: v for k, v in (cluster.credentials or {}).items() if _is_flavour(k)}
     cluster.credentials = stored
     ca = x509.load_pem_x509_certificate(creds.ca_cert_pem.encode("ascii"))
     return Rotation(
@@ -170,13 +176,31 @@ def ssh_ca_private_key(cluster: ClusterRow, box: SecretBox) -> str | None:
     return box.open(str(sealed), context=_context(cluster.id, "ssh_ca_key"))
 
 
+FLAVOUR_PREFIX = "flavour:"
+
+
+def _is_flavour(name: str) -> bool:
+    return name.startswith(FLAVOUR_PREFIX)
+
+
+def flavour_secret(cluster: ClusterRow, name: str, box: SecretBox, *, nbytes: int = 128) -> str:
+    """The flavour's random secret `name` for this cluster, base64; made on first use."""
+    key = FLAVOUR_PREFIX + name
+    stored = dict(cluster.credentials or {})
+    if key not in stored:
+        value = base64.b64encode(secrets.token_bytes(nbytes)).decode()
+        stored[key] = box.seal(value, context=_context(cluster.id, key))
+        cluster.credentials = stored
+    return box.open(str(stored[key]), context=_context(cluster.id, key))
+
+
 def _resealed(cluster: ClusterRow, box: SecretBox) -> bool:
     stored = dict(cluster.credentials or {})
     changed = False
     for legacy, name in _LEGACY_PLAIN.items():
         if legacy in stored:
             stored[name] = stored.pop(legacy)
-    for name in _SEALED_FIELDS:
+    for name in (*_SEALED_FIELDS, *filter(_is_flavour, stored)):
         value = stored.get(name)
         if value and not box.is_current(str(value)):
             plain = box.open(str(value), context=_context(cluster.id, name))

@@ -9,13 +9,18 @@ generation-numbered `Assignment` per host; the agent long-polls it, converges, a
     observe(session, host_id) -> Observation | None                what the agent last said
     current(session, box, host_id) -> Assignment                   what the agent is served
 
-and `AssignmentPort` offers publish, release and observe to a host driver as
-`providers.agent_port.HostAssignments` (one short transaction per call; a publish wakes
+    patch_runtime(session, box, host_id, cluster_id, name, patch, secrets, now=...)
+    peers(session, cluster_id) -> [Peer]                           hosts serving a cluster
+
+and `AssignmentPort` offers them to the agent hosts' drivers as
+`providers.agent_port.HostAssignments` (one short transaction per call; a change wakes
 the host's waiting long-poll in this process).
 
 `publish` bumps the generation only when the content changed, so calling it on every
-reconcile pass is free and idempotent. Secrets travel inside the assignment only, and are
-sealed at rest with the server's `SecretBox`; releasing a host drops them from its record.
+reconcile pass is free and idempotent; for the cluster the host already serves it keeps
+the runtime sections and secrets a flavour patched in. Secrets travel inside the
+assignment only, and are sealed at rest with the server's `SecretBox`; releasing a host
+drops them from its record.
 """
 
 from __future__ import annotations
@@ -30,10 +35,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from clusterplane.clock import Clock
 from clusterplane.db.engine import read_transaction, transaction
-from clusterplane.db.rows import AgentHostRow, HostAssignmentRow
+from clusterplane.db.rows import AgentHostRow, ClusterRow, HostAssignmentRow
 from clusterplane.domain.agent_protocol import NODE_PHASE_OF, Assignment, SectionResult
+from clusterplane.domain.merge_patch import merge_patch
 from clusterplane.errors import NotFound
-from clusterplane.providers.agent_port import DesiredNode, Observation
+from clusterplane.providers.agent_port import DesiredNode, Observation, Peer
+from clusterplane.services import cluster_secrets
 from clusterplane.services.sealing import SecretBox
 
 
@@ -62,15 +69,34 @@ def _require_agent(session: Session, host_id: str) -> None:
         raise NotFound(f"no agent host '{host_id}'", param="host")
 
 
+def _locked(session: Session, host_id: str) -> HostAssignmentRow | None:
+    return session.scalar(
+        select(HostAssignmentRow).where(HostAssignmentRow.host_id == host_id).with_for_update()
+    )
+
+
 def publish(
     session: Session, box: SecretBox, host_id: str, desired: DesiredNode | None, *, now: datetime
 ) -> int:
     """Make `desired` the host's assignment; the generation moves only on change."""
     _require_agent(session, host_id)
     spec, secrets = _content(desired)
-    row = session.scalar(
-        select(HostAssignmentRow).where(HostAssignmentRow.host_id == host_id).with_for_update()
-    )
+    row = _locked(session, host_id)
+    if row is not None and desired is not None and row.cluster_id == desired.cluster_id:
+        spec["runtimes"] = {**row.spec.get("runtimes", {}), **spec["runtimes"]}
+        secrets = {**_open(box, row), **secrets}
+    return _write(session, box, host_id, row, spec, secrets, now)
+
+
+def _write(
+    session: Session,
+    box: SecretBox,
+    host_id: str,
+    row: HostAssignmentRow | None,
+    spec: dict[str, Any],
+    secrets: dict[str, str],
+    now: datetime,
+) -> int:
     if row is not None and row.spec == spec and _open(box, row) == secrets:
         return row.generation
     sealed = box.seal(orjson.dumps(secrets).decode(), context=_context(host_id)) if secrets else ""
@@ -78,12 +104,61 @@ def publish(
         row = HostAssignmentRow(host_id=host_id, generation=0)
         session.add(row)
     row.generation += 1
-    row.cluster_id = desired.cluster_id if desired else None
+    row.cluster_id = spec.get("cluster_id")
     row.spec = spec
     row.sealed_secrets = sealed
     row.updated_at = now
     session.flush()
     return row.generation
+
+
+def patch_runtime(
+    session: Session,
+    box: SecretBox,
+    host_id: str,
+    cluster_id: str,
+    name: str,
+    patch: dict[str, Any],
+    secrets: dict[str, str] | None = None,
+    *,
+    now: datetime,
+) -> int | None:
+    """Merge `patch` into the host's runtime section `name` while it serves `cluster_id`."""
+    row = _locked(session, host_id)
+    if row is None or row.cluster_id != cluster_id:
+        return None
+    runtimes = dict(row.spec.get("runtimes", {}))
+    runtimes[name] = merge_patch(runtimes.get(name, {}), patch)
+    spec = {**row.spec, "runtimes": runtimes}
+    Assignment.model_validate({**spec, "generation": 0})  # what agents are served stays valid
+    merged = {**_open(box, row), **(secrets or {})}
+    return _write(session, box, host_id, row, spec, merged, now)
+
+
+def peers(session: Session, cluster_id: str) -> list[Peer]:
+    """The hosts whose assignment serves `cluster_id`, by node name."""
+    rows = session.execute(
+        select(HostAssignmentRow.host_id, HostAssignmentRow.spec, AgentHostRow.inventory)
+        .join(AgentHostRow, AgentHostRow.host_id == HostAssignmentRow.host_id)
+        .where(HostAssignmentRow.cluster_id == cluster_id)
+    )
+    found = [
+        _peer(host_id, spec.get("node") or {}, inventory or {}) for host_id, spec, inventory in rows
+    ]
+    return sorted(found, key=lambda peer: peer.node_name)
+
+
+def _peer(host_id: str, node: dict[str, Any], inventory: dict[str, Any]) -> Peer:
+    gpus = inventory.get("gpus") or []
+    return Peer(
+        host_id=host_id,
+        node_name=str(node.get("node_name", "")),
+        role=str(node.get("role", "")),
+        address=str(inventory.get("ip_address", "")),
+        gpu_devices=tuple(str(g["device_path"]) for g in gpus if g.get("device_path")),
+        num_cpu_cores=int(inventory.get("num_cpu_cores") or 0),
+        memory_gib=float(inventory.get("memory_gib") or 0.0),
+    )
 
 
 def release(session: Session, box: SecretBox, host_id: str, *, now: datetime) -> int:
@@ -150,6 +225,8 @@ def observe(session: Session, host_id: str) -> Observation | None:
         phase=agent.phase,
         node_phase=NODE_PHASE_OF.get(agent.phase),
         sections=sections,
+        address=str((agent.inventory or {}).get("ip_address", "")),
+        inventory=dict(agent.inventory or {}),
     )
 
 
@@ -181,3 +258,33 @@ class AssignmentPort:
     def observe(self, host_id: str) -> Observation | None:
         with read_transaction(self._sessions) as session:
             return observe(session, host_id)
+
+    def patch_runtime(
+        self,
+        host_id: str,
+        cluster_id: str,
+        name: str,
+        patch: dict[str, Any],
+        secrets: dict[str, str] | None = None,
+    ) -> int | None:
+        with transaction(self._sessions) as session:
+            before = generation(session, host_id)
+            after = patch_runtime(
+                session, self._box, host_id, cluster_id, name, patch, secrets, now=self._clock.now()
+            )
+        if after is not None and after != before:
+            self.announce(host_id)
+        return after
+
+    def peers(self, cluster_id: str) -> list[Peer]:
+        with read_transaction(self._sessions) as session:
+            return peers(session, cluster_id)
+
+    def cluster_secret(self, cluster_id: str, name: str) -> str:
+        with transaction(self._sessions) as session:
+            cluster = session.scalar(
+                select(ClusterRow).where(ClusterRow.id == cluster_id).with_for_update()
+            )
+            if cluster is None:
+                raise NotFound(f"no cluster '{cluster_id}'", param="cluster_id")
+            return cluster_secrets.flavour_secret(cluster, name, self._box)

@@ -1,0 +1,335 @@
+"""`AgentSlurmFlavour`: SLURM clusters that really run, on hosts managed by node agents.
+
+Everything happens through the hosts' assignments (`providers.agent_port`): the flavour
+patches a `slurm` runtime section (schema: `clusterplane.agent.slurm_section`) into the
+assignment of each of the cluster's hosts and reads what their agents report.
+
+* The control-plane node's host is the controller: munged and slurmctld, configless.
+  Joining it writes its section (slurm.conf and gres.conf rendered by `config`, the
+  controller's scripts, the munge key as a secret of the assignment) and is done once
+  slurmctld answers.
+* A GPU worker joins with a dynamic `slurmd -Z` section (its devices and size from its
+  agent's inventory) once the controller is up; done once Slurm knows the node.
+* Drains, resumes and removals are the controller's `drain` and `remove` maps; its agent
+  applies them and reports Slurm's view of every node (`nodes`), which `is_drained`,
+  `remove_node` and health read. Only drains whose reason starts `clusterplane:` are ever
+  resumed, so a node an operator drained by hand stays drained.
+* Changed startup scripts reach every host through `apply_config`; a changed slurm.conf
+  restarts slurmctld (running jobs survive) and bumps the workers' `config_generation`.
+
+The munge key is the cluster's own random secret (`port.cluster_secret`), kept sealed by
+the control plane. Like every driver it keeps no state: the port answers everything.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from clusterplane.domain.enums import NodeRole
+from clusterplane.errors import InvalidRequest, PermanentProviderError
+from clusterplane.providers.agent_port import HostAssignments, Observation, Peer
+from clusterplane.providers.models import (
+    ClusterConfigSpec,
+    ClusterStepSpec,
+    DrainProgress,
+    DrainSpec,
+    DriverState,
+    InstanceSpec,
+    Progress,
+)
+from clusterplane.providers.slurm.config import (
+    CONTROLLER_EPILOG,
+    CONTROLLER_PROLOG,
+    LOGIN_INIT,
+    NODESET_INIT,
+    WORKER_EPILOG,
+    WORKER_PROLOG,
+    SlurmClusterSpec,
+    SlurmFiles,
+    SlurmNode,
+    SlurmStartupScripts,
+    config_generation,
+    render_files,
+    worker_node_conf,
+)
+from clusterplane.settings import SlurmSettings
+
+SECTION = "slurm"
+RESULT = f"runtime:{SECTION}"
+MUNGE_SECRET = "munge.key"
+PREFIX = "clusterplane:"
+ALL_FILES = (
+    "etc/slurm.conf",
+    "etc/gres.conf",
+    CONTROLLER_PROLOG,
+    CONTROLLER_EPILOG,
+    WORKER_PROLOG,
+    WORKER_EPILOG,
+    NODESET_INIT,
+    LOGIN_INIT,
+)
+CONTROLLER = NodeRole.CONTROL_PLANE.value
+WORKER = NodeRole.GPU_WORKER.value
+
+
+def slurm_name(cluster_id: str) -> str:
+    """The cluster's Slurm ClusterName (Slurm wants it lower case)."""
+    return re.sub(r"[^a-z0-9_-]", "-", cluster_id.lower())[:63] or "cluster"
+
+
+def _files_patch(files: dict[str, str]) -> dict[str, str | None]:
+    """A merge patch that makes a section's files exactly `files` (others deleted)."""
+    return {path: files.get(path) for path in ALL_FILES}
+
+
+def _scripts(cluster_config: dict[str, Any]) -> SlurmStartupScripts:
+    raw = cluster_config.get("slurm_startup_scripts") or {}
+    known = SlurmStartupScripts.__dataclass_fields__
+    return SlurmStartupScripts(**{k: v for k, v in raw.items() if k in known and v})
+
+
+class AgentSlurmFlavour:
+    name = "slurm"
+
+    def __init__(self, port: HostAssignments, settings: SlurmSettings):
+        self.port = port
+        self.settings = settings
+
+    # -- the cluster's configuration ---------------------------------------------------
+
+    def _spec(
+        self, cluster_id: str, peers: list[Peer], config: dict[str, Any], shm: int
+    ) -> SlurmClusterSpec:
+        controller = _controller(peers)
+        if controller is None:
+            raise PermanentProviderError(f"cluster {cluster_id} has no controller host")
+        s = self.settings
+        nodes = tuple(
+            SlurmNode(p.node_name, p.address or "0.0.0.0", p.gpu_devices)
+            for p in peers
+            if p.role == WORKER
+        )
+        return SlurmClusterSpec(
+            name=slurm_name(cluster_id),
+            controller_name=controller.node_name,
+            controller_address=controller.address,
+            shm_size_gib=max(shm, 1),
+            nodes=nodes,
+            startup_scripts=_scripts(config),
+            controller_port=s.controller_port,
+            slurmd_port=s.slurmd_port,
+            state_dir=f"{s.state_dir}/{slurm_name(cluster_id)}",
+            slurm_user=s.slurm_user,
+            slurmd_timeout_s=s.slurmd_timeout_seconds,
+            max_node_count=s.max_node_count,
+        )
+
+    def _render(self, spec: SlurmClusterSpec) -> SlurmFiles:
+        try:
+            return render_files(spec)
+        except InvalidRequest as exc:
+            message = f"the cluster's Slurm configuration: {exc.message}"
+            raise PermanentProviderError(message) from exc
+
+    def _common(self, spec: SlurmClusterSpec) -> dict[str, Any]:
+        return {
+            "cluster": spec.name,
+            "controller_address": spec.controller_address,
+            "controller_port": spec.controller_port,
+            "munge_key_secret": MUNGE_SECRET,
+            "state_dir": spec.state_dir,
+        }
+
+    def _patch(
+        self, peer: Peer, cluster_id: str, patch: dict[str, Any], with_key: bool = False
+    ) -> int:
+        secrets = None
+        if with_key:
+            secrets = {MUNGE_SECRET: self.port.cluster_secret(cluster_id, "munge") + "\n"}
+        generation = self.port.patch_runtime(peer.host_id, cluster_id, SECTION, patch, secrets)
+        if generation is None:
+            raise PermanentProviderError(f"host of {peer.node_name} no longer serves the cluster")
+        return generation
+
+    def _controller_section(self, spec: SlurmClusterSpec, files: SlurmFiles) -> dict[str, Any]:
+        return {
+            **self._common(spec),
+            "role": "controller",
+            "slurm_user": spec.slurm_user,
+            "files": _files_patch(files.controller),
+        }
+
+    def _worker_section(
+        self, spec: SlurmClusterSpec, files: SlurmFiles, peer: Peer
+    ) -> dict[str, Any]:
+        node = SlurmNode(
+            peer.node_name,
+            peer.address,
+            peer.gpu_devices,
+            cpus=peer.num_cpu_cores or None,
+            memory_mib=int(peer.memory_gib * 1024 * 0.9) or None,
+        )
+        return {
+            **self._common(spec),
+            "role": "worker",
+            "files": _files_patch(files.worker),
+            "node_name": peer.node_name,
+            "node_conf": worker_node_conf(node),
+            "config_generation": config_generation(files),
+            "gpu_devices": list(peer.gpu_devices),
+            "shm_size_gib": spec.shm_size_gib,
+        }
+
+    # -- bring-up ----------------------------------------------------------------------
+
+    def start_step(self, spec: ClusterStepSpec, now: datetime) -> Progress:
+        """The network, volume and driver steps are the hosts' (their agents report them);
+        test steps run through the host driver's checks. Nothing is left for Slurm."""
+        return Progress(True, {"step": spec.step.value})
+
+    def poll_step(self, spec: ClusterStepSpec, state: DriverState, now: datetime) -> Progress:
+        return Progress(True, state)
+
+    def join_node(self, spec: InstanceSpec, now: datetime) -> Progress:
+        peers = self.port.peers(spec.cluster_id)
+        me = next((p for p in peers if p.node_name == spec.node_name), None)
+        if me is None:
+            raise PermanentProviderError(f"node {spec.node_name} has no host serving it")
+        controller = _controller(peers)
+        cluster = self._spec(spec.cluster_id, peers, spec.cluster_config, spec.slurm_shm_size_gib)
+        files = self._render(cluster)
+        if me.role != WORKER:
+            generation = self._patch(
+                me, spec.cluster_id, self._controller_section(cluster, files), with_key=True
+            )
+            return _ready(self.port.observe(me.host_id), generation, {"generation": generation})
+        assert controller is not None
+        others = [p for p in peers if p is not me]
+        before = self._render(
+            self._spec(spec.cluster_id, others, spec.cluster_config, spec.slurm_shm_size_gib)
+        )
+        self._patch(controller, spec.cluster_id, {"files": _files_patch(files.controller)})
+        if config_generation(before) != config_generation(files):
+            self._bump_workers(spec.cluster_id, peers, files, skip=me)
+        if not _ready(self.port.observe(controller.host_id), 0, {}).done:
+            return Progress(False, {}, message="waiting for slurmctld")
+        section = self._worker_section(cluster, files, me)
+        generation = self._patch(me, spec.cluster_id, section, with_key=True)
+        return _ready(self.port.observe(me.host_id), generation, {"generation": generation})
+
+    def _bump_workers(
+        self, cluster_id: str, peers: list[Peer], files: SlurmFiles, skip: Peer | None = None
+    ) -> None:
+        """Workers fetch changed configless files when their `config_generation` moves."""
+        patch = {"config_generation": config_generation(files), "files": _files_patch(files.worker)}
+        for peer in peers:
+            if peer.role == WORKER and peer is not skip:
+                self.port.patch_runtime(peer.host_id, cluster_id, SECTION, patch)
+
+    def remove_node(self, spec: InstanceSpec, state: DriverState, now: datetime) -> Progress:
+        """Drain the node in Slurm, wait for its jobs to end, delete it from slurmctld."""
+        if spec.role != NodeRole.GPU_WORKER:
+            return Progress(True, state)
+        controller = _controller(self.port.peers(spec.cluster_id))
+        if controller is None:
+            return Progress(True, state, message="no controller: nothing to remove from")
+        name = spec.node_name
+        reason = f"{PREFIX} leaving the cluster"
+        self._patch(controller, spec.cluster_id, {"drain": {name: reason}, "remove": {name: True}})
+        view = _nodes(self.port.observe(controller.host_id))
+        if view is None or name in view:
+            state_now = (view or {}).get(name, {}).get("state", "unknown")
+            return Progress(False, state, message=f"{name} is {state_now} in Slurm")
+        self._patch(controller, spec.cluster_id, {"drain": {name: None}, "remove": {name: None}})
+        return Progress(True, state)
+
+    def apply_config(self, spec: ClusterConfigSpec, now: datetime) -> Progress:
+        """New startup scripts (and the slurm.conf lines they set) on every host."""
+        peers = self.port.peers(spec.cluster_id)
+        controller = _controller(peers)
+        if controller is None:
+            return Progress(False, {}, message="waiting for the controller host")
+        cluster = self._spec(spec.cluster_id, peers, spec.cluster_config, spec.slurm_shm_size_gib)
+        files = self._render(cluster)
+        generation = self._patch(
+            controller, spec.cluster_id, {"files": _files_patch(files.controller)}
+        )
+        self._bump_workers(spec.cluster_id, peers, files)
+        ignored = sorted(a["name"] for a in spec.add_ons)
+        note = f"add-ons not run on agent hosts: {', '.join(ignored)}" if ignored else ""
+        progress = _ready(
+            self.port.observe(controller.host_id), generation, {"generation": generation}
+        )
+        return Progress(progress.done, progress.state, progress.failed, progress.message or note)
+
+    # -- drains ------------------------------------------------------------------------
+
+    def drain(self, spec: DrainSpec, state: DriverState | None, now: datetime) -> DrainProgress:
+        controller = self._controller_of(spec.cluster_id)
+        reason = spec.reason if spec.reason.startswith(PREFIX) else f"{PREFIX} {spec.reason}"
+        reason = " ".join(reason.split())[:200]
+        drains = {name: reason for name in spec.node_names}
+        self._patch(controller, spec.cluster_id, {"drain": drains})
+        return self.is_drained(spec, {"reason": reason}, now)
+
+    def undrain(self, spec: DrainSpec, state: DriverState, now: datetime) -> DrainProgress:
+        controller = self._controller_of(spec.cluster_id)
+        progress = self.is_drained(spec, state, now)
+        if progress.drained_by not in (None, spec.drained_by):
+            message = f"drained by {progress.drained_by}; left drained"
+            return DrainProgress(False, state, message=message, drained_by=progress.drained_by)
+        self._patch(controller, spec.cluster_id, {"drain": {n: None for n in spec.node_names}})
+        view = _nodes(self.port.observe(controller.host_id)) or {}
+        still = [n for n in spec.node_names if view.get(n, {}).get("drain")]
+        return DrainProgress(not still, state, message=f"still drained: {still}" if still else "")
+
+    def is_drained(self, spec: DrainSpec, state: DriverState, now: datetime) -> DrainProgress:
+        """Drained once Slurm runs nothing on the nodes; `drained_by` from the reason."""
+        view = _nodes(self.port.observe(self._controller_of(spec.cluster_id).host_id))
+        if view is None:
+            return DrainProgress(False, state, message="no word from the controller yet")
+        done, drained_by = True, None
+        for name in spec.node_names:
+            node = view.get(name)
+            if node is None:
+                continue  # not (or no longer) in Slurm: nothing runs there
+            if not node.get("drain"):
+                return DrainProgress(False, state, message=f"{name} is {node.get('state')}")
+            reason = str(node.get("reason", ""))
+            drained_by = "clusterplane" if reason.startswith(PREFIX) else f"slurm: {reason}"
+            done = done and node.get("state") in ("drained", "down", "not_responding")
+        return DrainProgress(done, state, drained_by=drained_by)
+
+    def _controller_of(self, cluster_id: str) -> Peer:
+        controller = _controller(self.port.peers(cluster_id))
+        if controller is None:
+            raise PermanentProviderError(f"cluster {cluster_id} has no controller host")
+        return controller
+
+
+def _controller(peers: list[Peer]) -> Peer | None:
+    return next((p for p in peers if p.role == CONTROLLER), None)
+
+
+def _ready(seen: Observation | None, generation: int, state: DriverState) -> Progress:
+    """Done once the host applied `generation` and its Slurm section reports ready."""
+    if seen is None:
+        raise PermanentProviderError("the host has no node agent")
+    result = seen.sections.get(RESULT)
+    if seen.generation_applied < generation or result is None:
+        return Progress(False, state, message="the host's agent has not applied it yet")
+    if not result.ok:
+        return Progress(False, state, failed=True, message=f"slurm: {result.message}")
+    phase = result.details.get("phase")
+    return Progress(phase == "ready", state, message="" if phase == "ready" else f"slurm {phase}")
+
+
+def _nodes(seen: Observation | None) -> dict[str, dict[str, Any]] | None:
+    """Slurm's view of the nodes as the controller's agent last reported it."""
+    if seen is None:
+        return None
+    result = seen.sections.get(RESULT)
+    nodes = result.details.get("nodes") if result is not None else None
+    return nodes if isinstance(nodes, dict) else None
