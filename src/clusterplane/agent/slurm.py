@@ -131,6 +131,9 @@ class SlurmRuntime:
         report = _report(phase, messages)
         if nodes is not None:
             report["nodes"] = {name: _node_report(view) for name, view in sorted(nodes.items())}
+            report["node_conditions"] = {
+                name: _condition(view) for name, view in sorted(nodes.items())
+            }
         return report
 
     def _apply_node_changes(
@@ -533,6 +536,13 @@ def _node_report(view: NodeView) -> dict[str, Any]:
         "address": view.address,
         "gres": view.gres,
     }
+
+
+def _condition(view: NodeView) -> dict[str, Any]:
+    """The flavour-neutral view the control plane reads as health's second signal."""
+    ready = not (view.not_responding or view.state == "down")
+    reason = "" if ready else f"{view.summary}: {view.reason}".rstrip(": ")[:200]
+    return {"ready": ready, "reason": reason}
 
 
 def _statvfs(path: Path) -> int:

@@ -15,7 +15,7 @@ import logging
 from datetime import datetime, timedelta
 
 from clusterplane.db.engine import transaction
-from clusterplane.services import agent_auth, agent_hosts
+from clusterplane.services import agent_auth, agent_hosts, agent_signals
 
 from .base import ControllerContext
 
@@ -58,4 +58,14 @@ class AgentSilenceScan:
                     )
             except Exception:
                 log.exception("could not mark host %s unknown; retried next scan", host_id)
+        try:
+            with transaction(self.ctx.sessions) as session:
+                agent_signals.confirm_silent_nodes(
+                    session,
+                    self.ctx.settings,
+                    now=self.ctx.clock.now(),
+                    limit=self.ctx.settings.engine.batch_size,
+                )
+        except Exception:
+            log.exception("could not confirm silent agents' nodes; retried next scan")
         return marked

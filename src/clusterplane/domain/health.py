@@ -26,6 +26,8 @@ class EventKind(StrEnum):
     IB_LINK_FLAP = "ib_link_flap"
     HEARTBEAT_LOSS = "heartbeat_loss"
     ACTIVE_CHECK = "active_check"  # a failed active check, raised by the check runner
+    # A silent agent's node that the cluster's own scheduler (Slurm...) lost too.
+    SCHEDULER_NODE_DOWN = "scheduler_node_down"
 
 
 class Severity(StrEnum):
@@ -102,6 +104,10 @@ KIND_TABLE: dict[EventKind, Verdict] = {
     EventKind.HEARTBEAT_LOSS: Verdict("NodeHeartbeatLost", C, A.REBOOT, "Node agent silent"),
     EventKind.ACTIVE_CHECK: Verdict(
         "ActiveHealthCheckFailed", C, A.REPLACE, "An active health check failed"
+    ),
+    # The second signal a silent agent needs: the cluster's scheduler lost the node too.
+    EventKind.SCHEDULER_NODE_DOWN: Verdict(
+        "NodeNotResponding", C, A.REPLACE, "Node agent silent and the scheduler lost the node"
     ),
 }
 

@@ -229,7 +229,7 @@ def mark_heard(session: Session, agent: AgentHostRow, *, now: datetime) -> None:
     open_silence = session.scalars(
         select(HealthEventRow).where(
             HealthEventRow.host_id == agent.host_id,
-            HealthEventRow.source == "agent-silence",
+            HealthEventRow.source.in_(("agent-silence", "flavour")),
             HealthEventRow.resolved_at.is_(None),
         )
     )

@@ -252,7 +252,7 @@ def _signal(event: wire.AgentHealthEvent) -> health.Signal:
 
 
 def _kind(value: str) -> EventKind:
-    if value in (EventKind.HEARTBEAT_LOSS, EventKind.ACTIVE_CHECK):
+    if value in (EventKind.HEARTBEAT_LOSS, EventKind.ACTIVE_CHECK, EventKind.SCHEDULER_NODE_DOWN):
         raise InvalidRequest(f"an agent does not report '{value}' events", param="kind")
     try:
         return EventKind(value)
