@@ -202,3 +202,34 @@ def test_a_signal_the_agent_sends_again_becomes_one_health_event(engine: Engine)
         "/admin/v1/health/events", params={"host_name": "cpu-7"}, headers=engine.headers()
     ).json()["events"]
     assert len(events) == 2
+
+
+def test_a_flavour_patch_merges_into_its_section_and_survives_the_host_drivers_publish(
+    engine: Engine,
+):
+    _, host_id = _enroll(engine, "cpu-patch")
+    port: HostAssignments = engine.app.agent_hosts
+    node_only = DesiredNode(cluster_id="c-1", node=DESIRED.node)
+    first = port.publish(host_id, node_only)
+    assert port.patch_runtime(host_id, "c-other", "slurm", {"role": "worker"}) is None
+    patched = port.patch_runtime(
+        host_id, "c-1", "slurm", {"role": "controller", "drain": {"w1": "clusterplane: x"}},
+        secrets={"munge.key": "key-1"},
+    )  # fmt: skip
+    assert patched == first + 1
+    port.patch_runtime(host_id, "c-1", "slurm", {"drain": {"w2": "clusterplane: y"}})
+    port.patch_runtime(host_id, "c-1", "slurm", {"drain": {"w1": None}})
+    again = port.publish(host_id, node_only)  # the host driver's next pass changes nothing
+    box = engine.app.api.state.cp.secrets
+    with transaction(engine.app.sessions) as session:
+        served = host_assignments.current(session, box, host_id)
+    assert again == served.generation == first + 3
+    assert served.runtimes == {"slurm": {"role": "controller", "drain": {"w2": "clusterplane: y"}}}
+    assert served.secrets == {"munge.key": "key-1"}
+    port.publish(host_id, DesiredNode(cluster_id="c-2", node=DESIRED.node))
+    with transaction(engine.app.sessions) as session:
+        served = host_assignments.current(session, box, host_id)
+    assert served.runtimes == {} and served.secrets == {}  # another cluster starts clean
+    [peer] = port.peers("c-2")
+    assert (peer.host_id, peer.node_name, peer.role) == (host_id, "w1", "gpu_worker")
+    assert port.peers("c-1") == []

@@ -13,6 +13,7 @@ from clusterplane.agent.slurm import SlurmRuntime, SlurmRuntimeError
 from clusterplane.agent.slurm_host import LocalHost
 from clusterplane.agent.slurm_nodes import parse_nodes
 from clusterplane.agent.slurm_section import SectionError, parse_section
+from clusterplane.domain.merge_patch import merge_patch
 
 KEY = base64.b64encode(b"k" * 64).decode()
 
@@ -132,3 +133,35 @@ def test_a_host_with_no_cluster_has_nothing_to_tear_down_or_drain(tmp_path: Path
     assert runtime.teardown()["messages"] == ["nothing to tear down"]
     with pytest.raises(SlurmRuntimeError, match="runs no Slurm cluster"):
         runtime.drain("gpu-1", "clusterplane: repair")
+
+
+def test_a_controller_section_carries_drains_and_removals_and_refuses_foreign_reasons():
+    base = {
+        "role": "controller",
+        "cluster": "lab",
+        "controller_address": "127.1.0.11",
+        "munge_key": "a" * 44,
+        "state_dir": "/var/lib/slurm/lab",
+    }
+    section = parse_section(
+        {**base, "drain": {"w1": "clusterplane: repair"}, "remove": {"w2": True}}
+    )
+    assert section.drain == {"w1": "clusterplane: repair"} and section.remove == ("w2",)
+    for bad in (
+        {"drain": {"w1": "operator: mine"}},
+        {"drain": {"w1": "clusterplane: two\nlines"}},
+        {"drain": {"bad name": "clusterplane: x"}},
+        {"remove": ["w2"]},
+        {"remove": {"w2": False}},
+    ):
+        with pytest.raises(SectionError):
+            parse_section({**base, **bad})
+
+
+def test_a_merge_patch_merges_objects_and_deletes_keys_set_to_null():
+    target = {"files": {"a": "1", "b": "2"}, "role": "worker", "list": [1]}
+    patched = merge_patch(
+        target, {"files": {"a": None, "c": "3"}, "role": "controller", "list": [2]}
+    )
+    assert patched == {"files": {"b": "2", "c": "3"}, "role": "controller", "list": [2]}
+    assert target["files"] == {"a": "1", "b": "2"}  # the target is not modified
