@@ -53,6 +53,7 @@ from clusterplane.services.ids import new_uuid
 
 GPUS_PER_NODE = 8
 CONTROL_PLANE_NETWORK = ipaddress.ip_network("100.64.0.0/10")
+AGENT_DRIVER = "agent"  # hosts run by node agents (`services.agent_hosts`)
 
 
 def located(host: HostRow) -> FreeHost:
@@ -167,6 +168,7 @@ class ClaimedHost:
     memory_gib: float
     ip_address: str
     capacity_pool_id: str | None
+    driver: str
 
     @classmethod
     def of(cls, host: HostRow) -> ClaimedHost:
@@ -495,9 +497,7 @@ def add_worker_nodes(
                 "memory_gib": host.memory_gib,
                 "networks": [f"{host.ip_address}/{prefix}"],
                 "public_ipv4": None,
-                "slurm_worker_hostname": (
-                    f"worker-{ordinal}.slurm-compute.slurm" if slurm else None
-                ),
+                "slurm_worker_hostname": _slurm_hostname(slurm, host, node, ordinal),
                 "preemptible": preemptible,
                 "auto_remediation_enabled": auto_remediation,
                 "marked_for_deletion": False,
@@ -521,6 +521,16 @@ def add_worker_nodes(
     session.execute(_SERVES, [{"host": n.host_id, "node": n.id} for n in added])
     _forget_loaded_hosts(session, (n.host_id for n in added))
     return added
+
+
+def _slurm_hostname(slurm: bool, host: ClaimedHost, node: NewNode, ordinal: int) -> str | None:
+    """The Slurm node name: on agent hosts the flavour registers the node by its own name
+    (and its agent sets that host name); simulated hosts get Slurm-on-Kubernetes names."""
+    if not slurm:
+        return None
+    return (
+        node.node_name if host.driver == AGENT_DRIVER else f"worker-{ordinal}.slurm-compute.slurm"
+    )
 
 
 def add_control_plane_nodes(

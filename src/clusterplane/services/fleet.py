@@ -191,9 +191,9 @@ def supported_instance_types(session: Session, region: str) -> list[str]:
     rows = session.scalars(
         select(HostRow.gpu_type)
         .distinct()
-        .where(HostRow.region == region, HostRow.in_fleet_file.is_(True))
+        .where(HostRow.region == region, HostRow.in_fleet_file.is_(True), HostRow.num_gpus > 0)
     )
-    return sorted(rows)
+    return sorted(rows)  # hosts without GPUs (control-plane hosts) offer no instance type
 
 
 def list_regions(session: Session) -> list[RegionRow]:
