@@ -10,7 +10,8 @@ already seen (per cluster, per node); it is shown oldest first, with the server'
   the standard workers hold `num_gpus` GPUs (a scale is not done while new nodes boot);
 * failed (exit 5): a node is NODE_PHASE_FAILED, the cluster is Deleting, or it is gone;
 * otherwise go on: a failed test phase is not final (failing hosts are replaced and the
-  tests run again), nor is a wait for capacity (`--timeout` bounds it: exit 6).
+  tests run again), nor is a wait for capacity (`--timeout` bounds it: exit 6), nor a
+  few polls the server could not answer (`Poller`).
 
 Displays (cli/displays.py) get `created`, `change`, `tick` and `finish` calls.
 """
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from clusterplane.cli.exits import CLUSTER_FAILED, OK, TIMED_OUT
+from clusterplane.cli.exits import CLUSTER_FAILED, OK, TIMED_OUT, UNAVAILABLE, CliError
 from clusterplane.cli.http import Api, ApiError
 from clusterplane.domain.enums import ClusterPhase
 from clusterplane.domain.lifecycle import status_for
@@ -31,6 +32,8 @@ CLUSTERS = "/v1/compute/clusters"
 RUNNING = "NODE_PHASE_RUNNING"
 FAILED = "NODE_PHASE_FAILED"
 Cluster = dict[str, Any]
+RETRIED_STATUSES = frozenset({408, 409, 429})
+MAX_MISSES = 10
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,37 @@ def verdict(cluster: Cluster) -> Verdict | None:
     return Verdict(OK, "ready", f"{name} is Ready") if settled else None
 
 
+class Poller:
+    """Reads the cluster again; rides out up to MAX_MISSES transient failures in a row (the
+    server failed or was out of reach, or answered 408, 409 or 429) with the last answer."""
+
+    def __init__(self, api: Api, cluster_id: str):
+        self.api = api
+        self.path = f"{CLUSTERS}/{cluster_id}"
+        self.misses = 0
+
+    def get(self, last: Cluster) -> Cluster | None:
+        """The cluster now, `last` after a transient failure, None once it is gone."""
+        try:
+            fresh = self.api.call("GET", self.path)
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            if exc.status not in RETRIED_STATUSES or self._missed():
+                raise
+            return last
+        except CliError as exc:
+            if exc.code != UNAVAILABLE or self._missed():
+                raise
+            return last
+        self.misses = 0
+        return fresh
+
+    def _missed(self) -> bool:
+        self.misses += 1
+        return self.misses > MAX_MISSES
+
+
 def follow(
     api: Api,
     display: Display,
@@ -153,6 +187,7 @@ def follow(
     cluster_id = cluster["cluster_id"]
     start = time.monotonic()
     seen: dict[str, int] = {} if history else current(cluster)
+    poller = Poller(api, cluster_id)
     while True:
         for change in changes(cluster, seen):
             display.change(change)
@@ -167,11 +202,9 @@ def follow(
             return found.code
         display.tick(cluster, elapsed)
         time.sleep(interval)
-        try:
-            cluster = api.call("GET", f"{CLUSTERS}/{cluster_id}")
-        except ApiError as exc:
-            if exc.status != 404:
-                raise
+        fresh = poller.get(cluster)
+        if fresh is None:
             gone = Verdict(CLUSTER_FAILED, "deleted", f"cluster {cluster_id} is gone (deleted)")
             display.finish(gone, None, time.monotonic() - start)
             return gone.code
+        cluster = fresh

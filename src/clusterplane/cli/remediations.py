@@ -23,7 +23,7 @@ from typing import Any
 
 from clusterplane.cli import common, output
 from clusterplane.cli.exits import API_ERROR, OK, CliError
-from clusterplane.cli.http import Api
+from clusterplane.cli.http import Api, ApiError
 from clusterplane.cli.progress import CLUSTERS
 from clusterplane.domain.enums import RemediationMode, RemediationState
 
@@ -104,9 +104,19 @@ def show_inbox(api: Api, args: argparse.Namespace) -> int:
         cluster_ids = [args.cluster]
     else:
         cluster_ids = [c["cluster_id"] for c in api.call("GET", CLUSTERS)["clusters"]]
-    waiting = RemediationState.PENDING_APPROVAL.value
-    items = [r for cid in cluster_ids for r in _all_pages(api, _path(cid), {"state": waiting})]
+    items = [r for cid in cluster_ids for r in _waiting(api, cid, skip_gone=args.cluster is None)]
     return _print_list(args, items)
+
+
+def _waiting(api: Api, cluster_id: str, *, skip_gone: bool) -> list[dict[str, Any]]:
+    """A cluster's proposals awaiting review; none from a cluster deleted meanwhile."""
+    waiting = {"state": RemediationState.PENDING_APPROVAL.value}
+    try:
+        return _all_pages(api, _path(cluster_id), waiting)
+    except ApiError as exc:
+        if exc.status == 404 and skip_gone:
+            return []
+        raise
 
 
 def list_remediations(api: Api, args: argparse.Namespace) -> int:
