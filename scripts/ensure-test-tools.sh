@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Make sure the tools the credential tests drive are installed:
+# Make sure the tools the credential and completion tests drive are installed:
 #   * Debian's OpenSSH server (sshd), started on loopback by tests/integration/test_ssh_access.py;
 #   * kubectl from Debian's kubernetes-client, which reads the kubeconfig that
-#     `together clusters get-credentials` writes (tests/compat/test_cli.py).
+#     `together clusters get-credentials` writes (tests/compat/test_cli.py);
+#   * zsh, which runs the script of `clusterplane completion zsh` (tests/unit/test_cli_completion.py).
 # Installs the Debian packages when missing. When /usr/bin/kubectl belongs to another package
 # (for example the Google Cloud SDK's version dispatcher, which runs exec plugins and needs a
 # live server), Debian's kubectl is unpacked under .cache/tools/ instead; the tests prefer it.
@@ -12,6 +13,9 @@ local_kubectl="$root/.cache/tools/kubernetes-client/usr/bin/kubectl"
 packages=()
 if ! [ -x /usr/sbin/sshd ]; then
   packages+=(openssh-server)
+fi
+if ! command -v zsh >/dev/null; then
+  packages+=(zsh)
 fi
 need_local_kubectl=0
 if ! dpkg -s kubernetes-client >/dev/null 2>&1 && ! [ -x "$local_kubectl" ]; then

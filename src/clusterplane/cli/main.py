@@ -20,6 +20,9 @@ created (mode 0600, folder 0700) on first start. A database sealed with a key th
 lacks stops the start (exit 2) with what to do.
 
     clusterplane ssh CLUSTER [NODE] [-- COMMAND...]  see clusterplane/cli/ssh.py
+    clusterplane clusters|volumes|remediations ...   users' commands over the public API
+                       (cli/clusters.py, volumes.py, remediations.py; docs/cli.md)
+    clusterplane completion bash|zsh                 a shell completion script
     clusterplane agent --server URL [--join-token TOKEN] --state-dir DIR [--config FILE]
                        the node agent of a host (see clusterplane/agent/)
 """
@@ -34,7 +37,17 @@ from dataclasses import replace
 from pathlib import Path
 
 from clusterplane import logs
-from clusterplane.cli import admin, capacity, config, ssh
+from clusterplane.cli import (
+    admin,
+    capacity,
+    clusters,
+    common,
+    completion,
+    config,
+    remediations,
+    ssh,
+    volumes,
+)
 from clusterplane.configuration import ConfigError
 from clusterplane.errors import ClusterplaneError
 from clusterplane.settings import DEFAULT_STATE_DIR, CredentialSettings, Settings
@@ -50,6 +63,10 @@ def parser() -> argparse.ArgumentParser:
     capacity.add_commands(commands)
     ssh.add_parser(commands)
     admin.register(commands)
+    clusters.register(commands)
+    volumes.register(commands)
+    remediations.register(commands)
+    completion.add_parser(commands)
     agent = commands.add_parser("agent", help="run the node agent of this host")
     agent.add_argument("--server", required=True, help="the control plane's URL")
     agent.add_argument("--join-token", default=None, help="needed on the first start only")
@@ -150,8 +167,15 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+USER_COMMANDS = ("clusters", "volumes", "remediations")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
+    if args.command in USER_COMMANDS:
+        return common.run(args)
+    if args.command == "completion":
+        return completion.run(args, parser())
     if args.command == "serve":
         return serve(args)
     if args.command == "capacity":

@@ -19,7 +19,6 @@ The API comes from TOGETHER_BASE_URL and TOGETHER_API_KEY (as for the SDK and CL
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import subprocess
 import sys
@@ -28,7 +27,8 @@ from typing import Any
 
 import httpx
 
-DEFAULT_BASE_URL = "http://127.0.0.1:8080"
+from clusterplane.cli.http import api_key, base_url, error_message
+
 DEFAULT_CACHE = Path("~/.cache/clusterplane/ssh")
 JUMP_ALIAS = "clusterplane-jump"
 NODE_ALIAS = "clusterplane-node"
@@ -70,23 +70,19 @@ def split_remote_command(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 def _client(args: argparse.Namespace) -> httpx.Client:
-    base = args.base_url or os.environ.get("TOGETHER_BASE_URL") or DEFAULT_BASE_URL
-    key = args.api_key or os.environ.get("TOGETHER_API_KEY")
-    if not key:
+    key = api_key(args.api_key)
+    if key is None:
         raise SshError("no API key: set TOGETHER_API_KEY or pass --api-key")
-    base = base.rstrip("/")
-    if base.endswith("/v1"):
-        base = base[: -len("/v1")]
-    return httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    return httpx.Client(
+        base_url=base_url(args.base_url),
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    )
 
 
 def _checked(response: httpx.Response) -> dict[str, Any]:
     if response.status_code != 200:
-        try:
-            message = response.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = response.text
-        raise SshError(f"{response.status_code}: {message}")
+        raise SshError(f"{response.status_code}: {error_message(response)}")
     body: dict[str, Any] = response.json()
     return body
 
