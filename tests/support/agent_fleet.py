@@ -3,10 +3,10 @@ hosts, each with its own accounts, sshd and GPUs, and a real server they reach.
 
 `AgentFleet(workdir)` (a context manager) makes a `HostNetwork` (tests/support/hosts.py),
 a `ServerProcess` listening on the bridge's own address (`network.gateway`, 127.1.<i>.1:
-the hosts have no route anywhere else; this process reaches it there too) with
-`AGENT_FLEET`, whose region `agents-1` has no fleet-file hosts, and `shared_fs`, one
-directory at the same path on every host and here: the operator's shared filesystem that
-volumes live on.
+the hosts have no route anywhere else; this process reaches it there too) with a fleet
+file (`AGENT_FLEET` by default, whose region `agents-1` has no fleet-file hosts; the
+server's database and log go to `workdir`), and `shared_fs`, one directory at the same
+path on every host and here: the operator's shared filesystem that volumes live on.
 
 `fleet.add_host(name, gpus=8)` makes an `AgentHost` and enrolls it with a fresh join token
 (0 GPUs makes a controller or login machine). An `AgentHost` is a `Host` of the network
@@ -42,6 +42,7 @@ from typing import Any
 import httpx
 
 from tests.support.agents import (
+    AGENT_FLEET,
     REGION,
     AgentProcess,
     agent_server,
@@ -188,6 +189,8 @@ class AgentFleet:
         *,
         silence_seconds: float = 30.0,
         server_args: tuple[str, ...] = (),
+        fleet_yaml: str = AGENT_FLEET,
+        time_scale: float = 600.0,
         agent_config: dict[str, Any] | None = None,
     ):
         self.agent_config = agent_config or {}  # agent.toml overrides for every host
@@ -204,6 +207,8 @@ class AgentFleet:
                 silence_seconds=silence_seconds,
                 host=self.network.gateway,
                 extra_args=server_args,
+                fleet_yaml=fleet_yaml,
+                time_scale=time_scale,
             ).start()
         except BaseException:
             self.network.close(verify=False)

@@ -67,13 +67,16 @@ def agent_server(
     silence_seconds: float = 30.0,
     host: str = "127.0.0.1",
     extra_args: tuple[str, ...] = (),
+    fleet_yaml: str = AGENT_FLEET,
+    time_scale: float = 600.0,
 ) -> ServerProcess:
     fleet = workdir / "agent-fleet.yaml"
-    fleet.write_text(AGENT_FLEET)
+    fleet.write_text(fleet_yaml)
     return ServerProcess(
         workdir,
         fleet=fleet,
         host=host,
+        time_scale=time_scale,
         extra_args=(
             "--agent-silence-seconds",
             str(silence_seconds),
