@@ -5,8 +5,9 @@ character devices (`dev/nvidiaN`, made with mknod), a shared filesystem inside t
 (`/shared`), a kernel log file the test appends `NVRM: Xid` lines to, a state dir and an
 agent config, plus the host's own mount and UTS namespaces, held by a `sleep` process
 (`unshare --mount --uts`): mounts and the host name live there, survive agent restarts as
-on a real host, and vanish with `close()`. `AgentProcess` runs the agent for it against a
-`ServerProcess`, inside those namespaces (`nsenter`). `AGENT_FLEET` is a fleet whose
+on a real host, and vanish with `close()`. `AgentProcess` runs the agent for any
+`AgentMachine` (a `FakeHost`, or an `AgentHost` of tests/support/agent_fleet.py) against a
+`ServerProcess`, inside its namespaces (`nsenter`). `AGENT_FLEET` is a fleet whose
 region `agents-1` has no fleet-file hosts: every host there joined by enrollment.
 """
 
@@ -19,7 +20,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import pytest
@@ -60,19 +61,51 @@ def wait_for(probe: Callable[[], T | None], what: str, timeout: float = 15.0) ->
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
 
 
-def agent_server(workdir: Path, *, silence_seconds: float = 30.0) -> ServerProcess:
+def agent_server(
+    workdir: Path,
+    *,
+    silence_seconds: float = 30.0,
+    host: str = "127.0.0.1",
+    extra_args: tuple[str, ...] = (),
+    fleet_yaml: str = AGENT_FLEET,
+    time_scale: float = 600.0,
+) -> ServerProcess:
     fleet = workdir / "agent-fleet.yaml"
-    fleet.write_text(AGENT_FLEET)
+    fleet.write_text(fleet_yaml)
     return ServerProcess(
         workdir,
         fleet=fleet,
+        host=host,
+        time_scale=time_scale,
         extra_args=(
             "--agent-silence-seconds",
             str(silence_seconds),
             "--agent-long-poll-seconds",
             "2",
+            *extra_args,
         ),
     )
+
+
+def fake_pci_bus_ids(gpus: int) -> list[str]:
+    return [f"0000:{0x18 + 0x10 * i:02x}:00.0" for i in range(gpus)]
+
+
+def append_xid(kernel_log: Path, pci_bus_id: str, code: int) -> None:
+    """An `NVRM: Xid` line for the GPU at `pci_bus_id`, as the kernel logs it."""
+    bus = pci_bus_id[5:10]
+    with kernel_log.open("a") as log:
+        log.write(f"NVRM: Xid (PCI:0000:{bus}): {code}, pid=4242, name=python, test\n")
+
+
+class AgentMachine(Protocol):
+    """What `AgentProcess` needs of a host: its files and how to enter it."""
+
+    dir: Path  # where the agent's log goes
+    state: Path
+    config: Path
+
+    def enter(self) -> list[str]: ...
 
 
 class FakeHost:
@@ -96,7 +129,7 @@ class FakeHost:
             device = self.dir / "dev" / f"nvidia{index}"
             os.mknod(device, 0o666 | 0o020000, os.makedev(195, index))
             devices.append(str(device))
-        self.pci = [f"0000:{0x18 + 0x10 * i:02x}:00.0" for i in range(gpus)]
+        self.pci = fake_pci_bus_ids(gpus)
         self.holder = subprocess.Popen(
             ["unshare", "--mount", "--uts", "--propagation", "private", "sleep", "infinity"],
             start_new_session=True,
@@ -151,9 +184,7 @@ sshd_reload = []
         return [p for p in points if p.startswith(str(self.root))]
 
     def kernel_xid(self, gpu: int, code: int) -> None:
-        bus = self.pci[gpu][5:10]
-        with self.kernel_log.open("a") as log:
-            log.write(f"NVRM: Xid (PCI:0000:{bus}): {code}, pid=4242, name=python, test\n")
+        append_xid(self.kernel_log, self.pci[gpu], code)
 
     def entries(self, database: str, name: str) -> int:
         text = (self.root / "etc" / database).read_text()
@@ -161,7 +192,7 @@ sshd_reload = []
 
 
 class AgentProcess:
-    def __init__(self, host: FakeHost, server: ServerProcess):
+    def __init__(self, host: AgentMachine, server: ServerProcess):
         self.host = host
         self.server = server
         self.process: subprocess.Popen[bytes] | None = None
