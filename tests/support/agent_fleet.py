@@ -192,6 +192,7 @@ class AgentFleet:
         fleet_yaml: str = AGENT_FLEET,
         time_scale: float = 600.0,
         agent_config: dict[str, Any] | None = None,
+        server_toml: str = "",
     ):
         self.agent_config = agent_config or {}  # agent.toml overrides for every host
         self.network = HostNetwork()
@@ -202,6 +203,12 @@ class AgentFleet:
             self.shared_fs.mkdir(mode=0o755)
             self.known_hosts = self.network.workdir / "known_hosts"
             self.known_hosts.write_text("")
+            if server_toml:  # `{host_root}` and `{shared_fs}` name this network's paths
+                config = workdir / "server.toml"
+                config.write_text(
+                    server_toml.format(host_root=self.network.host_root, shared_fs=self.shared_fs)
+                )
+                server_args = (*server_args, "--config", str(config))
             self.server: ServerProcess = agent_server(
                 workdir,
                 silence_seconds=silence_seconds,
