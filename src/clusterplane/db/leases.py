@@ -63,12 +63,20 @@ def _due(
     return [(row_id, bool(lapsed)) for row_id, lapsed in session.execute(query)]
 
 
+_DUE_COUNTS: dict[Any, Any] = {}
+
+
 def count_due(
     session: Session, row_type: Any, *, fleet_now: datetime, wall: datetime, cap: int
 ) -> int:
     """How many rows are due (as `due_ids` sees them), counting no further than `cap`."""
-    due = select(row_type.id).where(_is_due(row_type, fleet_now, wall)).limit(cap).subquery()
-    return int(session.scalar(select(func.count()).select_from(due)) or 0)
+    query = _DUE_COUNTS.get(row_type)
+    if query is None:
+        due = _is_due(row_type, bindparam("fleet_now"), bindparam("wall"))
+        capped = select(row_type.id).where(due).limit(bindparam("cap")).subquery()
+        query = _DUE_COUNTS[row_type] = select(func.count()).select_from(capped)
+    found = session.scalar(query, {"fleet_now": fleet_now, "wall": wall, "cap": cap})
+    return int(found or 0)
 
 
 _DUE_PROBES: dict[Any, Any] = {}
