@@ -20,9 +20,10 @@ from tests.integration.test_health_remediation import (
     remediations_of,
     run_to_end,
 )
-from tests.integration.test_lifecycle import create, get
+from tests.integration.test_lifecycle import CREATE, create, get
 from tests.support.engine import Engine, make_engine
 from tests.support.metrics import Scrape, moved, parse
+from tests.support.server import SMALL_FLEET, ServerProcess
 from tests.support.tenants import new_tenant
 
 SCRAPE_TOKEN = "scrape-only-token-for-the-metrics-tests"
@@ -121,6 +122,19 @@ def test_deleting_a_cluster_counts_the_teardown_and_frees_the_gpus_in_the_gauges
     assert after.total("clusterplane_controller_lease_takeovers_total") == 0
 
 
+def test_a_create_the_fleet_cannot_hold_counts_its_409_but_no_cluster(engine: Engine):
+    before = scrape(engine)
+    response = engine.client.post(
+        "/v1/compute/clusters", json={**CREATE, "num_gpus": 1024}, headers=engine.headers()
+    )
+    assert response.status_code == 409, response.text
+    after = scrape(engine)
+    assert moved(before, after, "clusterplane_clusters_created_total", **K8S) == 0
+    assert after.total("clusterplane_clusters") == 0
+    refused = {"route": "/v1/compute/clusters", "method": "POST", "status": "409"}
+    assert moved(before, after, "clusterplane_http_requests_total", **refused) == 1
+
+
 def test_requests_are_labelled_by_route_template_so_random_paths_add_no_series(engine: Engine):
     before = scrape(engine)
     for n in range(5):
@@ -194,3 +208,19 @@ def test_the_database_pool_reports_its_connections_and_its_bound(engine: Engine)
     assert scraped.total("clusterplane_db_pool_connections") >= 1
     assert scraped.value("clusterplane_db_pool_max_connections") >= 15
     assert scraped.value("clusterplane_database_up") == 1
+
+
+def test_a_served_process_answers_prometheus_with_the_token_from_its_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("CLUSTERPLANE_METRICS__TOKEN", SCRAPE_TOKEN)
+    with ServerProcess(tmp_path, fleet=SMALL_FLEET) as server, server.client(SCRAPE_TOKEN) as http:
+        assert http.get("/v1/compute/regions").status_code == 401, "the token is for /metrics only"
+        first = parse(http.get("/metrics").text)
+        second = parse(http.get("/metrics").text)
+    probe = {"route": "/metrics", "method": "GET", "status": "200"}
+    assert moved(first, second, "clusterplane_http_requests_total", **probe) == 1
+    refused = {"route": "/v1/compute/regions", "method": "GET", "status": "401"}
+    assert second.value("clusterplane_http_requests_total", **refused) == 1
+    assert second.value("clusterplane_hosts", **H100, state="available") == 16
+    assert second.value("process_resident_memory_bytes") > 0
