@@ -29,6 +29,7 @@ from clusterplane.api.deps import request_text_has_no_nul
 from clusterplane.api.long_polls import LongPolls
 from clusterplane.api.read_cache import ReadCache
 from clusterplane.api.request_ids import RequestIds, path_ids_in_logs
+from clusterplane.api.request_metrics import RequestMetrics
 from clusterplane.api.routers import (
     admin,
     admin_agents,
@@ -39,6 +40,7 @@ from clusterplane.api.routers import (
     agents,
     clusters,
     health,
+    metrics,
     probes,
     regions,
     remediations,
@@ -59,6 +61,7 @@ from clusterplane.db.engine import (
 )
 from clusterplane.db.group_commit import GroupCommit
 from clusterplane.db.writes import count_writes
+from clusterplane.metrics import Metrics
 from clusterplane.providers.agent import AgentHostDriver
 from clusterplane.providers.registry import Drivers
 from clusterplane.providers.slurm.flavour import AgentSlurmFlavour
@@ -69,8 +72,10 @@ from clusterplane.services import (
     fleet,
     fleet_clock,
     host_assignments,
+    metrics_feed,
 )
 from clusterplane.services.caller_cache import CallerCache
+from clusterplane.services.fleet_metrics import FleetCollector, Queue
 from clusterplane.services.sealing import SecretBox
 from clusterplane.settings import Settings
 from clusterplane.simulation import api as simulation_api
@@ -90,6 +95,8 @@ class Application:
     issued_admin_key: str | None
     # What a host driver for agent hosts publishes and observes through (its port).
     agent_hosts: host_assignments.AssignmentPort
+    # The instruments `GET /metrics` shows (counted even with `metrics.enabled` off).
+    metrics: Metrics
 
 
 def _resume_clock(sessions: sessionmaker[Session], settings: Settings) -> Clock:
@@ -139,6 +146,28 @@ def _generations_reader(sessions: sessionmaker[Session]) -> Callable[[list[str]]
     return read
 
 
+def _expose_metrics(
+    metrics: Metrics,
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    manager: ControllerManager,
+) -> Metrics | None:
+    """`metrics` with the row feed and the fleet collector plugged in, for `GET /metrics`;
+    None when metrics are off (the controllers still count into it, unseen)."""
+    if not settings.metrics.enabled:
+        return None
+    metrics_feed.install(sessions, metrics)
+    fleet = FleetCollector(
+        sessions,
+        clock=manager.ctx.clock,
+        lease_clock=manager.ctx.lease_clock,
+        queues=[Queue(c.name, c.row_type) for c in manager.controllers],
+        cache_seconds=settings.metrics.cache_seconds,
+    )
+    metrics.registry.register(fleet)
+    return metrics
+
+
 def build(
     settings: Settings,
     *,
@@ -166,16 +195,19 @@ def build(
         AgentHostDriver.name, {"SLURM": AgentSlurmFlavour(assignments, settings.slurm)}
     )
     simulated = registry.uses(simulation.HOST_DRIVER)
+    instruments = Metrics()  # this application's own registry
     ctx = ControllerContext(
         sessions=sessions,
         clock=clock,
         drivers=registry,
         settings=settings,
         lease_clock=lease_clock or SystemClock(),
+        metrics=instruments,
     )
     manager = ControllerManager(
         ctx, signals=[simulation.fault_controller(ctx)] if simulated else []
     )
+    exposed = _expose_metrics(instruments, settings, sessions, manager)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -221,6 +253,7 @@ def build(
             recheck_seconds=settings.agents.long_poll_recheck_seconds,
             read_generations=_generations_reader(sessions),
         ),
+        metrics=exposed,
     )
     errors.install(api)
     openapi.install(api)
@@ -245,6 +278,9 @@ def build(
     api.add_middleware(inflight.ReleaseSlots)
     api.include_router(admin_agents.router, responses=openapi.ERROR_RESPONSES)
     api.include_router(agents.router, responses=openapi.ERROR_RESPONSES)
+    if exposed is not None:
+        api.include_router(metrics.router, responses=openapi.ERROR_RESPONSES)
+        api.add_middleware(RequestMetrics, metrics=exposed)
     api.add_middleware(RequestIds)  # outermost: every response has an id, every request a line
     if simulated:
         api.include_router(simulation_api.router, responses=openapi.ERROR_RESPONSES)
@@ -259,4 +295,5 @@ def build(
         manager=manager,
         issued_admin_key=issued,
         agent_hosts=assignments,
+        metrics=instruments,
     )

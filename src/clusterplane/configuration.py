@@ -189,6 +189,8 @@ def _check_bounds(leaf: Leaf, value: Any) -> None:
         raise ConfigError(leaf.path, f"must be at least {meta['min']}")
     if "max" in meta and value > meta["max"]:
         raise ConfigError(leaf.path, f"must be at most {meta['max']}")
+    if "min_length" in meta and len(value) < meta["min_length"]:
+        raise ConfigError(leaf.path, f"must be at least {meta['min_length']} characters")
 
 
 def coerce(leaf: Leaf, value: Any, *, textual: bool) -> Any:

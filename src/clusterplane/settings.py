@@ -3,8 +3,9 @@
 Nothing reads the environment below this module and `clusterplane.configuration`, which
 fills the tree from a TOML file, CLUSTERPLANE_* variables and flags. The comment block
 above a field (or after it, on its line) is that field's documentation in
-docs/configuration.md; `metadata` bounds ("min", "max", "gt", "choices", and "at_most" a
-sibling field) are checked at start, and "secret" fields are masked wherever settings are shown.
+docs/configuration.md; `metadata` bounds ("min", "max", "gt", "choices", "min_length" of a
+string, and "at_most" a sibling field) are checked at start, and "secret" fields are masked
+wherever settings are shown.
 """
 
 from __future__ import annotations
@@ -231,6 +232,26 @@ class LogSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    """Prometheus metrics at `GET /metrics` (docs/metrics.md). They are fleet-wide figures
+    (every project's clusters, the hosts, the repairs), so by default no tenant key reads
+    them: only an admin API key or the scrape-only `token`."""
+
+    # Serve `GET /metrics`; false: no such route, and no request or row counting.
+    enabled: bool = True
+    # Only an admin API key or `metrics.token` may read /metrics (401 without a key, 403
+    # with a tenant key). false: anyone who can reach the port may; bind the server where
+    # only Prometheus can, as the figures span every project.
+    require_key: bool = True
+    # A bearer token that reads /metrics and nothing else, for Prometheus
+    # (`authorization: {credentials_file: ...}`); unset: admin API keys only.
+    token: str | None = field(default=None, metadata={**SECRET, "min_length": 24})
+    # Wall seconds the figures read from the database (clusters, hosts, open repairs, due
+    # rows) are reused between scrapes; scrapes meanwhile share one read. 0: every scrape reads.
+    cache_seconds: float = field(default=5.0, metadata=NON_NEGATIVE)
+
+
+@dataclass(frozen=True)
 class Settings:
     # SQLAlchemy URL of the database: SQLite (one server) or PostgreSQL (replicas).
     database_url: str = field(default_factory=default_database_url)
@@ -249,6 +270,7 @@ class Settings:
     agents: AgentSettings = field(default_factory=AgentSettings)
     slurm: SlurmSettings = field(default_factory=SlurmSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     # False serves the API only; another replica runs the controllers.
     run_controllers: bool = True
     # How long a create with the same idempotency key answers the first result.

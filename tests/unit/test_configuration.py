@@ -127,6 +127,7 @@ def test_a_flag_beats_the_environment_which_beats_the_file(tmp_path: Path):
         ("[engine]\nbatch_size = 2.5\n", "engine.batch_size", "is not an integer"),
         ("[placement]\nallow_cross_fabric = 1\n", "placement.allow_cross_fabric", "true or"),
         ('[log]\nformat = "xml"\n', "log.format", "must be one of text, json"),
+        ('[metrics]\ntoken = "too-short"\n', "metrics.token", "at least 24 characters"),
         ("[server]\nportt = 1\n", "server.portt", "did you mean server.port?"),
         ("[nonsense]\nx = 1\n", "nonsense", "unknown setting"),
         ("server = 3\n", "server", "must be a table"),
