@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 
 from fastapi import Depends, FastAPI
 from sqlalchemy.engine import Engine
@@ -61,6 +62,7 @@ from clusterplane.db.group_commit import GroupCommit
 from clusterplane.db.writes import count_writes
 from clusterplane.providers.agent import AgentHostDriver
 from clusterplane.providers.registry import Drivers
+from clusterplane.providers.shared_directory import SharedDirectoryStorage
 from clusterplane.services import (
     auth,
     check_runs,
@@ -130,6 +132,17 @@ def _prepare_database(
     return issued.secret if issued is not None else None
 
 
+def shared_directory_storage(settings: Settings) -> dict[str, SharedDirectoryStorage]:
+    """The regions whose volumes are directories of a shared filesystem (`REGION=PATH`)."""
+    found: dict[str, SharedDirectoryStorage] = {}
+    for entry in settings.storage.shared_directories:
+        region, _, root = entry.partition("=")
+        found[region] = SharedDirectoryStorage(
+            Path(root), quotas=settings.storage.shared_directory_quotas
+        )
+    return found
+
+
 def _generations_reader(sessions: sessionmaker[Session]) -> Callable[[list[str]], dict[str, int]]:
     def read(host_ids: list[str]) -> dict[str, int]:
         with read_transaction(sessions) as session:
@@ -159,6 +172,7 @@ def build(
         engine.dispose()
         raise
     registry = (drivers or partial(simulation.simulated_drivers, settings))(sessions)
+    registry.storage_by_region.update(shared_directory_storage(settings))
     assignments = host_assignments.AssignmentPort(sessions, box, clock)
     registry.hosts.setdefault(AgentHostDriver.name, AgentHostDriver(assignments))
     simulated = registry.uses(simulation.HOST_DRIVER)

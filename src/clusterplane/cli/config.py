@@ -132,6 +132,8 @@ def _bounds(leaf: Leaf) -> str:
         parts.append(f"<= {meta['max']}")
     if "at_most" in meta:
         parts.append(f"<= `{meta['at_most']}`")
+    if "form" in meta:
+        parts.append(f"each `{meta['form_doc']}`")
     return ", ".join(parts)
 
 

@@ -31,6 +31,7 @@ from clusterplane.providers.models import (
     ClusterStepSpec,
     DriverState,
     InstanceSpec,
+    NodeAccess,
     NodeProgress,
     Progress,
 )
@@ -74,6 +75,7 @@ class Snapshot:
     sequence: tuple[ClusterPhase, ...]
     host_drivers: dict[str, str] = field(default_factory=dict)  # host id -> its driver
     hosts: dict[str, HostRow] = field(default_factory=dict)  # in a test phase: the workers'
+    access: NodeAccess = field(default_factory=NodeAccess)  # the same for every node
 
 
 @dataclass
@@ -99,7 +101,7 @@ class ClusterActor:
 
     def spec(self, snap: Snapshot, node: NodeRow) -> InstanceSpec:
         driver = snap.host_drivers.get(node.host_id or "")
-        return instance_spec(snap.cluster, node, driver)
+        return instance_spec(snap.cluster, node, driver, snap.access)
 
     # -- nodes -------------------------------------------------------------------------
 

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from clusterplane.db.rows import ClusterRow, HostRow, NodeRow
 from clusterplane.domain.enums import NodeRole
-from clusterplane.providers.models import HostSpec, InstanceSpec
+from clusterplane.providers.models import HostSpec, InstanceSpec, NodeAccess
 
 
-def instance_spec(cluster: ClusterRow, node: NodeRow, driver: str | None = None) -> InstanceSpec:
+def instance_spec(
+    cluster: ClusterRow,
+    node: NodeRow,
+    driver: str | None = None,
+    access: NodeAccess | None = None,
+) -> InstanceSpec:
     """What a driver needs to know about one node; `driver` is its host's driver (None:
-    a node without a host of its own, served by the registry's default)."""
+    a node without a host of its own, served by the registry's default); `access` what
+    the node gives the cluster's people (`services.node_access`; None: nothing)."""
     return InstanceSpec(
         instance_id=node.instance_id,
         cluster_id=cluster.id,
@@ -23,6 +29,7 @@ def instance_spec(cluster: ClusterRow, node: NodeRow, driver: str | None = None)
         driver=driver or "",
         host_id=node.host_id or "",
         cluster_type=cluster.cluster_type,
+        access=access or NodeAccess(),
     )
 
 
@@ -33,4 +40,5 @@ def host_spec(host: HostRow) -> HostSpec:
         gpu_type=host.gpu_type,
         num_gpus=host.num_gpus,
         driver=host.driver,
+        host_id=host.id,
     )

@@ -11,7 +11,8 @@ generation-numbered `Assignment` per host; the agent long-polls it, converges, a
 
 and `AssignmentPort` offers publish, release and observe to a host driver as
 `providers.agent_port.HostAssignments` (one short transaction per call; a publish wakes
-the host's waiting long-poll in this process).
+the host's waiting long-poll in this process), with the host's active checks
+(`request_check`, `observe_check`: `services.agent_checks`).
 
 `publish` bumps the generation only when the content changed, so calling it on every
 reconcile pass is free and idempotent. Secrets travel inside the assignment only, and are
@@ -33,7 +34,8 @@ from clusterplane.db.engine import read_transaction, transaction
 from clusterplane.db.rows import AgentHostRow, HostAssignmentRow
 from clusterplane.domain.agent_protocol import NODE_PHASE_OF, Assignment, SectionResult
 from clusterplane.errors import NotFound
-from clusterplane.providers.agent_port import DesiredNode, Observation
+from clusterplane.providers.agent_port import CheckRun, DesiredNode, Observation
+from clusterplane.services import agent_checks
 from clusterplane.services.sealing import SecretBox
 
 
@@ -181,3 +183,13 @@ class AssignmentPort:
     def observe(self, host_id: str) -> Observation | None:
         with read_transaction(self._sessions) as session:
             return observe(session, host_id)
+
+    def request_check(self, host_id: str, run_id: str, kind: str, level: int | None) -> CheckRun:
+        with transaction(self._sessions) as session:
+            return agent_checks.request_check(
+                session, host_id, run_id, kind, level, now=self._clock.now()
+            )
+
+    def observe_check(self, host_id: str, run_id: str) -> CheckRun | None:
+        with read_transaction(self._sessions) as session:
+            return agent_checks.find_check(session, host_id, run_id)
