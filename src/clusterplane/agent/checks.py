@@ -173,31 +173,41 @@ class CheckRunner:
 
     def submit(self, requests: list[CheckRequest]) -> None:
         """Queue the requests not queued, running, finished or waiting to be sent."""
+        fresh: list[CheckRequest] = []
         with self.lock:
             known = {r.run_id for r in self.queue} | set(self.finished) | set(self.unsent)
-            fresh = [r for r in requests if r.run_id not in known]
+            for request in requests:
+                if request.run_id not in known:
+                    known.add(request.run_id)
+                    fresh.append(request)
             self.queue.extend(fresh)
         if fresh:
             self.wake.set()
 
+    def step(self) -> bool:
+        """Send what waits, then run the next queued check; False when none was queued."""
+        self.flush()
+        with self.lock:
+            request = self.queue[0] if self.queue else None
+        if request is None:
+            return False
+        report = run_check(self.commands, request, started=self._started)
+        self.running = None
+        log.info("check %s (%s): %s", request.run_id, request.kind, report.ok)
+        with self.lock:
+            self.queue.popleft()
+            self.finished.append(request.run_id)
+            self.unsent[request.run_id] = report
+            self._save()
+        self.flush()
+        return True
+
     def loop(self, stop: threading.Event, idle_seconds: float) -> None:
-        """The runner's thread: send what waits, run the next check, until `stop`."""
+        """The runner's thread: run checks as they come, until `stop`."""
         while not stop.is_set():
-            self.flush()
-            with self.lock:
-                request = self.queue[0] if self.queue else None
-            if request is None:
+            if not self.step():
                 self.wake.wait(idle_seconds)
                 self.wake.clear()
-                continue
-            report = run_check(self.commands, request, started=self._started)
-            self.running = None
-            log.info("check %s (%s): %s", request.run_id, request.kind, report.ok)
-            with self.lock:
-                self.queue.popleft()
-                self.finished.append(request.run_id)
-                self.unsent[request.run_id] = report
-                self._save()
 
     def _started(self, proc: subprocess.Popen[str]) -> None:
         self.running = proc

@@ -3,6 +3,7 @@
     request_check(session, host_id, run_id, kind, level, now=...) -> AgentCheckRow   ensure
     find_check(session, host_id, run_id) -> CheckRun | None
     open_requests(session, host_id) -> list[CheckRequest]    what the next status answer asks
+    recent(session, host_id) -> list[dict]                     the operator's view
     record_report(session, host_id, report, now=...) -> bool  False: already reported
 
 The host driver (`providers.agent`) requests a check through the port
@@ -18,6 +19,7 @@ that a request is "not yet": `TemporaryProviderError`), and keeps only its
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -116,6 +118,29 @@ def open_requests(session: Session, host_id: str) -> list[CheckRequest]:
         .limit(MAX_OPEN_PER_HOST)
     )
     return [CheckRequest(run_id=r.run_id, kind=r.kind, level=r.level) for r in rows]
+
+
+def recent(session: Session, host_id: str, limit: int = 10) -> list[dict[str, Any]]:
+    """The host's latest checks, newest first, as the admin agent view shows them."""
+    rows = session.scalars(
+        select(AgentCheckRow)
+        .where(AgentCheckRow.host_id == host_id)
+        .order_by(AgentCheckRow.requested_at.desc(), AgentCheckRow.run_id)
+        .limit(limit)
+    )
+    return [
+        {
+            "run_id": r.run_id,
+            "kind": r.kind,
+            "level": r.level,
+            "state": r.state,
+            "message": r.message,
+            "figures": r.figures,
+            "requested_at": r.requested_at,
+            "finished_at": r.finished_at,
+        }
+        for r in rows
+    ]
 
 
 def record_report(session: Session, host_id: str, report: CheckReport, *, now: datetime) -> bool:

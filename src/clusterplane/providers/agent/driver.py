@@ -74,7 +74,8 @@ def desired_node(spec: InstanceSpec) -> DesiredNode:
         problem = exc.errors()[0]
         where = ".".join(str(part) for part in problem["loc"])
         raise PermanentProviderError(
-            f"node {spec.node_name} cannot be described to its agent: {where}: {problem['msg']}"
+            f"node {spec.node_name} cannot be described to its agent: {where} "
+            f"{problem.get('input')!r}: {problem['msg']}"
         ) from None
 
 
