@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pytest
 
-from clusterplane.agent.config import CheckCommand
 from clusterplane.domain.enums import NodeRole
 from clusterplane.providers.agent import AgentHostDriver
 from clusterplane.providers.contracts import ClusterFlavour, HostDriver, StorageDriver
@@ -37,8 +36,9 @@ from clusterplane.providers.shared_directory import SharedDirectoryStorage
 from clusterplane.simulation.flavour import SimulatedFlavour
 from clusterplane.simulation.hosts import SimulatedHostDriver
 from clusterplane.simulation.storage import SimulatedStorage
+from tests.support.check_scripts import commands
 from tests.support.engine import make_engine
-from tests.support.inprocess_agent import InProcessAgent, check_script
+from tests.support.inprocess_agent import InProcessAgent
 
 NODE = InstanceSpec(
     instance_id="i-contract",
@@ -116,9 +116,7 @@ def agent_host_kit(scratch: Path) -> Iterator[HostKit]:
     if os.geteuid() != 0:
         pytest.skip("the agent makes accounts and owns their homes to them: it needs root")
     with contextmanager(make_engine)(scratch) as engine:
-        figures = 'echo "{\\"failing_gpus\\": [], \\"level\\": $1}"'
-        checks = {"dcgm_diag": CheckCommand(command=check_script(scratch / "dcgm", figures))}
-        agent = InProcessAgent(engine, scratch, "agent-1", checks=checks)
+        agent = InProcessAgent(engine, scratch, "agent-1", checks=commands(scratch / "checks"))
         access = NodeAccess(
             users=(NodeUser("ubuntu", 20001),), ssh_user_ca_keys=("ssh-ed25519 AAAAC3 ca",)
         )

@@ -4,15 +4,15 @@ The agent's real parts, against an in-process engine (`tests.support.engine`): i
 client (`AgentClient`, over the test client's transport, every call signed), enrollment
 with a join token, the convergence of a host (`agent.converge.Node` on a temporary root;
 no kernel host name, and bind mounts only recorded, `MountLedger`, so nothing is mounted
-in the test process's namespace) and the check runner with the commands given. `round()` is what the daemon's loops do, once: pull the assignment,
-apply a new generation, report the status, run the checks the answer asks for and report
-them. For the contract suite and driver tests; `tests.support.agents` runs real agent
+in the test process's namespace) and the check runner with the commands given.
+`round()` is what the daemon's loops do, once: pull the assignment, apply a new
+generation, report the status, run the checks the answer asks for and report them. For
+the contract suite and in-process cluster tests; `tests.support.agents` runs real agent
 processes in namespaces instead.
 """
 
 from __future__ import annotations
 
-import stat
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -65,13 +65,6 @@ def host_root(root: Path, name: str) -> Path:
     return root
 
 
-def check_script(path: Path, body: str) -> list[str]:
-    """A check command: a shell script (`$1` is the level) with `body`."""
-    path.write_text("#!/bin/sh\n" + body + "\n")
-    path.chmod(path.stat().st_mode | stat.S_IXUSR)
-    return [str(path), "{level}"]
-
-
 class InProcessAgent:
     def __init__(
         self,
@@ -80,7 +73,7 @@ class InProcessAgent:
         name: str,
         *,
         region: str = "test-1",
-        checks: dict[str, CheckCommand] | None = None,
+        checks: dict[str, list[str]] | None = None,
         shared: Path | None = None,
     ):
         """`shared`: the shared filesystem (else one of its own), at /shared in its root."""
@@ -118,7 +111,8 @@ class InProcessAgent:
             registry=Registry(),
             inventory=self.inventory,
         )
-        self.checks = CheckRunner(state, dict(checks or {}), self.client.check_report)
+        commands = {k: CheckCommand(command=argv) for k, argv in (checks or {}).items()}
+        self.checks = CheckRunner(state, commands, self.client.check_report)
         self.status = StatusReport(generation_applied=-1, phase="idle", inventory=self.inventory)
         self.round()
 

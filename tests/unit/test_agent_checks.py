@@ -14,7 +14,7 @@ from clusterplane.agent.checks import CheckRunner, run_check
 from clusterplane.agent.client import ServerRefused
 from clusterplane.agent.config import AgentConfig, CheckCommand
 from clusterplane.domain.agent_protocol import CheckReport, CheckRequest
-from tests.support.inprocess_agent import check_script
+from tests.support.check_scripts import script as check_script
 
 DCGM = CheckRequest(run_id="run-1", kind="dcgm_diag", level=3)
 

@@ -138,7 +138,10 @@ def _report(run_id: str, ok: bool, message: str, figures: dict[str, Any]) -> Che
 def _kill(proc: subprocess.Popen[str]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate()
+    try:
+        proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:  # something that left the group holds its output open
+        proc.wait()
 
 
 class CheckRunner:

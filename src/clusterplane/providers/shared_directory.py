@@ -171,6 +171,7 @@ def _remove_some(path: Path, seconds: float) -> bool:
     if not path.exists() and not path.is_symlink():
         return True
     deadline = time.monotonic() + seconds
+    removed = 0
     for top, dirs, files in os.walk(path, topdown=False):
         for name in files:
             os.unlink(os.path.join(top, name))
@@ -180,7 +181,8 @@ def _remove_some(path: Path, seconds: float) -> bool:
                 os.unlink(child)
             else:
                 os.rmdir(child)
-        if time.monotonic() > deadline:
+        removed += len(files) + len(dirs)
+        if removed and time.monotonic() > deadline:
             return False
     path.rmdir()
     return True
