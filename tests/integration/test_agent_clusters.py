@@ -76,14 +76,14 @@ def drive(
     raise AssertionError(f"never reached: {what}")
 
 
-def create_cluster(engine: Engine, **extra: Any) -> str:
+def create_cluster(engine: Engine, num_gpus: int = 8, **extra: Any) -> str:
     created = engine.client.post(
         "/v1/compute/clusters",
         json={
             "cluster_name": "on-agents",
             "billing_type": "ON_DEMAND",
             "gpu_type": "H100_SXM",
-            "num_gpus": 8,
+            "num_gpus": num_gpus,
             "region": REGION,
             "nvidia_version_id": DRIVER_VERSION,
             **extra,
@@ -240,3 +240,27 @@ def test_a_host_has_a_bounded_number_of_checks_waiting_for_its_agent(
     assert port.request_check(agent.host_id, "one-too-many", "dcgm_diag", 1)
     run = port.observe_check(agent.host_id, "run-3")
     assert run is not None and run.state == "failed" and "no command" in run.message
+
+
+def test_acceptance_asks_every_worker_for_all_its_checks_at_once(engine: Engine, tmp_path: Path):
+    agents = [
+        InProcessAgent(
+            engine, tmp_path, name, region=REGION, checks=check_scripts.commands(tmp_path / name)
+        )
+        for name in ("gpu-e", "gpu-f")
+    ]
+    cluster_id = create_cluster(engine, num_gpus=16)
+    for _ in range(200):
+        engine.advance(10, step=5)
+        asked = {a.name: agent_view(engine, a)["checks"] for a in agents}
+        if any(asked.values()):
+            break
+        for agent in agents:
+            agent.round()
+    for checks in asked.values():  # before any agent ran one: the workers test in parallel
+        assert sorted((c["kind"], c["state"]) for c in checks) == [
+            ("dcgm_diag", "requested"),
+            ("gpu_burn", "requested"),
+            ("nccl_single_node", "requested"),
+        ]
+    drive(engine, agents, ready(engine, cluster_id), "the cluster Ready")

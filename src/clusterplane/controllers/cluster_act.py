@@ -200,11 +200,14 @@ class ClusterActor:
         self, snap: Snapshot, phase: ClusterPhase, started: datetime, now: datetime
     ) -> list[acceptance.CheckResult] | None:
         """Every testable worker's host driver runs this phase's checks, each under a run id
-        of its own for this step (asking again reports the same run); None while one is
-        still running, unless past `CHECK_DEADLINE` after the step began: then it fails."""
+        of its own for this step (asking again reports the same run), all of them started
+        at once (the workers test in parallel; a driver may queue a host's own checks);
+        None while one is still running, unless past `CHECK_DEADLINE` after the step
+        began: then it fails."""
         planned = acceptance.planned_checks(snap.cluster, phase)
         results: list[acceptance.CheckResult] = []
         late = now >= started + CHECK_DEADLINE
+        running = False
         for node, host in testable(snap):
             for kind, level in planned:
                 run_id = f"{snap.cluster.id}:{phase}:{started.isoformat()}:{node.id}:{kind}"
@@ -213,12 +216,13 @@ class ClusterActor:
                 message = failed(progress)
                 if message is None and not progress.done:
                     if not late:
-                        return None
+                        running = True
+                        continue
                     message = f"the check did not finish within {CHECK_DEADLINE}"
                 results.append(
                     acceptance.CheckResult(node.id, kind, level, progress.figures, message)
                 )
-        return results
+        return None if running else results
 
     def _check(self, host: HostRow, spec: CheckSpec, now: datetime) -> CheckProgress:
         try:
