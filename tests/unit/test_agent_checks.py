@@ -4,6 +4,7 @@ and reports that survive a restart without running a check twice."""
 from __future__ import annotations
 
 import time
+import tomllib
 from pathlib import Path
 
 import httpx
@@ -12,8 +13,9 @@ from pydantic import ValidationError
 
 from clusterplane.agent.checks import CheckRunner, run_check
 from clusterplane.agent.client import ServerRefused
-from clusterplane.agent.config import AgentConfig, CheckCommand
+from clusterplane.agent.config import AgentConfig, CheckCommand, load
 from clusterplane.domain.agent_protocol import CheckReport, CheckRequest
+from clusterplane.domain.checks import CheckKind
 from tests.support.check_scripts import script as check_script
 
 DCGM = CheckRequest(run_id="run-1", kind="dcgm_diag", level=3)
@@ -47,7 +49,7 @@ def test_a_non_zero_exit_fails_the_check_with_its_error_and_keeps_its_figures(tm
     [
         ("echo all good", "printed no JSON object of figures: all good"),
         ("echo '[1, 2]'", "printed no JSON object of figures"),
-        ("echo '{\"k\": \"x\\u0000\"}'", "unusable figures"),
+        ('echo \'{"k": "x\\u0000"}\'', "unusable figures"),
     ],
 )
 def test_output_that_is_no_json_object_of_figures_fails_the_check(
@@ -141,3 +143,14 @@ def test_a_report_the_server_refuses_as_malformed_becomes_a_failed_one(tmp_path:
     runner.submit([CheckRequest(run_id="run-2", kind="dcgm_diag")])
     runner.step()
     assert runner.unsent == {}  # dropped: the server does not know it
+
+
+def test_the_example_agent_config_loads_and_so_do_its_check_examples():
+    example = Path(__file__).resolve().parents[2] / "packaging/agent.toml"
+    assert load(example).checks == {}
+    text = example.read_text()
+    for key in ("[checks.", "command = ", "timeout_seconds = "):
+        text = text.replace(f"# {key}", key)
+    uncommented = AgentConfig.model_validate(tomllib.loads(text))
+    assert sorted(uncommented.checks) == ["dcgm_diag", "gpu_burn"]
+    assert uncommented.checks[CheckKind.DCGM_DIAG].command[-1] == "{level}"
