@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from clusterplane.errors import PermanentProviderError
-from clusterplane.providers.agent_port import CheckRun, HostAssignments
+from clusterplane.providers.agent_port import CheckRun, HostAssignments, Observation
 from clusterplane.providers.models import CheckProgress, CheckSpec, DriverState, HostSpec
 
 POLL_SECONDS = 2.0
@@ -74,9 +74,7 @@ def _progress(
 ) -> CheckProgress:
     if run.state != "requested":
         return _finished(state, run)
-    seen = port.observe(_host_id(host))
-    if seen is None:
-        raise PermanentProviderError(f"no node agent is enrolled on host {host.host_name}")
+    seen = _agent(port, host)
     if seen.status != "ready":
         message = f"the agent on {host.host_name} went silent before reporting {check.kind}"
         return CheckProgress(False, state, failed=True, message=message)
@@ -88,13 +86,18 @@ def _progress(
     return CheckProgress(False, state, poll_after_seconds=POLL_SECONDS)
 
 
+def _agent(port: HostAssignments, host: HostSpec) -> Observation:
+    seen = port.observe(_host_id(host))
+    if seen is None:
+        raise PermanentProviderError(f"no node agent is enrolled on host {host.host_name}")
+    return seen
+
+
 def start_check(
     port: HostAssignments, host: HostSpec, check: CheckSpec, now: datetime
 ) -> CheckProgress:
-    host_id = _host_id(host)
-    if port.observe(host_id) is None:
-        raise PermanentProviderError(f"no node agent is enrolled on host {host.host_name}")
-    run = port.request_check(host_id, check.run_id, check.kind, check.level)
+    _agent(port, host)  # a host without an agent fails here, naming it
+    run = port.request_check(_host_id(host), check.run_id, check.kind, check.level)
     state: DriverState = {"run_id": check.run_id, "started_at": now.isoformat()}
     return _progress(port, host, check, state, run, now)
 

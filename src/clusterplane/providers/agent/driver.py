@@ -52,7 +52,7 @@ def _host_id(spec: InstanceSpec) -> str:
 
 
 def desired_node(spec: InstanceSpec) -> DesiredNode:
-    """The host's assignment for `spec`'s node (the flavour's sections come from it)."""
+    """The host's assignment for `spec`'s node (its flavour's runtimes are its own to publish)."""
     access = spec.access
     try:
         return DesiredNode(
