@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 
 from fastapi import Depends, FastAPI
 from sqlalchemy.engine import Engine
@@ -64,6 +65,7 @@ from clusterplane.db.writes import count_writes
 from clusterplane.metrics import Metrics
 from clusterplane.providers.agent import AgentHostDriver
 from clusterplane.providers.registry import Drivers
+from clusterplane.providers.shared_directory import SharedDirectoryStorage
 from clusterplane.providers.slurm.flavour import AgentSlurmFlavour
 from clusterplane.services import (
     auth,
@@ -138,6 +140,17 @@ def _prepare_database(
     return issued.secret if issued is not None else None
 
 
+def shared_directory_storage(settings: Settings) -> dict[str, SharedDirectoryStorage]:
+    """The regions whose volumes are directories of a shared filesystem (`REGION=PATH`)."""
+    found: dict[str, SharedDirectoryStorage] = {}
+    for entry in settings.storage.shared_directories:
+        region, _, root = entry.partition("=")
+        found[region] = SharedDirectoryStorage(
+            Path(root), quotas=settings.storage.shared_directory_quotas
+        )
+    return found
+
+
 def _generations_reader(sessions: sessionmaker[Session]) -> Callable[[list[str]], dict[str, int]]:
     def read(host_ids: list[str]) -> dict[str, int]:
         with read_transaction(sessions) as session:
@@ -189,6 +202,7 @@ def build(
         engine.dispose()
         raise
     registry = (drivers or partial(simulation.simulated_drivers, settings))(sessions)
+    registry.storage_by_region.update(shared_directory_storage(settings))
     assignments = host_assignments.AssignmentPort(sessions, box, clock)
     registry.hosts.setdefault(AgentHostDriver.name, AgentHostDriver(assignments))
     registry.flavours_by_host.setdefault(

@@ -191,6 +191,11 @@ def _check_bounds(leaf: Leaf, value: Any) -> None:
         raise ConfigError(leaf.path, f"must be at most {meta['max']}")
     if "min_length" in meta and len(value) < meta["min_length"]:
         raise ConfigError(leaf.path, f"must be at least {meta['min_length']} characters")
+    if "form" in meta:
+        for item in value if isinstance(value, tuple) else (value,):
+            if not re.fullmatch(meta["form"], str(item)):
+                shown = "a value" if leaf.secret else repr(item)
+                raise ConfigError(leaf.path, f"{shown} is not of the form {meta['form_doc']}")
 
 
 def coerce(leaf: Leaf, value: Any, *, textual: bool) -> Any:

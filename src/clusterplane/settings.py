@@ -4,8 +4,9 @@ Nothing reads the environment below this module and `clusterplane.configuration`
 fills the tree from a TOML file, CLUSTERPLANE_* variables and flags. The comment block
 above a field (or after it, on its line) is that field's documentation in
 docs/configuration.md; `metadata` bounds ("min", "max", "gt", "choices", "min_length" of a
-string, and "at_most" a sibling field) are checked at start, and "secret" fields are masked
-wherever settings are shown.
+string, "at_most" a sibling field, and "form": a regular expression each string must
+match, with "form_doc" naming it and "example" a value that does) are checked at start,
+and "secret" fields are masked wherever settings are shown.
 """
 
 from __future__ import annotations
@@ -112,14 +113,34 @@ class SimulationSettings:
     duration_factor: float = field(default=1.0, metadata=NON_NEGATIVE)
 
 
+REGION_PATH = {
+    "form": r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}=/\S*",
+    "form_doc": "REGION=/ABSOLUTE/PATH",
+    "example": ("us-west-2=/mnt/shared/clusterplane", "agents-1=/srv/volumes"),
+}
+
+
 @dataclass(frozen=True)
 class StorageSettings:
-    """Operator limits on shared volumes (whole TiB); region capacity is in the fleet file."""
+    """Operator limits on shared volumes (whole TiB), and where a region's volumes live;
+    region capacity is in the fleet file."""
 
     # Smallest volume a create or resize may ask for.
     min_volume_tib: int = field(default=1, metadata={"min": 1, "at_most": "max_volume_tib"})
     # Largest volume a create or resize may ask for.
     max_volume_tib: int = field(default=1024, metadata=AT_LEAST_ONE)
+    # Regions whose volumes are directories of a shared filesystem (NFS, Lustre, Weka...)
+    # that this server and every host of the region mount, as REGION=PATH: PATH is that
+    # directory as this server sees it (each host's agent names it in `node.shared_fs`),
+    # and a volume is PATH/<volume id>. Other regions keep the default storage driver.
+    shared_directories: tuple[str, ...] = field(default=(), metadata=REGION_PATH)
+    # A shared-directory volume's size: "auto" enforces it with project quotas where the
+    # filesystem has them (XFS or ext4 mounted with prjquota, and xfs_quota or setquota
+    # installed) and records it elsewhere; "required" fails a volume it cannot enforce;
+    # "off" only records it.
+    shared_directory_quotas: str = field(
+        default="auto", metadata={"choices": ("auto", "required", "off")}
+    )
 
 
 @dataclass(frozen=True)

@@ -203,12 +203,6 @@ class AgentFleet:
             self.shared_fs.mkdir(mode=0o755)
             self.known_hosts = self.network.workdir / "known_hosts"
             self.known_hosts.write_text("")
-            if server_toml:  # `{host_root}` and `{shared_fs}` name this network's paths
-                config = workdir / "server.toml"
-                config.write_text(
-                    server_toml.format(host_root=self.network.host_root, shared_fs=self.shared_fs)
-                )
-                server_args = (*server_args, "--config", str(config))
             self.server: ServerProcess = agent_server(
                 workdir,
                 silence_seconds=silence_seconds,
@@ -216,6 +210,9 @@ class AgentFleet:
                 extra_args=server_args,
                 fleet_yaml=fleet_yaml,
                 time_scale=time_scale,
+                shared=self.shared_fs,
+                # `{host_root}` names the path that is each host's own (tests/support/hosts.py)
+                settings_toml=server_toml.format(host_root=self.network.host_root),
             ).start()
         except BaseException:
             self.network.close(verify=False)

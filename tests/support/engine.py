@@ -23,6 +23,7 @@ from clusterplane.settings import (
     HealthSettings,
     MetricsSettings,
     Settings,
+    StorageSettings,
 )
 from tests.support.databases import fresh_database_url
 
@@ -96,6 +97,7 @@ def make_engine(
     capacity: CapacitySettings | None = None,
     drivers: DriverFactory | None = None,
     metrics: MetricsSettings | None = None,
+    storage: StorageSettings | None = None,
 ) -> Iterator[Engine]:
     """An engine on a new database, or on `database_url` (a restart) with `admin_key`,
     on the simulated drivers unless `drivers` makes others.
@@ -115,6 +117,7 @@ def make_engine(
         health=health or HealthSettings(),
         capacity=capacity or CapacitySettings(),
         metrics=metrics or MetricsSettings(),
+        storage=storage or StorageSettings(),
     )
     clock = ManualClock()
     wall = wall_clock or SystemClock()

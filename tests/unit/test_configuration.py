@@ -23,6 +23,8 @@ def sample(leaf: Leaf) -> Any:
     default = configuration.default_of(leaf)
     meta = leaf.field.metadata
     base = leaf.base
+    if "example" in meta:
+        return meta["example"]
     if "choices" in meta:
         return next(c for c in meta["choices"] if c != default)
     if base is bool:
@@ -136,6 +138,11 @@ def test_a_flag_beats_the_environment_which_beats_the_file(tmp_path: Path):
             "[storage]\nmin_volume_tib = 10\nmax_volume_tib = 5\n",
             "storage.min_volume_tib",
             "10 is more than storage.max_volume_tib (5, file)",
+        ),
+        (
+            '[storage]\nshared_directories = ["agents-1=/srv", "agents-2:/srv"]\n',
+            "storage.shared_directories",
+            "'agents-2:/srv' is not of the form REGION=/ABSOLUTE/PATH",
         ),
     ],
 )

@@ -134,6 +134,8 @@ def _bounds(leaf: Leaf) -> str:
         parts.append(f"<= `{meta['at_most']}`")
     if "min_length" in meta:
         parts.append(f"{meta['min_length']}+ characters")
+    if "form" in meta:
+        parts.append(f"each `{meta['form_doc']}`")
     return ", ".join(parts)
 
 

@@ -53,6 +53,7 @@ from clusterplane.services.events import (
     set_cluster_phase,
     set_node_phase,
 )
+from clusterplane.services.node_access import node_access
 
 from .base import ControllerContext
 from .cluster_act import TEST_PHASES as STEP_TEST_PHASES
@@ -163,6 +164,7 @@ class ClusterController:
             ready = all(v.status in (VolumeStatus.AVAILABLE, VolumeStatus.BOUND) for v in vols)
             workers = sum(1 for n in nodes if n.role == NodeRole.GPU_WORKER)
             snap = Snapshot(cluster, nodes, ready, _sequence(cluster, bool(vols), workers))
+            snap.access = node_access(cluster, vols)
             self._load_hosts(session, snap)
             session.expunge_all()
         return snap

@@ -548,6 +548,25 @@ class HostAssignmentRow(Base):
     updated_at: Mapped[datetime]
 
 
+class AgentCheckRow(Base):
+    """An active check a host's agent is asked to run (by run id), and what it reported.
+
+    `state`: "requested" until the agent reports, then "done" (figures to judge) or
+    "failed" (the check could not run, timed out or exited non-zero)."""
+
+    __tablename__ = "agent_checks"
+    __table_args__ = (Index("ix_agent_checks_host_state", "host_id", "state"),)
+    host_id: Mapped[str] = mapped_column(ForeignKey("hosts.id"), primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    level: Mapped[int | None] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    figures: Mapped[dict[str, Any] | None]
+    message: Mapped[str] = mapped_column(Text, default="")
+    requested_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+
+
 class AgentHealthKeyRow(Base):
     """Which agent signals were ingested (by the agent's own key): each one becomes one event."""
 
