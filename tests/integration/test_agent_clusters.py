@@ -37,8 +37,13 @@ pytestmark = pytest.mark.skipif(
 
 
 def instant(sessions: sessionmaker[Session]) -> Drivers:
-    """The simulated drivers with every step instantaneous."""
-    return simulated_drivers(Settings(simulation=SimulationSettings(duration_factor=0)), sessions)
+    """The simulated drivers with every step instantaneous; the simulated flavour serves
+    the agent hosts' clusters too (what is under test here is what a node is given)."""
+    drivers = simulated_drivers(
+        Settings(simulation=SimulationSettings(duration_factor=0)), sessions
+    )
+    drivers.flavours_by_host["agent"] = drivers.flavours
+    return drivers
 
 
 @pytest.fixture
