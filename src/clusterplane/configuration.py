@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import ipaddress
 import math
 import re
 import textwrap
@@ -189,6 +190,12 @@ def _check_bounds(leaf: Leaf, value: Any) -> None:
         raise ConfigError(leaf.path, f"must be at least {meta['min']}")
     if "max" in meta and value > meta["max"]:
         raise ConfigError(leaf.path, f"must be at most {meta['max']}")
+    if meta.get("networks"):
+        for text in value:
+            try:
+                ipaddress.ip_network(text, strict=False)
+            except ValueError:
+                raise ConfigError(leaf.path, f"{text!r} is not a CIDR network") from None
 
 
 def coerce(leaf: Leaf, value: Any, *, textual: bool) -> Any:

@@ -22,6 +22,7 @@ from clusterplane.settings import (
     EngineSettings,
     HealthSettings,
     Settings,
+    WebhookSettings,
 )
 from tests.support.databases import fresh_database_url
 
@@ -94,6 +95,7 @@ def make_engine(
     wall_clock: Clock | None = None,
     capacity: CapacitySettings | None = None,
     drivers: DriverFactory | None = None,
+    webhooks: WebhookSettings | None = None,
 ) -> Iterator[Engine]:
     """An engine on a new database, or on `database_url` (a restart) with `admin_key`,
     on the simulated drivers unless `drivers` makes others.
@@ -112,6 +114,7 @@ def make_engine(
         ),
         health=health or HealthSettings(),
         capacity=capacity or CapacitySettings(),
+        webhooks=webhooks or WebhookSettings(),
     )
     clock = ManualClock()
     wall = wall_clock or SystemClock()

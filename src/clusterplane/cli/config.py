@@ -132,6 +132,8 @@ def _bounds(leaf: Leaf) -> str:
         parts.append(f"<= {meta['max']}")
     if "at_most" in meta:
         parts.append(f"<= `{meta['at_most']}`")
+    if meta.get("networks"):
+        parts.append("CIDR networks")
     return ", ".join(parts)
 
 
