@@ -190,6 +190,8 @@ def _check_bounds(leaf: Leaf, value: Any) -> None:
         raise ConfigError(leaf.path, f"must be at least {meta['min']}")
     if "max" in meta and value > meta["max"]:
         raise ConfigError(leaf.path, f"must be at most {meta['max']}")
+    if meta.get("file") and not Path(value).is_file():
+        raise ConfigError(leaf.path, f"{value} is not a readable file")
     if meta.get("networks"):
         for text in value:
             try:

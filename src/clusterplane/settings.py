@@ -4,8 +4,8 @@ Nothing reads the environment below this module and `clusterplane.configuration`
 fills the tree from a TOML file, CLUSTERPLANE_* variables and flags. The comment block
 above a field (or after it, on its line) is that field's documentation in
 docs/configuration.md; `metadata` bounds ("min", "max", "gt", "choices", "networks" for
-CIDR lists, and "at_most" a sibling field) are checked at start, and "secret" fields are
-masked wherever settings are shown.
+CIDR lists, "file" for a file that must exist, and "at_most" a sibling field) are checked
+at start, and "secret" fields are masked wherever settings are shown.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ SHARE = {"min": 0, "max": 1}
 PORT = {"min": 1, "max": 65535}
 SECRET = {"secret": True}
 NETWORKS = {"networks": True}  # each value a CIDR network ("10.0.0.0/8", "::1/128")
+EXISTING_FILE = {"file": True}
 
 
 def default_database_url(state_dir: Path = DEFAULT_STATE_DIR) -> str:
@@ -246,8 +247,8 @@ class WebhookSettings:
     # test receiver); they count as allowed networks. Every other receiver needs https://.
     http_networks: tuple[str, ...] = field(default=(), metadata=NETWORKS)
     # PEM file of the certificate authorities receivers' certificates are checked against
-    # (a private CA); unset: the system's.
-    ca_file: Path | None = None
+    # (a private CA); unset: the public CAs httpx trusts (certifi's bundle).
+    ca_file: Path | None = field(default=None, metadata=EXISTING_FILE)
 
 
 @dataclass(frozen=True)

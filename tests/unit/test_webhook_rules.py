@@ -7,6 +7,7 @@ import ast
 import hashlib
 import hmac
 import ipaddress
+import itertools
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,7 @@ def test_retry_delays_double_with_jitter_up_to_the_cap():
     for jitter in (0.0, 0.5, 1.0):
         delays = [retry_delay(n, base=10, cap=300, jitter=jitter) for n in range(1, 9)]
         growing = [d for d in delays if d < 300 * 0.75]
-        assert all(b >= 1.5 * a for a, b in zip(growing, growing[1:], strict=False))
+        assert all(b >= 1.5 * a for a, b in itertools.pairwise(growing))
         assert max(delays) <= 300
     assert retry_delay(1, base=10, cap=300, jitter=1.0) == 10
     assert retry_delay(1, base=10, cap=300, jitter=0.0) == 7.5

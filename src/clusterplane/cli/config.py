@@ -134,6 +134,8 @@ def _bounds(leaf: Leaf) -> str:
         parts.append(f"<= `{meta['at_most']}`")
     if meta.get("networks"):
         parts.append("CIDR networks")
+    if meta.get("file"):
+        parts.append("an existing file")
     return ", ".join(parts)
 
 

@@ -17,6 +17,7 @@ import ipaddress
 import socket
 import ssl
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -42,6 +43,16 @@ class Refused(Exception):
     """The receiver may not be called (its address, or its URL under today's policy)."""
 
 
+def _trusting(ca_file: Path) -> ssl.SSLContext:
+    try:
+        return ssl.create_default_context(cafile=str(ca_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise InvalidRequest(
+            f"webhooks.ca_file: {ca_file} is not a readable PEM file of CAs ({exc})",
+            param="webhooks.ca_file",
+        ) from None
+
+
 class Sender:
     def __init__(self, settings: WebhookSettings, policy: AddressPolicy):
         self.timeout = settings.timeout_seconds
@@ -49,7 +60,7 @@ class Sender:
         self.connections = max(4, 2 * settings.max_concurrent)
         self.verify: ssl.SSLContext | bool = True
         if settings.ca_file is not None:
-            self.verify = ssl.create_default_context(cafile=str(settings.ca_file))
+            self.verify = _trusting(settings.ca_file)
 
     def client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
