@@ -111,10 +111,12 @@ class WebhookDispatcher:
             await asyncio.gather(*sending, return_exceptions=True)
 
     async def _pass(self, client: httpx.AsyncClient, sending: set[asyncio.Task[None]]) -> None:
-        if not await asyncio.to_thread(self._anything_to_do):
-            return
-        await asyncio.to_thread(self._housekeeping)
+        waiting = await asyncio.to_thread(self._waiting)
+        if waiting.events or self._prune_due():
+            await asyncio.to_thread(self._housekeeping)
         free = self.settings.max_concurrent - len(sending)
+        if not (waiting.events or waiting.deliveries) or free <= 0:
+            return
         for delivery_id, token in await asyncio.to_thread(self._claim, free):
             task = asyncio.create_task(self._deliver(client, delivery_id, token))
             sending.add(task)
@@ -128,9 +130,9 @@ class WebhookDispatcher:
 
         return done
 
-    def _anything_to_do(self) -> bool:
+    def _waiting(self) -> outbox.Waiting:
         engine: Engine = self.ctx.sessions.kw["bind"]
-        return outbox.work_waiting(engine, self.clock.now()) or self._prune_due()
+        return outbox.work_waiting(engine, self.clock.now())
 
     def _prune_due(self) -> bool:
         last = self._pruned_at

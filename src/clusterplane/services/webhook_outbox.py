@@ -57,13 +57,22 @@ JSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
 _NEW_EVENTS = select(EventRow.id).where(EventRow.fanout_pending.is_(True)).limit(1)
 
 
-def work_waiting(engine: Engine, now: datetime) -> bool:
-    """Whether there are events to fan out or deliveries due, read without a write lock."""
-    due = select(D.id).where(D.state == PENDING, D.next_attempt_at <= now).limit(1)
+@dataclass(frozen=True)
+class Waiting:
+    events: bool  # events not yet fanned out
+    deliveries: bool  # deliveries due and not in flight
+
+
+def work_waiting(engine: Engine, now: datetime) -> Waiting:
+    """What there is to do, read without taking a write lock."""
+    due = (
+        select(D.id).where(D.state == PENDING, D.next_attempt_at <= now, _lease_free(now)).limit(1)
+    )
     with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
-        found = conn.execute(_NEW_EVENTS).first() or conn.execute(due).first()
+        events = conn.execute(_NEW_EVENTS).first() is not None
+        deliveries = conn.execute(due).first() is not None
         conn.rollback()
-    return found is not None
+    return Waiting(events, deliveries)
 
 
 def fan_out(session: Session, settings: WebhookSettings, now: datetime) -> int:
