@@ -40,6 +40,7 @@ from clusterplane.api.routers import (
     admin_quotas,
     agents,
     clusters,
+    events,
     health,
     metrics,
     probes,
@@ -47,12 +48,14 @@ from clusterplane.api.routers import (
     remediations,
     ssh,
     storage,
+    webhooks,
     whoami,
 )
 from clusterplane.api.state import ApiState
 from clusterplane.clock import Clock, SystemClock
 from clusterplane.controllers.base import ControllerContext
 from clusterplane.controllers.manager import ControllerManager
+from clusterplane.controllers.webhooks import WebhookDispatcher
 from clusterplane.db.engine import (
     make_engine,
     make_session_factory,
@@ -219,7 +222,9 @@ def build(
         metrics=instruments,
     )
     manager = ControllerManager(
-        ctx, signals=[simulation.fault_controller(ctx)] if simulated else []
+        ctx,
+        signals=[simulation.fault_controller(ctx)] if simulated else [],
+        webhooks=WebhookDispatcher(ctx, box, wall_clock),
     )
     exposed = _expose_metrics(instruments, settings, sessions, manager)
 
@@ -282,6 +287,8 @@ def build(
     api.include_router(whoami.router, responses=openapi.ERROR_RESPONSES)
     api.include_router(whoami.router, prefix="/v1", include_in_schema=False)
     api.include_router(ssh.router, prefix="/v1", responses=openapi.ERROR_RESPONSES)
+    api.include_router(events.router, responses=openapi.ERROR_RESPONSES)
+    api.include_router(webhooks.router, responses=openapi.ERROR_RESPONSES)
     api.include_router(admin.router, responses=openapi.ERROR_RESPONSES)
     api.include_router(admin_capacity.router, responses=openapi.ERROR_RESPONSES)
     api.include_router(admin_credentials.router, responses=openapi.ERROR_RESPONSES)

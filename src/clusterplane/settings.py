@@ -4,9 +4,10 @@ Nothing reads the environment below this module and `clusterplane.configuration`
 fills the tree from a TOML file, CLUSTERPLANE_* variables and flags. The comment block
 above a field (or after it, on its line) is that field's documentation in
 docs/configuration.md; `metadata` bounds ("min", "max", "gt", "choices", "min_length" of a
-string, "at_most" a sibling field, and "form": a regular expression each string must
-match, with "form_doc" naming it and "example" a value that does) are checked at start,
-and "secret" fields are masked wherever settings are shown.
+string, "networks" for CIDR lists, "file" for a file that must exist, "at_most" a sibling
+field, and "form": a regular expression each string must match, with "form_doc" naming it
+and "example" a value that does) are checked at start, and "secret" fields are masked
+wherever settings are shown.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ AT_LEAST_ONE = {"min": 1}
 SHARE = {"min": 0, "max": 1}
 PORT = {"min": 1, "max": 65535}
 SECRET = {"secret": True}
+NETWORKS = {"networks": True}  # each value a CIDR network ("10.0.0.0/8", "::1/128")
+EXISTING_FILE = {"file": True}
 
 
 def default_database_url(state_dir: Path = DEFAULT_STATE_DIR) -> str:
@@ -241,6 +244,55 @@ class SlurmSettings:
 
 
 @dataclass(frozen=True)
+class WebhookSettings:
+    """Event delivery to the endpoints projects and the operator register (docs/webhooks.md).
+
+    Deliveries run on wall time, whatever the fleet clock's scale; every duration here is
+    wall seconds.
+    """
+
+    # The longest one delivery attempt may take, from connecting to the response's
+    # status; a slower receiver is cut off and the attempt counts as failed.
+    timeout_seconds: float = field(default=10.0, metadata={"gt": 0, "max": 60})
+    # Attempts of one delivery before it is `failed` (a replay starts it again).
+    max_attempts: int = field(default=8, metadata={"min": 1, "max": 50})
+    # The wait after the first failed attempt; it doubles after each further failure
+    # (times a random factor of 0.75 to 1), up to `retry_max_seconds`.
+    retry_base_seconds: float = field(
+        default=10.0, metadata={"gt": 0, "at_most": "retry_max_seconds"}
+    )
+    # The longest wait between two attempts.
+    retry_max_seconds: float = field(default=3600.0, metadata=POSITIVE)
+    # Deliveries one server process sends at once.
+    max_concurrent: int = field(default=32, metadata=AT_LEAST_ONE)
+    # Deliveries to one endpoint in flight at once (all replicas together): a receiver
+    # that hangs holds at most this many.
+    max_concurrent_per_endpoint: int = field(default=2, metadata=AT_LEAST_ONE)
+    # Deliveries of one project in flight at once (all replicas together), so one
+    # project's slow receivers leave room for every other project's.
+    max_concurrent_per_project: int = field(default=4, metadata=AT_LEAST_ONE)
+    # Endpoints one project may register (and the operator, fleet-wide).
+    max_endpoints_per_project: int = field(default=10, metadata=AT_LEAST_ONE)
+    # Deliveries of one project waiting to be sent; past it, new events are not queued
+    # for its endpoints (each endpoint counts what it missed; the event log keeps them).
+    max_pending_per_project: int = field(default=1000, metadata=AT_LEAST_ONE)
+    # Finished deliveries (and their attempts) are deleted this long after they ended.
+    retention_seconds: float = field(default=7 * 86400.0, metadata=POSITIVE)
+    # How often new events and due retries are looked for.
+    poll_interval_seconds: float = field(default=0.5, metadata=POSITIVE)
+    # Networks besides public addresses that receivers may be in (CIDR list, such as
+    # ["10.20.0.0/16"]); other private addresses are refused. Link-local (169.254.0.0/16,
+    # where cloud metadata lives), multicast and reserved addresses are always refused.
+    allowed_networks: tuple[str, ...] = field(default=(), metadata=NETWORKS)
+    # Networks whose receivers may use plain http:// (such as ["127.0.0.0/8"] for a local
+    # test receiver); they count as allowed networks. Every other receiver needs https://.
+    http_networks: tuple[str, ...] = field(default=(), metadata=NETWORKS)
+    # PEM file of the certificate authorities receivers' certificates are checked against
+    # (a private CA); unset: the public CAs httpx trusts (certifi's bundle).
+    ca_file: Path | None = field(default=None, metadata=EXISTING_FILE)
+
+
+@dataclass(frozen=True)
 class LogSettings:
     """What the server writes to standard error."""
 
@@ -290,6 +342,7 @@ class Settings:
     health: HealthSettings = field(default_factory=HealthSettings)
     agents: AgentSettings = field(default_factory=AgentSettings)
     slurm: SlurmSettings = field(default_factory=SlurmSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     log: LogSettings = field(default_factory=LogSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     # False serves the API only; another replica runs the controllers.

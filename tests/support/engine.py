@@ -24,6 +24,7 @@ from clusterplane.settings import (
     MetricsSettings,
     Settings,
     StorageSettings,
+    WebhookSettings,
 )
 from tests.support.databases import fresh_database_url
 
@@ -98,6 +99,7 @@ def make_engine(
     drivers: DriverFactory | None = None,
     metrics: MetricsSettings | None = None,
     storage: StorageSettings | None = None,
+    webhooks: WebhookSettings | None = None,
 ) -> Iterator[Engine]:
     """An engine on a new database, or on `database_url` (a restart) with `admin_key`,
     on the simulated drivers unless `drivers` makes others.
@@ -118,6 +120,7 @@ def make_engine(
         capacity=capacity or CapacitySettings(),
         metrics=metrics or MetricsSettings(),
         storage=storage or StorageSettings(),
+        webhooks=webhooks or WebhookSettings(),
     )
     clock = ManualClock()
     wall = wall_clock or SystemClock()

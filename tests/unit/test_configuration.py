@@ -38,8 +38,12 @@ def sample(leaf: Leaf) -> Any:
             value = default + step
         assert value != default and low <= value <= high, leaf.path
         return base(value)
+    if meta.get("file"):
+        return Path(__file__)
     if base is Path:
         return Path(f"{leaf.name}-sample.yaml")
+    if meta.get("networks"):
+        return ("10.20.0.0/16", "fd00::/8")
     if get_origin(base) is tuple:
         return (f"{leaf.name}-one-0123456789-abcdefghij", f"{leaf.name}-two-0123456789-abcdef")
     return f"{leaf.name}-sample-0123456789-abcdefghij"
@@ -134,6 +138,11 @@ def test_a_flag_beats_the_environment_which_beats_the_file(tmp_path: Path):
         ("[nonsense]\nx = 1\n", "nonsense", "unknown setting"),
         ("server = 3\n", "server", "must be a table"),
         ("[server\n", "c.toml", "not valid TOML"),
+        (
+            '[webhooks]\nallowed_networks = ["10.0.0.0/33"]\n',
+            "webhooks.allowed_networks",
+            "'10.0.0.0/33' is not a CIDR network",
+        ),
         (
             "[storage]\nmin_volume_tib = 10\nmax_volume_tib = 5\n",
             "storage.min_volume_tib",

@@ -136,6 +136,10 @@ def _bounds(leaf: Leaf) -> str:
         parts.append(f"{meta['min_length']}+ characters")
     if "form" in meta:
         parts.append(f"each `{meta['form_doc']}`")
+    if meta.get("networks"):
+        parts.append("CIDR networks")
+    if meta.get("file"):
+        parts.append("an existing file")
     return ", ".join(parts)
 
 

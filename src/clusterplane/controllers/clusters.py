@@ -47,6 +47,7 @@ from clusterplane.services.claims import (
     note_waiting,
 )
 from clusterplane.services.events import (
+    cluster_scope,
     node_lifecycle_event,
     record_event,
     refresh_node_status,
@@ -281,6 +282,7 @@ class ClusterController:
                 kind="step_failed",
                 message=f"{outcome.step_phase} failed: {outcome.step_failed}",
                 at=now,
+                scope=cluster_scope(cluster),
             )
 
     @staticmethod
@@ -295,6 +297,7 @@ class ClusterController:
                 kind="config_failed",
                 message=f"add-ons and config not applied: {outcome.config_failed}",
                 at=now,
+                scope=cluster_scope(cluster),
             )
             cluster.next_reconcile_at = now + CONFIG_RETRY
             return
@@ -308,6 +311,7 @@ class ClusterController:
                 kind="config_applied",
                 message=f"add-ons applied: {names}",
                 at=now,
+                scope=cluster_scope(cluster),
             )
         steady = ClusterPhase(cluster.phase) in lifecycle.STEADY_PHASES
         desired = addons.desired_config(cluster.add_ons, cluster.cluster_config)
@@ -398,6 +402,7 @@ class ClusterController:
             kind="node_failed",
             message=f"{node.node_name} on {node.host_name}: {message}",
             at=now,
+            scope=cluster_scope(cluster, node.id),
         )
         return True
 
@@ -426,6 +431,7 @@ class ClusterController:
             kind="deleted",
             message="teardown complete; hosts returned to the fleet",
             at=now,
+            scope=cluster_scope(cluster),
         )
 
     def _advance(
@@ -587,6 +593,7 @@ class ClusterController:
             kind="reservation_ended",
             message=f"{why} ended; the cluster is wound down",
             at=now,
+            scope=cluster_scope(cluster),
         )
         cluster.delete_requested_at = now
         cluster.step_state = None

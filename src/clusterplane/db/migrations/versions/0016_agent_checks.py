@@ -16,7 +16,7 @@ from alembic import op
 from clusterplane.db.types import UTCDateTime
 
 revision = '0016_agent_checks'
-down_revision = '0011'
+down_revision = '0012'
 branch_labels = None
 depends_on = None
 
