@@ -16,7 +16,7 @@ from alembic import op
 from clusterplane.db.types import UTCDateTime
 
 revision = '0016_agent_checks'
-down_revision = '0012'
+down_revision = '0012_webhooks'
 branch_labels = None
 depends_on = None
 
