@@ -165,7 +165,7 @@ def test_a_batch_job_keeps_running_while_the_cluster_scales_to_24_gpus_and_the_s
     fleet: AgentFleet, client: together.Together, cluster_id: str
 ):
     submitted = clusterplane_ssh(
-        fleet, cluster_id, ["sbatch", "-N2", "--parsable", "--wrap", "sleep 20; echo done"]
+        fleet, cluster_id, ["sbatch", "-N2", "--parsable", "--wrap", "'sleep 20; echo done'"]
     )
     job = submitted.strip().split(";")[0]
     client.clusters.update(cluster_id, num_gpus=24)
@@ -210,8 +210,10 @@ def test_a_cut_link_makes_the_cluster_degraded_and_the_node_is_drained_and_repla
     client.clusters.remediations.approve(
         repair.id, cluster_id=cluster_id, instance_id=node.instance_id
     )
-    assert (
-        sinfo(fleet).get(node.slurm_worker_hostname, "gone").startswith(("down", "drain", "gone"))
+    wait_for(
+        lambda: sinfo(fleet).get(node.slurm_worker_hostname, "gone").startswith(("drain", "gone")),
+        "the silent node drained in Slurm (or deleted once drained)",
+        timeout=30,
     )
     ready(client, cluster_id, workers=3, timeout=90)
     after = set(worker_hosts(fleet, client, cluster_id))
