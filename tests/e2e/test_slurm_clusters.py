@@ -105,12 +105,19 @@ def cluster_id(fleet: AgentFleet, client: together.Together) -> str:
 
 
 def ready(client: together.Together, cluster_id: str, *, workers: int, timeout: float = 90) -> Any:
+    seen: list[str] = []
+
     def probe() -> Any:
         cluster = client.clusters.retrieve(cluster_id)
         running = [n for n in cluster.gpu_worker_nodes if n.status == "Running"]
+        nodes = [(n.host_name, n.status) for n in cluster.gpu_worker_nodes]
+        seen[:] = [f"{cluster.status} {nodes}"]
         return cluster if cluster.status == "Ready" and len(running) == workers else None
 
-    return wait_for(probe, f"cluster {cluster_id} Ready with {workers} workers", timeout=timeout)
+    try:
+        return wait_for(probe, f"cluster {cluster_id} Ready with {workers} workers", timeout)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last seen: {seen}") from None
 
 
 def clusterplane_ssh(fleet: AgentFleet, cluster_id: str, command: list[str]) -> str:
