@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from clusterplane.api.console_stream import StreamSlots
 from clusterplane.api.inflight import InFlight
 from clusterplane.api.long_polls import LongPolls
 from clusterplane.api.read_cache import ReadCache
@@ -43,3 +44,4 @@ class ApiState:
     long_polls: LongPolls = field(
         default_factory=lambda: LongPolls(limit=2000, recheck_seconds=1.0)
     )
+    streams: StreamSlots = field(default_factory=lambda: StreamSlots(per_key=3, total=500))
