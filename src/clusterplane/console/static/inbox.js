@@ -61,7 +61,7 @@ function table(group, items, act) {
 }
 
 export function showInbox(main) {
-  const note = h("div", { "aria-live": "polite" });
+  const note = h("div", { "aria-live": "polite", tabindex: "-1", class: "note" });
   const body = h("div", { "aria-busy": "true" }, h("p", {}, "Loading…"));
   main.append(h("h1", { tabindex: "-1" }, "Remediations"), note, body);
   document.title = "Remediations · clusterplane";
@@ -73,7 +73,9 @@ export function showInbox(main) {
     } catch (error) {
       replace(note, alertBox(`Not done: ${error.message}`));
     }
-    refresh();
+    await refresh();
+    // The acted-on button is gone: keep keyboard users on the outcome, not the page top.
+    if (!main.contains(document.activeElement) || document.activeElement === main) note.focus();
   };
   refresh = reloader(async () => {
     try {
