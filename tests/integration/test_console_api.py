@@ -15,7 +15,7 @@ import pytest
 
 from clusterplane.db.engine import read_transaction
 from clusterplane.services import console_feed
-from clusterplane.services.auth import Caller
+from clusterplane.services.auth import Caller, authenticate
 from tests.integration.test_bad_input import assert_error
 from tests.integration.test_lifecycle import create
 from tests.support.engine import Engine, new_tenant
@@ -117,8 +117,6 @@ def _snapshot(engine: Engine, caller: Caller, previous: Any = None) -> Any:
 
 
 def _caller(engine: Engine, key: str | None = None) -> Caller:
-    from clusterplane.services.auth import authenticate
-
     lookup_keys = engine.app.api.state.cp.secrets.lookup_keys
     with read_transaction(engine.app.sessions) as session:
         return authenticate(
@@ -138,7 +136,7 @@ def test_a_snapshot_names_the_clusters_that_changed_for_its_project_only(engine:
     engine.advance(600, step=60)  # node phases move
     moved = _snapshot(engine, admin, created)
     assert console_feed.changes(created, moved).clusters == [cluster_id]
-    assert console_feed.changes(moved, moved).fleet is False
+    assert moved.fleet is not None and tenant_before.fleet is None  # the fleet: admins only
     assert not console_feed.changes(tenant_before, _snapshot(engine, tenant, tenant_before))
 
     engine.advance(3 * 3600, step=60)
