@@ -223,9 +223,9 @@ class ConsoleSettings:
     # Wall seconds of silence after which a stream sends a comment, so that proxies and
     # clients see it is alive.
     stream_heartbeat_seconds: float = field(default=15.0, metadata=POSITIVE)
-    # Wall seconds after which the server ends a stream; the console opens a new one
-    # (and so shows its key again: a revoked key loses its stream by then at the latest).
-    stream_max_seconds: float = field(default=600.0, metadata=POSITIVE)
+    # Wall seconds after which the server ends a stream; the console opens a new one at
+    # once. A stopping server waits for its open streams, so this bounds its shutdown.
+    stream_max_seconds: float = field(default=60.0, metadata=POSITIVE)
     # Streams one API key may have open at once; one more gets 429.
     max_streams_per_key: int = field(default=3, metadata=AT_LEAST_ONE)
     # Streams the server keeps open at once, all keys together; one more gets 429.

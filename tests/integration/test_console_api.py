@@ -236,3 +236,16 @@ def test_a_key_has_at_most_its_number_of_streams_open(streaming: ServerProcess):
                     break
             assert time.monotonic() < deadline, "the closed streams kept their slots"
             time.sleep(0.2)
+
+
+def test_a_stream_ends_after_its_longest_lifetime(tmp_path: Path):
+    config = tmp_path / "console.toml"
+    config.write_text("[console]\nstream_poll_seconds = 0.2\nstream_max_seconds = 1\n")
+    with (
+        ServerProcess(tmp_path, fleet=SMALL_FLEET, extra_args=("--config", str(config))) as proc,
+        proc.client() as client,
+        client.stream("GET", "/console/v1/stream") as response,
+    ):
+        events = Events(response)
+        events.next("hello")
+        assert "longest lifetime" in events.next("end", timeout=10)["reason"]

@@ -56,7 +56,8 @@ export class LiveStream {
         if (response.ok) {
           this.onState("live");
           delay = 1000;
-          await this.read(response.body);
+          // The server ends each stream after a while ("end"): open the next one at once.
+          if (await this.read(response.body)) continue;
         }
       } catch {
         // dropped or aborted: reconnect below unless stopped
@@ -68,18 +69,23 @@ export class LiveStream {
     }
   }
 
+  // Dispatches the stream's events; true when the server ended it with "end".
   async read(body) {
     const reader = body.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = "";
+    let ended = false;
     for (;;) {
       const { value, done } = await reader.read();
-      if (done) return;
+      if (done) return ended;
       buffer = (buffer + value).replace(/\r\n?/g, "\n");
       let end;
       while ((end = buffer.indexOf("\n\n")) >= 0) {
         const event = parseBlock(buffer.slice(0, end));
         buffer = buffer.slice(end + 2);
-        if (event) this.onEvent(...event);
+        if (event) {
+          ended = event[0] === "end";
+          this.onEvent(...event);
+        }
       }
     }
   }
