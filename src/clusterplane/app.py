@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from clusterplane import __version__
 from clusterplane.api import errors, inflight, openapi
+from clusterplane.api.console_stream import StreamSlots
 from clusterplane.api.deps import request_text_has_no_nul
 from clusterplane.api.long_polls import LongPolls
 from clusterplane.api.read_cache import ReadCache
@@ -40,6 +41,8 @@ from clusterplane.api.routers import (
     admin_quotas,
     agents,
     clusters,
+    console,
+    console_assets,
     events,
     health,
     metrics,
@@ -273,6 +276,9 @@ def build(
             read_generations=_generations_reader(sessions),
         ),
         metrics=exposed,
+        streams=StreamSlots(
+            per_key=settings.console.max_streams_per_key, total=settings.console.max_streams
+        ),
     )
     errors.install(api)
     openapi.install(api)
@@ -296,6 +302,9 @@ def build(
     api.include_router(admin_quotas.router, responses=openapi.ERROR_RESPONSES)
     api.include_router(health.router, responses=openapi.ERROR_RESPONSES)
     api.include_router(probes.router)
+    api.include_router(console.router)
+    if settings.console.enabled:
+        api.include_router(console_assets.router)
     api.add_middleware(inflight.ReleaseSlots)
     api.include_router(admin_agents.router, responses=openapi.ERROR_RESPONSES)
     api.include_router(agents.router, responses=openapi.ERROR_RESPONSES)
