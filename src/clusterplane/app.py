@@ -220,8 +220,11 @@ def build(
     )
     errors.install(api)
     openapi.install(api)
+    # A request is matched against the routers in this order, each a scan of its routes,
+    # so the hottest come first (probes, then clusters); no two routers match one path.
+    api.include_router(probes.router)
     for prefix, visible in (("/v1", True), ("/v1/v1", False)):
-        for router in (storage.router, clusters.router, remediations.router, regions.router):
+        for router in (clusters.router, storage.router, remediations.router, regions.router):
             api.include_router(
                 router,
                 prefix=prefix,
@@ -237,7 +240,6 @@ def build(
     api.include_router(admin_fleet.router, responses=openapi.ERROR_RESPONSES)
     api.include_router(admin_quotas.router, responses=openapi.ERROR_RESPONSES)
     api.include_router(health.router, responses=openapi.ERROR_RESPONSES)
-    api.include_router(probes.router)
     api.add_middleware(inflight.ReleaseSlots)
     api.include_router(admin_agents.router, responses=openapi.ERROR_RESPONSES)
     api.include_router(agents.router, responses=openapi.ERROR_RESPONSES)
