@@ -1,10 +1,10 @@
 """Run the performance suite and write docs/performance.md.
 
     python -m benchmarks [--quick] [--output PATH]
-                         [--only lists,throughput,bringup,placement,health]
+                         [--only lists,throughput,bringup,placement,health,mix,restart]
                          [--no-postgres] [--workdir DIR]
 
-`make bench` runs the whole suite (about 30 minutes on two cores); `--quick` runs every
+`make bench` runs the whole suite (about 45 minutes on two cores); `--quick` runs every
 benchmark end to end at toy sizes in well under a minute, to check the suite itself
 works (tests/integration/test_benchmarks.py does, so it cannot rot). PostgreSQL figures
 need Debian's server (`scripts/ensure-postgres.sh`); without it they are skipped and the
@@ -25,10 +25,10 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from benchmarks import bringup, health, lists, placement, report, throughput
+from benchmarks import bringup, health, lists, mix, placement, report, restart, throughput
 from benchmarks.load import LoadGenerator
 from benchmarks.report import Section
-from benchmarks.support import ROOT, log, machine
+from benchmarks.support import ROOT, LoadSampler, log, machine
 
 CHANGES = """
 What these benchmarks showed, and what was changed in `src/` because of it:
@@ -122,7 +122,7 @@ What these benchmarks showed, and what was changed in `src/` because of it:
 """
 
 
-ALL = ("lists", "throughput", "bringup", "placement", "health")
+ALL = ("lists", "throughput", "bringup", "placement", "health", "mix", "restart")
 
 
 def _postgres_available() -> bool:
@@ -173,8 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     sections: list[Section] = []
     load_tool = LoadGenerator().tool if "throughput" in only else "n/a"
+    sampler = LoadSampler()
     try:
-        with _postgres(not args.no_postgres) as postgres_url:
+        with sampler, _postgres(not args.no_postgres) as postgres_url:
             if "lists" in only:
                 plan = lists.QUICK if args.quick else lists.FULL
                 if args.pg_clusters and plan.postgres:
@@ -194,6 +195,12 @@ def main(argv: list[str] | None = None) -> int:
             if "health" in only:
                 hp = health.QUICK if args.quick else health.FULL
                 sections += health.run(hp, workdir / "health")
+            if "mix" in only:
+                mp = mix.QUICK if args.quick else mix.FULL
+                sections += mix.run(mp, workdir / "mix")
+            if "restart" in only:
+                rp = restart.QUICK if args.quick else restart.FULL
+                sections += restart.run(rp, workdir / "restart")
             if postgres_url is None and not args.no_postgres and only & {"lists", "bringup"}:
                 sections.append(
                     Section(
@@ -205,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
     elapsed = time.perf_counter() - started
+    info["load_at_end"] = machine()["load_at_start"]
+    info["load_during"] = sampler.summary()
     command = "make bench" if not args.quick else "python -m benchmarks --quick"
     partial = not only >= set(ALL)
     if partial and args.output.exists():
