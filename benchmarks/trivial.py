@@ -4,9 +4,9 @@
 
 One `async` endpoint answering `{"status": "ok"}` at `/healthz`, as the server's own
 `/healthz` does: FastAPI's routing, its default middleware and response encoding, and
-nothing else. Served by uvicorn with one worker and no access log, on the HTTP protocol
-and event loop given (uvicorn's defaults without its `[standard]` extras are h11 and
-asyncio).
+nothing else. Served by uvicorn with its defaults (one worker, log level `info` with its
+access log, as the server writes its own access line), on the HTTP protocol and event
+loop given (uvicorn's defaults without its `[standard]` extras are h11 and asyncio).
 """
 
 from __future__ import annotations
@@ -36,8 +36,6 @@ def main() -> None:
         port=args.port,
         http=args.http,
         loop=args.loop,
-        log_level="warning",
-        access_log=False,
     )
 
 

@@ -25,10 +25,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from clusterplane import __version__
 from clusterplane.api import errors, inflight, openapi
-from clusterplane.api.deps import request_text_has_no_nul
+from clusterplane.api.deps import request_checks
 from clusterplane.api.long_polls import LongPolls
 from clusterplane.api.read_cache import ReadCache
-from clusterplane.api.request_ids import RequestIds, path_ids_in_logs
+from clusterplane.api.request_ids import RequestIds
 from clusterplane.api.routers import (
     admin,
     admin_agents,
@@ -193,7 +193,7 @@ def build(
         docs_url=None,
         redoc_url=None,
         redirect_slashes=False,
-        dependencies=[Depends(request_text_has_no_nul), Depends(path_ids_in_logs)],
+        dependencies=[Depends(request_checks)],
     )
     api.state.cp = ApiState(
         sessions=sessions,
