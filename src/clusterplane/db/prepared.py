@@ -1,7 +1,8 @@
 """Hot reads: Core SELECTs compiled once per dialect and run on the DBAPI cursor.
 
 Who uses it: `services/cluster_views.py`, which answers GET of a cluster, the lists and a
-create's or update's response. SQLAlchemy's execution path costs about 70 µs per statement
+create's or update's response, and the simulated host driver's fault reads (one per active
+check of every worker). SQLAlchemy's execution path costs about 70 µs per statement
 on top of SQLite's own 30 (the cache key, an execution context, result metadata, `Row`
 objects), and a cluster takes seven statements to read; this module skips that path for
 statements that are built once at import.
@@ -13,8 +14,9 @@ SQLAlchemy's `Result` applies: text to datetimes and JSON to objects on SQLite, 
 to booleans). `Reader.all(query, **params)` runs it on one DBAPI connection, inside
 whatever transaction that connection is in, and returns its rows as `row` (plain tuples,
 or a NamedTuple of the selected columns). `read_snapshot(sessions)` is a read transaction
-on a pooled connection with no ORM session at all; `reader_of(session)` reads on a
-session's connection (after a flush, so a write transaction reads what it wrote).
+on a pooled connection with no ORM session at all, `read_once` a single statement on one;
+`reader_of(session)` reads on a session's connection (after a flush, so a write
+transaction reads what it wrote).
 
 Invariants:
     * A prepared statement returns what `connection.execute(select).all()` returns, value
@@ -81,7 +83,7 @@ class Prepared(Generic[R]):
     """One SELECT with named bound parameters, compiled on first use per dialect, whose
     rows come back as `row` (`tuple`, or a NamedTuple of the selected columns)."""
 
-    def __init__(self, statement: Select[Any], row: type[R]) -> None:
+    def __init__(self, statement: Select[*tuple[Any, ...]], row: type[R]) -> None:
         self.statement = statement
         self.row = row
         self._by_dialect: dict[str, _Compiled] = {}
@@ -170,6 +172,22 @@ def read_snapshot(factory: sessionmaker[Session]) -> Iterator[Reader]:
         finally:
             reader.close()
             pooled.rollback()
+    finally:
+        pooled.close()
+
+
+def read_once(factory: sessionmaker[Session], query: Prepared[R], **params: Any) -> list[R]:
+    """One prepared SELECT on a pooled connection, outside any explicit transaction: a
+    single statement reads one consistent state by itself, and skips BEGIN and its end."""
+    engine: Engine = factory.kw["bind"]
+    pooled = engine.raw_connection()
+    try:
+        reader = Reader(pooled.driver_connection, engine.dialect, engine)
+        try:
+            return reader.all(query, **params)
+        finally:
+            reader.close()
+            pooled.rollback()  # PostgreSQL's driver began one implicitly
     finally:
         pooled.close()
 
