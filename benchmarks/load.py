@@ -8,6 +8,7 @@ throughput can be quoted per core of the server, whatever else shares the machin
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import re
@@ -49,6 +50,7 @@ class Drive:
     paths: tuple[str, ...]
     connections: int
     body: str | None = None
+    rate: float = 0.0  # requests per second per client when paced (`LoadGenerator.paced`)
 
 
 @dataclass
@@ -219,6 +221,66 @@ def _run_python(server: Target, drives: list[Drive], seconds: float) -> dict[str
     }
 
 
+async def _paced_client(
+    http: httpx.AsyncClient, drive: Drive, rng: random.Random, start: float, end: float
+) -> tuple[list[float], int]:
+    """One client on its own connection, sending at `drive.rate` on a fixed schedule; a
+    request's latency counts from its scheduled time, so a server that falls behind is
+    charged for the wait too (no coordinated omission)."""
+    interval = 1.0 / drive.rate
+    latencies: list[float] = []
+    errors = 0
+    due = start + rng.uniform(0, interval)
+    while due < end:
+        delay = due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        path = rng.choice(drive.paths)
+        if drive.body is None:
+            response = await http.get(path)
+        else:
+            response = await http.post(path, content=drive.body)
+        latencies.append((time.monotonic() - due) * 1000)
+        errors += response.status_code >= 400
+        due += interval
+    return latencies, errors
+
+
+async def _run_paced(
+    server: Target, drives: list[Drive], seconds: float
+) -> dict[str, tuple[list[float], int]]:
+    """Every client is made and connected (a `/healthz` each) before the schedule starts,
+    so the clients' own start-up is not charged to the server."""
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    headers = {**server.headers(), "Content-Type": "application/json"}
+    clients = [
+        (
+            d,
+            c,
+            httpx.AsyncClient(base_url=server.base_url, headers=headers, limits=limits, timeout=60),
+        )
+        for d in drives
+        for c in range(d.connections)
+    ]
+    try:
+        await asyncio.gather(*(http.get("/healthz") for _, _, http in clients))
+        start = time.monotonic() + 0.5
+        end = start + seconds
+        runs = await asyncio.gather(
+            *(
+                _paced_client(http, d, random.Random(n * 1000 + c), start, end)
+                for n, (d, c, http) in enumerate(clients)
+            )
+        )
+    finally:
+        await asyncio.gather(*(http.aclose() for _, _, http in clients))
+    results: dict[str, tuple[list[float], int]] = {d.name: ([], 0) for d in drives}
+    for (d, _, _), (latencies, errors) in zip(clients, runs, strict=True):
+        merged, bad = results[d.name]
+        results[d.name] = (merged + latencies, bad + errors)
+    return results
+
+
 class Target(Protocol):
     """A server process to drive (`support.BenchServer` and its kin)."""
 
@@ -250,6 +312,29 @@ class LoadGenerator:
         """One path, `connections` clients, for `seconds`."""
         drive = Drive("run", (path,), connections, body)
         return self.mix(server, [drive], seconds=seconds)["run"]
+
+    def paced(
+        self, server: Target, drives: list[Drive], *, seconds: float
+    ) -> dict[str, LoadResult]:
+        """Every drive at once for `seconds`, each client at its drive's `rate` (an open
+        loop: the offered load does not drop when the server slows down). Asyncio clients
+        in this process, whatever the load tool."""
+        cpu0 = server.cpu_seconds()
+        started = time.monotonic()
+        raw = asyncio.run(_run_paced(server, drives, seconds))
+        elapsed = time.monotonic() - started
+        cpu = server.cpu_seconds() - cpu0
+        return {
+            name: LoadResult(
+                requests=len(latencies),
+                seconds=elapsed,
+                errors=errors,
+                p50_ms=percentile(latencies, 50),
+                p99_ms=percentile(latencies, 99),
+                server_cpu_s=cpu,
+            )
+            for name, (latencies, errors) in raw.items()
+        }
 
     def mix(self, server: Target, drives: list[Drive], *, seconds: float) -> dict[str, LoadResult]:
         """Every drive at once for `seconds`: a result per drive (the server CPU is the
