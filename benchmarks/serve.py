@@ -7,8 +7,8 @@
 
 Same composition root (`clusterplane.app.build`), logging and uvicorn settings as the CLI
 (one worker, the same GIL switch interval, logs at the default level, `info`, so with the
-server's own access line per request; the send timeout on uvicorn's fastest installed HTTP protocol and event loop;
-`--http`/`--loop` pick others, to compare stacks);
+server's own access line per request; the send timeout on uvicorn's fastest installed
+HTTP protocol and event loop; `--http`/`--loop` pick others, to compare stacks);
 `--duration-factor 0` makes every simulated step instantaneous, so what is left of a
 bring-up is the control plane's own overhead.
 """
