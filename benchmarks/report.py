@@ -51,6 +51,7 @@ class Section:
     figures: list[Figure] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     misses: list[str] = field(default_factory=list)  # why a target was missed
+    extra: list[str] = field(default_factory=list)  # markdown after the notes
 
 
 def _num(value: float, unit: str) -> str:
@@ -120,6 +121,8 @@ def render_section(section: Section) -> str:
     for note in section.notes:
         lines.append(f"- {note}")
     lines.append("")
+    if section.extra:
+        lines += [*section.extra, ""]
     return "\n".join(lines)
 
 

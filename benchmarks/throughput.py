@@ -279,7 +279,54 @@ rounds).""",
             server="cached",
         ),
     ]
+    section.extra += _before_and_after(runs, plan.clusters)
     return section
+
+
+# The issue's measurements before this work (requests per server CPU-second, one server,
+# SQLite, 100 Ready 8-GPU clusters, read cache off).
+BEFORE = {
+    "healthz": 1_453,
+    "get": 284,
+    "list": 21,
+    "create": 48,
+    "trivial": 1_500,
+    "trivial-fast": 2_540,
+}
+
+
+def _before_and_after(runs: dict[str, Runs], clusters: int) -> list[str]:
+    healthz = runs["healthz"].per_core().median
+    rows = [
+        ("`/healthz`", "healthz", ""),
+        ("GET one cluster, read cache off", "get", ""),
+        (f"List of {clusters} clusters", "list", "per listed cluster"),
+        ("Create an 8-GPU cluster", "create", ""),
+        ("Trivial FastAPI app, h11 + asyncio", "trivial", ""),
+        ("Trivial FastAPI app, httptools + uvloop", "trivial-fast", ""),
+    ]
+    lines = [
+        "Before (the issue's measurement, the same setup) and after (this run), in requests "
+        "per server CPU-second, CPU per request, and the ratio to `/healthz` of the same "
+        "server:",
+        "",
+        "| Row | Before | After | CPU per request, before -> after | Ratio to `/healthz`, "
+        "before -> after |",
+        "| --- | ---: | ---: | --- | --- |",
+    ]
+    for label, key, per in rows:
+        before, after = BEFORE[key], runs[key].per_core().median
+        divide = clusters if per else 1
+        cpu = f"{1000 / before / divide:.2f} -> {1000 / after / divide:.2f} ms" + (
+            f" {per}" if per else ""
+        )
+        ratio = (
+            f"{before / BEFORE['healthz']:.3f}x -> {after / healthz:.3f}x"
+            if key not in ("healthz", "trivial", "trivial-fast")
+            else "—"
+        )
+        lines.append(f"| {label} | {before:,} | {after:,.0f} | {cpu} | {ratio} |")
+    return lines
 
 
 def _ms_per_cluster(runs: Runs, clusters: int) -> float:
