@@ -273,6 +273,19 @@ def test_the_users_home_is_on_the_shared_volume_and_an_xid_in_the_kernel_log_is_
     assert node.host_name not in worker_hosts(fleet, client, cluster_id)
 
 
+def test_scaling_back_to_16_gpus_drains_one_node_out_of_slurm_and_the_cluster_still_runs_jobs(
+    fleet: AgentFleet, client: together.Together, cluster_id: str
+):
+    before = slurm_names(client, cluster_id)
+    client.clusters.update(cluster_id, num_gpus=16)
+    ready(client, cluster_id, workers=2)
+    staying = slurm_names(client, cluster_id)
+    assert len(before - staying) == 1
+    wait_for(lambda: set(sinfo(fleet)) == staying, "the leaving node deleted from Slurm")
+    output = clusterplane_ssh(fleet, cluster_id, ["srun", "-N2", "hostname"])
+    assert sorted(output.split()) == sorted(staying)
+
+
 def test_deleting_the_cluster_leaves_no_daemon_user_mount_or_key_on_its_hosts(
     fleet: AgentFleet, client: together.Together, cluster_id: str
 ):
