@@ -235,23 +235,30 @@ def slurm_flavour_kit(scratch: Path) -> Iterator[FlavourKit]:
         )
         hosts = AgentHostDriver(engine.app.agent_hosts)
         try:
-            for spec in (control, node):
-                _serve(kit, hosts, spec)
+            _serve(kit, hosts, (control, node))
             yield kit
         finally:
-            for spec in (node, control):
-                hosts.release(spec, {}, kit.now)
             kit.until(
                 lambda now: all(hosts.release(s, {}, now).done for s in (node, control)),
                 "the hosts' release",
             )
 
 
-def _serve(kit: AgentFlavourKit, hosts: AgentHostDriver, spec: InstanceSpec) -> None:
-    """Publish `spec`'s node as the host driver does, then join it as the lifecycle does."""
-    state = hosts.prepare(spec, kit.now).state
-    kit.until(lambda now: hosts.describe(spec, state, now).done, f"{spec.node_name} up")
-    kit.until(lambda now: kit.flavour.join_node(spec, now).done, f"{spec.node_name} joined")
+def _serve(kit: AgentFlavourKit, hosts: AgentHostDriver, specs: tuple[InstanceSpec, ...]) -> None:
+    """Publish the nodes as the host driver does, then join them in order as the lifecycle
+    does (the controller first: a worker waits for slurmctld)."""
+    states = [hosts.prepare(spec, kit.now).state for spec in specs]
+    kit.until(
+        lambda now: all(
+            hosts.describe(s, st, now).done for s, st in zip(specs, states, strict=True)
+        ),
+        "the hosts' bring-up",
+    )
+    for spec in specs:
+        kit.until(
+            lambda now, spec=spec: kit.flavour.join_node(spec, now).done,
+            f"{spec.node_name} joining",
+        )
 
 
 def _slurm_cluster(engine: Engine) -> str:

@@ -17,8 +17,9 @@ assignment of each of the cluster's hosts and reads what their agents report.
   behalf (`DrainSpec.drained_by`) says so in its reason (`clusterplane: on behalf of
   <who>: ...`), and only an undrain on that one's behalf resumes it.
 * A leaving worker is drained until its jobs end, then its `slurm` section is removed
-  (its agent stops slurmd, which would otherwise register the node again), and only then
-  is it deleted from slurmctld.
+  and it is deleted from slurmctld once its agent stopped slurmd (a live slurmd would
+  register the node again at the agent's next pass); a node Slurm already sees down is
+  deleted without waiting for a silent agent.
 * Changed startup scripts reach every host through `apply_config`; a changed slurm.conf
   restarts slurmctld (running jobs survive) and bumps the workers' `config_generation`.
 
@@ -251,9 +252,11 @@ class AgentSlurmFlavour:
         if view is None or (node is not None and not _drained(node)):
             state_now = (node or {}).get("state", "unknown")
             return Progress(False, state, message=f"{name} is {state_now} in Slurm")
-        stopped = self._stop_worker(spec, peers)
-        if stopped is not None:
-            return Progress(False, state, message=stopped)
+        waiting = self._stop_worker(spec, peers)
+        if node is not None and node.get("state") == "drained" and waiting is not None:
+            # Its slurmd still answers slurmctld (a down or silent one cannot register
+            # again): deleted now, it would be back at its agent's next pass.
+            return Progress(False, state, message=waiting)
         if node is not None:
             self._patch(controller, spec.cluster_id, {"remove": {name: True}})
             return Progress(False, state, message=f"{name} is {node.get('state')} in Slurm")
@@ -262,7 +265,7 @@ class AgentSlurmFlavour:
 
     def _stop_worker(self, spec: InstanceSpec, peers: list[Peer]) -> str | None:
         """Take the worker's `slurm` section away; None once its agent stopped Slurm there
-        (or its host left the cluster), else what it waits for."""
+        (or its host left the cluster), else what that waits for."""
         me = next((p for p in peers if p.node_name == spec.node_name), None)
         if me is None:
             return None
