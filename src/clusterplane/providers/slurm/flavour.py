@@ -218,11 +218,13 @@ class AgentSlurmFlavour:
         before = self._render(
             self._spec(spec.cluster_id, others, spec.cluster_config, spec.slurm_shm_size_gib)
         )
-        self._patch(controller, spec.cluster_id, {"files": _files_patch(files.controller)})
+        served = self._patch(controller, spec.cluster_id, {"files": _files_patch(files.controller)})
         if config_generation(before) != config_generation(files):
             self._bump_workers(spec.cluster_id, peers, files, skip=me)
-        if not _ready(self.port.observe(controller.host_id), 0, {}).done:
-            return Progress(False, {}, message="waiting for slurmctld")
+        # Not before slurmctld serves this worker's gres.conf: a configless slurmd that
+        # fetched the old one registers without its GPUs and Slurm drains it.
+        if not _ready(self.port.observe(controller.host_id), served, {}).done:
+            return Progress(False, {}, message="waiting for slurmctld to apply its config")
         section = self._worker_section(cluster, files, me)
         generation = self._patch(me, spec.cluster_id, section, with_key=True)
         return _ready(self.port.observe(me.host_id), generation, {"generation": generation})
