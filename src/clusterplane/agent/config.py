@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -59,6 +60,9 @@ class AgentConfig(_Section):
     num_cpu_cores: int | None = None
     memory_gib: float | None = None
     infiniband_sysfs: str = "/sys/class/infiniband"
+    # Host-local options of the flavour runtimes, `[runtimes.<name>]` (each runtime checks
+    # its own): e.g. `[runtimes.kubernetes] binaries = {kubelet = "/opt/k8s/bin/kubelet"}`.
+    runtimes: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 def load(path: Path | None) -> AgentConfig:
