@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 
 from fastapi import Depends, FastAPI
 from sqlalchemy.engine import Engine
@@ -29,6 +30,7 @@ from clusterplane.api.deps import request_text_has_no_nul
 from clusterplane.api.long_polls import LongPolls
 from clusterplane.api.read_cache import ReadCache
 from clusterplane.api.request_ids import RequestIds, path_ids_in_logs
+from clusterplane.api.request_metrics import RequestMetrics
 from clusterplane.api.routers import (
     admin,
     admin_agents,
@@ -38,18 +40,22 @@ from clusterplane.api.routers import (
     admin_quotas,
     agents,
     clusters,
+    events,
     health,
+    metrics,
     probes,
     regions,
     remediations,
     ssh,
     storage,
+    webhooks,
     whoami,
 )
 from clusterplane.api.state import ApiState
 from clusterplane.clock import Clock, SystemClock
 from clusterplane.controllers.base import ControllerContext
 from clusterplane.controllers.manager import ControllerManager
+from clusterplane.controllers.webhooks import WebhookDispatcher
 from clusterplane.db.engine import (
     make_engine,
     make_session_factory,
@@ -59,8 +65,10 @@ from clusterplane.db.engine import (
 )
 from clusterplane.db.group_commit import GroupCommit
 from clusterplane.db.writes import count_writes
+from clusterplane.metrics import Metrics
 from clusterplane.providers.agent import AgentHostDriver
 from clusterplane.providers.registry import Drivers
+from clusterplane.providers.shared_directory import SharedDirectoryStorage
 from clusterplane.providers.slurm.flavour import AgentSlurmFlavour
 from clusterplane.services import (
     auth,
@@ -69,8 +77,10 @@ from clusterplane.services import (
     fleet,
     fleet_clock,
     host_assignments,
+    metrics_feed,
 )
 from clusterplane.services.caller_cache import CallerCache
+from clusterplane.services.fleet_metrics import FleetCollector, Queue
 from clusterplane.services.sealing import SecretBox
 from clusterplane.settings import Settings
 from clusterplane.simulation import api as simulation_api
@@ -90,6 +100,8 @@ class Application:
     issued_admin_key: str | None
     # What a host driver for agent hosts publishes and observes through (its port).
     agent_hosts: host_assignments.AssignmentPort
+    # The instruments `GET /metrics` shows (counted even with `metrics.enabled` off).
+    metrics: Metrics
 
 
 def _resume_clock(sessions: sessionmaker[Session], settings: Settings) -> Clock:
@@ -131,12 +143,45 @@ def _prepare_database(
     return issued.secret if issued is not None else None
 
 
+def shared_directory_storage(settings: Settings) -> dict[str, SharedDirectoryStorage]:
+    """The regions whose volumes are directories of a shared filesystem (`REGION=PATH`)."""
+    found: dict[str, SharedDirectoryStorage] = {}
+    for entry in settings.storage.shared_directories:
+        region, _, root = entry.partition("=")
+        found[region] = SharedDirectoryStorage(
+            Path(root), quotas=settings.storage.shared_directory_quotas
+        )
+    return found
+
+
 def _generations_reader(sessions: sessionmaker[Session]) -> Callable[[list[str]], dict[str, int]]:
     def read(host_ids: list[str]) -> dict[str, int]:
         with read_transaction(sessions) as session:
             return host_assignments.generations(session, host_ids)
 
     return read
+
+
+def _expose_metrics(
+    metrics: Metrics,
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    manager: ControllerManager,
+) -> Metrics | None:
+    """`metrics` with the row feed and the fleet collector plugged in, for `GET /metrics`;
+    None when metrics are off (the controllers still count into it, unseen)."""
+    if not settings.metrics.enabled:
+        return None
+    metrics_feed.install(sessions, metrics)
+    fleet = FleetCollector(
+        sessions,
+        clock=manager.ctx.clock,
+        lease_clock=manager.ctx.lease_clock,
+        queues=[Queue(c.name, c.row_type) for c in manager.controllers],
+        cache_seconds=settings.metrics.cache_seconds,
+    )
+    metrics.registry.register(fleet)
+    return metrics
 
 
 def build(
@@ -160,22 +205,28 @@ def build(
         engine.dispose()
         raise
     registry = (drivers or partial(simulation.simulated_drivers, settings))(sessions)
+    registry.storage_by_region.update(shared_directory_storage(settings))
     assignments = host_assignments.AssignmentPort(sessions, box, clock)
     registry.hosts.setdefault(AgentHostDriver.name, AgentHostDriver(assignments))
     registry.flavours_by_host.setdefault(
         AgentHostDriver.name, {"SLURM": AgentSlurmFlavour(assignments, settings.slurm)}
     )
     simulated = registry.uses(simulation.HOST_DRIVER)
+    instruments = Metrics()  # this application's own registry
     ctx = ControllerContext(
         sessions=sessions,
         clock=clock,
         drivers=registry,
         settings=settings,
         lease_clock=lease_clock or SystemClock(),
+        metrics=instruments,
     )
     manager = ControllerManager(
-        ctx, signals=[simulation.fault_controller(ctx)] if simulated else []
+        ctx,
+        signals=[simulation.fault_controller(ctx)] if simulated else [],
+        webhooks=WebhookDispatcher(ctx, box, wall_clock),
     )
+    exposed = _expose_metrics(instruments, settings, sessions, manager)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -221,6 +272,7 @@ def build(
             recheck_seconds=settings.agents.long_poll_recheck_seconds,
             read_generations=_generations_reader(sessions),
         ),
+        metrics=exposed,
     )
     errors.install(api)
     openapi.install(api)
@@ -235,6 +287,8 @@ def build(
     api.include_router(whoami.router, responses=openapi.ERROR_RESPONSES)
     api.include_router(whoami.router, prefix="/v1", include_in_schema=False)
     api.include_router(ssh.router, prefix="/v1", responses=openapi.ERROR_RESPONSES)
+    api.include_router(events.router, responses=openapi.ERROR_RESPONSES)
+    api.include_router(webhooks.router, responses=openapi.ERROR_RESPONSES)
     api.include_router(admin.router, responses=openapi.ERROR_RESPONSES)
     api.include_router(admin_capacity.router, responses=openapi.ERROR_RESPONSES)
     api.include_router(admin_credentials.router, responses=openapi.ERROR_RESPONSES)
@@ -245,6 +299,9 @@ def build(
     api.add_middleware(inflight.ReleaseSlots)
     api.include_router(admin_agents.router, responses=openapi.ERROR_RESPONSES)
     api.include_router(agents.router, responses=openapi.ERROR_RESPONSES)
+    if exposed is not None:
+        api.include_router(metrics.router, responses=openapi.ERROR_RESPONSES)
+        api.add_middleware(RequestMetrics, metrics=exposed)
     api.add_middleware(RequestIds)  # outermost: every response has an id, every request a line
     if simulated:
         api.include_router(simulation_api.router, responses=openapi.ERROR_RESPONSES)
@@ -259,4 +316,5 @@ def build(
         manager=manager,
         issued_admin_key=issued,
         agent_hosts=assignments,
+        metrics=instruments,
     )

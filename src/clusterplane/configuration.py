@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import ipaddress
 import math
 import re
 import textwrap
@@ -189,6 +190,21 @@ def _check_bounds(leaf: Leaf, value: Any) -> None:
         raise ConfigError(leaf.path, f"must be at least {meta['min']}")
     if "max" in meta and value > meta["max"]:
         raise ConfigError(leaf.path, f"must be at most {meta['max']}")
+    if "min_length" in meta and len(value) < meta["min_length"]:
+        raise ConfigError(leaf.path, f"must be at least {meta['min_length']} characters")
+    if "form" in meta:
+        for item in value if isinstance(value, tuple) else (value,):
+            if not re.fullmatch(meta["form"], str(item)):
+                shown = "a value" if leaf.secret else repr(item)
+                raise ConfigError(leaf.path, f"{shown} is not of the form {meta['form_doc']}")
+    if meta.get("file") and not Path(value).is_file():
+        raise ConfigError(leaf.path, f"{value} is not a readable file")
+    if meta.get("networks"):
+        for text in value:
+            try:
+                ipaddress.ip_network(text, strict=False)
+            except ValueError:
+                raise ConfigError(leaf.path, f"{text!r} is not a CIDR network") from None
 
 
 def coerce(leaf: Leaf, value: Any, *, textual: bool) -> Any:

@@ -3,8 +3,11 @@
 Nothing reads the environment below this module and `clusterplane.configuration`, which
 fills the tree from a TOML file, CLUSTERPLANE_* variables and flags. The comment block
 above a field (or after it, on its line) is that field's documentation in
-docs/configuration.md; `metadata` bounds ("min", "max", "gt", "choices", and "at_most" a
-sibling field) are checked at start, and "secret" fields are masked wherever settings are shown.
+docs/configuration.md; `metadata` bounds ("min", "max", "gt", "choices", "min_length" of a
+string, "networks" for CIDR lists, "file" for a file that must exist, "at_most" a sibling
+field, and "form": a regular expression each string must match, with "form_doc" naming it
+and "example" a value that does) are checked at start, and "secret" fields are masked
+wherever settings are shown.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ AT_LEAST_ONE = {"min": 1}
 SHARE = {"min": 0, "max": 1}
 PORT = {"min": 1, "max": 65535}
 SECRET = {"secret": True}
+NETWORKS = {"networks": True}  # each value a CIDR network ("10.0.0.0/8", "::1/128")
+EXISTING_FILE = {"file": True}
 
 
 def default_database_url(state_dir: Path = DEFAULT_STATE_DIR) -> str:
@@ -111,14 +116,34 @@ class SimulationSettings:
     duration_factor: float = field(default=1.0, metadata=NON_NEGATIVE)
 
 
+REGION_PATH = {
+    "form": r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}=/\S*",
+    "form_doc": "REGION=/ABSOLUTE/PATH",
+    "example": ("us-west-2=/mnt/shared/clusterplane", "agents-1=/srv/volumes"),
+}
+
+
 @dataclass(frozen=True)
 class StorageSettings:
-    """Operator limits on shared volumes (whole TiB); region capacity is in the fleet file."""
+    """Operator limits on shared volumes (whole TiB), and where a region's volumes live;
+    region capacity is in the fleet file."""
 
     # Smallest volume a create or resize may ask for.
     min_volume_tib: int = field(default=1, metadata={"min": 1, "at_most": "max_volume_tib"})
     # Largest volume a create or resize may ask for.
     max_volume_tib: int = field(default=1024, metadata=AT_LEAST_ONE)
+    # Regions whose volumes are directories of a shared filesystem (NFS, Lustre, Weka...)
+    # that this server and every host of the region mount, as REGION=PATH: PATH is that
+    # directory as this server sees it (each host's agent names it in `node.shared_fs`),
+    # and a volume is PATH/<volume id>. Other regions keep the default storage driver.
+    shared_directories: tuple[str, ...] = field(default=(), metadata=REGION_PATH)
+    # A shared-directory volume's size: "auto" enforces it with project quotas where the
+    # filesystem has them (XFS or ext4 mounted with prjquota, and xfs_quota or setquota
+    # installed) and records it elsewhere; "required" fails a volume it cannot enforce;
+    # "off" only records it.
+    shared_directory_quotas: str = field(
+        default="auto", metadata={"choices": ("auto", "required", "off")}
+    )
 
 
 @dataclass(frozen=True)
@@ -219,6 +244,55 @@ class SlurmSettings:
 
 
 @dataclass(frozen=True)
+class WebhookSettings:
+    """Event delivery to the endpoints projects and the operator register (docs/webhooks.md).
+
+    Deliveries run on wall time, whatever the fleet clock's scale; every duration here is
+    wall seconds.
+    """
+
+    # The longest one delivery attempt may take, from connecting to the response's
+    # status; a slower receiver is cut off and the attempt counts as failed.
+    timeout_seconds: float = field(default=10.0, metadata={"gt": 0, "max": 60})
+    # Attempts of one delivery before it is `failed` (a replay starts it again).
+    max_attempts: int = field(default=8, metadata={"min": 1, "max": 50})
+    # The wait after the first failed attempt; it doubles after each further failure
+    # (times a random factor of 0.75 to 1), up to `retry_max_seconds`.
+    retry_base_seconds: float = field(
+        default=10.0, metadata={"gt": 0, "at_most": "retry_max_seconds"}
+    )
+    # The longest wait between two attempts.
+    retry_max_seconds: float = field(default=3600.0, metadata=POSITIVE)
+    # Deliveries one server process sends at once.
+    max_concurrent: int = field(default=32, metadata=AT_LEAST_ONE)
+    # Deliveries to one endpoint in flight at once (all replicas together): a receiver
+    # that hangs holds at most this many.
+    max_concurrent_per_endpoint: int = field(default=2, metadata=AT_LEAST_ONE)
+    # Deliveries of one project in flight at once (all replicas together), so one
+    # project's slow receivers leave room for every other project's.
+    max_concurrent_per_project: int = field(default=4, metadata=AT_LEAST_ONE)
+    # Endpoints one project may register (and the operator, fleet-wide).
+    max_endpoints_per_project: int = field(default=10, metadata=AT_LEAST_ONE)
+    # Deliveries of one project waiting to be sent; past it, new events are not queued
+    # for its endpoints (each endpoint counts what it missed; the event log keeps them).
+    max_pending_per_project: int = field(default=1000, metadata=AT_LEAST_ONE)
+    # Finished deliveries (and their attempts) are deleted this long after they ended.
+    retention_seconds: float = field(default=7 * 86400.0, metadata=POSITIVE)
+    # How often new events and due retries are looked for.
+    poll_interval_seconds: float = field(default=0.5, metadata=POSITIVE)
+    # Networks besides public addresses that receivers may be in (CIDR list, such as
+    # ["10.20.0.0/16"]); other private addresses are refused. Link-local (169.254.0.0/16,
+    # where cloud metadata lives), multicast and reserved addresses are always refused.
+    allowed_networks: tuple[str, ...] = field(default=(), metadata=NETWORKS)
+    # Networks whose receivers may use plain http:// (such as ["127.0.0.0/8"] for a local
+    # test receiver); they count as allowed networks. Every other receiver needs https://.
+    http_networks: tuple[str, ...] = field(default=(), metadata=NETWORKS)
+    # PEM file of the certificate authorities receivers' certificates are checked against
+    # (a private CA); unset: the public CAs httpx trusts (certifi's bundle).
+    ca_file: Path | None = field(default=None, metadata=EXISTING_FILE)
+
+
+@dataclass(frozen=True)
 class LogSettings:
     """What the server writes to standard error."""
 
@@ -228,6 +302,26 @@ class LogSettings:
     )
     # `text` (one readable line a record) or `json` (one object a line, with request ids).
     format: str = field(default="text", metadata={"choices": ("text", "json")})
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """Prometheus metrics at `GET /metrics` (docs/metrics.md). They are fleet-wide figures
+    (every project's clusters, the hosts, the repairs), so by default no tenant key reads
+    them: only an admin API key or the scrape-only `token`."""
+
+    # Serve `GET /metrics`; false: no such route, and no request or row counting.
+    enabled: bool = True
+    # Only an admin API key or `metrics.token` may read /metrics (401 without a key, 403
+    # with a tenant key). false: anyone who can reach the port may; bind the server where
+    # only Prometheus can, as the figures span every project.
+    require_key: bool = True
+    # A bearer token that reads /metrics and nothing else, for Prometheus
+    # (`authorization: {credentials_file: ...}`); unset: admin API keys only.
+    token: str | None = field(default=None, metadata={**SECRET, "min_length": 24})
+    # Wall seconds the figures read from the database (clusters, hosts, open repairs, due
+    # rows) are reused between scrapes; scrapes meanwhile share one read. 0: every scrape reads.
+    cache_seconds: float = field(default=5.0, metadata=NON_NEGATIVE)
 
 
 @dataclass(frozen=True)
@@ -248,7 +342,9 @@ class Settings:
     health: HealthSettings = field(default_factory=HealthSettings)
     agents: AgentSettings = field(default_factory=AgentSettings)
     slurm: SlurmSettings = field(default_factory=SlurmSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     # False serves the API only; another replica runs the controllers.
     run_controllers: bool = True
     # How long a create with the same idempotency key answers the first result.

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
 from tests.contract.kits import (
@@ -15,15 +18,18 @@ from tests.contract.kits import (
 
 
 @pytest.fixture(params=sorted(HOST_KITS))
-def host_kit(request: pytest.FixtureRequest) -> HostKit:
-    return HOST_KITS[request.param]()
+def host_kit(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[HostKit]:
+    with HOST_KITS[request.param](tmp_path) as kit:
+        yield kit
 
 
 @pytest.fixture(params=sorted(FLAVOUR_KITS))
-def flavour_kit(request: pytest.FixtureRequest) -> FlavourKit:
-    return FLAVOUR_KITS[request.param]()
+def flavour_kit(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FlavourKit]:
+    with FLAVOUR_KITS[request.param](tmp_path) as kit:
+        yield kit
 
 
 @pytest.fixture(params=sorted(STORAGE_KITS))
-def storage_kit(request: pytest.FixtureRequest) -> StorageKit:
-    return STORAGE_KITS[request.param]()
+def storage_kit(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StorageKit]:
+    with STORAGE_KITS[request.param](tmp_path) as kit:
+        yield kit

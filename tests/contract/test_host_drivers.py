@@ -1,5 +1,6 @@
 """The contract every host driver keeps: idempotent verbs, repeat after a crash, failures
-reported as `PermanentProviderError` (never another exception), opaque JSON state."""
+reported as `PermanentProviderError` (never another exception), opaque JSON state; an
+optional capability the kit declares works, one it does not is refused the same way."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from clusterplane.domain.enums import NodePhase
 from clusterplane.errors import PermanentProviderError
 from clusterplane.providers.contracts import HostChecks
 from clusterplane.providers.models import CheckSpec, RebootKind
-from tests.contract.kits import HostKit
+from clusterplane.providers.registry import Drivers
+from clusterplane.simulation.storage import SimulatedStorage
+from tests.contract.kits import Capability, HostKit
 from tests.contract.support import converge, persisted
 
 
@@ -67,14 +70,27 @@ def test_a_release_finishes_and_releasing_again_stays_finished(kit: HostKit):
     assert repeat.done, "a release of a node already gone is done"
 
 
-@pytest.mark.parametrize("kind", list(RebootKind))
-def test_a_rebooted_node_boots_again_and_comes_back_running(kit: HostKit, kind: RebootKind):
-    running = converge(
+def running(kit: HostKit) -> dict[str, object]:
+    return converge(
         kit,
         lambda s, now: kit.host.describe(kit.node, s, now),
         kit.host.prepare(kit.node, kit.now).state,
-    )
-    rebooted = kit.host.reboot(kit.node, persisted(running.state), kind, kit.advance())
+    ).state
+
+
+@pytest.mark.parametrize("kind", list(RebootKind))
+def test_a_reboot_brings_the_node_back_or_a_driver_without_reboots_refuses_it(
+    kit: HostKit, kind: RebootKind
+):
+    state = running(kit)
+    if Capability.REBOOT not in kit.supports:
+        with pytest.raises(PermanentProviderError) as refused:
+            kit.host.reboot(kit.node, persisted(state), kind, kit.advance())
+        assert kind.value in refused.value.message
+        still = kit.host.describe(kit.node, persisted(state), kit.advance())
+        assert still.done and still.phase == NodePhase.RUNNING, "a refusal changes nothing"
+        return
+    rebooted = kit.host.reboot(kit.node, persisted(state), kind, kit.advance())
     assert not rebooted.done and rebooted.phase != NodePhase.RUNNING
     back = converge(kit, lambda s, now: kit.host.describe(kit.node, s, now), rebooted.state)
     assert back.phase == NodePhase.RUNNING
@@ -89,14 +105,35 @@ def test_state_the_driver_cannot_read_is_a_permanent_failure_with_a_message(
     assert failure.value.message
 
 
-def test_an_active_check_finishes_with_figures_and_polling_again_answers_the_same(kit: HostKit):
-    if not isinstance(kit.host, HostChecks):
-        pytest.skip("this host driver has no check feature")
+def test_an_active_check_finishes_with_figures_or_the_driver_has_no_check_feature(
+    kit: HostKit,
+):
+    if Capability.CHECKS not in kit.supports:
+        assert not isinstance(kit.host, HostChecks), "a driver with checks must declare them"
+        drivers = Drivers(hosts={"d": kit.host}, flavours={}, storage=SimulatedStorage())
+        assert drivers.checks("d") is None, "so the controllers fail the check, naming why"
+        return
+    assert isinstance(kit.host, HostChecks)
     spec = CheckSpec("run-contract", CheckKind.DCGM_DIAG, 2, CheckPurpose.ON_DEMAND)
     started = kit.host.start_check(kit.host_spec, spec, kit.now)
     assert started.poll_after_seconds >= 0
+    again = kit.host.start_check(kit.host_spec, spec, kit.now)  # the same run, not another
     done = converge(
         kit, lambda s, now: kit.host.poll_check(kit.host_spec, spec, s, now), started.state
     )
     assert done.figures, "a finished check reports what it measured"
     assert kit.host.poll_check(kit.host_spec, spec, persisted(done.state), kit.now) == done
+    assert kit.host.poll_check(kit.host_spec, spec, persisted(again.state), kit.now).done
+
+
+@pytest.mark.parametrize("garbage", [{}, {"run_id": "another-run", "started_at": "x"}])
+def test_check_state_the_driver_cannot_read_is_a_permanent_failure(
+    kit: HostKit, garbage: dict[str, object]
+):
+    if not isinstance(kit.host, HostChecks):
+        return  # no check feature: nothing to poll (the test above)
+    spec = CheckSpec("run-contract", CheckKind.DCGM_DIAG, 2, CheckPurpose.ON_DEMAND)
+    kit.host.start_check(kit.host_spec, spec, kit.now)
+    with pytest.raises(PermanentProviderError) as failure:
+        kit.host.poll_check(kit.host_spec, spec, garbage, kit.now)
+    assert failure.value.message

@@ -144,12 +144,12 @@ def test_converging_again_changes_nothing_and_restarts_a_daemon_that_died(
 ) -> None:
     w2 = cluster.workers["w2"]
     for host in (cluster.controller, *cluster.workers.values(), *cluster.logins.values()):
-        assert cluster.converge(host) == {
-            "ok": True,
-            "phase": "ready",
-            "message": "",
-            "messages": [],
-        }
+        report = cluster.converge(host)
+        views = {k: report.pop(k) for k in ("nodes", "node_conditions") if k in report}
+        assert report == {"ok": True, "phase": "ready", "message": "", "messages": []}
+        assert bool(views) == (host is cluster.controller)  # Slurm's view, from slurmctld
+    conditions = cluster.converge(cluster.controller)["node_conditions"]
+    assert {name for name, c in conditions.items() if c["ready"]} >= {"w1", "w2"}
     slurmd_pid = int(w2.path(f"{cluster.spec.state_dir}/run/slurmd.pid").read_text())
     kill_and_wait(slurmd_pid)
 

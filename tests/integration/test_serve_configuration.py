@@ -36,6 +36,11 @@ def run_cli(
             "server.read_cache_seconds: must be at least 0",
         ),
         ("[health]\ncooldown = 5\n", {}, "health.cooldown: unknown setting"),
+        (
+            '[webhooks]\nca_file = "no-such-ca.pem"\n',
+            {},
+            "webhooks.ca_file: no-such-ca.pem is not a readable file",
+        ),
         ("", {"CLUSTERPLANE_SERVER__PORT": "http"}, "CLUSTERPLANE_SERVER__PORT: 'http' is not"),
     ],
 )

@@ -1,17 +1,25 @@
 """Node agents for tests: fake hosts on this machine and real `clusterplane agent` processes.
 
 `FakeHost` is a directory that plays one host: a root (`root/etc/passwd`...), fake GPU
-character devices (`dev/nvidiaN`, made with mknod), a shared filesystem inside the root
-(`/shared`), a kernel log file the test appends `NVRM: Xid` lines to, a state dir and an
-agent config, plus the host's own mount and UTS namespaces, held by a `sleep` process
+character devices (`dev/nvidiaN`, made with mknod), a shared filesystem at `/shared` in
+the root (its own directory, or a link to the one the server's region uses), a kernel log
+file the test appends `NVRM: Xid` lines to, active-check commands (scripts printing
+healthy figures, or failing: `tests.support.check_scripts`), a state dir and an agent
+config, plus the host's own mount and UTS namespaces, held by a `sleep` process
 (`unshare --mount --uts`): mounts and the host name live there, survive agent restarts as
+on a real host, and vanish with `close()`. `AgentProcess` runs the agent for any
+`AgentMachine` (a `FakeHost`, or an `AgentHost` of tests/support/agent_fleet.py) against a
+`ServerProcess`, inside its namespaces (`nsenter`). `AGENT_FLEET` is a fleet whose
+region `agents-1` has no fleet-file hosts: every host there joined by enrollment.
 on a real host, and vanish with `close()`. `AgentProcess` runs the agent for it against a
 `ServerProcess`, inside those namespaces (`nsenter`). `AGENT_FLEET` is a fleet whose
-region `agents-1` has no fleet-file hosts: every host there joined by enrollment.
+region `agents-1` has no fleet-file hosts: every host there joined by enrollment;
+`agent_server(..., shared=DIR)` makes that region's volumes directories of DIR.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -19,11 +27,12 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import pytest
 
+from tests.support import check_scripts
 from tests.support.server import BIN, ServerProcess
 
 T = TypeVar("T")
@@ -60,31 +69,87 @@ def wait_for(probe: Callable[[], T | None], what: str, timeout: float = 15.0) ->
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
 
 
-def agent_server(workdir: Path, *, silence_seconds: float = 30.0) -> ServerProcess:
+def agent_server(
+    workdir: Path,
+    *,
+    silence_seconds: float = 30.0,
+    host: str = "127.0.0.1",
+    extra_args: tuple[str, ...] = (),
+    fleet_yaml: str = AGENT_FLEET,
+    time_scale: float = 600.0,
+    shared: Path | None = None,
+    settings_toml: str = "",
+) -> ServerProcess:
+    """A server for agent hosts; `shared` makes the region's volumes directories of it,
+    `settings_toml` adds configuration (one file for both)."""
     fleet = workdir / "agent-fleet.yaml"
-    fleet.write_text(AGENT_FLEET)
+    fleet.write_text(fleet_yaml)
+    config: tuple[str, ...] = ()
+    if shared is not None:
+        settings_toml += f'\n[storage]\nshared_directories = ["{REGION}={shared}"]\n'
+    if settings_toml:
+        settings = workdir / "clusterplane.toml"
+        settings.write_text(settings_toml)
+        config = ("--config", str(settings))
     return ServerProcess(
         workdir,
         fleet=fleet,
+        host=host,
+        time_scale=time_scale,
         extra_args=(
             "--agent-silence-seconds",
             str(silence_seconds),
             "--agent-long-poll-seconds",
             "2",
+            *extra_args,
+            *config,
         ),
     )
 
 
+def fake_pci_bus_ids(gpus: int) -> list[str]:
+    return [f"0000:{0x18 + 0x10 * i:02x}:00.0" for i in range(gpus)]
+
+
+def append_xid(kernel_log: Path, pci_bus_id: str, code: int) -> None:
+    """An `NVRM: Xid` line for the GPU at `pci_bus_id`, as the kernel logs it."""
+    bus = pci_bus_id[5:10]
+    with kernel_log.open("a") as log:
+        log.write(f"NVRM: Xid (PCI:0000:{bus}): {code}, pid=4242, name=python, test\n")
+
+
+class AgentMachine(Protocol):
+    """What `AgentProcess` needs of a host: its files and how to enter it."""
+
+    dir: Path  # where the agent's log goes
+    state: Path
+    config: Path
+
+    def enter(self) -> list[str]: ...
+
+
 class FakeHost:
-    def __init__(self, base: Path, name: str, *, gpus: int = 8):
+    def __init__(
+        self,
+        base: Path,
+        name: str,
+        *,
+        gpus: int = 8,
+        shared: Path | None = None,
+        failing_checks: tuple[str, ...] = (),
+    ):
         self.name = name
         self.dir = base / name
         self.root = self.dir / "root"
         self.state = self.dir / "state"
         self.kernel_log = self.dir / "kern.log"
         self.config = self.dir / "agent.toml"
-        for sub in ("etc", "shared"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self.checks = self.dir / "checks"
+        (self.root / "etc").mkdir(parents=True, exist_ok=True)
+        if shared is None:
+            (self.root / "shared").mkdir()
+        else:
+            (self.root / "shared").symlink_to(shared)
         (self.root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
         (self.root / "etc" / "group").write_text("root:x:0:\n")
         (self.root / "etc" / "shadow").write_text("root:*:19000:0:99999:7:::\n")
@@ -96,7 +161,7 @@ class FakeHost:
             device = self.dir / "dev" / f"nvidia{index}"
             os.mknod(device, 0o666 | 0o020000, os.makedev(195, index))
             devices.append(str(device))
-        self.pci = [f"0000:{0x18 + 0x10 * i:02x}:00.0" for i in range(gpus)]
+        self.pci = fake_pci_bus_ids(gpus)
         self.holder = subprocess.Popen(
             ["unshare", "--mount", "--uts", "--propagation", "private", "sleep", "infinity"],
             start_new_session=True,
@@ -123,7 +188,18 @@ shared_fs = "/shared"
 set_kernel_hostname = true
 sshd_reload = []
 """.replace("'", '"')
+            + self._checks_config(failing_checks)
         )
+
+    def _checks_config(self, failing: tuple[str, ...]) -> str:
+        commands = check_scripts.commands(self.checks, failing=failing)
+        return "".join(
+            f"[checks.{kind}]\ncommand = {json.dumps(argv)}\ntimeout_seconds = 30\n"
+            for kind, argv in commands.items()
+        )
+
+    def checks_ran(self) -> list[str]:
+        return check_scripts.ran(self.checks)
 
     def _namespaced(self) -> bool:
         own = os.readlink("/proc/self/ns/mnt")
@@ -151,9 +227,7 @@ sshd_reload = []
         return [p for p in points if p.startswith(str(self.root))]
 
     def kernel_xid(self, gpu: int, code: int) -> None:
-        bus = self.pci[gpu][5:10]
-        with self.kernel_log.open("a") as log:
-            log.write(f"NVRM: Xid (PCI:0000:{bus}): {code}, pid=4242, name=python, test\n")
+        append_xid(self.kernel_log, self.pci[gpu], code)
 
     def entries(self, database: str, name: str) -> int:
         text = (self.root / "etc" / database).read_text()
@@ -161,7 +235,7 @@ sshd_reload = []
 
 
 class AgentProcess:
-    def __init__(self, host: FakeHost, server: ServerProcess):
+    def __init__(self, host: AgentMachine, server: ServerProcess):
         self.host = host
         self.server = server
         self.process: subprocess.Popen[bytes] | None = None

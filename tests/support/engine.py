@@ -21,7 +21,10 @@ from clusterplane.settings import (
     CredentialSettings,
     EngineSettings,
     HealthSettings,
+    MetricsSettings,
     Settings,
+    StorageSettings,
+    WebhookSettings,
 )
 from tests.support.databases import fresh_database_url
 
@@ -94,6 +97,9 @@ def make_engine(
     wall_clock: Clock | None = None,
     capacity: CapacitySettings | None = None,
     drivers: DriverFactory | None = None,
+    metrics: MetricsSettings | None = None,
+    storage: StorageSettings | None = None,
+    webhooks: WebhookSettings | None = None,
 ) -> Iterator[Engine]:
     """An engine on a new database, or on `database_url` (a restart) with `admin_key`,
     on the simulated drivers unless `drivers` makes others.
@@ -112,6 +118,9 @@ def make_engine(
         ),
         health=health or HealthSettings(),
         capacity=capacity or CapacitySettings(),
+        metrics=metrics or MetricsSettings(),
+        storage=storage or StorageSettings(),
+        webhooks=webhooks or WebhookSettings(),
     )
     clock = ManualClock()
     wall = wall_clock or SystemClock()

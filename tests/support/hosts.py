@@ -16,15 +16,23 @@ jobs' users must traverse it, so not pytest's 0700 tmp_path). `add_host(name)` m
 `host.run(argv)` / `host.popen(argv)` run a command inside the host (through `nsenter`
 into the holder's namespaces, not `ip netns exec`, which remounts /sys and breaks slurmd);
 `host.path(p)` is where this process reaches the host's file `p`; `cut_link()` and
-`restore_link()` take the veth down and up. 127/8 between namespaces needs
-`route_localnet` on every interface and a `127.1.<i>.0/24 ... table local` route in the
-root namespace and in each host: without the route the kernel's `local 127.0.0.0/8`
-delivers the hosts' addresses to the root namespace's own listeners.
+`restore_link()` take the veth down and up. `overlay(path)` makes a directory such as /etc
+the host's own (an overlayfs whose writes land in the host's private directory, so the
+machine's copy never changes) and `own_dir(path)` mounts an empty private directory over
+one such as /home: hosts then differ in accounts, sshd configuration and homes as
+separate machines do.
+
+127/8 between namespaces needs `route_localnet` on every interface and a
+`127.1.<i>.0/24 ... table local` route in the root namespace and in each host: without the
+route the kernel's `local 127.0.0.0/8` delivers the hosts' addresses to the root
+namespace's own listeners.
 
 `close()` kills every process left in the hosts' namespaces, deletes the namespaces, the
 route, the bridge and the directory (only what this network created) and raises
-`LeftoverError` when a process had been left running or anything is still there. The
-holders die with the process that made them (`setpriv --pdeathsig`).
+`LeftoverError` when a process had been left running or anything is still there (a
+namespace, a link, a process in a host's network or mount namespace, which would keep its
+mounts alive, a mount under the directory, the directory). The holders die with the
+process that made them (`setpriv --pdeathsig`).
 """
 
 from __future__ import annotations
@@ -65,18 +73,18 @@ def worker_index() -> int:
     return int(digits) if digits.isdigit() else 0
 
 
-def namespace_inode(pid: int) -> int | None:
+def namespace_inode(pid: int, kind: str = "net") -> int | None:
     try:
-        return os.stat(f"/proc/{pid}/ns/net").st_ino
+        return os.stat(f"/proc/{pid}/ns/{kind}").st_ino
     except OSError:  # gone, or a zombie (its namespaces are already released)
         return None
 
 
-def pids_in_net_namespace(inode: int) -> list[int]:
+def pids_in_namespace(inode: int, kind: str = "net") -> list[int]:
     return [
         int(entry)
         for entry in os.listdir("/proc")
-        if entry.isdigit() and namespace_inode(int(entry)) == inode
+        if entry.isdigit() and namespace_inode(int(entry), kind) == inode
     ]
 
 
@@ -91,6 +99,7 @@ class Host:
     private_dir: Path
     holder: subprocess.Popen[bytes]
     net_inode: int
+    mnt_inode: int
     env: dict[str, str] = field(default_factory=dict)
 
     def command(self, argv: Sequence[str]) -> list[str]:
@@ -126,6 +135,31 @@ class Host:
         relative = Path(host_path).relative_to("/")
         return Path(f"/proc/{self.holder.pid}/root") / relative
 
+    def overlay(self, path: str) -> Path:
+        """Make the directory `path` the host's own, copy-on-write over the machine's: an
+        overlayfs in the host's mount namespace; returns its upper directory (what the
+        host wrote or deleted there)."""
+        layers = self.private_dir / "overlays" / _slug(path)
+        upper, work = layers / "upper", layers / "work"
+        upper.mkdir(parents=True, mode=0o755)
+        work.mkdir(mode=0o755)
+        options = f"lowerdir={path},upperdir={upper},workdir={work}"
+        self.run(["mount", "-t", "overlay", "overlay", "-o", options, path])
+        return upper
+
+    def own_dir(self, path: str) -> Path:
+        """Mount an empty directory of the host's own (root's, 0755) over `path`; returns
+        where it lives on the machine."""
+        source = self.private_dir / "dirs" / _slug(path)
+        source.mkdir(parents=True, mode=0o755)
+        self.run(["mount", "--bind", str(source), path])
+        return source
+
+    def mounts(self) -> list[str]:
+        """Mount points in this host's mount namespace, in mount order."""
+        with open(f"/proc/{self.holder.pid}/mountinfo") as info:
+            return [_unescape(line.split()[4]) for line in info if line.strip()]
+
     def cut_link(self) -> None:
         _ip("link", "set", self.veth, "down")
 
@@ -134,7 +168,7 @@ class Host:
 
     def processes(self) -> list[int]:
         """Live processes in this host's network namespace, the holder excluded."""
-        return [pid for pid in pids_in_net_namespace(self.net_inode) if pid != self.holder.pid]
+        return [pid for pid in pids_in_namespace(self.net_inode) if pid != self.holder.pid]
 
 
 class HostNetwork:
@@ -212,9 +246,9 @@ class HostNetwork:
         route = ["route", "add", self.subnet, "dev", "eth0", "src", address, "table", "local"]
         _ip("-n", netns, *route)
         holder = self._start_holder(netns, name, private_dir)
-        inode = namespace_inode(holder.pid)
-        assert inode is not None
-        return Host(name, address, netns, veth, private_dir, holder, inode)
+        inode, mnt_inode = namespace_inode(holder.pid), namespace_inode(holder.pid, "mnt")
+        assert inode is not None and mnt_inode is not None
+        return Host(name, address, netns, veth, private_dir, holder, inode, mnt_inode)
 
     def _start_holder(self, netns: str, name: str, private_dir: Path) -> subprocess.Popen[bytes]:
         script = (
@@ -274,6 +308,8 @@ class HostNetwork:
             time.sleep(0.1)
         if not left:
             shutil.rmtree(self.workdir, ignore_errors=True)
+            if self.workdir.exists():
+                left.append(f"directory {self.workdir}")
         left = [*(f"process still running at teardown: {entry}" for entry in killed), *left]
         if left and verify:
             raise LeftoverError("test hosts left behind: " + "; ".join(left))
@@ -285,12 +321,17 @@ class HostNetwork:
                 left.append(f"namespace {host.netns}")
             if _ip("link", "show", host.veth, check=False).returncode == 0:
                 left.append(f"veth {host.veth}")
-            if pids_in_net_namespace(host.net_inode):
+            if pids_in_namespace(host.net_inode):
                 left.append(f"processes in {host.netns}")
+            if pids_in_namespace(host.mnt_inode, "mnt"):
+                left.append(f"processes in the mount namespace of {host.name}")
         if _ip("link", "show", self.bridge, check=False).returncode == 0:
             left.append(f"bridge {self.bridge}")
         if _ip("route", "show", "table", "local", self.subnet).stdout.strip():
             left.append(f"route {self.subnet} table local")
+        with open("/proc/self/mountinfo") as info:
+            points = [_unescape(line.split()[4]) for line in info if line.strip()]
+        left += [f"mount {p}" for p in points if Path(p).is_relative_to(self.workdir)]
         return left
 
 
@@ -303,6 +344,15 @@ def _stale(index: int) -> bool:
     return any(n.startswith(f"{prefix}-") for n in netns) or any(
         n == prefix or re.fullmatch(rf"{prefix}v\d+", n) for n in names
     )
+
+
+def _slug(path: str) -> str:
+    return path.strip("/").replace("/", "-") or "root"
+
+
+def _unescape(path: str) -> str:
+    """A mount point as /proc/*/mountinfo writes it (octal escapes) back to text."""
+    return path.encode().decode("unicode_escape")
 
 
 def _describe(pids: Sequence[int]) -> str:

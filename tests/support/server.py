@@ -4,7 +4,9 @@
 a known admin key and a chosen time scale, waits until it answers, and can be killed with
 SIGKILL and started again on the same database (crash tests). `admin_key=None` or
 `credentials_key=None` start it without that environment variable, as an operator who
-relies on the generated admin key or the key file under ./.clusterplane would.
+relies on the generated admin key or the key file under ./.clusterplane would. `host` is
+the address it listens on (`--host`): 127.0.0.1, or a test network's bridge address so
+that namespaced test hosts reach it (tests/support/agent_fleet.py).
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ BIN = Path(sys.executable).parent
 SMALL_FLEET = Path(__file__).resolve().parents[2] / "src/clusterplane/fleets/small.yaml"
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
 
@@ -45,13 +47,15 @@ class ServerProcess:
         extra_args: tuple[str, ...] = (),
         admin_key: str | None = "",
         credentials_key: str | None = TEST_CREDENTIALS_KEY,
+        host: str = "127.0.0.1",
     ):
         self.workdir = workdir
+        self.host = host
         self.time_scale = time_scale
         self.fleet = fleet
         self.database_url = database_url or fresh_database_url(workdir)
         self.extra_args = extra_args
-        self.port = free_port()
+        self.port = free_port(host)
         # "" (the default): a fresh key; None: no CLUSTERPLANE_ADMIN_API_KEY at all.
         self.api_key = generate_key_text() if admin_key == "" else admin_key
         self.credentials_key = credentials_key
@@ -60,7 +64,7 @@ class ServerProcess:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -76,6 +80,8 @@ class ServerProcess:
         args = [
             str(BIN / "clusterplane"),
             "serve",
+            "--host",
+            self.host,
             "--port",
             str(self.port),
             "--database-url",

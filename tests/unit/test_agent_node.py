@@ -113,14 +113,39 @@ def test_a_released_host_is_returned_clean(host):
     assert _lines(ops, "passwd", "root") == 1  # what the agent did not create stays
 
 
-def test_a_user_the_host_already_had_is_not_taken_over(host):
+def test_a_regular_account_the_host_already_had_is_used_as_it_is_and_never_removed(host):
     ops, _ = host
-    ops.put_entry("passwd", ["alice", "x", "1500", "1500", "", "/home/alice", "/bin/sh"])
+    theirs = ["alice", "x", "1500", "1500", "", "/home/alice", "/bin/sh"]
+    ops.put_entry("passwd", theirs)
+    outcome = _node(host).apply(_assignment(1, runtimes={}))
+    assert outcome.phase == "ready", outcome.sections
+    assert outcome.sections["users"].details["existing"] == ["alice"]
+    assert [r for r in ops.entries("passwd") if r[0] == "alice"] == [theirs]  # unchanged
+    assert _lines(ops, "shadow", "alice") == _lines(ops, "group", "alice") == 0
+    assert ops.path("/home/alice").stat().st_uid == 1500  # its missing home, its own uid
+    _node(host).apply(Assignment(generation=2))
+    assert [r for r in ops.entries("passwd") if r[0] == "alice"] == [theirs]  # never ours
+
+
+@pytest.mark.parametrize(
+    ("entry", "database", "why"),
+    [
+        (["alice", "x", "2", "2", "", "/bin", "/usr/sbin/nologin"], "passwd", "system account"),
+        (["mallory", "x", "2001", "2001", "", "/home/m", "/bin/sh"], "passwd", "belongs to"),
+        (["staff", "x", "2001", ""], "group", "belongs to group 'staff'"),
+        (["alice", "x", "50", ""], "group", "group 'alice' already exists"),
+    ],
+)
+def test_an_account_clashing_with_the_hosts_own_fails_its_section_and_touches_nothing(
+    host, entry: list[str], database: str, why: str
+):
+    ops, _ = host
+    ops.put_entry(database, entry)
+    before = {db: ops.entries(db) for db in ("passwd", "group", "shadow")}
     outcome = _node(host).apply(_assignment(1, runtimes={}))
     assert outcome.phase == "failed"
-    assert "not ours" in outcome.sections["users"].message
-    _node(host).apply(Assignment(generation=2))
-    assert _lines(ops, "passwd", "alice") == 1  # released: still there, never ours
+    assert why in outcome.sections["users"].message
+    assert {db: ops.entries(db) for db in ("passwd", "group", "shadow")} == before
 
 
 def test_an_assignment_for_another_cluster_first_cleans_the_old_one(host):

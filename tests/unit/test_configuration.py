@@ -23,6 +23,8 @@ def sample(leaf: Leaf) -> Any:
     default = configuration.default_of(leaf)
     meta = leaf.field.metadata
     base = leaf.base
+    if "example" in meta:
+        return meta["example"]
     if "choices" in meta:
         return next(c for c in meta["choices"] if c != default)
     if base is bool:
@@ -36,8 +38,12 @@ def sample(leaf: Leaf) -> Any:
             value = default + step
         assert value != default and low <= value <= high, leaf.path
         return base(value)
+    if meta.get("file"):
+        return Path(__file__)
     if base is Path:
         return Path(f"{leaf.name}-sample.yaml")
+    if meta.get("networks"):
+        return ("10.20.0.0/16", "fd00::/8")
     if get_origin(base) is tuple:
         return (f"{leaf.name}-one-0123456789-abcdefghij", f"{leaf.name}-two-0123456789-abcdef")
     return f"{leaf.name}-sample-0123456789-abcdefghij"
@@ -127,14 +133,25 @@ def test_a_flag_beats_the_environment_which_beats_the_file(tmp_path: Path):
         ("[engine]\nbatch_size = 2.5\n", "engine.batch_size", "is not an integer"),
         ("[placement]\nallow_cross_fabric = 1\n", "placement.allow_cross_fabric", "true or"),
         ('[log]\nformat = "xml"\n', "log.format", "must be one of text, json"),
+        ('[metrics]\ntoken = "too-short"\n', "metrics.token", "at least 24 characters"),
         ("[server]\nportt = 1\n", "server.portt", "did you mean server.port?"),
         ("[nonsense]\nx = 1\n", "nonsense", "unknown setting"),
         ("server = 3\n", "server", "must be a table"),
         ("[server\n", "c.toml", "not valid TOML"),
         (
+            '[webhooks]\nallowed_networks = ["10.0.0.0/33"]\n',
+            "webhooks.allowed_networks",
+            "'10.0.0.0/33' is not a CIDR network",
+        ),
+        (
             "[storage]\nmin_volume_tib = 10\nmax_volume_tib = 5\n",
             "storage.min_volume_tib",
             "10 is more than storage.max_volume_tib (5, file)",
+        ),
+        (
+            '[storage]\nshared_directories = ["agents-1=/srv", "agents-2:/srv"]\n',
+            "storage.shared_directories",
+            "'agents-2:/srv' is not of the form REGION=/ABSOLUTE/PATH",
         ),
     ],
 )

@@ -30,6 +30,8 @@ class Applied(BaseModel):
     original_hostname: str | None = None
     hostname: str | None = None
     users: dict[str, AppliedUser] = Field(default_factory=dict)
+    # Accounts the host already had that serve the cluster: used, never changed or removed.
+    existing: list[str] = Field(default_factory=list)
     mounts: list[str] = Field(default_factory=list)
     ssh_ca: bool = False
     secrets: list[str] = Field(default_factory=list)

@@ -1,4 +1,5 @@
-"""The agent's side of the HTTP protocol: enroll, pull the assignment, report, send health.
+"""The agent's side of the HTTP protocol: enroll, pull the assignment, report, send health
+and check reports.
 
 Only enrollment carries the join token; every later call is signed (`signing.SignedAuth`).
 Errors the server answers in the spec's envelope become `ServerRefused` with its message;
@@ -7,6 +8,7 @@ network trouble is httpx's own exception, which the daemon treats as "try again 
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import httpx
@@ -16,6 +18,8 @@ from clusterplane.domain import agent_protocol as wire
 
 from .identity import public_key_text
 from .signing import SignedAuth
+
+log = logging.getLogger(__name__)
 
 
 class ServerRefused(Exception):
@@ -80,12 +84,24 @@ class AgentClient:
         retry = response.headers.get("retry-after")
         return wire.Assignment.model_validate(body), float(retry) if retry else None
 
-    def report(self, report: wire.StatusReport) -> None:
-        _check(
+    def report(self, report: wire.StatusReport) -> list[wire.CheckRequest]:
+        """Send the status; the answer is the checks the server asks this host to run."""
+        answer = _check(
             self._http.post(
                 self._host_path("status"), json=report.model_dump(mode="json", exclude_none=True)
             )
         )
+        requests: list[wire.CheckRequest] = []
+        for doc in answer.get("checks") or []:
+            try:
+                requests.append(wire.CheckRequest.model_validate(doc))
+            except ValueError as exc:
+                log.warning("ignoring a check request this agent cannot read: %s", exc)
+        return requests
+
+    def check_report(self, report: wire.CheckReport) -> None:
+        body = report.model_dump(mode="json")
+        _check(self._http.post(self._host_path("check-reports"), json=body))
 
     def health_events(self, events: list[wire.AgentHealthEvent]) -> list[dict[str, Any]]:
         batch = wire.HealthEventBatch(events=events)

@@ -2,15 +2,23 @@
 
 Example: `packaging/agent.toml`. Every key is optional; a host without an NVIDIA driver
 declares its GPUs here (model, count, device paths), a host with one is read through NVML.
+Active checks run the command `[checks.<kind>]` names (kinds as in `domain.checks`); a
+kind without one fails when asked for, never passes.
 """
 
 from __future__ import annotations
 
+import string
 import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from clusterplane.domain.checks import CheckKind
+
+# What a check command's arguments may name: "{level}" is the DCGM level ("" for others).
+PLACEHOLDERS = frozenset({"kind", "level", "run_id"})
 
 
 class _Section(BaseModel):
@@ -45,6 +53,25 @@ class NodeConfig(_Section):
     sshd_reload: list[str] = Field(default_factory=lambda: ["systemctl", "reload", "ssh"])
 
 
+class CheckCommand(_Section):
+    # argv of the command; it prints the figures as a JSON object and exits 0, or exits
+    # non-zero when the check failed. "{level}", "{kind}" and "{run_id}" are filled in.
+    command: list[str] = Field(min_length=1)
+    timeout_seconds: float = Field(default=3600.0, gt=0, le=7 * 86400)
+
+    @field_validator("command")
+    @classmethod
+    def _placeholders(cls, command: list[str]) -> list[str]:
+        for arg in command:
+            for _, name, spec, conversion in string.Formatter().parse(arg):
+                if name is None:
+                    continue
+                if name not in PLACEHOLDERS or spec or conversion:
+                    known = ", ".join("{" + p + "}" for p in sorted(PLACEHOLDERS))
+                    raise ValueError(f"'{arg}' may name only {known}")
+        return command
+
+
 class AgentConfig(_Section):
     labels: dict[str, str] = Field(default_factory=dict)  # fabric, block, rack fallbacks
     hostname: str | None = None  # default: the machine's host name
@@ -56,6 +83,8 @@ class AgentConfig(_Section):
     gpu: GpuConfig = Field(default_factory=GpuConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
     node: NodeConfig = Field(default_factory=NodeConfig)
+    # The command that runs each kind of active check on this host (by kind).
+    checks: dict[CheckKind, CheckCommand] = Field(default_factory=dict)
     # Overrides for hosts whose /proc does not say the truth (test hosts in namespaces).
     num_cpu_cores: int | None = None
     memory_gib: float | None = None

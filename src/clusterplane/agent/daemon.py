@@ -1,9 +1,11 @@
 """`clusterplane agent`: enroll once, then pull, converge, report and watch health.
 
-Three loops share one signed HTTP client:
+Four loops share one signed HTTP client:
 * the main thread long-polls the host's assignment and applies each new generation
   (on start it re-applies the current one: converging is idempotent), reporting at once;
-* a heartbeat thread reports status every `heartbeat_seconds`;
+* a heartbeat thread reports status every `heartbeat_seconds`; the server's answer names
+  the active checks it asks for, which go to the check runner;
+* a check thread runs them one at a time and reports each (`checks.CheckRunner`);
 * a health thread sends new kernel-log and NVML signals every `health.poll_seconds`,
   persisting the cursors only once the server accepted them.
 Network trouble is waited out with backoff; only a refused enrollment ends the agent.
@@ -33,6 +35,7 @@ from clusterplane.domain.agent_protocol import (
 from . import config as config_module
 from . import inventory as inventory_module
 from . import nvml as nvml_module
+from .checks import CheckRunner
 from .client import AgentClient, ServerRefused
 from .converge import Node
 from .health import HealthCollector
@@ -95,6 +98,9 @@ class Agent:
             runtime_options=config.runtimes,
         )
         self.health = HealthCollector(state_dir, config.health, nvml=nvml)
+        self.checks = CheckRunner(
+            state_dir, {str(k): v for k, v in config.checks.items()}, self.client.check_report
+        )
         self._inventory_at = time.monotonic()
         self.stop = threading.Event()
         self._lock = threading.Lock()
@@ -143,6 +149,12 @@ class Agent:
                 name="health",
                 daemon=True,
             ),
+            threading.Thread(
+                target=self._loop,
+                args=(self._run_checks, self.config.heartbeat_seconds),
+                name="checks",
+                daemon=True,
+            ),
         ]
         for thread in threads:
             thread.start()
@@ -150,6 +162,10 @@ class Agent:
             self._pull_loop()
         finally:
             self.stop.set()
+            self.checks.stop()
+
+    def _run_checks(self) -> None:
+        self.checks.loop(self.stop, self.config.heartbeat_seconds)
 
     def _loop(self, action: Any, every: float) -> None:
         while not self.stop.is_set():
@@ -181,7 +197,7 @@ class Agent:
         self._refresh_inventory()
         with self._lock:
             report = self.status
-        self.client.report(report)
+        self.checks.submit(self.client.report(report))
         if report.inventory is not None:
             with self._lock:
                 if self.status is report:

@@ -25,6 +25,11 @@ def _unescape_mount(path: str) -> str:
     return path.encode().decode("unicode_escape")
 
 
+def _same_directory(one: Path, other: Path) -> bool:
+    first, second = one.stat(), other.stat()
+    return (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino)
+
+
 class HostOps:
     def __init__(self, root: str | Path = "/", *, set_kernel_hostname: bool = True):
         self.root = Path(root)
@@ -114,7 +119,9 @@ class HostOps:
         return str(self.path(absolute)) in self.mounted()
 
     def bind_mount(self, source: Path, absolute: str) -> bool:
-        if self.is_mounted(absolute):
+        """Bind `source` at `absolute` unless it is there already. Another filesystem
+        mounted there (a /home partition) is not the source: the bind goes over it."""
+        if self.is_mounted(absolute) and _same_directory(source, self.path(absolute)):
             return False
         self.makedirs(absolute)
         self.run(["mount", "--bind", str(source), str(self.path(absolute))])

@@ -1,7 +1,11 @@
 """The cluster's users: accounts, groups and SSH authorized keys, created idempotently.
 
-An account is (re)written only when it differs from what the assignment says; a user the
-host already had (not created by the agent) is left alone and reported. Removal deletes
+An account is (re)written only when it differs from what the assignment says. A regular
+account the host already had (uid 1000 or more, not created by the agent: `ubuntu` on an
+Ubuntu image) is used as it is: never changed, never removed, its home made (with its own
+uid) only if missing, as under a shared `/home`; it is reported in `details["existing"]`.
+A system account of that name, or a new account whose uid or gid another account or group
+of the host already has, fails the section with a message saying which. Removal deletes
 only accounts in `applied.users`, and their home only if the agent created it outside
 any mount (a home on the cluster's shared volume belongs to the volume).
 """
@@ -20,12 +24,39 @@ def _home(user: UserSpec) -> str:
     return user.home or f"/home/{user.name}"
 
 
+FIRST_REGULAR_UID = 1000
+NOBODY = 65534
+
+
+def _use_existing(ops: HostOps, applied: Applied, user: UserSpec, row: list[str]) -> bool:
+    """Use the host's own account `row` for `user`; True if its home had to be made."""
+    uid, gid = int(row[2]), int(row[3])
+    if uid < FIRST_REGULAR_UID or uid == NOBODY:
+        raise ValueError(f"user '{user.name}' is a system account on this host (uid {uid})")
+    if user.name not in applied.existing:
+        applied.existing.append(user.name)
+    return ops.makedirs(row[5] or _home(user), 0o700, owner=(uid, gid))
+
+
+def _check_free(ops: HostOps, user: UserSpec, gid: int) -> None:
+    """A new account's uid and gid are nobody else's on this host."""
+    for row in ops.entries("passwd"):
+        if row[0] != user.name and len(row) > 2 and row[2] == str(user.uid):
+            raise ValueError(f"uid {user.uid} of '{user.name}' belongs to '{row[0]}' here")
+    for row in ops.entries("group"):
+        if row[0] != user.name and len(row) > 2 and row[2] == str(gid):
+            raise ValueError(f"gid {gid} of '{user.name}' belongs to group '{row[0]}' here")
+
+
 def ensure_user(ops: HostOps, applied: Applied, user: UserSpec) -> bool:
     """Make `user` exist as specified; True if anything changed."""
     existing = {row[0]: row for row in ops.entries("passwd")}
     if user.name in existing and user.name not in applied.users:
-        raise ValueError(f"user '{user.name}' already exists on this host and is not ours")
+        return _use_existing(ops, applied, user, existing[user.name])
     gid = user.gid if user.gid is not None else user.uid
+    if user.name not in applied.users and any(r[0] == user.name for r in ops.entries("group")):
+        raise ValueError(f"group '{user.name}' already exists on this host and is not ours")
+    _check_free(ops, user, gid)
     home = _home(user)
     changed = ops.put_entry("group", [user.name, "x", str(gid), ""])
     changed |= ops.put_entry(
@@ -71,6 +102,7 @@ def converge_users(ops: HostOps, applied: Applied, users: list[UserSpec]) -> Sec
     changed = [name for name in sorted(applied.users) if name not in wanted]
     for name in changed:
         remove_user(ops, applied, name)
+    applied.existing = [name for name in applied.existing if name in wanted]
     failed = []
     for user in users:
         try:
@@ -80,4 +112,5 @@ def converge_users(ops: HostOps, applied: Applied, users: list[UserSpec]) -> Sec
             failed.append(f"{user.name}: {exc}")
     if failed:
         return SectionResult(ok=False, message="; ".join(failed))
-    return SectionResult(ok=True, details={"users": sorted(wanted), "changed": changed})
+    details = {"users": sorted(wanted), "changed": changed, "existing": list(applied.existing)}
+    return SectionResult(ok=True, details=details)

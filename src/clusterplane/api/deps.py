@@ -61,7 +61,7 @@ async def request_text_has_no_nul(request: Request) -> None:
             )
 
 
-def _bearer(request: Request) -> str | None:
+def bearer_token(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -83,7 +83,7 @@ async def _caller(request: Request, state: ApiState) -> Caller:
     """A key seen a moment ago comes from `state.callers` without touching the database or
     leaving the event loop, and a key being looked up already is waited for
     (`state.logins`), not looked up again."""
-    token = _bearer(request)
+    token = bearer_token(request)
     if token is None:
         return await run_in_threadpool(_authenticate, state, token)
     cached = state.callers.get(token)

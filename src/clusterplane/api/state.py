@@ -15,6 +15,7 @@ from clusterplane.api.single_flight import SingleFlight
 from clusterplane.clock import Clock, SystemClock
 from clusterplane.db.group_commit import GroupCommit
 from clusterplane.db.writes import WriteCounter
+from clusterplane.metrics import Metrics
 from clusterplane.services.agent_health import AgentReport
 from clusterplane.services.auth import Caller
 from clusterplane.services.caller_cache import CallerCache
@@ -43,3 +44,5 @@ class ApiState:
     long_polls: LongPolls = field(
         default_factory=lambda: LongPolls(limit=2000, recheck_seconds=1.0)
     )
+    # The registry `GET /metrics` renders (None: metrics are off).
+    metrics: Metrics | None = None

@@ -132,6 +132,14 @@ def _bounds(leaf: Leaf) -> str:
         parts.append(f"<= {meta['max']}")
     if "at_most" in meta:
         parts.append(f"<= `{meta['at_most']}`")
+    if "min_length" in meta:
+        parts.append(f"{meta['min_length']}+ characters")
+    if "form" in meta:
+        parts.append(f"each `{meta['form_doc']}`")
+    if meta.get("networks"):
+        parts.append("CIDR networks")
+    if meta.get("file"):
+        parts.append("an existing file")
     return ", ".join(parts)
 
 

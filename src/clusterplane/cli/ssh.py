@@ -7,7 +7,8 @@ certificate from the cluster's SSH CA, through the jump host when the cluster ha
         [--print-command] [--base-url URL] [--api-key KEY]
 
 Steps: read the cluster (`GET /v1/compute/clusters/{id}`) and pick the node (NODE matches
-a node id, host name, Slurm host name or instance id; default: the first GPU worker); ask
+a node id, host name, Slurm host name or instance id; default: the first GPU worker) and
+its address (public IPv4, else its address on the cluster's network); ask
 the server to sign the public key (`POST .../ssh-certificates`); write the certificate and
 an ssh config (ProxyJump to the jump host when `jumphost_enabled`) under the cache
 directory; run OpenSSH's `ssh` with it and return its exit status.
@@ -105,6 +106,16 @@ def pick_node(cluster: dict[str, Any], wanted: str | None) -> dict[str, Any]:
     raise SshError(f"cluster {cluster['cluster_id']} has no node '{wanted}'")
 
 
+def _private_address(node: dict[str, Any]) -> str:
+    """The node's address on its cluster's network (reached directly or via the jump
+    host); its host name when it has none."""
+    for network in node.get("networks") or []:
+        address = str(network).split("/", 1)[0]
+        if address:
+            return address
+    return str(node["host_name"])
+
+
 def _identity(args: argparse.Namespace, cache: Path) -> Path:
     if args.identity is not None:
         path = Path(args.identity).expanduser()
@@ -163,7 +174,7 @@ def prepare(args: argparse.Namespace, http: httpx.Client) -> list[str]:
     cert = cache / f"{args.cluster}-{args.login}-cert.pub"
     cert.write_text(signed["certificate"] + "\n")
     cert.chmod(0o600)
-    address = args.address or node.get("public_ipv4") or node["host_name"]
+    address = args.address or node.get("public_ipv4") or _private_address(node)
     blocks = []
     jump = None if args.no_jumphost else (args.jumphost or signed.get("jumphost"))
     if jump:

@@ -5,13 +5,15 @@ A controller's `reconcile(row_id, token)` is called for one leased row at a time
 it asked for, recording nothing as failed; any other exception retries it after 10 s of
 fleet time. (`PermanentProviderError` is each controller's to catch: it fails the node,
 step, drain or volume it happened to.) One bad row never stops the others. Controllers
-reach drivers only through `ctx.drivers` (`providers.registry.Drivers`).
+reach drivers only through `ctx.drivers` (`providers.registry.Drivers`). Each pass counts
+into `ctx.metrics`: its duration, what became of each row, and leases it took over.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -24,6 +26,7 @@ from clusterplane.clock import Clock, SystemClock
 from clusterplane.db import leases
 from clusterplane.db.engine import transaction
 from clusterplane.errors import TemporaryProviderError
+from clusterplane.metrics import Metrics
 from clusterplane.providers.registry import Drivers
 from clusterplane.settings import Settings
 
@@ -43,6 +46,8 @@ class ControllerContext:
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
     # Leases expire on wall time, whatever the fleet clock's scale; simulations inject theirs.
     lease_clock: Clock = field(default_factory=SystemClock)
+    # Pass durations, row outcomes and lease takeovers are counted here (`GET /metrics`).
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 class Controller(Protocol):
@@ -59,16 +64,40 @@ def run_pass(controller: Controller, ctx: ControllerContext) -> int:
     time by the row's turn (a slow pass) is renewed first, and a row whose lease was lost
     meanwhile is left to its new holder. A failure (the database, a driver, a bug) costs
     at most the row it happened on: the pass goes on with the others, and that row is
-    retried later.
+    retried later. A pass that found rows is timed, and each row's outcome counted
+    (`ctx.metrics`).
     """
+    metrics = ctx.metrics.controller(controller.name)
+    started = time.perf_counter()
+    claimed, claimed_at = _claim(controller, ctx)
+    worked = 0
+    for row_id, token in claimed:
+        held = (ctx.lease_clock.now() - claimed_at).total_seconds()
+        if held > ctx.settings.engine.lease_seconds / 2 and not _renew(
+            controller, ctx, row_id, token
+        ):
+            metrics.rows["lost"].inc()
+            continue
+        worked += 1
+        metrics.rows[_reconcile(controller, ctx, row_id, token)].inc()
+    if claimed:
+        metrics.pass_seconds.observe(time.perf_counter() - started)
+    metrics.last_pass.set(time.time())
+    return worked
+
+
+def _claim(
+    controller: Controller, ctx: ControllerContext
+) -> tuple[list[tuple[str, str]], datetime]:
+    """The (id, token) of the rows this pass leased, and the wall time it leased them."""
+    metrics = ctx.metrics.controller(controller.name)
     now = ctx.clock.now()
-    lease_seconds = ctx.settings.engine.lease_seconds
+    claimed_at = ctx.lease_clock.now()
+    taken_over: list[str] = []
     try:
         engine = ctx.sessions.kw["bind"]
-        if not leases.anything_due(
-            engine, controller.row_type, fleet_now=now, wall=ctx.lease_clock.now()
-        ):
-            return 0
+        if not leases.anything_due(engine, controller.row_type, fleet_now=now, wall=claimed_at):
+            return [], claimed_at
         with transaction(ctx.sessions) as session:
             claimed_at = ctx.lease_clock.now()
             claimed = leases.claim_due(
@@ -78,29 +107,35 @@ def run_pass(controller: Controller, ctx: ControllerContext) -> int:
                 wall=claimed_at,
                 limit=ctx.settings.engine.batch_size,
                 owner=ctx.owner,
-                seconds=lease_seconds,
+                seconds=ctx.settings.engine.lease_seconds,
+                taken_over=taken_over,
             )
     except Exception:
         log.exception("%s: could not claim due rows; next pass tries again", controller.name)
-        return 0
-    worked = 0
-    for row_id, token in claimed:
-        held = (ctx.lease_clock.now() - claimed_at).total_seconds()
-        if held > lease_seconds / 2 and not _renew(controller, ctx, row_id, token):
-            continue
-        worked += 1
-        log_id = ROW_LOG_IDS.get(getattr(controller.row_type, "__tablename__", ""))
-        try:
-            with logs.scope(**({log_id: row_id} if log_id else {})):
-                controller.reconcile(row_id, token)
-        except TemporaryProviderError as not_yet:
-            log.info("%s: %s not yet: %s", controller.name, row_id, not_yet.message)
-            delay = timedelta(seconds=not_yet.delay_seconds)
-            _release_after_error(controller, ctx, row_id, token, delay)
-        except Exception:
-            log.exception("%s: reconcile of %s failed; retrying later", controller.name, row_id)
-            _release_after_error(controller, ctx, row_id, token, RETRY_AFTER_ERROR)
-    return worked
+        metrics.claim_errors.inc()
+        return [], claimed_at
+    if taken_over:
+        log.warning("%s: took over lapsed leases of %s", controller.name, ", ".join(taken_over))
+        metrics.takeovers.inc(len(taken_over))
+    return claimed, claimed_at
+
+
+def _reconcile(controller: Controller, ctx: ControllerContext, row_id: str, token: str) -> str:
+    """Reconcile one leased row; its outcome (`metrics.ROW_OUTCOMES`)."""
+    log_id = ROW_LOG_IDS.get(getattr(controller.row_type, "__tablename__", ""))
+    try:
+        with logs.scope(**({log_id: row_id} if log_id else {})):
+            controller.reconcile(row_id, token)
+    except TemporaryProviderError as not_yet:
+        log.info("%s: %s not yet: %s", controller.name, row_id, not_yet.message)
+        delay = timedelta(seconds=not_yet.delay_seconds)
+        _release_after_error(controller, ctx, row_id, token, delay)
+        return "not_yet"
+    except Exception:
+        log.exception("%s: reconcile of %s failed; retrying later", controller.name, row_id)
+        _release_after_error(controller, ctx, row_id, token, RETRY_AFTER_ERROR)
+        return "error"
+    return "done"
 
 
 def _renew(controller: Controller, ctx: ControllerContext, row_id: str, token: str) -> bool:

@@ -31,6 +31,7 @@ from clusterplane.providers.models import (
     ClusterStepSpec,
     DriverState,
     InstanceSpec,
+    NodeAccess,
     NodeProgress,
     Progress,
 )
@@ -74,6 +75,7 @@ class Snapshot:
     sequence: tuple[ClusterPhase, ...]
     host_drivers: dict[str, str] = field(default_factory=dict)  # host id -> its driver
     hosts: dict[str, HostRow] = field(default_factory=dict)  # in a test phase: the workers'
+    access: NodeAccess = field(default_factory=NodeAccess)  # the same for every node
 
     @property
     def host_driver(self) -> str | None:
@@ -104,7 +106,7 @@ class ClusterActor:
 
     def spec(self, snap: Snapshot, node: NodeRow) -> InstanceSpec:
         driver = snap.host_drivers.get(node.host_id or "")
-        return instance_spec(snap.cluster, node, driver)
+        return instance_spec(snap.cluster, node, driver, snap.access)
 
     # -- nodes -------------------------------------------------------------------------
 
@@ -203,11 +205,14 @@ class ClusterActor:
         self, snap: Snapshot, phase: ClusterPhase, started: datetime, now: datetime
     ) -> list[acceptance.CheckResult] | None:
         """Every testable worker's host driver runs this phase's checks, each under a run id
-        of its own for this step (asking again reports the same run); None while one is
-        still running, unless past `CHECK_DEADLINE` after the step began: then it fails."""
+        of its own for this step (asking again reports the same run), all of them started
+        at once (the workers test in parallel; a driver may queue a host's own checks);
+        None while one is still running, unless past `CHECK_DEADLINE` after the step
+        began: then it fails."""
         planned = acceptance.planned_checks(snap.cluster, phase)
         results: list[acceptance.CheckResult] = []
         late = now >= started + CHECK_DEADLINE
+        running = False
         for node, host in testable(snap):
             for kind, level in planned:
                 run_id = f"{snap.cluster.id}:{phase}:{started.isoformat()}:{node.id}:{kind}"
@@ -216,12 +221,13 @@ class ClusterActor:
                 message = failed(progress)
                 if message is None and not progress.done:
                     if not late:
-                        return None
+                        running = True
+                        continue
                     message = f"the check did not finish within {CHECK_DEADLINE}"
                 results.append(
                     acceptance.CheckResult(node.id, kind, level, progress.figures, message)
                 )
-        return results
+        return None if running else results
 
     def _check(self, host: HostRow, spec: CheckSpec, now: datetime) -> CheckProgress:
         try:

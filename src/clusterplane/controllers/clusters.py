@@ -47,12 +47,14 @@ from clusterplane.services.claims import (
     note_waiting,
 )
 from clusterplane.services.events import (
+    cluster_scope,
     node_lifecycle_event,
     record_event,
     refresh_node_status,
     set_cluster_phase,
     set_node_phase,
 )
+from clusterplane.services.node_access import node_access
 
 from .base import ControllerContext
 from .cluster_act import TEST_PHASES as STEP_TEST_PHASES
@@ -163,6 +165,7 @@ class ClusterController:
             ready = all(v.status in (VolumeStatus.AVAILABLE, VolumeStatus.BOUND) for v in vols)
             workers = sum(1 for n in nodes if n.role == NodeRole.GPU_WORKER)
             snap = Snapshot(cluster, nodes, ready, _sequence(cluster, bool(vols), workers))
+            snap.access = node_access(cluster, vols)
             self._load_hosts(session, snap)
             session.expunge_all()
         return snap
@@ -279,6 +282,7 @@ class ClusterController:
                 kind="step_failed",
                 message=f"{outcome.step_phase} failed: {outcome.step_failed}",
                 at=now,
+                scope=cluster_scope(cluster),
             )
 
     @staticmethod
@@ -293,6 +297,7 @@ class ClusterController:
                 kind="config_failed",
                 message=f"add-ons and config not applied: {outcome.config_failed}",
                 at=now,
+                scope=cluster_scope(cluster),
             )
             cluster.next_reconcile_at = now + CONFIG_RETRY
             return
@@ -306,6 +311,7 @@ class ClusterController:
                 kind="config_applied",
                 message=f"add-ons applied: {names}",
                 at=now,
+                scope=cluster_scope(cluster),
             )
         steady = ClusterPhase(cluster.phase) in lifecycle.STEADY_PHASES
         desired = addons.desired_config(cluster.add_ons, cluster.cluster_config)
@@ -396,6 +402,7 @@ class ClusterController:
             kind="node_failed",
             message=f"{node.node_name} on {node.host_name}: {message}",
             at=now,
+            scope=cluster_scope(cluster, node.id),
         )
         return True
 
@@ -424,6 +431,7 @@ class ClusterController:
             kind="deleted",
             message="teardown complete; hosts returned to the fleet",
             at=now,
+            scope=cluster_scope(cluster),
         )
 
     def _advance(
@@ -585,6 +593,7 @@ class ClusterController:
             kind="reservation_ended",
             message=f"{why} ended; the cluster is wound down",
             at=now,
+            scope=cluster_scope(cluster),
         )
         cluster.delete_requested_at = now
         cluster.step_state = None

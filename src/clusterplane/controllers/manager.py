@@ -3,8 +3,10 @@
 Each loop first drains the health-signal controllers (the ones `app` plugs in, such as the
 simulated agents' faults, then held signals; up to `SIGNAL_PASSES` batches), then runs one
 pass of every other controller, then waits for the poll interval or a nudge, whichever comes
-first. `run_until_idle` drives the same passes synchronously, which is how tests with a
-manual clock step the engine deterministically.
+first. The webhook dispatcher, when given, runs beside them in its own thread (`start`,
+`stop` and `nudge` reach it too), never inside a pass. `run_until_idle` drives the same
+passes synchronously, which is how tests with a manual clock step the engine
+deterministically.
 """
 
 from __future__ import annotations
@@ -19,14 +21,23 @@ from clusterplane.controllers.clusters import ClusterController
 from clusterplane.controllers.health import CheckRunController, health_event_controller
 from clusterplane.controllers.remediations import RemediationController
 from clusterplane.controllers.volumes import VolumeController
+from clusterplane.controllers.webhooks import WebhookDispatcher
 
 log = logging.getLogger(__name__)
 SIGNAL_PASSES = 20  # at most this many batches of signals before the other controllers
 
 
 class ControllerManager:
-    def __init__(self, ctx: ControllerContext, *, signals: Sequence[Controller] = ()):
+    def __init__(
+        self,
+        ctx: ControllerContext,
+        *,
+        signals: Sequence[Controller] = (),
+        webhooks: WebhookDispatcher | None = None,
+    ):
         self.ctx = ctx
+        # Runs in its own thread, never inside `run_once`: no pass waits on a receiver.
+        self.webhooks = webhooks
         # Health signals go first, drained before anything else runs: in a failure storm
         # the time from a signal to its node's exclusion is what matters most.
         self.signals: list[Controller] = [*signals, health_event_controller(ctx)]
@@ -44,6 +55,8 @@ class ControllerManager:
 
     def nudge(self) -> None:
         self._nudge.set()
+        if self.webhooks is not None:
+            self.webhooks.nudge()
 
     def run_once(self) -> int:
         worked = 0
@@ -66,12 +79,16 @@ class ControllerManager:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="controllers", daemon=True)
         self._thread.start()
+        if self.webhooks is not None:
+            self.webhooks.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         self._nudge.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self.webhooks is not None:
+            self.webhooks.stop(timeout)
 
     def _loop(self) -> None:
         interval = self.ctx.settings.engine.poll_interval_seconds

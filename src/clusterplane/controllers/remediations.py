@@ -45,7 +45,7 @@ from clusterplane.domain.remediation import (
 from clusterplane.errors import PermanentProviderError
 from clusterplane.providers.models import DrainSpec, DriverState, RebootKind
 from clusterplane.services import check_runs, health, recovery, repairs
-from clusterplane.services.events import record_event
+from clusterplane.services.events import cluster_scope, record_event
 
 from .base import ControllerContext
 from .specs import instance_spec
@@ -315,4 +315,5 @@ class RemediationController:
             kind="state",
             message=message,
             at=now,
+            scope=cluster_scope(cluster, row.node_row_id),
         )

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from clusterplane.db.rows import ClusterRow, HostRow, NodeRow
 from clusterplane.domain.enums import NodeRole
-from clusterplane.providers.models import HostSpec, InstanceSpec
+from clusterplane.providers.models import HostSpec, InstanceSpec, NodeAccess
 
 
-def instance_spec(cluster: ClusterRow, node: NodeRow, driver: str | None = None) -> InstanceSpec:
+def instance_spec(
+    cluster: ClusterRow,
+    node: NodeRow,
+    driver: str | None = None,
+    access: NodeAccess | None = None,
+) -> InstanceSpec:
     """What a driver needs to know about one node; `driver` is its host's driver (None:
-    a node without a host of its own, served by the registry's default)."""
+    a node without a host of its own, served by the registry's default); `access` what
+    the node gives the cluster's people (`services.node_access`; None: nothing)."""
     return InstanceSpec(
         instance_id=node.instance_id,
         cluster_id=cluster.id,
@@ -25,6 +31,7 @@ def instance_spec(cluster: ClusterRow, node: NodeRow, driver: str | None = None)
         cluster_type=cluster.cluster_type,
         cluster_config=cluster.cluster_config or {},
         slurm_shm_size_gib=cluster.slurm_shm_size_gib or 0,
+        access=access or NodeAccess(),
     )
 
 
@@ -35,4 +42,5 @@ def host_spec(host: HostRow) -> HostSpec:
         gpu_type=host.gpu_type,
         num_gpus=host.num_gpus,
         driver=host.driver,
+        host_id=host.id,
     )

@@ -20,7 +20,7 @@ from clusterplane.db.rows import VolumeRow
 from clusterplane.domain.enums import VolumeStatus
 from clusterplane.errors import PermanentProviderError
 from clusterplane.providers.models import DriverState, Progress, VolumeSpec
-from clusterplane.services.events import record_event
+from clusterplane.services.events import record_event, volume_scope
 
 from .base import ControllerContext
 
@@ -50,6 +50,7 @@ def _fail(session: Session, row: VolumeRow, message: str, now: datetime) -> None
         kind="failed",
         message=f"{row.status} -> {VolumeStatus.FAILED}: {message}",
         at=now,
+        scope=volume_scope(row),
     )
     row.status = VolumeStatus.FAILED
     row.updated_at = now
@@ -122,6 +123,7 @@ class VolumeController:
                 kind="deleted",
                 message="removed by the storage driver",
                 at=now,
+                scope=volume_scope(row),
             )
             return
         if row.delete_requested_at is not None:
@@ -139,6 +141,7 @@ class VolumeController:
                 kind="status",
                 message=f"{row.status} -> {target}",
                 at=now,
+                scope=volume_scope(row),
             )
             row.status = target
             row.updated_at = now

@@ -15,7 +15,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -46,14 +46,37 @@ def due_ids(
     On PostgreSQL the scan skips rows another replica is leasing right now (`SKIP LOCKED`),
     so replicas spread over the due rows instead of queueing on the same ones.
     """
+    return [row_id for row_id, _ in _due(session, row_type, fleet_now, wall, limit)]
+
+
+def _due(
+    session: Session, row_type: Any, fleet_now: datetime, wall: datetime, limit: int
+) -> list[tuple[str, bool]]:
+    """(id, whether an earlier lease lapsed on it unreleased) of the due rows, locked."""
     query = (
-        select(row_type.id)
+        select(row_type.id, row_type.lease_expires_at.is_not(None))
         .where(_is_due(row_type, fleet_now, wall))
         .order_by(row_type.next_reconcile_at, row_type.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    return list(session.scalars(query))
+    return [(row_id, bool(lapsed)) for row_id, lapsed in session.execute(query)]
+
+
+_DUE_COUNTS: dict[Any, Any] = {}
+
+
+def count_due(
+    session: Session, row_type: Any, *, fleet_now: datetime, wall: datetime, cap: int
+) -> int:
+    """How many rows are due (as `due_ids` sees them), counting no further than `cap`."""
+    query = _DUE_COUNTS.get(row_type)
+    if query is None:
+        due = _is_due(row_type, bindparam("fleet_now"), bindparam("wall"))
+        capped = select(row_type.id).where(due).limit(bindparam("cap")).subquery()
+        query = _DUE_COUNTS[row_type] = select(func.count()).select_from(capped)
+    found = session.scalar(query, {"fleet_now": fleet_now, "wall": wall, "cap": cap})
+    return int(found or 0)
 
 
 _DUE_PROBES: dict[Any, Any] = {}
@@ -88,17 +111,21 @@ def claim_due(
     limit: int,
     owner: str,
     seconds: float,
+    taken_over: list[str] | None = None,
 ) -> list[tuple[str, str]]:
     """Find due rows and lease them in the same transaction: (id, token) for each.
 
     The scan's rows stay locked until the commit (PostgreSQL's `FOR UPDATE SKIP LOCKED`;
     SQLite's single writer), so no other replica can lease them in between, and a pass
     costs one transaction for all its rows instead of one per row. The rows share a token
-    (the guard is always id and token together).
+    (the guard is always id and token together). The ids of leased rows whose earlier
+    lease had lapsed without a release (its holder died or overran) are appended to
+    `taken_over`.
     """
-    ids = due_ids(session, row_type, fleet_now=fleet_now, wall=wall, limit=limit)
-    if not ids:
+    due = _due(session, row_type, fleet_now, wall, limit)
+    if not due:
         return []
+    ids = [row_id for row_id, _ in due]
     token = uuid.uuid4().hex
     leased = session.scalars(
         update(row_type)
@@ -114,6 +141,8 @@ def claim_due(
         .execution_options(synchronize_session=False)
     )
     got = set(leased)
+    if taken_over is not None:
+        taken_over.extend(row_id for row_id, lapsed in due if lapsed and row_id in got)
     return [(row_id, token) for row_id in ids if row_id in got]
 
 

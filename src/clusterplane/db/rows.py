@@ -465,17 +465,106 @@ class IdempotencyRow(Base):
     created_at: Mapped[datetime]
 
 
+# Events not yet fanned out to webhook endpoints (services/webhook_outbox.py).
+_FANOUT_PENDING = text("fanout_pending")
+
+
 class EventRow(Base):
-    """The audit trail: one row per status change of any object."""
+    """The audit trail: one row per status change of any object, with whose it is.
+
+    `project_id` is the project that sees the event (None: the operator only, such as a
+    host's events); `cluster_id` and `node_row_id` say what it concerns, for filters.
+    """
 
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_object", "object_type", "object_id"),)
+    __table_args__ = (
+        Index("ix_events_object", "object_type", "object_id"),
+        Index("ix_events_project", "project_id", "id"),
+        Index("ix_events_cluster", "cluster_id", "id"),
+        Index("ix_events_node", "node_row_id", "id"),
+        Index("ix_events_at", "at"),
+        Index(
+            "ix_events_fanout_pending",
+            "id",
+            sqlite_where=_FANOUT_PENDING,
+            postgresql_where=_FANOUT_PENDING,
+        ),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     object_type: Mapped[str] = mapped_column(String(32))
     object_id: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(64))
     message: Mapped[str] = mapped_column(Text)
     at: Mapped[datetime]
+    project_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    cluster_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    node_row_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    # Not yet matched against webhook endpoints (the outbox's queue of new events).
+    fanout_pending: Mapped[bool] = mapped_column(
+        Boolean, default=True, server_default=text("false")
+    )
+
+
+class WebhookEndpointRow(Base):
+    """An HTTPS receiver of events: a project's (its events) or the operator's (all).
+
+    The signing secret is sealed at rest (`SecretBox`, context `webhook:<id>:secret`).
+    """
+
+    __tablename__ = "webhook_endpoints"
+    __table_args__ = (Index("ix_webhook_endpoints_project", "project_id", "deleted_at"),)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # None: a fleet-wide endpoint of the operator, sent every event it selects.
+    project_id: Mapped[str | None] = mapped_column(String(64))
+    url: Mapped[str] = mapped_column(Text)
+    # Patterns of event kinds sent to it (domain/events.py).
+    kinds: Mapped[list[Any]]
+    description: Mapped[str] = mapped_column(String(256), default="")
+    secret: Mapped[str] = mapped_column(Text)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by: Mapped[str] = mapped_column(String(64))
+    # Events not queued for it because its project's outbox was full.
+    dropped: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    deleted_at: Mapped[datetime | None]
+
+
+class WebhookDeliveryRow(Base):
+    """One event to send to one endpoint: the outbox row, its attempts and its outcome.
+
+    Times are wall time. A pending delivery is due at `next_attempt_at`; the dispatcher
+    leases it (as controllers lease rows) while an attempt is in flight.
+    """
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
+        Index("ix_webhook_deliveries_endpoint", "endpoint_id", "created_at", "id"),
+        Index("ix_webhook_deliveries_project", "project_id", "state"),
+        Index("ix_webhook_deliveries_finished", "finished_at"),
+        # Deliveries in flight (leased): what the per-endpoint and per-project bounds count.
+        Index("ix_webhook_deliveries_leased", "lease_expires_at"),
+    )
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id"))
+    # The endpoint's project (None: a fleet-wide endpoint), for per-project bounds.
+    project_id: Mapped[str | None] = mapped_column(String(64))
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"))
+    kind: Mapped[str] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(16))
+    # Failed attempts since it was queued or last replayed: the backoff's exponent.
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    # The most recent attempts, oldest first: at, duration_ms, status_code, error.
+    attempts: Mapped[list[Any]]
+    replays: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    next_attempt_at: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_token: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None]
 
 
 class ServerStateRow(Base):
@@ -546,6 +635,25 @@ class HostAssignmentRow(Base):
     spec: Mapped[dict[str, Any]]
     sealed_secrets: Mapped[str] = mapped_column(Text, default="")
     updated_at: Mapped[datetime]
+
+
+class AgentCheckRow(Base):
+    """An active check a host's agent is asked to run (by run id), and what it reported.
+
+    `state`: "requested" until the agent reports, then "done" (figures to judge) or
+    "failed" (the check could not run, timed out or exited non-zero)."""
+
+    __tablename__ = "agent_checks"
+    __table_args__ = (Index("ix_agent_checks_host_state", "host_id", "state"),)
+    host_id: Mapped[str] = mapped_column(ForeignKey("hosts.id"), primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    level: Mapped[int | None] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    figures: Mapped[dict[str, Any] | None]
+    message: Mapped[str] = mapped_column(Text, default="")
+    requested_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
 
 
 class AgentHealthKeyRow(Base):

@@ -10,6 +10,9 @@ What a host's agent and the control plane say to each other, in one place both i
   means "serve nobody": the agent returns the host clean.
 * `StatusReport`: the agent's heartbeat and what happened (per-section results, phase).
 * `AgentHealthEvent`: one health signal the agent saw (kernel log or NVML).
+* `CheckRequest` / `CheckReport`: an active check the server asks for (in the answer to
+  a status report, `StatusAnswer.checks`, until it is reported) and what the agent found
+  running the command its config names for that kind.
 
 Names and limits here are part of the protocol; change them only with a new version tag.
 """
@@ -30,7 +33,7 @@ TIMESTAMP_HEADER = "x-clusterplane-timestamp"
 NONCE_HEADER = "x-clusterplane-nonce"
 SIGNATURE_HEADER = "x-clusterplane-signature"
 
-NAME = r"^[a-z_][a-z0-9_-]{0,31}$"  # a POSIX user or group name, as useradd accepts
+NAME = r"^[a-z_][a-z0-9_.-]{0,31}$"  # a POSIX user or group name, as useradd accepts
 PATH = r"^/[A-Za-z0-9._/-]{0,255}$"
 RELATIVE = r"^[A-Za-z0-9._-][A-Za-z0-9._/-]{0,255}$"
 HOSTNAME = r"^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$"
@@ -183,6 +186,32 @@ class AgentHealthEvent(_Wire):
     gpu_index: int | None = Field(default=None, ge=0, le=63)
     message: str = Field(default="", max_length=2000)
     observed_at: datetime | None = None
+
+
+class CheckRequest(_Wire):
+    """Run the active check `kind` (at DCGM `level`) once, under `run_id`."""
+
+    run_id: str = Field(min_length=1, max_length=255)
+    kind: str = Field(max_length=32)
+    level: int | None = Field(default=None, ge=1, le=4)
+
+
+class CheckReport(_Wire):
+    """What running one check found: `ok` with the figures the command printed, or not,
+    with why (no command for that kind, a timeout, a non-zero exit)."""
+
+    run_id: str = Field(min_length=1, max_length=255)
+    ok: bool
+    figures: dict[str, Any] = Field(default_factory=dict, max_length=64)
+    message: str = Field(default="", max_length=2000)
+
+
+class StatusAnswer(_Wire):
+    """The server's answer to a status report: the checks it asks this host to run."""
+
+    host_id: str
+    accepted: bool = True
+    checks: list[CheckRequest] = Field(default_factory=list, max_length=32)
 
 
 class HealthEventBatch(_Wire):

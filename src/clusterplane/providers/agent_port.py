@@ -9,6 +9,8 @@ never touch the database, so this protocol and its dataclasses are all a driver 
     port.publish(host_id, DesiredNode(...)) -> generation    (same content: same generation)
     port.release(host_id) -> generation                      (return the host clean)
     port.observe(host_id) -> Observation | None              (None: no agent on that host)
+    port.request_check(host_id, run_id, kind, level) -> CheckRun   (ensure, by run id)
+    port.observe_check(host_id, run_id) -> CheckRun | None   (None: never requested)
 
 The host driver publishes the node (identity, users, mounts); a cluster flavour adds its
 runtime section ("slurm") to the same assignment with `patch_runtime`, a JSON merge patch
@@ -89,6 +91,20 @@ class Peer:
     memory_gib: float = 0.0
 
 
+@dataclass(frozen=True)
+class CheckRun:
+    """An active check a host's agent was asked to run, and what it reported: `state` is
+    "requested" until then, "done" (the `figures` it measured) or "failed" (`message`)."""
+
+    run_id: str
+    kind: str
+    level: int | None
+    state: str
+    requested_at: datetime
+    figures: dict[str, Any] = field(default_factory=dict)
+    message: str = ""
+
+
 class HostAssignments(Protocol):
     def publish(self, host_id: str, desired: DesiredNode) -> int: ...
 
@@ -111,3 +127,9 @@ class HostAssignments(Protocol):
     def peers(self, cluster_id: str) -> list[Peer]: ...
 
     def cluster_secret(self, cluster_id: str, name: str) -> str: ...
+    def request_check(self, host_id: str, run_id: str, kind: str, level: int | None) -> CheckRun:
+        """Ask the host's agent to run a check (a repeat with the same run id answers the
+        run already asked for); `TemporaryProviderError` while the host has too many."""
+        ...
+
+    def observe_check(self, host_id: str, run_id: str) -> CheckRun | None: ...

@@ -84,6 +84,36 @@ class HostSpec:
     gpu_type: str
     num_gpus: int
     driver: str = ""
+    host_id: str = ""  # the host's id (a driver that keeps records per host needs it)
+
+
+@dataclass(frozen=True)
+class NodeUser:
+    """An account the cluster's people log in as on every node (same uid everywhere)."""
+
+    name: str
+    uid: int
+
+
+@dataclass(frozen=True)
+class NodeMount:
+    """A directory of one of the cluster's volumes, `source` relative to the storage's
+    root (the shared filesystem every host mounts), made visible on the node at `target`."""
+
+    volume_id: str
+    source: str
+    target: str
+
+
+@dataclass(frozen=True)
+class NodeAccess:
+    """What a node gives its cluster's people beyond its identity: the accounts they log
+    in as, the SSH user CA keys the node's sshd trusts (`TrustedUserCAKeys`), and the
+    cluster's shared volumes, mounted in order (home directories live on the first)."""
+
+    users: tuple[NodeUser, ...] = ()
+    ssh_user_ca_keys: tuple[str, ...] = ()
+    mounts: tuple[NodeMount, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -105,6 +135,7 @@ class InstanceSpec:
     # The cluster's config (startup scripts...) and Slurm shared memory, for the flavour.
     cluster_config: dict[str, Any] = field(default_factory=dict)
     slurm_shm_size_gib: int = 0
+    access: NodeAccess = field(default_factory=NodeAccess)
 
 
 @dataclass(frozen=True)

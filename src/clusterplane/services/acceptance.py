@@ -30,7 +30,7 @@ from clusterplane.domain.health import EventKind
 from clusterplane.errors import CapacityUnavailable
 from clusterplane.services import health
 from clusterplane.services.allocation import NewNode, add_worker_nodes, allocate_hosts, located
-from clusterplane.services.events import record_event
+from clusterplane.services.events import cluster_scope, record_event
 from clusterplane.services.ids import new_uuid
 from clusterplane.settings import Settings
 
@@ -172,5 +172,6 @@ def exclude_and_replace(
         message=f"{node.node_name} on {host.name} failed {run.check}; "
         f"replaced by {replacement.node_name} on {spare.name}",
         at=now,
+        scope=cluster_scope(cluster, node.id),
     )
     return replacement

@@ -28,7 +28,7 @@ from clusterplane.domain.enums import HostState
 from clusterplane.errors import Conflict, InvalidRequest, PermissionDenied
 from clusterplane.services import join_tokens, placement_cache
 from clusterplane.services.agent_auth import load_public_key
-from clusterplane.services.events import record_event
+from clusterplane.services.events import FLEET, record_event
 from clusterplane.services.fleet import host_id_for
 from clusterplane.services.ids import new_uuid
 
@@ -101,6 +101,7 @@ def enroll(session: Session, request: Enrollment, *, wall: datetime, now: dateti
         kind="enrolled",
         message=f"agent enrolled with join token {token.id} in {token.region}",
         at=now,
+        scope=FLEET,
     )
     placement_cache.invalidate(session, (host.region, host.gpu_type))
     return host
@@ -145,6 +146,7 @@ def record_status(
         kind="inventory_changed",
         message="the agent reported a changed inventory",
         at=now,
+        scope=FLEET,
     )
     host = session.get(HostRow, agent.host_id)
     if host is not None and host.cluster_id is None:
@@ -193,6 +195,7 @@ def mark_unknown(
         kind="agent_unknown",
         message=f"agent silent since {agent.last_seen_at.isoformat()}",
         at=now,
+        scope=FLEET,
     )
     return True
 
@@ -249,6 +252,7 @@ def mark_heard(session: Session, agent: AgentHostRow, *, now: datetime) -> None:
         kind="agent_ready",
         message="the node agent is heard from again",
         at=now,
+        scope=FLEET,
     )
 
 

@@ -19,7 +19,7 @@ from clusterplane.domain.checks import CheckKind, CheckPurpose, CheckState
 from clusterplane.domain.enums import HostState
 from clusterplane.errors import InvalidRequest
 from clusterplane.services import placement_cache
-from clusterplane.services.events import record_event
+from clusterplane.services.events import FLEET, record_event
 from clusterplane.services.ids import new_uuid
 from clusterplane.settings import Settings
 
@@ -115,7 +115,13 @@ def quarantine_idle_host(
     host.updated_at = now
     placement_cache.invalidate(session, (host.region, host.gpu_type))
     record_event(
-        session, object_type="host", object_id=host.id, kind="quarantined", message=why, at=now
+        session,
+        object_type="host",
+        object_id=host.id,
+        kind="quarantined",
+        message=why,
+        at=now,
+        scope=FLEET,
     )
     schedule_host_repair(session, settings, host, now)
 

@@ -24,7 +24,7 @@ from clusterplane.domain.enums import HostState
 from clusterplane.domain.health import EventKind
 from clusterplane.providers.models import CheckProgress
 from clusterplane.services import check_runs, health, placement_cache, recovery
-from clusterplane.services.events import record_event
+from clusterplane.services.events import FLEET, record_event, scope_in
 from clusterplane.settings import Settings
 
 
@@ -81,6 +81,7 @@ def _finish(
         kind=run.state.lower(),
         message=f"{run.check} on {run.host_name}: {message}",
         at=now,
+        scope=scope_in(session, run.cluster_id, run.node_row_id),
     )
 
 
@@ -139,6 +140,7 @@ def _act_on_result(
                 kind="returned",
                 message=f"repaired and passed {run.check}; back in the fleet",
                 at=now,
+                scope=FLEET,
             )
         else:
             check_runs.schedule_host_repair(session, settings, host, now)

@@ -56,6 +56,7 @@ from clusterplane.services.allocation import (
 )
 from clusterplane.services.calendar import GPUS_PER_NODE, lock_region, pool_is_live
 from clusterplane.services.events import (
+    cluster_scope,
     node_lifecycle_event,
     record_event,
     refresh_node_status,
@@ -505,6 +506,7 @@ def end_for_booking(
             "made before this cluster; the cluster is wound down"
         ),
         at=now,
+        scope=cluster_scope(cluster),
     )
     cluster.delete_requested_at = now
     cluster.step_state = None
@@ -606,6 +608,7 @@ def fulfil_preemptible(
             kind="preemptible_fulfilled",
             message=f"{len(nodes)} preemptible node(s) added toward {want}",
             at=now,
+            scope=cluster_scope(cluster),
         )
         return True
     return False
@@ -631,4 +634,5 @@ def note_waiting(session: Session, cluster: ClusterRow, why: str, now: datetime)
             kind="waiting_for_hosts",
             message=why,
             at=now,
+            scope=cluster_scope(cluster),
         )

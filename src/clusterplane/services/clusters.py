@@ -31,7 +31,7 @@ from clusterplane.services.catalog import check_gpu_type, get_region, resolve_dr
 from clusterplane.services.claims import START_LEAD, claim_workers
 from clusterplane.services.cluster_secrets import ensure_ssh_ca, provision
 from clusterplane.services.credentials import api_server_url
-from clusterplane.services.events import record_event, set_cluster_phase
+from clusterplane.services.events import cluster_scope, record_event, set_cluster_phase
 from clusterplane.services.ids import new_seed, new_uuid
 from clusterplane.services.sealing import SecretBox
 from clusterplane.services.volumes import DEFAULT_LIMITS
@@ -296,6 +296,7 @@ def create_cluster(
         kind="created",
         message=f"{req.num_gpus} x {req.gpu_type} in {region.name}",
         at=now,
+        scope=cluster_scope(cluster),
     )
     return cluster
 
@@ -407,6 +408,7 @@ def update_cluster(
         kind="updated",
         message="update accepted",
         at=now,
+        scope=cluster_scope(cluster),
     )
     return cluster
 
@@ -436,6 +438,7 @@ def _check_more_booked(
             kind="booked_after_reservations",
             message="scaled up into hosts that reservations need later: it yields to them",
             at=now,
+            scope=cluster_scope(cluster),
         )
 
 
@@ -528,6 +531,7 @@ def _scale(
         kind="scaled",
         message=f"num_gpus {previous} -> {num_gpus}",
         at=now,
+        scope=cluster_scope(cluster),
     )
 
 

@@ -41,7 +41,13 @@ from clusterplane.domain.enums import (
 from clusterplane.domain.lifecycle import STEADY_PHASES
 from clusterplane.errors import ClusterplaneError, InvalidRequest, NotFound
 from clusterplane.services import check_runs
-from clusterplane.services.events import record_event, refresh_node_status, set_cluster_phase
+from clusterplane.services.events import (
+    cluster_scope,
+    record_event,
+    refresh_node_status,
+    scope_in,
+    set_cluster_phase,
+)
 from clusterplane.services.health_facts import UNHEALTHY as UNHEALTHY
 from clusterplane.services.health_facts import NodeFacts, is_unhealthy_worker
 from clusterplane.services.ids import new_uuid
@@ -179,6 +185,7 @@ def ingest_event(
         kind="ingested",
         message=f"{verdict.alert_name} ({verdict.title}) on {host.name}",
         at=now,
+        scope=scope_in(session, event.cluster_id, event.node_row_id),
     )
     if node is not None and verdict.unhealthy:
         _exclude(session, node, event, now)
@@ -203,6 +210,7 @@ def _exclude(session: Session, node: NodeRow, event: HealthEventRow, now: dateti
             kind="cordoned",
             message=f"excluded from service: {event.alert_name}",
             at=now,
+            scope=scope_in(session, node.cluster_id, node.id),
         )
     refresh_node_status(node)
     cluster = session.get(ClusterRow, node.cluster_id)
@@ -294,6 +302,7 @@ def evaluate_event(
             kind="remediation_resumed",
             message=f"{unhealthy} of {workers} GPU workers unhealthy",
             at=now,
+            scope=cluster_scope(cluster),
         )
     row = _propose(session, event, cluster, node, wanted, history.did_not_help, now)
     facts.proposed(row)
@@ -322,6 +331,7 @@ def _hold(
             kind="remediation_stopped",
             message=hold.reason,
             at=now,
+            scope=cluster_scope(cluster),
         )
 
 
@@ -374,4 +384,5 @@ def _escalate_in_place(
         kind="escalated",
         message=f"{current} -> {wanted}",
         at=now,
+        scope=scope_in(session, row.cluster_id, row.node_row_id),
     )

@@ -14,7 +14,8 @@ generation-numbered `Assignment` per host; the agent long-polls it, converges, a
 
 and `AssignmentPort` offers them to the agent hosts' drivers as
 `providers.agent_port.HostAssignments` (one short transaction per call; a change wakes
-the host's waiting long-poll in this process).
+the host's waiting long-poll in this process), with the host's active checks
+(`request_check`, `observe_check`: `services.agent_checks`).
 
 `publish` bumps the generation only when the content changed, so calling it on every
 reconcile pass is free and idempotent; for the cluster the host already serves it keeps
@@ -39,8 +40,8 @@ from clusterplane.db.rows import AgentHostRow, ClusterRow, HostAssignmentRow
 from clusterplane.domain.agent_protocol import NODE_PHASE_OF, Assignment, SectionResult
 from clusterplane.domain.merge_patch import merge_patch
 from clusterplane.errors import NotFound
-from clusterplane.providers.agent_port import DesiredNode, Observation, Peer
-from clusterplane.services import cluster_secrets
+from clusterplane.providers.agent_port import CheckRun, DesiredNode, Observation, Peer
+from clusterplane.services import agent_checks, cluster_secrets
 from clusterplane.services.sealing import SecretBox
 
 
@@ -288,3 +289,13 @@ class AssignmentPort:
             if cluster is None:
                 raise NotFound(f"no cluster '{cluster_id}'", param="cluster_id")
             return cluster_secrets.flavour_secret(cluster, name, self._box)
+
+    def request_check(self, host_id: str, run_id: str, kind: str, level: int | None) -> CheckRun:
+        with transaction(self._sessions) as session:
+            return agent_checks.request_check(
+                session, host_id, run_id, kind, level, now=self._clock.now()
+            )
+
+    def observe_check(self, host_id: str, run_id: str) -> CheckRun | None:
+        with read_transaction(self._sessions) as session:
+            return agent_checks.find_check(session, host_id, run_id)

@@ -17,7 +17,7 @@ from clusterplane.db.rows import ClusterRow, HealthEventRow, NodeRow, Remediatio
 from clusterplane.domain.enums import RemediationState
 from clusterplane.domain.health import Action
 from clusterplane.services import health
-from clusterplane.services.events import record_event, refresh_node_status
+from clusterplane.services.events import cluster_scope, record_event, refresh_node_status, scope_in
 from clusterplane.services.remediations import find_open_remediation
 
 S = RemediationState
@@ -41,6 +41,7 @@ def resolve_events(
             kind="resolved",
             message=why,
             at=now,
+            scope=scope_in(session, event.cluster_id, event.node_row_id),
         )
         if event.remediation_id:
             touched_remediations.add(event.remediation_id)
@@ -60,6 +61,7 @@ def resolve_events(
                 kind="auto_resolved",
                 message="every signal behind it cleared before approval",
                 at=now,
+                scope=scope_in(session, row.cluster_id, row.node_row_id),
             )
     for node_id in sorted(touched_nodes):
         node = session.get(NodeRow, node_id)
@@ -92,6 +94,7 @@ def _lift_stop_if_clear(session: Session, cluster_id: str, now: datetime) -> Non
         kind="remediation_resumed",
         message="a worker is healthy again",
         at=now,
+        scope=cluster_scope(cluster),
     )
 
 
@@ -140,6 +143,7 @@ def heal_if_clear(session: Session, node: NodeRow, now: datetime) -> None:
             kind="uncordoned",
             message="back in service: no open health signal",
             at=now,
+            scope=scope_in(session, node.cluster_id, node.id),
         )
     refresh_node_status(node)
 

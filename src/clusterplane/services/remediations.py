@@ -37,7 +37,7 @@ from clusterplane.domain.remediation import REVIEW_TRANSITIONS, TERMINAL, review
 from clusterplane.errors import Conflict, FailedPrecondition, InvalidRequest, NotFound
 from clusterplane.services.auth import Caller
 from clusterplane.services.clusters import get_cluster
-from clusterplane.services.events import record_event
+from clusterplane.services.events import record_event, scope_in
 from clusterplane.services.ids import new_uuid
 
 ALL_INSTANCES = "-"
@@ -104,7 +104,13 @@ def _new_row(
 def _add(session: Session, row: RemediationRow, kind: str, message: str, now: datetime) -> None:
     session.add(row)
     record_event(
-        session, object_type="remediation", object_id=row.id, kind=kind, message=message, at=now
+        session,
+        object_type="remediation",
+        object_id=row.id,
+        kind=kind,
+        message=message,
+        at=now,
+        scope=scope_in(session, row.cluster_id, row.node_row_id),
     )
 
 
@@ -298,6 +304,7 @@ def approve(
         kind="approved",
         message=f"by {caller.user_name}",
         at=now,
+        scope=scope_in(session, row.cluster_id, row.node_row_id),
     )
     return row
 
@@ -315,6 +322,7 @@ def reject(
         kind="rejected",
         message=f"by {caller.user_name}",
         at=now,
+        scope=scope_in(session, row.cluster_id, row.node_row_id),
     )
     return row
 
@@ -333,6 +341,7 @@ def cancel(
         kind="cancelled",
         message=f"by {caller.user_name}",
         at=now,
+        scope=scope_in(session, row.cluster_id, row.node_row_id),
     )
     return row
 
@@ -362,6 +371,7 @@ def close_left_behind(
             kind="cancelled",
             message=why,
             at=now,
+            scope=scope_in(session, row.cluster_id, row.node_row_id),
         )
 
 

@@ -41,7 +41,7 @@ from clusterplane.services.cluster_secrets import (
     ssh_enabled,
 )
 from clusterplane.services.clusters import get_cluster
-from clusterplane.services.events import record_event
+from clusterplane.services.events import cluster_scope, record_event
 from clusterplane.services.sealing import SecretBox
 from clusterplane.services.ssh_ca import parse_user_key, sign_user_key
 from clusterplane.settings import CredentialSettings
@@ -130,6 +130,7 @@ def sign_certificate(
         kind="ssh_certificate",
         message=f"login {login} for {user_key.fingerprint}, serial {serial}, {seconds} s",
         at=now,
+        scope=cluster_scope(cluster),
     )
     return SignedCertificate(
         cluster_id=cluster.id,

@@ -33,7 +33,7 @@ from clusterplane.services import quotas
 from clusterplane.services.auth import Caller, resolve_project
 from clusterplane.services.calendar import lock_region
 from clusterplane.services.catalog import get_region
-from clusterplane.services.events import record_event
+from clusterplane.services.events import record_event, volume_scope
 from clusterplane.services.ids import new_uuid
 from clusterplane.settings import CapacitySettings, StorageSettings
 
@@ -166,6 +166,7 @@ def create_volume(
         kind="created",
         message=f"{size_tib} TiB in {region_row.name}",
         at=now,
+        scope=volume_scope(row),
     )
     return row
 
@@ -200,6 +201,7 @@ def resize_volume(
         kind="resized",
         message=f"{row.size_tib} -> {size_tib} TiB",
         at=now,
+        scope=volume_scope(row),
     )
     row.size_tib = size_tib
     row.updated_at = now
@@ -235,6 +237,7 @@ def request_deletion(session: Session, row: VolumeRow, now: datetime) -> None:
             kind="status",
             message="deleting",
             at=now,
+            scope=volume_scope(row),
         )
 
 

@@ -29,7 +29,13 @@ from clusterplane.db.rows import AgentHostRow, HostRow
 from clusterplane.domain import agent_protocol as wire
 from clusterplane.errors import NotFound
 from clusterplane.providers.agent_port import DesiredNode
-from clusterplane.services import agent_hosts, fleet_state, host_assignments, join_tokens
+from clusterplane.services import (
+    agent_checks,
+    agent_hosts,
+    fleet_state,
+    host_assignments,
+    join_tokens,
+)
 from clusterplane.services.auth import Caller
 
 router = APIRouter(prefix="/admin/v1", tags=["admin"], dependencies=[Depends(admin)])
@@ -121,6 +127,7 @@ def get_agent(host: str, request: Request) -> Response:
         agent, row = _agent(session, host)
         answer = agent_hosts.agent_view(agent, row)
         answer["generation_published"] = host_assignments.generation(session, row.id)
+        answer["checks"] = agent_checks.recent(session, row.id)
     return presenters.json_response(answer)
 
 

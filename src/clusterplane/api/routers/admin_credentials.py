@@ -42,6 +42,8 @@ def rotate_credentials(cluster_id: str, request: Request) -> Response:
         cluster = cluster_secrets.live_cluster(session, cluster_id)
         rotation = cluster_secrets.rotate(cluster, state.secrets, now)
         cluster.updated_at = state.clock.now()
+        cluster.next_reconcile_at = state.clock.now()  # its nodes trust the new SSH CA
+    state.nudge()
     return presenters.json_response(
         {
             "cluster_id": rotation.cluster_id,
@@ -86,6 +88,8 @@ def set_ssh_policy(
         cluster = cluster_secrets.live_cluster(session, cluster_id)
         cluster.ssh_policy = policy.to_dict()
         cluster.updated_at = state.clock.now()
+        cluster.next_reconcile_at = state.clock.now()  # its nodes' accounts follow the logins
+    state.nudge()
     return presenters.json_response({"cluster_id": cluster_id, **policy.to_dict()})
 
 

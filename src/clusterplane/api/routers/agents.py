@@ -3,7 +3,10 @@
 * POST `/agent/v1/enroll` (join token in the body): create the host, bind the agent's key.
 * GET `/agent/v1/hosts/{host_id}/assignment?after_generation=N`: the host's desired state,
   answered as soon as its generation passes N, else after the long-poll wait.
-* POST `/agent/v1/hosts/{host_id}/status`: the heartbeat and what the agent applied.
+* POST `/agent/v1/hosts/{host_id}/status`: the heartbeat and what the agent applied;
+  answered with the active checks the host is asked to run (`StatusAnswer`).
+* POST `/agent/v1/hosts/{host_id}/check-reports`: what running one of them found
+  (`services.agent_checks`: each run finishes once; a repeat answers `duplicate`).
 * POST `/agent/v1/hosts/{host_id}/health-events`: passive signals (kernel log, NVML),
   ingested as the operator's health API does, each once by its key (a re-sent key
   answers the event it became: `services.agent_health`).
@@ -41,6 +44,7 @@ from clusterplane.domain.health import EventKind
 from clusterplane.errors import InvalidRequest, PayloadTooLarge
 from clusterplane.services import (
     agent_auth,
+    agent_checks,
     agent_health,
     agent_hosts,
     health,
@@ -182,14 +186,33 @@ async def status(
     state = api_state(request)
     report = _parse(wire.StatusReport, call.body)
 
-    def write() -> None:
+    def write() -> list[wire.CheckRequest]:
         with transaction(state.sessions) as session:
             agent = session.get(AgentHostRow, host_id)
             assert agent is not None
             agent_hosts.record_status(session, agent, report, now=state.clock.now())
+            return agent_checks.open_requests(session, host_id)
 
-    await run_in_threadpool(write)
-    return presenters.json_response({"host_id": host_id, "accepted": True})
+    checks = await run_in_threadpool(write)
+    answer = wire.StatusAnswer(host_id=host_id, checks=checks)
+    return presenters.json_response(answer.model_dump(mode="json"))
+
+
+@router.post("/hosts/{host_id}/check-reports", openapi_extra=request_body(wire.CheckReport))
+async def check_report(
+    host_id: str, request: Request, call: SignedCall = Depends(signed_agent)
+) -> Response:
+    state = api_state(request)
+    report = _parse(wire.CheckReport, call.body)
+
+    def write() -> bool:
+        with transaction(state.sessions) as session:
+            return agent_checks.record_report(session, host_id, report, now=state.clock.now())
+
+    recorded = await run_in_threadpool(write)
+    if recorded:
+        state.nudge()
+    return presenters.json_response({"run_id": report.run_id, "duplicate": not recorded})
 
 
 @router.post("/hosts/{host_id}/health-events", openapi_extra=request_body(wire.HealthEventBatch))

@@ -1,0 +1,271 @@
+"""Clusters on agent hosts, in-process: what a node is given (users, SSH CA, volumes),
+changes applied to running nodes, and active checks through the host's agent.
+
+The engine runs on a manual clock with instant simulated steps for what has no agent
+(control plane, flavour); the agents are `tests.support.inprocess_agent` (real
+convergence, check runner and signed client; bind mounts recorded, not made), in a region
+whose volumes are directories of a shared directory (`storage.shared_directories`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from clusterplane.domain.accounts import login_uids
+from clusterplane.errors import TemporaryProviderError
+from clusterplane.providers.registry import Drivers
+from clusterplane.services.agent_checks import MAX_OPEN_PER_HOST
+from clusterplane.settings import Settings, SimulationSettings, StorageSettings
+from clusterplane.simulation.wiring import simulated_drivers
+from tests.support import check_scripts
+from tests.support.agents import AGENT_FLEET, DRIVER_VERSION, REGION
+from tests.support.engine import WHOLE_REGION, Engine, make_engine
+from tests.support.inprocess_agent import InProcessAgent
+
+T = TypeVar("T")
+SSH_CA = {"load_balancer": "NONE", "ssh_ca_enabled": True}
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0, reason="the agent makes accounts and owns their homes to them"
+)
+
+
+def instant(sessions: sessionmaker[Session]) -> Drivers:
+    """The simulated drivers with every step instantaneous; the simulated flavour serves
+    the agent hosts' clusters too (what is under test here is what a node is given)."""
+    drivers = simulated_drivers(
+        Settings(simulation=SimulationSettings(duration_factor=0)), sessions
+    )
+    drivers.flavours_by_host["agent"] = drivers.flavours
+    return drivers
+
+
+@pytest.fixture
+def shared(tmp_path: Path) -> Path:
+    (tmp_path / "shared").mkdir()
+    return tmp_path / "shared"
+
+
+@pytest.fixture
+def engine(tmp_path: Path, shared: Path) -> Iterator[Engine]:
+    fleet = tmp_path / "agent-fleet.yaml"
+    fleet.write_text(AGENT_FLEET)
+    storage = StorageSettings(shared_directories=(f"{REGION}={shared}",))
+    yield from make_engine(
+        tmp_path, fleet=fleet, storage=storage, capacity=WHOLE_REGION, drivers=instant
+    )
+
+
+@contextmanager
+def no_op() -> Iterator[None]:
+    yield
+
+
+def drive(
+    engine: Engine, agents: list[InProcessAgent], probe: Callable[[], T | None], what: str
+) -> T:
+    """Controllers and agents take turns until `probe` answers."""
+    for _ in range(200):
+        engine.advance(10, step=5)
+        for agent in agents:
+            agent.round()
+        found = probe()
+        if found:
+            return found
+    raise AssertionError(f"never reached: {what}")
+
+
+def create_cluster(engine: Engine, num_gpus: int = 8, **extra: Any) -> str:
+    created = engine.client.post(
+        "/v1/compute/clusters",
+        json={
+            "cluster_name": "on-agents",
+            "billing_type": "ON_DEMAND",
+            "gpu_type": "H100_SXM",
+            "num_gpus": num_gpus,
+            "region": REGION,
+            "nvidia_version_id": DRIVER_VERSION,
+            **extra,
+        },
+        headers=engine.headers(),
+    )
+    assert created.status_code == 200, created.text
+    cluster_id: str = created.json()["cluster_id"]
+    return cluster_id
+
+
+def cluster(engine: Engine, cluster_id: str) -> dict[str, Any]:
+    body: dict[str, Any] = engine.client.get(
+        f"/v1/compute/clusters/{cluster_id}", headers=engine.headers()
+    ).json()
+    return body
+
+
+def ready(engine: Engine, cluster_id: str) -> Callable[[], dict[str, Any] | None]:
+    def probe() -> dict[str, Any] | None:
+        body = cluster(engine, cluster_id)
+        return body if body["status"] == "Ready" else None
+
+    return probe
+
+
+def accounts(agent: InProcessAgent) -> dict[str, int]:
+    return {row[0]: int(row[2]) for row in agent.ops.entries("passwd") if row[0] != "root"}
+
+
+def agent_view(engine: Engine, agent: InProcessAgent) -> dict[str, Any]:
+    view: dict[str, Any] = engine.client.get(
+        f"/admin/v1/agents/{agent.name}", headers=engine.headers()
+    ).json()
+    return view
+
+
+def test_a_node_on_an_agent_host_gets_the_clusters_users_ssh_ca_and_volume_and_is_accepted(
+    engine: Engine, tmp_path: Path, shared: Path
+):
+    checks = tmp_path / "checks"
+    agent = InProcessAgent(
+        engine,
+        tmp_path,
+        "gpu-a",
+        region=REGION,
+        checks=check_scripts.commands(checks),
+        shared=shared,
+    )
+    cluster_id = create_cluster(
+        engine,
+        cluster_config=SSH_CA,
+        shared_volume={"region": REGION, "size_tib": 1, "volume_name": "team"},
+    )
+    body = drive(engine, [agent], ready(engine, cluster_id), "the cluster Ready")
+    [volume] = body["volumes"]
+    [worker] = body["gpu_worker_nodes"]
+    assert worker["host_name"] == "gpu-a"
+    ubuntu = login_uids(("ubuntu",))["ubuntu"]
+    assert accounts(agent) == {"ubuntu": ubuntu}
+    ca = engine.client.get(f"/admin/v1/clusters/{cluster_id}/ssh-ca", headers=engine.headers())
+    assert agent.ops.read("/etc/ssh/clusterplane_user_ca.pub") == ca.json()["public_key"] + "\n"
+    directory = shared.resolve() / volume["volume_id"]
+    assert directory.stat().st_mode & 0o7777 == 0o1777  # made by the storage driver
+    assert agent.ops.mounts == {"/mnt/shared": str(directory), "/home": str(directory / "home")}
+    assert agent.ops.path("/home/ubuntu").stat().st_uid == ubuntu
+    # Acceptance ran through the agent: the scripts its config names, at the asked level.
+    assert sorted(check_scripts.ran(checks)) == [
+        "dcgm_diag 2",
+        "gpu_burn ",
+        "nccl_single_node ",
+    ]
+    assert {c["state"] for c in agent_view(engine, agent)["checks"]} == {"done"}
+
+
+def test_a_new_ssh_policy_or_ca_reaches_running_nodes_without_taking_them_down(
+    engine: Engine, tmp_path: Path
+):
+    agent = InProcessAgent(engine, tmp_path, "gpu-b", region=REGION)
+    cluster_id = create_cluster(
+        engine, cluster_config=SSH_CA, acceptance_tests_params={"enabled": False}
+    )
+    drive(engine, [agent], ready(engine, cluster_id), "the cluster Ready")
+    policy = engine.client.put(
+        f"/admin/v1/clusters/{cluster_id}/ssh-policy",
+        json={"allowed_logins": ["alice", "root", "bob"]},
+        headers=engine.headers(),
+    )
+    assert policy.status_code == 200, policy.text
+    uids = login_uids(("alice", "bob"))
+
+    def moved() -> bool:
+        [worker] = cluster(engine, cluster_id)["gpu_worker_nodes"]
+        assert worker["status"] == "Running", "a running node keeps running while it changes"
+        return accounts(agent) == uids
+
+    drive(engine, [agent], moved, "alice and bob instead of ubuntu")
+    before = agent.ops.read("/etc/ssh/clusterplane_user_ca.pub")
+    rotated = engine.client.post(
+        f"/admin/v1/clusters/{cluster_id}/credentials/rotate", headers=engine.headers()
+    ).json()
+    drive(
+        engine,
+        [agent],
+        lambda: agent.ops.read("/etc/ssh/clusterplane_user_ca.pub") != before,
+        "the new CA trusted",
+    )
+    assert agent.ops.read("/etc/ssh/clusterplane_user_ca.pub") == (
+        rotated["ssh_ca_public_key"] + "\n"
+    )
+    assert cluster(engine, cluster_id)["status"] == "Ready"
+
+
+def run_check(engine: Engine, agent: InProcessAgent, check: str, **extra: Any) -> dict[str, Any]:
+    started = engine.client.post(
+        "/admin/v1/health/checks",
+        json={"host_name": agent.name, "check": check, **extra},
+        headers=engine.headers(),
+    )
+    assert started.status_code == 200, started.text
+    path = f"/admin/v1/health/checks/{started.json()['id']}"
+
+    def finished() -> dict[str, Any] | None:
+        run: dict[str, Any] = engine.client.get(path, headers=engine.headers()).json()
+        return run if run["state"] in ("PASSED", "FAILED") else None
+
+    return drive(engine, [agent], finished, f"the {check} run finished")
+
+
+def test_an_on_demand_check_runs_on_the_agent_and_a_kind_without_a_command_fails(
+    engine: Engine, tmp_path: Path
+):
+    only_dcgm = {"dcgm_diag": check_scripts.commands(tmp_path / "checks")["dcgm_diag"]}
+    agent = InProcessAgent(engine, tmp_path, "gpu-c", region=REGION, checks=only_dcgm)
+    passed = run_check(engine, agent, "dcgm_diag", level=1)
+    assert (passed["state"], passed["result"]) == ("PASSED", {"failing_gpus": []})
+    assert check_scripts.ran(tmp_path / "checks") == ["dcgm_diag 1"]
+    failed = run_check(engine, agent, "gpu_burn")
+    assert failed["state"] == "FAILED"
+    assert "no command for gpu_burn checks ([checks.gpu_burn]" in failed["message"]
+
+
+def test_a_host_has_a_bounded_number_of_checks_waiting_for_its_agent(
+    engine: Engine, tmp_path: Path
+):
+    agent = InProcessAgent(engine, tmp_path, "gpu-d", region=REGION)
+    port = engine.app.agent_hosts
+    for index in range(MAX_OPEN_PER_HOST):
+        port.request_check(agent.host_id, f"run-{index}", "dcgm_diag", 1)
+    assert port.request_check(agent.host_id, "run-0", "dcgm_diag", 1).state == "requested"
+    with pytest.raises(TemporaryProviderError):
+        port.request_check(agent.host_id, "one-too-many", "dcgm_diag", 1)
+    agent.round()  # no command configured: each is reported failed, making room
+    assert port.request_check(agent.host_id, "one-too-many", "dcgm_diag", 1)
+    run = port.observe_check(agent.host_id, "run-3")
+    assert run is not None and run.state == "failed" and "no command" in run.message
+
+
+def test_acceptance_asks_every_worker_for_all_its_checks_at_once(engine: Engine, tmp_path: Path):
+    agents = [
+        InProcessAgent(
+            engine, tmp_path, name, region=REGION, checks=check_scripts.commands(tmp_path / name)
+        )
+        for name in ("gpu-e", "gpu-f")
+    ]
+    cluster_id = create_cluster(engine, num_gpus=16)
+    for _ in range(200):
+        engine.advance(10, step=5)
+        asked = {a.name: agent_view(engine, a)["checks"] for a in agents}
+        if any(asked.values()):
+            break
+        for agent in agents:
+            agent.round()
+    for checks in asked.values():  # before any agent ran one: the workers test in parallel
+        assert sorted((c["kind"], c["state"]) for c in checks) == [
+            ("dcgm_diag", "requested"),
+            ("gpu_burn", "requested"),
+            ("nccl_single_node", "requested"),
+        ]
+    drive(engine, agents, ready(engine, cluster_id), "the cluster Ready")
