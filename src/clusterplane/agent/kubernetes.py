@@ -9,7 +9,8 @@ lives under `base` (a host path); programs are the section's `binaries`, overrid
 the agent's own (`binaries`), else found on the host's PATH. `machine_record` is the
 file the runtimes of one kernel share (`kubernetes_host.MachineShare`): the default on a
 real host, one path for every namespaced test host of a machine. It returns a report: `ok`,
-`phase` ("ready", "starting" or "failed"), `message`, `messages`; the control plane adds
+`phase` ("ready", "starting", "waiting" for a role, or "failed"), `message`, `messages`;
+the control plane adds
 `nodes` (each Node's state), `node_conditions` (health's second signal: Ready and a fresh
 Lease) and `drains` (the cordoned nodes' drains). A section for another cluster or role
 tears the host down first. `teardown()` leaves nothing: no process, container, mount,
@@ -55,6 +56,7 @@ class KubernetesRuntime:
         self.machine_record = machine_record
         self._role: ControlPlane | Worker | None = None
         self._record: Record | None = None
+        self._versions: dict[str, str] = {}
 
     @property
     def record(self) -> Record:
@@ -63,6 +65,8 @@ class KubernetesRuntime:
         return self._record
 
     def converge(self, raw: dict[str, Any]) -> dict[str, Any]:
+        if "role" not in raw:  # a peer's change (its routes) reached this host first
+            return _report("waiting", ["no role for this host yet"])
         try:
             section = parse_section(raw)
         except SectionError as exc:
@@ -80,7 +84,8 @@ class KubernetesRuntime:
         )
         record.save()
         try:
-            role = self._role_for(record, section.role, self._programs(section))
+            programs = self._programs(section)
+            role = self._role_for(record, section.role, programs)
             phase = role.converge(section, messages)
         except (HostError, ProcessError, ApiError, OSError) as exc:
             return _report("failed", [*messages, str(exc)])
@@ -93,7 +98,21 @@ class KubernetesRuntime:
     def _programs(self, section: KubernetesSection) -> dict[str, str]:
         kit = HostKit(self.host)
         configured = {**section.binaries, **self.binaries}
-        return {name: kit.program(name, configured.get(name)) for name in PROGRAMS[section.role]}
+        names = PROGRAMS[section.role]
+        programs = {name: kit.program(name, configured.get(name)) for name in names}
+        for name, path in programs.items():
+            if section.version and name.startswith("kube"):
+                self._check_version(path, section.version)
+        return programs
+
+    def _check_version(self, path: str, version: str) -> None:
+        """`path --version` must name `version` (asked once per path)."""
+        if path not in self._versions:
+            answer = self.host.run([path, "--version"], timeout=30)
+            self._versions[path] = (answer.stdout + answer.stderr).strip()[:200]
+        reported = self._versions[path]
+        if version not in reported.split():
+            raise HostError(f"{path} reports {reported!r}, not Kubernetes {version}")
 
     def _role_for(
         self, record: Record, role: str, programs: dict[str, str]

@@ -29,7 +29,8 @@ inside the section itself:
     pod_cidr            this worker's pod subnet (lo127 CNI: inside 127.0.0.0/8)   worker: required
     pod_routes          {pod cidr: host address}: the other workers' pod subnets   default {}
                         and where they live (every role: pods reach the API server)
-    pod_reach           more 127.x ranges pods reach through their gateway         default []
+    pod_reach           more 127.x ranges pods reach through their gateway (the    default []
+                        control plane's address, the hosts' subnet)
     gpus                [{"id": str, "device": path}]: the GPUs the device plugin  default []
                         advertises and hands to pods (device files must exist)
     gpu_resource        the extended resource the GPUs are advertised as     default nvidia.com/gpu
@@ -37,6 +38,8 @@ inside the section itself:
     node_status_seconds the kubelet's node status period                          default 10
     sandbox_image       containerd's pause image            default registry.k8s.io/pause:3.2
     images              image tarballs (absolute paths) imported into containerd   default []
+    version             the version the Kubernetes programs must report (`--version`, default ""
+                        e.g. "v1.20.2"); "": any
     binaries            {program: absolute path} for etcd, kube-apiserver,         default {}
                         kube-scheduler, kube-controller-manager, kubelet,           (found on PATH)
                         containerd, ctr (the agent's configuration overrides these)
@@ -69,6 +72,7 @@ LABEL_KEY = re.compile(r"^([a-z0-9.-]{1,253}/)?[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[
 LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$")
 RESOURCE = re.compile(r"^[a-z0-9.-]{1,200}/[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")
 IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:-]{0,250}[a-z0-9](@sha256:[0-9a-f]{64})?$")
+VERSION = re.compile(r"^(v[0-9][0-9A-Za-z.+-]{0,40})?$")
 GPU_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 PEM = re.compile(r"^-----BEGIN [A-Z ]+-----\n[A-Za-z0-9+/=\n]+-----END [A-Z ]+-----\n?$")
 DRAIN_PREFIX = "clusterplane:"
@@ -79,7 +83,7 @@ KEYS = {
     "service_cidr", "oidc", "node_grace_seconds", "cordon", "remove", "api_server",
     "node_name", "node_cert", "node_key", "pod_cidr", "pod_routes", "pod_reach", "gpus",
     "gpu_resource", "node_labels", "node_status_seconds", "sandbox_image", "images",
-    "binaries",
+    "binaries", "version",
 }  # fmt: skip
 OIDC_KEYS = {
     "issuer_url", "client_id", "username_claim", "username_prefix", "group_claim",
@@ -136,6 +140,7 @@ class KubernetesSection:
     sandbox_image: str = "registry.k8s.io/pause:3.2"
     images: tuple[str, ...] = ()
     binaries: dict[str, str] = field(default_factory=dict)
+    version: str = ""
 
     @property
     def identity(self) -> tuple[str, str, str]:
@@ -158,6 +163,7 @@ def parse_section(raw: dict[str, Any]) -> KubernetesSection:
         "pod_routes": _pod_routes(raw.get("pod_routes", {})),
         "binaries": _binaries(raw.get("binaries", {})),
         "gpu_resource": _match(raw, "gpu_resource", RESOURCE, "nvidia.com/gpu"),
+        "version": _match(raw, "version", VERSION, ""),
     }
     if role == "control_plane":
         return _control_plane(raw, common)
@@ -195,7 +201,7 @@ def _worker(raw: dict[str, Any], common: dict[str, Any]) -> KubernetesSection:
         node_cert=_pem(raw.get("node_cert"), "node_cert"),
         node_key=_pem(raw.get("node_key"), "node_key"),
         pod_cidr=pod_cidr,
-        pod_reach=tuple(_cidr(v, "pod_reach") for v in _list(raw, "pod_reach", 16)),
+        pod_reach=tuple(_cidr(v, "pod_reach", 32) for v in _list(raw, "pod_reach", 16)),
         gpus=_gpus(_list(raw, "gpus", MAX_GPUS)),
         node_labels=_labels(raw.get("node_labels", {})),
         node_status_seconds=_integer(
@@ -242,13 +248,13 @@ def _address(value: object, key: str) -> str:
         raise SectionError(f"{key} must be an IPv4 address") from exc
 
 
-def _cidr(value: object, key: str) -> str:
+def _cidr(value: object, key: str, longest: int = 28) -> str:
     try:
         network = ipaddress.IPv4Network(str(value))
     except ValueError as exc:
         raise SectionError(f"{key} must be an IPv4 network (a.b.c.d/n)") from exc
-    if not 8 <= network.prefixlen <= 28:
-        raise SectionError(f"{key} must be a /8 to /28 network")
+    if not 8 <= network.prefixlen <= longest:
+        raise SectionError(f"{key} must be a /8 to /{longest} network")
     return str(network)
 
 
