@@ -28,7 +28,12 @@ from kubernetes.client.rest import ApiException
 
 from clusterplane.agent.kubernetes_host import KUBELET_SYSCTLS
 from tests.support.hosts import HostNetwork
-from tests.support.kubernetes import BUSYBOX_IMAGE, KubernetesTestCluster, missing_pieces
+from tests.support.kubernetes import (
+    BUSYBOX_IMAGE,
+    KubernetesTestCluster,
+    machine_to_ourselves,
+    missing_pieces,
+)
 
 pytestmark = [
     pytest.mark.slow,
@@ -68,19 +73,15 @@ def _sysctl(name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def sysctls_before() -> dict[str, str]:
-    return kernel_sysctls()
-
-
-@pytest.fixture(scope="module")
-def cluster(sysctls_before: dict[str, str]) -> Iterator[KubernetesTestCluster]:
+def cluster() -> Iterator[KubernetesTestCluster]:
     missing = missing_pieces()
     if missing:
         pytest.fail(f"Kubernetes is not installed ({missing}): run make kubernetes")
     if subprocess.run(["unshare", "--uts", "true"], check=False).returncode:
         pytest.skip("this machine does not allow new namespaces (unshare failed)")
-    with HostNetwork() as network:
+    with machine_to_ourselves(), HostNetwork() as network:
         cluster = KubernetesTestCluster(network)
+        cluster.sysctls_before = kernel_sysctls()
         try:
             yield cluster
         finally:
@@ -363,8 +364,9 @@ def test_the_oidc_settings_reach_the_api_server(cluster: KubernetesTestCluster) 
 
 
 def test_teardown_leaves_no_process_container_mount_cgroup_key_or_sysctl_behind(
-    cluster: KubernetesTestCluster, sysctls_before: dict[str, str]
+    cluster: KubernetesTestCluster,
 ) -> None:
+    sysctls_before = cluster.sysctls_before
     kube = cluster.kube()
     sleeper = gpu_pod("left-running", 4, node="w1")
     sleeper["spec"]["containers"][0]["command"] = ["sleep", "600"]

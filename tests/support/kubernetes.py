@@ -15,8 +15,11 @@ $CLUSTERPLANE_KUBERNETES_CACHE (default /var/cache/clusterplane)/kubernetes.
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import os
 import stat
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,8 @@ CACHE = Path(os.environ.get("CLUSTERPLANE_KUBERNETES_CACHE", "/var/cache/cluster
 BUILD = CACHE / "kubernetes"
 PROGRAMS = ("kube-apiserver", "kube-scheduler", "kube-controller-manager", "kubelet")
 SYSTEM_PROGRAMS = ("etcd", "containerd", "ctr", "runc")
+# One file for every test host of this machine: they share its kernel (its sysctls).
+MACHINE_RECORD = "/tmp/clusterplane-kubernetes-tests/machine.json"
 PAUSE_IMAGE = "localhost/clusterplane/pause:3.2"
 BUSYBOX_IMAGE = "localhost/clusterplane/busybox:1.35"
 
@@ -49,6 +54,19 @@ def missing_pieces() -> list[str]:
         if not any(Path(d, program).exists() for d in ("/usr/bin", "/usr/sbin", "/usr/local/bin")):
             missing.append(program)
     return missing
+
+
+@contextlib.contextmanager
+def machine_to_ourselves() -> Iterator[None]:
+    """One group of real-Kubernetes tests at a time on this machine (xdist workers run
+    files side by side): kubelets rewrite the kernel's sysctls, which the tests check are
+    restored, and each group starts a whole cluster. The lock is on the build directory."""
+    handle = os.open(BUILD, os.O_RDONLY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)
 
 
 class KubernetesTestCluster:
@@ -65,6 +83,7 @@ class KubernetesTestCluster:
         self.workers: dict[str, Host] = {}
         self.node_pairs: dict[str, tuple[str, str]] = {}
         self.oidc: dict[str, str] | None = None
+        self.sysctls_before: dict[str, str] = {}
         self.runtimes: dict[str, KubernetesRuntime] = {"cp": self._runtime(self.control)}
 
     @property
@@ -73,8 +92,7 @@ class KubernetesTestCluster:
 
     @property
     def machine_record(self) -> str:
-        """One file for every host: they share this machine's kernel."""
-        return f"{self.network.workdir}/kubernetes-machine.json"
+        return MACHINE_RECORD
 
     @property
     def api_server(self) -> str:

@@ -85,7 +85,7 @@ class KubernetesRuntime:
         record.save()
         try:
             programs = self._programs(section)
-            role = self._role_for(record, section.role, programs)
+            role = self._role_for(record, section, programs)
             phase = role.converge(section, messages)
         except (HostError, ProcessError, ApiError, OSError) as exc:
             return _report("failed", [*messages, str(exc)])
@@ -115,9 +115,10 @@ class KubernetesRuntime:
             raise HostError(f"{path} reports {reported!r}, not Kubernetes {version}")
 
     def _role_for(
-        self, record: Record, role: str, programs: dict[str, str]
+        self, record: Record, section: KubernetesSection, programs: dict[str, str]
     ) -> ControlPlane | Worker:
-        layout = config.Layout(self.base)
+        role = section.role
+        layout = config.Layout(self.base, section.node_name)
         wanted = ControlPlane if role == "control_plane" else Worker
         current = self._role
         if isinstance(current, wanted) and current.programs == programs:
@@ -159,7 +160,8 @@ class KubernetesRuntime:
             return _report("ready", ["nothing to tear down"])
         base = str(record.get("base") or self.base)
         role = record.get("role")
-        layout = config.Layout(base)
+        identity = record.get("identity") or ["?", role, ""]
+        layout = config.Layout(base, str(identity[2]))
         if role == "worker":
             worker = self._role if isinstance(self._role, Worker) else None
             worker = worker or Worker(self.host, layout, record, self._teardown_programs())
@@ -170,7 +172,6 @@ class KubernetesRuntime:
         self._role = None
         kit = HostKit(self.host)
         kit.command(["rm", "-rf", "--one-file-system", base], f"remove {base}")
-        identity = record.get("identity") or ["?"]
         record.clear()
         return _report("ready", [f"removed cluster {identity[0]}"])
 

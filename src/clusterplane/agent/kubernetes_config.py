@@ -34,6 +34,10 @@ HOST_PATHS = {
 @dataclass(frozen=True)
 class Layout:
     base: str  # host path
+    # A worker's node name: it names the containerd socket, whose path containerd's shims
+    # carry in their command line, so that a teardown finds this node's shims only, even
+    # where hosts share a process table (test hosts) and the same base path.
+    node: str = ""
 
     def path(self, *parts: str) -> str:
         return "/".join((self.base, *parts))
@@ -48,7 +52,9 @@ class Layout:
 
     @property
     def containerd_socket(self) -> str:
-        return self.path("containerd", "containerd.sock")
+        return self.path(
+            "containerd", f"containerd-{self.node}.sock" if self.node else "containerd.sock"
+        )
 
     def kubeconfig(self, user: str) -> str:
         return self.path("etc", f"{user}.kubeconfig")

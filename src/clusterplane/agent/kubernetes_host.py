@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from clusterplane.agent.slurm_host import SlurmHost as Host
@@ -105,7 +106,9 @@ class HostKit:
 class MachineShare:
     """What the Kubernetes runtimes of one machine share: the kernel's sysctls the kubelet
     rewrites, and the machine paths the kubelet and CNI use that were not there before.
-    The first holder records them, the last one restores them."""
+    The first holder records them, the last one restores them. Holders are kept with a
+    witness file each (their runtime's record), so one that vanished without a teardown
+    does not hold the machine for ever."""
 
     def __init__(self, kit: HostKit, record: str):
         self.kit = kit
@@ -127,22 +130,39 @@ class MachineShare:
                 with contextlib.suppress(OSError):  # made here, unless something else is in it
                     self.path.parent.rmdir()
 
-    def hold(self, holder: str) -> None:
+    def hold(self, holder: str, witness: Path) -> None:
+        """Hold the machine for `holder` while `witness` (its runtime's record) exists: a
+        holder whose witness is gone (a host that vanished without its teardown) no
+        longer holds, and when none is left the recorded values are restored first."""
         with self._locked() as state:
-            if not state.get("holders"):
+            holders = self._live(state)
+            if not holders and "sysctls" in state:
+                self._restore(state)  # the last holders vanished: these are the originals
+            if not holders:
                 state["sysctls"] = {name: self.kit.sysctl(name) for name in KUBELET_SYSCTLS}
                 host = self.kit.host
                 state["made"] = [p for p in MACHINE_PATHS if not host.path(p).exists()]
-            state["holders"] = sorted({*state.get("holders", []), holder})
+            state["holders"] = {**holders, holder: str(witness)}
 
     def release(self, holder: str) -> None:
         if not self.path.exists():
             return
         with self._locked() as state:
-            state["holders"] = sorted(set(state.get("holders", [])) - {holder})
-            if state["holders"]:
-                return
-            self.kit.set_sysctls({str(k): str(v) for k, v in state.get("sysctls", {}).items()})
-            for made in sorted(state.get("made", []), key=len, reverse=True):
-                with contextlib.suppress(OSError):  # not empty: someone else's files
-                    self.kit.host.path(made).rmdir()
+            holders = self._live(state)
+            holders.pop(holder, None)
+            state["holders"] = holders
+            if not holders:
+                self._restore(state)
+
+    @staticmethod
+    def _live(state: dict[str, Any]) -> dict[str, str]:
+        holders = state.get("holders")
+        if not isinstance(holders, dict):
+            return {}
+        return {str(h): str(w) for h, w in holders.items() if Path(str(w)).exists()}
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.kit.set_sysctls({str(k): str(v) for k, v in state.get("sysctls", {}).items()})
+        for made in sorted(state.get("made", []), key=len, reverse=True):
+            with contextlib.suppress(OSError):  # not empty: someone else's files
+                self.kit.host.path(made).rmdir()

@@ -67,7 +67,7 @@ class Worker:
         self.network.prepare(section, forward=True)
         share = self.record.data.setdefault("machine_record", self.machine_record)
         holder = self.record.data.setdefault("machine_holder", secrets.token_hex(8))
-        MachineShare(self.kit, share).hold(holder)
+        MachineShare(self.kit, share).hold(holder, self.record.path)
         self.record.save()
         self._bind_host_paths()
         self._make_cgroups(section)
