@@ -12,7 +12,7 @@ TEST_WORKERS ?= 2
 PYTEST := $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 BENCH_ARGS ?=
 
-.PHONY: serve docs test test-sqlite test-postgresql postgres test-tools slurm kubernetes simulate check lint typecheck imports unit format clean
+.PHONY: serve docs test test-sqlite test-postgresql postgres test-tools slurm kubernetes chromium simulate check lint typecheck imports unit format clean
 
 $(VENV)/.runtime: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,11 +48,11 @@ imports: $(VENV)/.dev
 check: lint typecheck imports
 
 # The whole suite on SQLite, then everything that touches a database again on PostgreSQL.
-test: check postgres test-tools slurm kubernetes
+test: check postgres test-tools slurm kubernetes chromium
 	$(PYTEST) $(PYTEST_ARGS)
 	CLUSTERPLANE_TEST_DATABASE=postgresql $(PYTEST) tests/integration tests/compat $(PYTEST_ARGS)
 
-test-sqlite: $(VENV)/.dev test-tools slurm kubernetes
+test-sqlite: $(VENV)/.dev test-tools slurm kubernetes chromium
 	$(PYTEST) $(PYTEST_ARGS)
 
 test-postgresql: $(VENV)/.dev postgres
@@ -74,6 +74,10 @@ slurm:
 # Debian's etcd, containerd and runc, which the Kubernetes runtime tests run.
 kubernetes:
 	scripts/ensure-kubernetes.sh
+
+# Debian's chromium, which the web console's browser tests (tests/browser) drive headless.
+chromium:
+	scripts/ensure-chromium.sh
 
 # The performance suite (benchmarks/, about 30 minutes on two cores): writes
 # docs/performance.md. It installs wrk (Debian) when missing; BENCH_ARGS=--quick is a

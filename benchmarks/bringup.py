@@ -46,6 +46,7 @@ class Size:
     gpus: int
     reps: int
     target_s: float | None
+    issue: bool = False  # the issue's target (else the suite's own budget)
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class BringUpPlan:
 
 
 FULL = BringUpPlan(
-    sizes=(Size(8, 15, 1.0), Size(1024, 8, 3.0), Size(16384, 4, 10.0)),
+    sizes=(Size(8, 15, 1.0), Size(1024, 8, 3.0), Size(16384, 5, 2.0, issue=True)),
     postgres_sizes=(Size(8, 10, 1.0), Size(1024, 5, 3.0), Size(16384, 3, 10.0)),
     fleet=FleetShape(fabrics=1),
 )
@@ -195,8 +196,13 @@ def _section(
                 value=t.ready,
                 baseline_name="the POST alone",
                 baseline=t.post,
-                target=f"p99 <= {target:g} s" if target else "none",
-                check=(lambda f, limit=target: f.value.p99 <= limit) if target else None,
+                target=(f"p99 < {target:g} s" + (" (issue)" if size.issue else " (suite)"))
+                if target
+                else "none",
+                check=(lambda f, limit=target: f.value.p99 < limit) if target else None,
+                issue="Create -> Ready control-plane overhead p99 for 16,384 GPUs < 2 s (SQLite)"
+                if size.issue
+                else "",
                 peak_rss_mib=peak,
                 note=f"server-side (created_at -> first_ready_at) median "
                 f"{t.server_side.median:.2f} s; {per_node:.2f} ms per node at the median; "

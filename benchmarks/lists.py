@@ -35,7 +35,8 @@ from clusterplane.services.auth import DEFAULT_PROJECT_ID, generate_key_text
 
 SMALL_PROJECT = "proj_small"
 LIST = "/v1/compute/clusters"
-RSS_LIMIT_MB = 500  # the issue's target for 10,000 clusters / 12,500 nodes (SQLite)
+RSS_LIMIT_MB = 400  # the issue's target for the 100,000-cluster list (PostgreSQL)
+CPU_MS_PER_CLUSTER = 0.1  # the issue's target: server CPU per listed cluster
 ISSUE_PG_CLUSTERS = 100_000
 
 
@@ -80,6 +81,9 @@ class Measured:
     project_list: Samples
     whole_list: Samples
     whole_list_bytes: int
+    # Server CPU milliseconds per listed cluster, over all project lists / whole lists.
+    project_cpu_ms: float
+    whole_cpu_ms: float
     peak_rss_mib: float
     idle_rss_mib: float
     seed_seconds: float
@@ -143,10 +147,15 @@ def measure(url: str, workdir: Path, scale: Scale, label: str) -> Measured:
                 timed_get(http, LIST, params={"projectId": SMALL_PROJECT})
             for _ in range(scale.gets):
                 get.add(timed_get(http, f"{LIST}/{rng.choice(ids)}")[0] * 1000)
+            cpu = server.cpu_seconds()
             for _ in range(scale.project_lists):
                 project_list.add(
                     timed_get(http, LIST, params={"projectId": SMALL_PROJECT})[0] * 1000
                 )
+            project_cpu = (
+                (server.cpu_seconds() - cpu) * 1000 / (scale.project_lists * scale.project)
+            )
+            cpu = server.cpu_seconds()
             for i in range(scale.whole_lists):
                 elapsed, response = timed_get(http, LIST)
                 whole.add(elapsed * 1000)
@@ -157,17 +166,19 @@ def measure(url: str, workdir: Path, scale: Scale, label: str) -> Measured:
                         raise RuntimeError(f"listed {count} clusters, seeded {scale.clusters}")
                 del response
                 log(f"lists/{label}: whole list {elapsed:.2f} s, {size / 1e6:.0f} MB")
+            whole_cpu = (server.cpu_seconds() - cpu) * 1000 / (scale.whole_lists * scale.clusters)
         peak = server.peak_rss_mib()
-    return Measured(scale, get, project_list, whole, size, peak, idle, seeded)
+    return Measured(
+        scale, get, project_list, whole, size, project_cpu, whole_cpu, peak, idle, seeded
+    )
 
 
 def section_for(
-    backend: str, big: Measured, small: Measured, *, rss_target: bool, label_note: str = ""
+    backend: str, big: Measured, small: Measured, *, issue_list: bool, label_note: str = ""
 ) -> Section:
     n = f"{big.scale.clusters:,}"
-    per_cluster = big.whole_list.median / big.scale.clusters
     section = Section(
-        title=f"1. List latency, {backend}, {n} clusters{label_note}",
+        title=f"1. Lists, {backend}, {n} clusters{label_note}",
         intro=f"""
 {n} Ready clusters with {big.scale.nodes:,} GPU workers and {3 * big.scale.clusters:,}
 control-plane VMs (every node with its five phase transitions) in the default project, plus a
@@ -175,9 +186,11 @@ project of {big.scale.project} clusters; seeded by bulk inserts in
 {big.seed_seconds:.0f} s. Baseline: the same requests against a database of
 {small.scale.clusters} clusters of the same shape, in the same run. One request at a time
 from one client; latency is until the last byte; the server's read cache is off, so every
-GET reads the database. The issue gives no latency numbers for
-these; the targets marked "suite" are this suite's own budgets.""",
+request reads the database. Server CPU is the CPU time of the server process over all
+requests of a kind (from /proc), divided by the clusters they listed. Latency targets
+marked "suite" are this suite's own budgets; the issue's are marked "issue".""",
     )
+    big_rss = Samples([big.peak_rss_mib])
     section.figures += [
         Figure(
             name=f"GET one cluster, {n} in the database",
@@ -200,6 +213,17 @@ these; the targets marked "suite" are this suite's own budgets.""",
             peak_rss_mib=big.peak_rss_mib,
         ),
         Figure(
+            name=f"Server CPU per listed cluster, the {big.scale.project}-cluster project",
+            unit="ms",
+            value=Samples([big.project_cpu_ms]),
+            baseline_name=f"same, {small.scale.clusters} clusters in the database",
+            baseline=Samples([small.project_cpu_ms]),
+            target=f"<= {CPU_MS_PER_CLUSTER:g} ms (issue)",
+            check=lambda f: f.value.median <= CPU_MS_PER_CLUSTER,
+            peak_rss_mib=big.peak_rss_mib,
+            note=f"over {big.scale.project_lists} lists.",
+        ),
+        Figure(
             name=f"Unpaginated `GET /v1/compute/clusters`, all {n}",
             unit="ms",
             value=big.whole_list,
@@ -209,32 +233,41 @@ these; the targets marked "suite" are this suite's own budgets.""",
             check=lambda f: f.value.p99 <= big.scale.clusters * 1.0,
             peak_rss_mib=big.peak_rss_mib,
             note=f"{big.whole_list_bytes / 1e6:.0f} MB of JSON, streamed; "
-            f"{per_cluster:.2f} ms per cluster at the median.",
+            f"{big.whole_list.median / big.scale.clusters:.3f} ms per cluster at the median "
+            "(wall clock, the client's parsing on the same cores included).",
         ),
         Figure(
-            name=f"Server peak RSS holding {n} clusters",
-            unit="MiB",
-            value=Samples([big.peak_rss_mib]),
-            baseline_name=f"{small.scale.clusters} clusters",
-            baseline=Samples([small.peak_rss_mib]),
-            target=f"< {RSS_LIMIT_MB} MB" if rss_target else "none (reported)",
-            check=(lambda f: f.value.median * 1.048576 < RSS_LIMIT_MB) if rss_target else None,
+            name=f"Server CPU per listed cluster, unpaginated list of all {n}",
+            unit="ms",
+            value=Samples([big.whole_cpu_ms]),
+            baseline_name=f"all {small.scale.clusters} clusters",
+            baseline=Samples([small.whole_cpu_ms]),
+            target=f"<= {CPU_MS_PER_CLUSTER:g} ms (issue)",
+            check=lambda f: f.value.median <= CPU_MS_PER_CLUSTER,
             peak_rss_mib=big.peak_rss_mib,
-            note=f"idle after start: {big.idle_rss_mib:.0f} MiB; peak includes the lists above.",
+            note=f"over {big.scale.whole_lists} lists.",
+            issue=f"Unpaginated list of {n} ({backend}): <= 0.1 ms of server CPU per listed cluster"
+            if issue_list
+            else "",
+        ),
+        Figure(
+            name=f"Server peak RSS, after the lists of all {n}",
+            unit="MiB",
+            value=big_rss,
+            baseline_name=f"after the lists of all {small.scale.clusters}",
+            baseline=Samples([small.peak_rss_mib]),
+            target=f"< {RSS_LIMIT_MB} MB" + (" (issue)" if issue_list else ""),
+            check=lambda f: f.value.median * 1.048576 < RSS_LIMIT_MB,
+            peak_rss_mib=big.peak_rss_mib,
+            note=f"idle after start: {big.idle_rss_mib:.0f} MiB "
+            f"({small.idle_rss_mib:.0f} MiB for the baseline); the peak includes start-up "
+            "and every request above. The ratio to the baseline is how much the peak grows "
+            "with the size of the list.",
+            issue=f"Peak memory of the {n}-cluster list < 400 MB, not growing with the list"
+            if issue_list and backend == "PostgreSQL"
+            else "",
         ),
     ]
-    whole = section.figures[2]
-    if whole.met is False:
-        section.misses.append(
-            f"{backend}, unpaginated list of {n} ({per_cluster:.2f} ms per cluster at the "
-            "median): the list is CPU-bound in the one Python process that serves it. Each "
-            "cluster is about 35 rows (four nodes, their 20 phase transitions, its own 8) "
-            "read and encoded; the queries themselves are a small part. The machine is "
-            "shared (see the load average above) and the client reading the response runs "
-            "on the same two cores. The list is streamed, so memory stays flat; what would "
-            "cut the time further is paging (the Together wire has none) or caching "
-            "encoded clusters."
-        )
     return section
 
 
@@ -247,7 +280,7 @@ def run(
         f"sqlite:///{workdir}/small.db", workdir / "small", plan.baseline, "sqlite-small"
     )
     big = measure(f"sqlite:///{workdir}/big.db", workdir / "big", plan.sqlite, "sqlite-big")
-    sections.append(section_for("SQLite", big, small, rss_target=True))
+    sections.append(section_for("SQLite", big, small, issue_list=True))
     if postgres_url is not None and plan.postgres and plan.postgres_baseline:
         pg_small = measure(postgres_url(), workdir / "pg-small", plan.postgres_baseline, "pg-small")
         pg_big = measure(postgres_url(), workdir / "pg-big", plan.postgres, "pg-big")
@@ -256,7 +289,7 @@ def run(
             "PostgreSQL",
             pg_big,
             pg_small,
-            rss_target=False,
+            issue_list=True,
             label_note=f" (the issue asks {ISSUE_PG_CLUSTERS:,}: see below)" if short else "",
         )
         if short:

@@ -8,8 +8,17 @@ a busy machine changes the figures far less than it changes wall-clock rates.
 
     python -m benchmarks.profile cpu                    # CPU ms per request, every path
     python -m benchmarks.profile profile get --top 25   # cProfile of one path
+    python -m benchmarks.profile loop get --seconds 12  # one path for 12 s, for a sampling
+                                                        # profiler (below)
+    python -m benchmarks.profile top get.raw            # the busiest frames of py-spy's
+                                                        # raw output
     python -m benchmarks.profile stacks --rounds 5      # /healthz per server CPU-second,
                                                         # h11+asyncio vs httptools+uvloop
+
+A flame graph of one path (py-spy is a dev dependency):
+
+    py-spy record -r 250 -o get.svg -- python -m benchmarks.profile loop get --seconds 12
+    py-spy record -r 250 -f raw -o get.raw -- python -m benchmarks.profile loop get
 
 `stacks` is the one mode over real sockets: two server processes (`benchmarks.serve`) on
 one database, one per uvicorn stack, driven in turn by the load generator of figure 2
@@ -203,15 +212,64 @@ def compare_stacks(workdir: Path, rounds: int, seconds: float) -> None:
         print(f"{name:20} median {statistics.median(values):8.0f} requests per CPU-second")
 
 
+# Frames where a sampled thread waits rather than works, and the set-up of `loop`.
+IDLE_FRAMES = ("Condition.wait", "EpollSelector.select", "Event.wait", "Queue.get")
+SET_UP_FRAMES = ("InProcess.__init__", "InProcess.close", "_find_and_load")
+
+
+def top_frames(raw: Path, count: int) -> list[tuple[str, float]]:
+    """The functions most often on top of the busy samples of py-spy's `--format raw`
+    output (idle waits and the set-up left out), with their share of those samples."""
+    seen: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, number = line.rpartition(" ")
+        frames = stack.split(";")
+        if frames[-1].startswith(IDLE_FRAMES) or any(f in stack for f in SET_UP_FRAMES):
+            continue
+        name = frames[-1].split(" (")[0] or "(native)"
+        seen[name] = seen.get(name, 0) + int(number)
+        total += int(number)
+    ranked = sorted(seen.items(), key=lambda item: -item[1])[:count]
+    return [(name, hits / total) for name, hits in ranked]
+
+
+def loop(name: str, seconds: float) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        server = InProcess(Path(tmp))
+        try:
+            call = server.request(name)
+            call()
+            done = 0
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                call()
+                done += 1
+            print(f"{name}: {done} requests in {seconds:g} s")
+        finally:
+            server.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profile")
-    parser.add_argument("mode", choices=("cpu", "profile", "stacks"))
-    parser.add_argument("path", nargs="?", choices=PATHS)
+    parser.add_argument("mode", choices=("cpu", "profile", "loop", "top", "stacks"))
+    parser.add_argument("path", nargs="?", help=f"one of {', '.join(PATHS)} (top: a file)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--save", type=Path, help="also write the raw profile here")
-    parser.add_argument("--seconds", type=float, default=5.0, help="per stack per round")
+    parser.add_argument(
+        "--seconds", type=float, default=5.0, help="stacks: per stack per round; loop: in all"
+    )
     args = parser.parse_args()
+    if args.mode == "top":
+        for frame, share in top_frames(Path(args.path), args.top):
+            print(f"{share:6.1%}  {frame}")
+        return
+    if args.path is not None and args.path not in PATHS:
+        parser.error(f"path: one of {', '.join(PATHS)}")
+    if args.mode == "loop":
+        loop(args.path or "get", args.seconds)
+        return
     if args.mode == "stacks":
         with tempfile.TemporaryDirectory() as tmp:
             compare_stacks(Path(tmp), args.rounds, args.seconds)

@@ -26,10 +26,12 @@ class Figure:
     check: Callable[[Figure], bool] | None
     peak_rss_mib: float | None
     note: str = ""
-    # Shown in the p99 columns instead of the p99 of `value` (throughput figures show
-    # the p99 request latency there).
-    p99_text: str = ""
-    baseline_p99_text: str = ""
+    # The latency column: "p50 / p99" of requests (throughput figures); by default the
+    # p50 and p99 of `value` when it is a time.
+    latency_text: str = ""
+    # The issue's wording of the target this figure answers ("" for the suite's own
+    # figures): such figures are listed in the report's summary too.
+    issue: str = ""
 
     @property
     def ratio(self) -> float:
@@ -49,6 +51,7 @@ class Section:
     figures: list[Figure] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     misses: list[str] = field(default_factory=list)  # why a target was missed
+    extra: list[str] = field(default_factory=list)  # markdown after the notes
 
 
 def _num(value: float, unit: str) -> str:
@@ -72,12 +75,24 @@ def _verdict(figure: Figure) -> str:
     return "—" if met is None else ("**met**" if met else "**MISSED**")
 
 
+def _latency(f: Figure) -> str:
+    if f.latency_text:
+        return f.latency_text
+    if f.unit in ("ms", "s"):
+        return f"{_num(f.value.median, f.unit)} / {_num(f.value.p99, f.unit)}"
+    return "—"
+
+
+def _ratio(f: Figure) -> str:
+    return "n/a" if math.isnan(f.ratio) else f"{f.ratio:.2f}x"
+
+
 def render_section(section: Section) -> str:
     lines = [f"## {section.title}", "", section.intro.strip(), ""]
     lines += [
-        "| Figure | Target | Median | p99 | n | Baseline | Baseline median | Baseline p99 "
-        "| Ratio (medians) | Server peak RSS | Target |",
-        "| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |",
+        "| Figure | Target | Median | p50 / p99 | n | Baseline (same run) | Baseline median "
+        "| Ratio | Server peak RSS | Met |",
+        "| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- |",
     ]
     for f in section.figures:
         base = f.baseline
@@ -88,12 +103,11 @@ def render_section(section: Section) -> str:
                     f.name,
                     f.target or "—",
                     _num(f.value.median, f.unit),
-                    f.p99_text or _num(f.value.p99, f.unit),
+                    _latency(f),
                     str(len(f.value)),
                     f.baseline_name or "—",
                     _num(base.median, f.unit) if base else "—",
-                    f.baseline_p99_text or (_num(base.p99, f.unit) if base else "—"),
-                    "n/a" if math.isnan(f.ratio) else f"{f.ratio:.2f}x",
+                    _ratio(f),
                     _num(f.peak_rss_mib, "MiB") if f.peak_rss_mib is not None else "—",
                     _verdict(f),
                 ]
@@ -107,7 +121,28 @@ def render_section(section: Section) -> str:
     for note in section.notes:
         lines.append(f"- {note}")
     lines.append("")
+    if section.extra:
+        lines += [*section.extra, ""]
     return "\n".join(lines)
+
+
+def issue_table(sections: list[Section]) -> list[str]:
+    """One row per figure that answers one of the issue's targets."""
+    rows = [
+        "| Issue target | Measured | Baseline (same run) | Ratio | p50 / p99 | Peak RSS | Met |",
+        "| --- | --- | --- | ---: | ---: | ---: | --- |",
+    ]
+    for s in sections:
+        for f in s.figures:
+            if not f.issue:
+                continue
+            base = f"{f.baseline_name}: {_num(f.baseline.median, f.unit)}" if f.baseline else "—"
+            rss = _num(f.peak_rss_mib, "MiB") if f.peak_rss_mib is not None else "—"
+            rows.append(
+                f"| {f.issue} | {f.name}: {_num(f.value.median, f.unit)} | {base} | "
+                f"{_ratio(f)} | {_latency(f)} | {rss} | {_verdict(f)} |"
+            )
+    return rows
 
 
 def _number(heading: str) -> int | None:
@@ -143,7 +178,9 @@ def render(
         f"- CPU: {machine['cpu']}, {machine['cores']} cores (from /proc/cpuinfo); "
         f"memory {machine['memory']}",
         f"- Python {machine['python']} on {machine['platform']}",
-        f"- Date: {machine['date']}; load average at start {machine['load_at_start']}",
+        f"- Date: {machine['date']}; load average (1, 5, 15 minutes) at start "
+        f"{machine['load_at_start']}, at the end {machine.get('load_at_end', 'n/a')}; "
+        f"1-minute load average during the run, every 10 s: {machine.get('load_during', 'n/a')}",
         f"- Load generator: {load_tool}; whole run: {wall_seconds / 60:.1f} minutes",
         "",
         "Machines are noisy (this one is shared and has two cores, so the load generator "
@@ -165,7 +202,7 @@ def render(
             head.append(f"  - {reason}")
     else:
         head.append("Every target with a number was met in this run.")
-    head.append("")
+    head += ["", "The issue's targets, as measured in this run:", "", *issue_table(sections), ""]
     numbered: list[tuple[int, str]] = [
         (_number("## " + s.title) or 0, render_section(s)) for s in sections
     ]

@@ -5,9 +5,10 @@
                                [--read-cache-seconds S] [--http auto|h11|httptools]
                                [--loop auto|asyncio|uvloop]
 
-Same composition root (`clusterplane.app.build`) and the same uvicorn settings as the
-CLI (one worker, no access log, the send timeout on uvicorn's fastest installed HTTP
-protocol and event loop; `--http`/`--loop` pick others, to compare stacks);
+Same composition root (`clusterplane.app.build`), logging and uvicorn settings as the CLI
+(one worker, the same GIL switch interval, logs at the default level, `info`, so with the
+server's own access line per request; the send timeout on uvicorn's fastest installed
+HTTP protocol and event loop; `--http`/`--loop` pick others, to compare stacks);
 `--duration-factor 0` makes every simulated step instantaneous, so what is left of a
 bring-up is the control plane's own overhead.
 """
@@ -15,14 +16,16 @@ bring-up is the control plane's own overhead.
 from __future__ import annotations
 
 import argparse
-import logging
+import sys
 from dataclasses import replace
 from pathlib import Path
 
 import uvicorn
 
+from clusterplane import logs
 from clusterplane.api.send_timeout import with_send_timeout
 from clusterplane.app import build
+from clusterplane.cli.main import GIL_SWITCH_SECONDS
 from clusterplane.settings import EngineSettings, ServerSettings, Settings, SimulationSettings
 
 
@@ -38,7 +41,6 @@ def main() -> None:
     parser.add_argument("--http", choices=("auto", "h11", "httptools"), default="auto")
     parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
     settings = Settings(
         database_url=args.database_url,
         fleet_file=args.fleet,
@@ -57,15 +59,18 @@ def main() -> None:
         simulation=SimulationSettings(duration_factor=args.duration_factor),
         run_controllers=not args.no_controllers,
     )
+    logs.configure(settings.log.level, settings.log.format)
     application = build(settings)
+    sys.setswitchinterval(GIL_SWITCH_SECONDS)
     uvicorn.run(
         application.api,
         host="127.0.0.1",
         port=args.port,
         http=with_send_timeout(settings.server.send_timeout_seconds, args.http),
         loop=args.loop,
-        log_level="warning",
-        access_log=False,
+        log_level=settings.log.level,
+        log_config=None,
+        access_log=False,  # `api.request_ids` writes one
     )
 
 

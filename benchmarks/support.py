@@ -8,6 +8,7 @@ not the load generator beside it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import signal
@@ -15,6 +16,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -99,6 +101,39 @@ def machine() -> dict[str, str]:
     }
 
 
+class LoadSampler:
+    """The machine's 1-minute load average, sampled every `every` seconds on a thread,
+    while open: how busy the shared machine was during a run."""
+
+    def __init__(self, every: float = 10.0):
+        self.every = every
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="load-sampler", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                self.samples.append(float(Path("/proc/loadavg").read_text().split()[0]))
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> LoadSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> str:
+        if not self.samples:
+            return "n/a"
+        return (
+            f"median {median(self.samples):.1f}, min {min(self.samples):.1f}, "
+            f"max {max(self.samples):.1f} ({len(self.samples)} samples)"
+        )
+
+
 # --- processes ------------------------------------------------------------------------
 
 
@@ -168,8 +203,7 @@ class BenchServer:
         assert self.process is not None
         return self.process.pid
 
-    def start(self, timeout: float = 300.0) -> BenchServer:
-        self.workdir.mkdir(parents=True, exist_ok=True)
+    def command(self) -> list[str]:
         args = [
             sys.executable,
             "-m",
@@ -189,7 +223,11 @@ class BenchServer:
             args.append("--no-controllers")
         if self.read_cache_seconds is not None:
             args += ["--read-cache-seconds", str(self.read_cache_seconds)]
-        args += self.extra_args
+        return args + list(self.extra_args)
+
+    def start(self, timeout: float = 300.0) -> BenchServer:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        args = self.command()
         env = dict(os.environ, CLUSTERPLANE_ADMIN_API_KEY=self.api_key)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         log = self.log_path.open("ab")
@@ -243,6 +281,23 @@ class BenchServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class TrivialServer(BenchServer):
+    """The trivial FastAPI app of `benchmarks.trivial` (no database) on one uvicorn stack:
+    `http` and `loop` as uvicorn names them (`h11`/`asyncio` are its defaults without the
+    `[standard]` extras)."""
+
+    def __init__(self, workdir: Path, *, http: str, loop: str, name: str):
+        super().__init__(workdir, database_url="", fleet=Path(), name=name)
+        self.http = http
+        self.loop = loop
+
+    def command(self) -> list[str]:
+        return [
+            *(sys.executable, "-m", "benchmarks.trivial", "--port", str(self.port)),
+            *("--http", self.http, "--loop", self.loop),
+        ]
 
 
 def timed_get(client: httpx.Client, path: str, **kwargs: Any) -> tuple[float, httpx.Response]:

@@ -26,10 +26,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from clusterplane import __version__
 from clusterplane.api import errors, inflight, openapi
-from clusterplane.api.deps import request_text_has_no_nul
+from clusterplane.api.console_stream import StreamSlots
+from clusterplane.api.deps import request_checks
 from clusterplane.api.long_polls import LongPolls
 from clusterplane.api.read_cache import ReadCache
-from clusterplane.api.request_ids import RequestIds, path_ids_in_logs
+from clusterplane.api.request_ids import RequestIds
 from clusterplane.api.request_metrics import RequestMetrics
 from clusterplane.api.routers import (
     admin,
@@ -40,6 +41,8 @@ from clusterplane.api.routers import (
     admin_quotas,
     agents,
     clusters,
+    console,
+    console_assets,
     events,
     health,
     metrics,
@@ -253,7 +256,7 @@ def build(
         docs_url=None,
         redoc_url=None,
         redirect_slashes=False,
-        dependencies=[Depends(request_text_has_no_nul), Depends(path_ids_in_logs)],
+        dependencies=[Depends(request_checks)],
     )
     api.state.cp = ApiState(
         sessions=sessions,
@@ -278,11 +281,17 @@ def build(
             read_generations=_generations_reader(sessions),
         ),
         metrics=exposed,
+        streams=StreamSlots(
+            per_key=settings.console.max_streams_per_key, total=settings.console.max_streams
+        ),
     )
     errors.install(api)
     openapi.install(api)
+    # A request is matched against the routers in this order, each a scan of its routes,
+    # so the hottest come first (probes, then clusters); no two routers match one path.
+    api.include_router(probes.router)
     for prefix, visible in (("/v1", True), ("/v1/v1", False)):
-        for router in (storage.router, clusters.router, remediations.router, regions.router):
+        for router in (clusters.router, storage.router, remediations.router, regions.router):
             api.include_router(
                 router,
                 prefix=prefix,
@@ -300,7 +309,9 @@ def build(
     api.include_router(admin_fleet.router, responses=openapi.ERROR_RESPONSES)
     api.include_router(admin_quotas.router, responses=openapi.ERROR_RESPONSES)
     api.include_router(health.router, responses=openapi.ERROR_RESPONSES)
-    api.include_router(probes.router)
+    api.include_router(console.router)
+    if settings.console.enabled:
+        api.include_router(console_assets.router)
     api.add_middleware(inflight.ReleaseSlots)
     api.include_router(admin_agents.router, responses=openapi.ERROR_RESPONSES)
     api.include_router(agents.router, responses=openapi.ERROR_RESPONSES)

@@ -357,6 +357,27 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class ConsoleSettings:
+    """The web console at `/` and its live updates (`GET /console/v1/stream`)."""
+
+    # Serve the console's page and assets; the API is served either way.
+    enabled: bool = True
+    # Wall seconds between two reads of what changed, per open stream (one short read
+    # transaction each; no database connection is held in between).
+    stream_poll_seconds: float = field(default=1.0, metadata={"min": 0.05})
+    # Wall seconds of silence after which a stream sends a comment, so that proxies and
+    # clients see it is alive.
+    stream_heartbeat_seconds: float = field(default=15.0, metadata=POSITIVE)
+    # Wall seconds after which the server ends a stream; the console opens a new one at
+    # once. A stopping server waits for its open streams, so this bounds its shutdown.
+    stream_max_seconds: float = field(default=60.0, metadata=POSITIVE)
+    # Streams one API key may have open at once; one more gets 429.
+    max_streams_per_key: int = field(default=3, metadata=AT_LEAST_ONE)
+    # Streams the server keeps open at once, all keys together; one more gets 429.
+    max_streams: int = field(default=500, metadata=AT_LEAST_ONE)
+
+
+@dataclass(frozen=True)
 class Settings:
     # SQLAlchemy URL of the database: SQLite (one server) or PostgreSQL (replicas).
     database_url: str = field(default_factory=default_database_url)
@@ -378,6 +399,7 @@ class Settings:
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     log: LogSettings = field(default_factory=LogSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
     # False serves the API only; another replica runs the controllers.
     run_controllers: bool = True
     # How long a create with the same idempotency key answers the first result.

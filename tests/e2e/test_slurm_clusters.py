@@ -5,9 +5,11 @@ Five machines of an `AgentFleet` (tests/support/agent_fleet.py: network, UTS and
 namespaces on a private loopback bridge, each with its own /etc, sshd and agent process):
 one control-plane host without GPUs, which becomes the cluster's slurmctld, and four with
 8 fake GPUs each. The region has no fleet-file hosts. The tests share one cluster and run
-in file order: create and srun; a batch job that keeps running while the cluster scales
-to 24 GPUs and while the control plane restarts; a cut network link that leads to the
-node's replacement; a delete that leaves nothing on the hosts.
+in file order: create (acceptance tests run through the agents' checks) and srun; a batch
+job that keeps running while the cluster scales to 24 GPUs and while the control plane
+restarts; a cut network link that leads to the node's drain and replacement; homes on
+the cluster's shared volume and an XID in a host's kernel log that leads to a repair; a
+delete that leaves nothing on the hosts (the fleet's close fails on any leftover).
 """
 
 from __future__ import annotations
@@ -98,19 +100,26 @@ def cluster_id(fleet: AgentFleet, client: together.Together) -> str:
             "ssh_ca_enabled": True,
             "slurm_startup_scripts": {"worker_prolog": prolog},
         },
-        acceptance_tests_params={"enabled": False},
+        shared_volume={"volume_name": "home", "size_tib": 1, "region": REGION},
     )
     ready(client, created.cluster_id, workers=2)
     return str(created.cluster_id)
 
 
 def ready(client: together.Together, cluster_id: str, *, workers: int, timeout: float = 90) -> Any:
+    seen: list[str] = []
+
     def probe() -> Any:
         cluster = client.clusters.retrieve(cluster_id)
         running = [n for n in cluster.gpu_worker_nodes if n.status == "Running"]
+        nodes = [(n.host_name, n.status) for n in cluster.gpu_worker_nodes]
+        seen[:] = [f"{cluster.status} {nodes}"]
         return cluster if cluster.status == "Ready" and len(running) == workers else None
 
-    return wait_for(probe, f"cluster {cluster_id} Ready with {workers} workers", timeout=timeout)
+    try:
+        return wait_for(probe, f"cluster {cluster_id} Ready with {workers} workers", timeout)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last seen: {seen}") from None
 
 
 def clusterplane_ssh(fleet: AgentFleet, cluster_id: str, command: list[str]) -> str:
@@ -126,7 +135,17 @@ def clusterplane_ssh(fleet: AgentFleet, cluster_id: str, command: list[str]) -> 
         "-o", f"UserKnownHostsFile={fleet.known_hosts}",
         "--", *command,
     ]  # fmt: skip
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
+    except subprocess.TimeoutExpired:
+        ctl = fleet.hosts["ctl"]
+        [conf] = ctl.path(f"{fleet.network.host_root}/slurm").glob("*/etc/slurm.conf")
+        inside = f"{fleet.network.host_root}/slurm/{conf.parent.parent.name}/etc/slurm.conf"
+        log = conf.parent.parent / "log" / "slurmctld.log"
+        for cmd in (["sinfo"], ["squeue"]):
+            print(ctl.run(cmd, env={"SLURM_CONF": inside}, check=False).stdout)
+        print(log.read_text()[-3000:])
+        raise
     assert result.returncode == 0, f"exit {result.returncode}: {result.stdout}{result.stderr}"
     return result.stdout
 
@@ -165,7 +184,7 @@ def test_a_batch_job_keeps_running_while_the_cluster_scales_to_24_gpus_and_the_s
     fleet: AgentFleet, client: together.Together, cluster_id: str
 ):
     submitted = clusterplane_ssh(
-        fleet, cluster_id, ["sbatch", "-N2", "--parsable", "--wrap", "sleep 20; echo done"]
+        fleet, cluster_id, ["sbatch", "-N2", "--parsable", "--wrap", "'sleep 20; echo done'"]
     )
     job = submitted.strip().split(";")[0]
     client.clusters.update(cluster_id, num_gpus=24)
@@ -210,13 +229,61 @@ def test_a_cut_link_makes_the_cluster_degraded_and_the_node_is_drained_and_repla
     client.clusters.remediations.approve(
         repair.id, cluster_id=cluster_id, instance_id=node.instance_id
     )
-    assert (
-        sinfo(fleet).get(node.slurm_worker_hostname, "gone").startswith(("down", "drain", "gone"))
+    wait_for(
+        lambda: sinfo(fleet).get(node.slurm_worker_hostname, "gone").startswith(("drain", "gone")),
+        "the silent node drained in Slurm (or deleted once drained)",
+        timeout=30,
     )
     ready(client, cluster_id, workers=3, timeout=90)
     after = set(worker_hosts(fleet, client, cluster_id))
     assert victim.name not in after and len(after - before) == 1
     victim.host.restore_link()  # its agent comes back, returns the host clean
+
+
+def test_the_users_home_is_on_the_shared_volume_and_an_xid_in_the_kernel_log_is_repaired(
+    fleet: AgentFleet, client: together.Together, cluster_id: str
+):
+    clusterplane_ssh(fleet, cluster_id, ["sh", "-c", "'echo kept > ~/kept'"])
+    [volume] = list(fleet.shared_fs.glob("*/home/ubuntu/kept"))
+    assert volume.read_text() == "kept\n"  # on the operator's shared filesystem
+    with fleet.admin() as http:  # once w1 is back and clean, the operator returns it
+
+        def quarantined() -> list[str]:
+            hosts = http.get("/admin/v1/fleet/hosts").json()["hosts"]
+            return [h["name"] for h in hosts if h["state"] == "quarantined"]
+
+        assert wait_for(quarantined, "w1 released into quarantine", timeout=30) == ["w1"]
+        assert http.post("/admin/v1/fleet/hosts/w1/online").status_code == 200
+    cluster = client.clusters.retrieve(cluster_id)
+    node = next(n for n in cluster.gpu_worker_nodes if n.status == "Running")
+    fleet.hosts[node.host_name].kernel_xid(gpu=2, code=79)  # fallen off the bus
+
+    def proposed() -> Any:
+        page = client.clusters.remediations.list(
+            node.instance_id, cluster_id=cluster_id, state=["PENDING_APPROVAL"]
+        )
+        return page.remediations[0] if page.remediations else None
+
+    repair = wait_for(proposed, "a repair proposed for the XID", timeout=30)
+    assert "Xid 79" in repair.reason or "FallenOffBus" in repair.reason
+    client.clusters.remediations.approve(
+        repair.id, cluster_id=cluster_id, instance_id=node.instance_id
+    )
+    ready(client, cluster_id, workers=3)  # on w1: back from quarantine, returned clean
+    assert node.host_name not in worker_hosts(fleet, client, cluster_id)
+
+
+def test_scaling_back_to_16_gpus_drains_one_node_out_of_slurm_and_the_cluster_still_runs_jobs(
+    fleet: AgentFleet, client: together.Together, cluster_id: str
+):
+    before = slurm_names(client, cluster_id)
+    client.clusters.update(cluster_id, num_gpus=16)
+    ready(client, cluster_id, workers=2)
+    staying = slurm_names(client, cluster_id)
+    assert len(before - staying) == 1
+    wait_for(lambda: set(sinfo(fleet)) == staying, "the leaving node deleted from Slurm")
+    output = clusterplane_ssh(fleet, cluster_id, ["srun", "-N2", "hostname"])
+    assert sorted(output.split()) == sorted(staying)
 
 
 def test_deleting_the_cluster_leaves_no_daemon_user_mount_or_key_on_its_hosts(

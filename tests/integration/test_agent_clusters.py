@@ -1,5 +1,6 @@
 """Clusters on agent hosts, in-process: what a node is given (users, SSH CA, volumes),
-changes applied to running nodes, and active checks through the host's agent.
+changes applied to running nodes, active checks through the host's agent (acceptance
+failing in the check's own words), and a node whose agent falls silent.
 
 The engine runs on a manual clock with instant simulated steps for what has no agent
 (control plane, flavour); the agents are `tests.support.inprocess_agent` (real
@@ -12,12 +13,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from clusterplane.clock import ManualClock
 from clusterplane.domain.accounts import login_uids
 from clusterplane.errors import TemporaryProviderError
 from clusterplane.providers.registry import Drivers
@@ -26,6 +29,7 @@ from clusterplane.settings import Settings, SimulationSettings, StorageSettings
 from clusterplane.simulation.wiring import simulated_drivers
 from tests.support import check_scripts
 from tests.support.agents import AGENT_FLEET, DRIVER_VERSION, REGION
+from tests.support.check_scripts import FAILING_GPU_MESSAGE
 from tests.support.engine import WHOLE_REGION, Engine, make_engine
 from tests.support.inprocess_agent import InProcessAgent
 
@@ -52,14 +56,31 @@ def shared(tmp_path: Path) -> Path:
     return tmp_path / "shared"
 
 
-@pytest.fixture
-def engine(tmp_path: Path, shared: Path) -> Iterator[Engine]:
+def agent_engine(tmp_path: Path, shared: Path, **extra: Any) -> Iterator[Engine]:
     fleet = tmp_path / "agent-fleet.yaml"
     fleet.write_text(AGENT_FLEET)
     storage = StorageSettings(shared_directories=(f"{REGION}={shared}",))
     yield from make_engine(
-        tmp_path, fleet=fleet, storage=storage, capacity=WHOLE_REGION, drivers=instant
+        tmp_path, fleet=fleet, storage=storage, capacity=WHOLE_REGION, drivers=instant, **extra
     )
+
+
+@pytest.fixture
+def engine(tmp_path: Path, shared: Path) -> Iterator[Engine]:
+    yield from agent_engine(tmp_path, shared)
+
+
+@pytest.fixture
+def wall() -> ManualClock:
+    """Wall time that moves only when a test says: agents' silence is judged on it."""
+    return ManualClock(datetime.now(UTC))
+
+
+@pytest.fixture
+def walled_engine(tmp_path: Path, shared: Path, wall: ManualClock) -> Iterator[Engine]:
+    """An engine whose API and silence scan read `wall` (signed agent requests stay
+    within the clock-skew window as long as `wall` is not moved minutes ahead)."""
+    yield from agent_engine(tmp_path, shared, wall_clock=wall, lease_clock=wall)
 
 
 @contextmanager
@@ -269,3 +290,84 @@ def test_acceptance_asks_every_worker_for_all_its_checks_at_once(engine: Engine,
             ("nccl_single_node", "requested"),
         ]
     drive(engine, agents, ready(engine, cluster_id), "the cluster Ready")
+
+
+def health_events(engine: Engine, agent: InProcessAgent, kind: str) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = engine.client.get(
+        "/admin/v1/health/events", params={"host_name": agent.name}, headers=engine.headers()
+    ).json()["events"]
+    return [e for e in events if e["kind"] == kind]
+
+
+def fleet_host(engine: Engine, name: str) -> dict[str, Any]:
+    hosts = engine.client.get("/admin/v1/fleet/hosts", headers=engine.headers()).json()
+    [row] = [h for h in hosts["hosts"] if h["name"] == name]
+    return row
+
+
+def test_a_host_whose_check_fails_fails_acceptance_with_the_checks_own_words(
+    engine: Engine, tmp_path: Path
+):
+    checks = tmp_path / "checks"
+    commands = check_scripts.commands(checks, failing=("dcgm_diag",))
+    agent = InProcessAgent(engine, tmp_path, "gpu-g", region=REGION, checks=commands)
+    cluster_id = create_cluster(engine)
+
+    def failed_run() -> dict[str, Any] | None:
+        runs = engine.client.get(
+            "/admin/v1/health/checks", params={"host_name": agent.name}, headers=engine.headers()
+        ).json()
+        bad = [r for r in runs["checks"] if r["state"] == "FAILED"]
+        return bad[0] if bad else None
+
+    run = drive(engine, [agent], failed_run, "a failed acceptance check")
+    assert (run["purpose"], run["check"], run["cluster_id"]) == (
+        "acceptance",
+        "dcgm_diag",
+        cluster_id,
+    )
+    assert FAILING_GPU_MESSAGE in run["message"] and "exited 1" in run["message"]
+    assert run["result"] == {"failing_gpus": [3], "error": "memory"}
+    [signal] = health_events(engine, agent, "active_check")
+    assert "acceptance test failed" in signal["message"]
+    health = engine.client.get(
+        f"/admin/v1/clusters/{cluster_id}/health", headers=engine.headers()
+    ).json()
+    assert [n["health"] for n in health["nodes"]] == ["unhealthy"]
+    assert "dcgm_diag 2" in check_scripts.ran(checks)  # at the acceptance level
+
+
+def test_a_silent_agent_makes_its_host_unknown_and_nothing_is_terminated(
+    walled_engine: Engine, wall: ManualClock, tmp_path: Path
+):
+    engine = walled_engine
+    agent = InProcessAgent(engine, tmp_path, "gpu-q", region=REGION)
+    cluster_id = create_cluster(engine, acceptance_tests_params={"enabled": False})
+    body = drive(engine, [agent], ready(engine, cluster_id), "the cluster Ready")
+    assert fleet_host(engine, agent.name)["cluster_id"] == cluster_id
+    [worker] = body["gpu_worker_nodes"]
+    grace = engine.app.manager.ctx.settings.agents.silence_grace_seconds
+    wall.advance(grace - 1)  # the agent stops reporting
+    engine.advance(10)
+    assert agent_view(engine, agent)["status"] == "ready"  # within the grace period
+    wall.advance(2)
+    engine.advance(10)
+    assert agent_view(engine, agent)["status"] == "unknown"
+    engine.advance(3600)  # an hour of fleet time with the agent still silent
+    [signal] = health_events(engine, agent, "heartbeat_loss")
+    assert signal["resolved_at"] is None
+    assert (signal["action"], signal["remediation_id"]) == ("none", None)
+    assert "silence alone" in signal["held_reason"]
+    health = engine.client.get(
+        f"/admin/v1/clusters/{cluster_id}/health", headers=engine.headers()
+    ).json()
+    assert health["open_remediations"] == [] and health["unhealthy_workers"] == 0
+    assert [n["cordoned_by"] for n in health["nodes"]] == [None]
+    now = cluster(engine, cluster_id)
+    assert now["status"] == "Ready" and now["gpu_worker_nodes"] == [worker]
+    assert fleet_host(engine, agent.name)["state"] == "allocated"
+    agent.round()  # heard again
+    engine.advance(10)
+    assert agent_view(engine, agent)["status"] == "ready"
+    [resolved] = health_events(engine, agent, "heartbeat_loss")
+    assert resolved["resolved_at"] is not None

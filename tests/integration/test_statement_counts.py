@@ -3,7 +3,9 @@
 A GET of one cluster and the list of a project are read with bulk queries (services/
 cluster_views.py); a query per cluster or per node (an N+1) would make the count grow with
 the data. The counts are taken with SQLAlchemy's `before_cursor_execute` event on the
-engine, on clusters seeded as the benchmarks seed them (Ready, with nodes on hosts).
+engine and the prepared reads' own watcher (`db.prepared.watch_statements`: they run on
+the DBAPI cursor, which SQLAlchemy's events do not see), on clusters seeded as the
+benchmarks seed them (Ready, with nodes on hosts).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from benchmarks.fleetgen import FleetShape, write_fleet
 from benchmarks.seed import add_project, seed_ready_clusters
 from sqlalchemy import event
 
+from clusterplane.db.prepared import watch_statements
 from tests.support.engine import Engine, make_engine
 
 SMALL_PROJECT = "proj_ten"
@@ -55,7 +58,8 @@ def _statements(engine: Engine, path: str) -> tuple[int, dict]:
 
     event.listen(engine.app.engine, "before_cursor_execute", count)
     try:
-        reply = engine.client.get(path, headers=engine.headers())
+        with watch_statements(engine.app.engine, seen.append):
+            reply = engine.client.get(path, headers=engine.headers())
     finally:
         event.remove(engine.app.engine, "before_cursor_execute", count)
     assert reply.status_code == 200, reply.text

@@ -21,7 +21,8 @@ made to behave as a separate machine:
   reloads; its host key is in `fleet.known_hosts`;
 - a real agent (`AgentProcess`) inside its network, UTS and mount namespaces with its own
   config (hostname = the host's name, ip_address = its bridge address) and state dir under
-  the host's private directory, and a kernel log file for `kernel_xid`.
+  the host's private directory, a kernel log file for `kernel_xid`, and on GPU machines
+  healthy active-check commands (tests/support/check_scripts.py).
 
 `close()` stops the agents, the sshds and the server, then closes the network, which
 fails (`LeftoverError`, with `verify`) on any process still in a host (a daemon the agent
@@ -41,6 +42,7 @@ from typing import Any
 
 import httpx
 
+from tests.support import check_scripts
 from tests.support.agents import (
     AGENT_FLEET,
     REGION,
@@ -126,6 +128,9 @@ class AgentHost:
                 "sshd_reload": sshd_reload,
             },
         }
+        if self.gpu_devices:  # healthy active checks, as an operator configures DCGM etc.
+            for kind, argv in check_scripts.commands(self.dir / "checks").items():
+                sections[f"checks.{kind}"] = {"command": argv}
         for key, value in overrides.items():
             if isinstance(value, dict):
                 sections.setdefault(key, {}).update(value)

@@ -1,25 +1,19 @@
 """Node agents for tests: fake hosts on this machine and real `clusterplane agent` processes.
 
-`FakeHost` is a directory that plays one host: a root (`root/etc/passwd`...), fake GPU
-character devices (`dev/nvidiaN`, made with mknod), a shared filesystem at `/shared` in
-the root (its own directory, or a link to the one the server's region uses), a kernel log
-file the test appends `NVRM: Xid` lines to, active-check commands (scripts printing
-healthy figures, or failing: `tests.support.check_scripts`), a state dir and an agent
+`FakeHost` is a directory that plays one host: a root (`root/etc/passwd`...) with its own
+shared filesystem at `/shared`, fake GPU character devices (`dev/nvidiaN`, made with
+mknod), a kernel log file the test appends `NVRM: Xid` lines to, a state dir and an agent
 config, plus the host's own mount and UTS namespaces, held by a `sleep` process
 (`unshare --mount --uts`): mounts and the host name live there, survive agent restarts as
 on a real host, and vanish with `close()`. `AgentProcess` runs the agent for any
 `AgentMachine` (a `FakeHost`, or an `AgentHost` of tests/support/agent_fleet.py) against a
 `ServerProcess`, inside its namespaces (`nsenter`). `AGENT_FLEET` is a fleet whose
-region `agents-1` has no fleet-file hosts: every host there joined by enrollment.
-on a real host, and vanish with `close()`. `AgentProcess` runs the agent for it against a
-`ServerProcess`, inside those namespaces (`nsenter`). `AGENT_FLEET` is a fleet whose
 region `agents-1` has no fleet-file hosts: every host there joined by enrollment;
 `agent_server(..., shared=DIR)` makes that region's volumes directories of DIR.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -32,7 +26,6 @@ from typing import Any, Protocol, TypeVar
 import httpx
 import pytest
 
-from tests.support import check_scripts
 from tests.support.server import BIN, ServerProcess
 
 T = TypeVar("T")
@@ -129,27 +122,15 @@ class AgentMachine(Protocol):
 
 
 class FakeHost:
-    def __init__(
-        self,
-        base: Path,
-        name: str,
-        *,
-        gpus: int = 8,
-        shared: Path | None = None,
-        failing_checks: tuple[str, ...] = (),
-    ):
+    def __init__(self, base: Path, name: str, *, gpus: int = 8):
         self.name = name
         self.dir = base / name
         self.root = self.dir / "root"
         self.state = self.dir / "state"
         self.kernel_log = self.dir / "kern.log"
         self.config = self.dir / "agent.toml"
-        self.checks = self.dir / "checks"
         (self.root / "etc").mkdir(parents=True, exist_ok=True)
-        if shared is None:
-            (self.root / "shared").mkdir()
-        else:
-            (self.root / "shared").symlink_to(shared)
+        (self.root / "shared").mkdir()
         (self.root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
         (self.root / "etc" / "group").write_text("root:x:0:\n")
         (self.root / "etc" / "shadow").write_text("root:*:19000:0:99999:7:::\n")
@@ -188,18 +169,7 @@ shared_fs = "/shared"
 set_kernel_hostname = true
 sshd_reload = []
 """.replace("'", '"')
-            + self._checks_config(failing_checks)
         )
-
-    def _checks_config(self, failing: tuple[str, ...]) -> str:
-        commands = check_scripts.commands(self.checks, failing=failing)
-        return "".join(
-            f"[checks.{kind}]\ncommand = {json.dumps(argv)}\ntimeout_seconds = 30\n"
-            for kind, argv in commands.items()
-        )
-
-    def checks_ran(self) -> list[str]:
-        return check_scripts.ran(self.checks)
 
     def _namespaced(self) -> bool:
         own = os.readlink("/proc/self/ns/mnt")

@@ -95,6 +95,7 @@ def make_engine(
     previous_credentials_keys: tuple[str, ...] = (),
     health: HealthSettings | None = None,
     wall_clock: Clock | None = None,
+    lease_clock: Clock | None = None,
     capacity: CapacitySettings | None = None,
     drivers: DriverFactory | None = None,
     metrics: MetricsSettings | None = None,
@@ -104,7 +105,8 @@ def make_engine(
     """An engine on a new database, or on `database_url` (a restart) with `admin_key`,
     on the simulated drivers unless `drivers` makes others.
 
-    Fleet time is a `ManualClock`; wall time is the system's unless `wall_clock` is given.
+    Fleet time is a `ManualClock`; wall time is the system's unless `wall_clock` is given,
+    and so is the controllers' (leases, the agent silence scan) unless `lease_clock` is.
     """
     key = admin_key or generate_key_text()
     settings = Settings(
@@ -124,7 +126,7 @@ def make_engine(
     )
     clock = ManualClock()
     wall = wall_clock or SystemClock()
-    app = build(settings, clock=clock, wall_clock=wall, drivers=drivers)
+    app = build(settings, clock=clock, wall_clock=wall, lease_clock=lease_clock, drivers=drivers)
     with TestClient(app.api) as client:
         yield Engine(
             app=app,

@@ -2,7 +2,9 @@
 
 Four loops share one signed HTTP client:
 * the main thread long-polls the host's assignment and applies each new generation
-  (on start it re-applies the current one: converging is idempotent), reporting at once;
+  (on start it re-applies the current one: converging is idempotent), and the current
+  one again every `converge_seconds` (dead daemons restarted, fresh runtime reports),
+  reporting at once;
 * a heartbeat thread reports status every `heartbeat_seconds`; the server's answer names
   the active checks it asks for, which go to the check runner;
 * a check thread runs them one at a time and reports each (`checks.CheckRunner`);

@@ -7,8 +7,12 @@ a dynamic, configless `slurmd -Z` on a worker, restarts a daemon that died, regi
 worker again when slurmctld lost it, and applies changed controller files by restarting
 slurmctld, which keeps running jobs (`scontrol reconfigure` does not, see
 `_ensure_slurmctld`); a worker whose `config_generation` changed restarts its slurmd to
-fetch the new files (its job steps keep running). It returns a report: `ok`, `phase`
-("ready", "starting", "waiting" for slurmctld, or "failed"), `message`, `messages`.
+fetch the new files (its job steps keep running). On the controller it then drains,
+resumes and deletes nodes as the section's `drain` and `remove` maps say (resuming only
+drains whose reason starts `clusterplane:`). It returns a report: `ok`, `phase`
+("ready", "starting", "waiting" for slurmctld, or "failed"), `message`, `messages`, and
+on the controller `nodes` (Slurm's view of each node) and `node_conditions` (ready or
+not, and why: what the control plane reads as health's second signal).
 `teardown()` stops every daemon it started (and a worker's job steps), unmounts what it
 mounted and removes the state directory, the munge key and socket: nothing is left.
 

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from clusterplane import logs
+from clusterplane.api.request_ids import path_ids_in_logs
 from clusterplane.api.schemas import format_validation_error
 from clusterplane.api.state import ApiState
 from clusterplane.db.engine import read_transaction, transaction
@@ -59,6 +60,14 @@ async def request_text_has_no_nul(request: Request) -> None:
             raise InvalidRequest(
                 f"query parameter '{name}' must not contain NUL characters", param=name
             )
+
+
+async def request_checks(request: Request) -> None:
+    """The app-wide dependency: no NUL in the request's ids and filters, and the ids its
+    path names in the log context. One dependency, not two: FastAPI's solving of each
+    costs about as much as a whole `/healthz`'s work."""
+    await request_text_has_no_nul(request)
+    await path_ids_in_logs(request)
 
 
 def bearer_token(request: Request) -> str | None:

@@ -18,7 +18,14 @@ from clusterplane.db.rows import HealthEventRow, RemediationRow, VolumeRow
 from clusterplane.domain.enums import AddOnType, ClusterPhase
 from clusterplane.services import addons
 from clusterplane.services.cluster_secrets import kube_config_text
-from clusterplane.services.cluster_views import ClusterDetail, NodeDetail, Transition
+from clusterplane.services.cluster_views import (
+    ClusterDetail,
+    ClusterView,
+    NodeDetail,
+    RemediationView,
+    Transition,
+    VolumeView,
+)
 from clusterplane.services.sealing import SealError, SecretBox
 
 log = logging.getLogger(__name__)
@@ -65,7 +72,9 @@ def linked_alert(event: HealthEventRow) -> dict[str, Any]:
     }
 
 
-def remediation(row: RemediationRow, alerts: Sequence[HealthEventRow] = ()) -> dict[str, Any]:
+def remediation(
+    row: RemediationRow | RemediationView, alerts: Sequence[HealthEventRow] = ()
+) -> dict[str, Any]:
     return {
         "id": row.id,
         "cluster_id": row.cluster_id,
@@ -90,7 +99,7 @@ def remediation(row: RemediationRow, alerts: Sequence[HealthEventRow] = ()) -> d
     }
 
 
-def volume(row: VolumeRow) -> dict[str, Any]:
+def volume(row: VolumeRow | VolumeView) -> dict[str, Any]:
     return {
         "volume_id": row.id,
         "volume_name": row.name,
@@ -161,17 +170,17 @@ def _add_on(item: dict[str, Any], status: str) -> dict[str, Any]:
     }
 
 
-def kube_config_of(row: Any, box: SecretBox) -> str:
+def kube_config_of(row: ClusterView, box: SecretBox) -> str:
     """Credentials are handed out once the control plane answers, not before.
 
     A kubeconfig no configured key opens (sealed by a replica with a newer key, or
     damaged) is left out as `""`, the spec's "not available", so one such cluster does
     not break a whole list; the log says which and why.
     """
-    if not row.control_plane_ready or ClusterPhase(row.phase) in KUBECONFIG_FROM:
+    if not row.control_plane_ready or row.phase in KUBECONFIG_FROM:
         return ""
     try:
-        return kube_config_text(str(row.id), str(row.kube_config), box)
+        return kube_config_text(row.id, row.kube_config, box)
     except SealError as exc:
         if row.id not in _UNREADABLE_LOGGED and len(_UNREADABLE_LOGGED) < 10_000:
             _UNREADABLE_LOGGED.add(row.id)  # once per cluster and process, not per list

@@ -11,17 +11,17 @@ adds the cluster, node and project ids a path names to the context.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 
 from fastapi import Request
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from clusterplane import logs
 
 HEADER = "X-Request-ID"
+RAW_HEADER = HEADER.lower().encode()
 ACCEPTED = re.compile(r"[\x21-\x7e]{1,128}")
 access_log = logging.getLogger("clusterplane.access")
 
@@ -33,7 +33,7 @@ def request_id_from(scope: Scope) -> str:
             if ACCEPTED.fullmatch(text):
                 return text
             break
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # as random as a uuid4's hex, without building a UUID
 
 
 class RequestIds:
@@ -52,7 +52,11 @@ class RequestIds:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message)[HEADER] = request_id
+                # The app never sets this header itself, so it is added, not replaced.
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    (RAW_HEADER, request_id.encode()),
+                ]
             await send(message)
 
         with logs.scope(request_id=request_id):

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from clusterplane.api.console_stream import StreamSlots
 from clusterplane.api.inflight import InFlight
 from clusterplane.api.long_polls import LongPolls
 from clusterplane.api.read_cache import ReadCache
@@ -46,3 +47,4 @@ class ApiState:
     )
     # The registry `GET /metrics` renders (None: metrics are off).
     metrics: Metrics | None = None
+    streams: StreamSlots = field(default_factory=lambda: StreamSlots(per_key=3, total=500))

@@ -104,7 +104,20 @@ class RegionRow(Base):
 
 class HostRow(Base):
     __tablename__ = "hosts"
-    __table_args__ = (Index("ix_hosts_pick", "region", "gpu_type", "state"),)
+    __table_args__ = (
+        Index("ix_hosts_pick", "region", "gpu_type", "state"),
+        # Covers the capacity check's count of serviceable hosts by fabric and pool
+        # (services/calendar.py), which every create runs over the whole region.
+        Index(
+            "ix_hosts_capacity",
+            "region",
+            "gpu_type",
+            "in_fleet_file",
+            "fabric",
+            "capacity_pool_id",
+            "state",
+        ),
+    )
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(128), unique=True)
     region: Mapped[str] = mapped_column(String(64))

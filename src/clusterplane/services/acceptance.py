@@ -75,8 +75,10 @@ def failing_workers(
         if result.node_id in testable:
             by_node.setdefault(result.node_id, []).append(result)
     failing: list[tuple[NodeRow, HealthCheckRunRow]] = []
-    for node in sorted((testable[n] for n in by_node), key=lambda n: n.host_id or ""):
-        host = session.get(HostRow, node.host_id or "")
+    judged = sorted((testable[n] for n in by_node), key=lambda n: n.host_id or "")
+    hosts = _hosts(session, [n.host_id for n in judged if n.host_id])
+    for node in judged:
+        host = hosts.get(node.host_id or "")
         if host is None:
             continue
         verdicts = [(r, _verdict(host, r)) for r in by_node[node.id]]
@@ -88,6 +90,17 @@ def failing_workers(
                 failing.append((node, run))
                 break
     return failing
+
+
+def _hosts(session: Session, ids: list[str], chunk: int = 500) -> dict[str, HostRow]:
+    """The hosts of `ids`, a query per `chunk` of them (not one per worker)."""
+    found: dict[str, HostRow] = {}
+    for start in range(0, len(ids), chunk):
+        part = ids[start : start + chunk]
+        found.update(
+            (h.id, h) for h in session.scalars(select(HostRow).where(HostRow.id.in_(part)))
+        )
+    return found
 
 
 def _verdict(host: HostRow, result: CheckResult) -> tuple[bool, str]:

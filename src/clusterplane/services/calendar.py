@@ -90,6 +90,8 @@ class Calendar:
     held_nodes: int = 0
     # General capacity per fabric (only when the entries are itemised).
     fabrics: dict[str, Capacity] = field(default_factory=dict)
+    # Serviceable hosts now, per (fabric, capacity pool id or None).
+    serviceable: dict[tuple[str, str | None], int] = field(default_factory=dict)
 
     def general_bookings(self, last: str | None = None) -> list[Booking]:
         """Every general booking; `last`'s is served after all the others."""
@@ -137,24 +139,35 @@ class _Steps:
         return Capacity(self.base, tuple(sorted(self.later.items())))
 
 
+# Grouped in the order of `ix_hosts_capacity`, which covers it: no sort, no table reads.
+_SERVICEABLE_HOSTS = (
+    select(HostRow.fabric, HostRow.capacity_pool_id, func.count())
+    .where(
+        HostRow.region == bindparam("region"),
+        HostRow.gpu_type == bindparam("gpu_type"),
+        HostRow.in_fleet_file.is_(True),
+        HostRow.state.in_(SERVICEABLE),
+    )
+    .group_by(HostRow.fabric, HostRow.capacity_pool_id)
+)
+
+
+def _serviceable_hosts(
+    session: Session, region: str, gpu_type: str
+) -> dict[tuple[str, str | None], int]:
+    """Serviceable hosts of a region and GPU type, per (fabric, capacity pool id)."""
+    rows = session.execute(_SERVICEABLE_HOSTS, {"region": region, "gpu_type": gpu_type})
+    return {(fabric, pool_id): int(count) for fabric, pool_id, count in rows}
+
+
 def _capacity(
-    session: Session, region: str, gpu_type: str, pools: dict[str, CapacityPoolRow], now: datetime
+    counts: dict[tuple[str, str | None], int], pools: dict[str, CapacityPoolRow], now: datetime
 ) -> tuple[Capacity, dict[str, int], dict[str, Capacity]]:
     """General capacity (in all, and per fabric), and the hosts of each live pool."""
-    counts = session.execute(
-        select(HostRow.capacity_pool_id, HostRow.fabric, func.count())
-        .where(
-            HostRow.region == region,
-            HostRow.gpu_type == gpu_type,
-            HostRow.in_fleet_file.is_(True),
-            HostRow.state.in_(SERVICEABLE),
-        )
-        .group_by(HostRow.capacity_pool_id, HostRow.fabric)
-    ).all()
     total = _Steps()
     per_fabric: defaultdict[str, _Steps] = defaultdict(_Steps)
     per_pool: defaultdict[str, int] = defaultdict(int)
-    for pool_id, fabric, count in counts:
+    for (fabric, pool_id), count in counts.items():
         pool = pools.get(pool_id) if pool_id else None
         if pool is None or not pool_is_live(pool, now):
             total.base += count
@@ -282,7 +295,8 @@ def load_calendar(
     `held_nodes` instead of listed, except `keep`'s, so a create's check does not read
     every cluster. Itemised entries are also split by fabric."""
     pools = live_pools(session, region, gpu_type)
-    general, pool_hosts, fabrics = _capacity(session, region, gpu_type, pools, now)
+    serviceable = _serviceable_hosts(session, region, gpu_type)
+    general, pool_hosts, fabrics = _capacity(serviceable, pools, now)
     live = (
         ClusterRow.region == region,
         ClusterRow.gpu_type == gpu_type,
@@ -315,25 +329,17 @@ def load_calendar(
             replace(e, fabric_nodes=_split_by_fabric(e, by_fabric.get(e.cluster_id, {})))
             for e in entries
         ]
-    return Calendar(region, gpu_type, now, general, pool_hosts, pools, entries, held, fabrics)
+    return Calendar(
+        region, gpu_type, now, general, pool_hosts, pools, entries, held, fabrics, serviceable
+    )
 
 
-def _largest_fabric(session: Session, calendar: Calendar, mine: ClusterBooking) -> int:
+def _largest_fabric(calendar: Calendar, mine: ClusterBooking) -> int:
     """Serviceable hosts of the widest fabric this cluster may use (general hosts and its
     own pool's): unless the region's policy lets clusters span fabrics, no booking can be
     wider."""
-    rows = session.execute(
-        select(HostRow.fabric, HostRow.capacity_pool_id, func.count())
-        .where(
-            HostRow.region == calendar.region,
-            HostRow.gpu_type == calendar.gpu_type,
-            HostRow.in_fleet_file.is_(True),
-            HostRow.state.in_(SERVICEABLE),
-        )
-        .group_by(HostRow.fabric, HostRow.capacity_pool_id)
-    ).all()
     per_fabric: defaultdict[str, int] = defaultdict(int)
-    for fabric, pool_id, count in rows:
+    for (fabric, pool_id), count in calendar.serviceable.items():
         pool = calendar.pools.get(pool_id) if pool_id else None
         if (
             pool_id is None
@@ -380,7 +386,7 @@ def check_cluster_booking(
         return
     what = f"{cluster.gpu_type} in {cluster.region}"
     spans_fabrics = allows_cross_fabric(session, cluster.region)
-    widest = 0 if spans_fabrics else _largest_fabric(session, calendar, mine)
+    widest = 0 if spans_fabrics else _largest_fabric(calendar, mine)
     if not spans_fabrics and mine.general_nodes + mine.pool_nodes > widest:
         raise CapacityUnavailable(
             f"need {mine.general_nodes + mine.pool_nodes} node(s) of {what} in one fabric; "

@@ -114,20 +114,6 @@ def list_clusters(session: Session, caller: Caller, project_id: str | None) -> l
     )
 
 
-def list_cluster_ids(session: Session, caller: Caller, project_id: str | None) -> list[str]:
-    """Ids of the live clusters of a project the caller sees, oldest first (stable order)."""
-    scope = caller.project_id if project_id is None else project_id
-    if not caller.can_see(scope):
-        return []
-    return list(
-        session.scalars(
-            select(ClusterRow.id)
-            .where(ClusterRow.project_id == scope, ClusterRow.deleted_at.is_(None))
-            .order_by(ClusterRow.created_at, ClusterRow.id)
-        )
-    )
-
-
 def _check_billing(req: ClusterCreate, now: datetime, horizon: timedelta) -> None:
     start, end = req.reservation_start_time, req.reservation_end_time
     if start is not None and start > now + horizon:

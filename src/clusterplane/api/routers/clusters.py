@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
@@ -30,17 +31,13 @@ from clusterplane.api.schemas import (
     UpdateClusterRequest,
 )
 from clusterplane.api.state import ApiState
-from clusterplane.db.engine import read_transaction, transaction
+from clusterplane.db.engine import transaction
+from clusterplane.db.prepared import read_snapshot, reader_of
 from clusterplane.db.rows import ClusterRow
 from clusterplane.domain.enums import ClusterType
 from clusterplane.services import clusters
 from clusterplane.services.auth import Caller
-from clusterplane.services.cluster_views import (
-    ClusterDetail,
-    cluster_rows,
-    get_detail,
-    load_details,
-)
+from clusterplane.services.cluster_views import ClusterDetail, get_detail, list_ids, load_details
 from clusterplane.services.sealing import SecretBox
 
 router = APIRouter(tags=["clusters"])
@@ -115,9 +112,9 @@ def list_clusters(request: Request, caller: Caller = Depends(current_caller)) ->
     """
     state = api_state(request)
     now = state.clock.now()
-    with read_transaction(state.sessions) as session:
-        ids = clusters.list_cluster_ids(session, caller, project_filter(request))
-        first = _live_details(session, ids[:LIST_PAGE], now)
+    with read_snapshot(state.sessions) as reader:
+        ids = list_ids(reader, caller, project_filter(request))
+        first = load_details(reader, ids[:LIST_PAGE], now=now)
     encoded = deque(_encode(d, state.secrets) for d in first)
     del first
     if len(ids) <= LIST_PAGE and sum(map(len, encoded)) <= ONE_BODY_BYTES:
@@ -129,18 +126,13 @@ def list_clusters(request: Request, caller: Caller = Depends(current_caller)) ->
 
 LIST_OPEN = b'{"clusters":['
 LIST_CLOSE = b"]}"
-LIST_PAGE = 100  # clusters read per transaction while a long list is streamed
+LIST_PAGE = 250  # clusters read per transaction while a long list is streamed
 ONE_BODY_BYTES = 1 << 20  # a list up to this size (and one page) is answered as one body
 CHUNK_BYTES = 1 << 16  # a streamed list goes out in chunks of about this size
 
 
 def _encode(detail: ClusterDetail, box: SecretBox) -> bytes:
     return presenters.encode(presenters.cluster(detail, box))
-
-
-def _live_details(session: Session, ids: list[str], now: datetime) -> list[ClusterDetail]:
-    rows = [row for row in cluster_rows(session, ids) if row.deleted_at is None]
-    return load_details(session, rows, now=now)
 
 
 def _stream(
@@ -151,8 +143,8 @@ def _stream(
     while first:
         yield first.popleft()
     for start in range(0, len(rest), LIST_PAGE):
-        with read_transaction(state.sessions) as session:
-            page = _live_details(session, rest[start : start + LIST_PAGE], now)
+        with read_snapshot(state.sessions) as reader:
+            page = load_details(reader, rest[start : start + LIST_PAGE], now=now)
         for detail in page:
             yield _encode(detail, state.secrets)
 
@@ -207,7 +199,7 @@ def create_cluster(
                 capacity=state.settings.capacity,
             ),
         )
-        result = presenters.cluster(load_details(session, [row], now=now)[0], state.secrets)
+        result = _presented(session, row.id, now, state.secrets)
     state.nudge()
     return presenters.json_response(result)
 
@@ -230,11 +222,14 @@ async def retrieve_cluster(
 
 
 def _retrieve(state: ApiState, caller: Caller, cluster_id: str) -> tuple[str, bytes]:
-    with read_transaction(state.sessions) as session:
-        detail = get_detail(session, caller, cluster_id, now=state.clock.now())
-        return str(detail.row.project_id), presenters.encode(
-            presenters.cluster(detail, state.secrets)
-        )
+    with read_snapshot(state.sessions) as reader:
+        detail = get_detail(reader, caller, cluster_id, now=state.clock.now())
+    return detail.row.project_id, _encode(detail, state.secrets)
+
+
+def _presented(session: Session, cluster_id: str, now: datetime, box: SecretBox) -> dict[str, Any]:
+    """The response of a write, read in its own transaction (so it shows what it wrote)."""
+    return presenters.cluster(load_details(reader_of(session), [cluster_id], now=now)[0], box)
 
 
 @router.put(
@@ -262,7 +257,7 @@ def update_cluster(
             box=state.secrets,
             capacity=state.settings.capacity,
         )
-        result = presenters.cluster(load_details(session, [row], now=now)[0], state.secrets)
+        result = _presented(session, row.id, now, state.secrets)
     state.nudge()
     return presenters.json_response(result)
 
