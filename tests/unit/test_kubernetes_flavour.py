@@ -9,8 +9,12 @@ from typing import Any
 from cryptography import x509
 
 from clusterplane.agent.kubernetes import KubernetesRuntime
+from clusterplane.agent.kubernetes_section import parse_section
 from clusterplane.agent.slurm_host import LocalHost
+from clusterplane.domain.enums import NodeRole
+from clusterplane.providers.agent_port import Peer
 from clusterplane.providers.kubernetes import AgentKubernetesFlavour, cluster_name
+from clusterplane.providers.models import InstanceSpec
 from clusterplane.services.credentials import issue_cluster_credentials
 from clusterplane.settings import KubernetesSettings
 from tests.unit.test_kubernetes_section import worker
@@ -77,3 +81,31 @@ def test_the_runtime_refuses_kubernetes_programs_of_another_version(tmp_path: Pa
     assert report["ok"] is False
     assert "reports 'Kubernetes v1.19.16', not Kubernetes v1.20.2" in report["message"]
     assert not (tmp_path / "k8s").exists()  # nothing was written or started
+
+
+def test_the_clusters_oidc_config_reaches_the_control_planes_section_as_it_parses() -> None:
+    oidc = {
+        "issuer_url": "https://issuer.example",
+        "client_id": "kube",
+        "username_claim": "email",
+        "username_prefix": "oidc:",
+        "group_claim": "groups",
+        "group_prefix": "oidc:",
+        "ca_cert": None,
+    }
+    spec = InstanceSpec(
+        instance_id="i-1", cluster_id="C-1", role=NodeRole.CONTROL_PLANE, node_name="cp-c-0",
+        host_name="ctl", region="r", gpu_type="H100_SXM", num_gpus=0, image="ubuntu-22.04",
+        oidc_config=oidc,
+    )  # fmt: skip
+    me = Peer("h-1", "cp-c-0", NodeRole.CONTROL_PLANE.value, "127.1.0.11")
+    worker_peer = Peer("h-2", "gpu-c-0", NodeRole.GPU_WORKER.value, "127.1.0.12")
+
+    section = flavour(version="v1.20.2")._control_section(spec, me, [me, worker_peer])
+
+    assert section["oidc"] == {k: v for k, v in oidc.items() if v is not None}
+    assert section["pod_routes"] == {"127.64.12.0/24": "127.1.0.12"}
+    raw = {k: v for k, v in section.items() if not k.endswith("_secret")}
+    parsed = parse_section({**raw, "ca_cert": CREDS.ca_cert_pem, "ca_key": CREDS.ca_key_pem})
+    assert parsed.oidc is not None and parsed.oidc.username_claim == "email"
+    assert (parsed.cluster, parsed.version) == ("c-1", "v1.20.2")
