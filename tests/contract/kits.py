@@ -13,6 +13,8 @@ or an agent). Another driver joins the suite by one entry in its role's table
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
@@ -22,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from clusterplane.agent.runtimes import Registry
+from clusterplane.domain.agent_protocol import GpuInfo, Inventory
 from clusterplane.domain.enums import NodeRole
 from clusterplane.providers.agent import AgentHostDriver
 from clusterplane.providers.contracts import ClusterFlavour, HostDriver, StorageDriver
@@ -33,12 +37,16 @@ from clusterplane.providers.models import (
     VolumeSpec,
 )
 from clusterplane.providers.shared_directory import SharedDirectoryStorage
+from clusterplane.providers.slurm.flavour import AgentSlurmFlavour
+from clusterplane.settings import SlurmSettings
 from clusterplane.simulation.flavour import SimulatedFlavour
 from clusterplane.simulation.hosts import SimulatedHostDriver
 from clusterplane.simulation.storage import SimulatedStorage
 from tests.support.check_scripts import commands
-from tests.support.engine import make_engine
-from tests.support.inprocess_agent import InProcessAgent
+from tests.support.engine import Engine, make_engine
+from tests.support.hosts import Host, HostNetwork
+from tests.support.inprocess_agent import MODEL, InProcessAgent
+from tests.support.slurm import make_gpu_devices, namespaced_slurm, slurm_installed
 
 NODE = InstanceSpec(
     instance_id="i-contract",
@@ -65,6 +73,14 @@ class Capability(StrEnum):
     CHECKS = "checks"  # active checks (`providers.contracts.HostChecks`)
 
 
+class FlavourCapability(StrEnum):
+    """A cluster flavour's optional features."""
+
+    # State of its own in what it returns, which it reads back (and refuses when it
+    # cannot); a flavour without keeps no state (the port answers) and ignores any.
+    STATE = "state"
+
+
 @dataclass
 class Clock:
     now: datetime = field(default_factory=lambda: datetime(2026, 1, 1, tzinfo=UTC))
@@ -89,6 +105,7 @@ class FlavourKit(Clock):
     flavour: ClusterFlavour = field(default_factory=SimulatedFlavour)
     node: InstanceSpec = NODE
     cluster_types: tuple[str, ...] = ("SLURM", "KUBERNETES")
+    supports: frozenset[FlavourCapability] = frozenset(FlavourCapability)
 
 
 @dataclass
@@ -139,6 +156,148 @@ def agent_host_kit(scratch: Path) -> Iterator[HostKit]:
         )
 
 
+@dataclass
+class AgentFlavourKit(FlavourKit):
+    """A flavour over the real port (an in-process engine's database) whose hosts' agents
+    each take one round per `advance`, after `pause` seconds of real time (for the
+    daemons they run)."""
+
+    agents: tuple[InProcessAgent, ...] = ()
+    pause: float = 0.0
+
+    def advance(self) -> datetime:
+        now = super().advance()
+        time.sleep(self.pause)
+        for agent in self.agents:
+            agent.round()
+        return now
+
+    def until(self, probe: Callable[[datetime], bool], what: str) -> None:
+        """Advance until `probe(now)` holds; fail past the horizon, saying `what`."""
+        deadline = self.now + self.horizon
+        while not probe(self.now):
+            assert self.now < deadline, f"{what} did not happen within the horizon"
+            self.advance()
+
+
+SLURM_CONTROLLER = "ctl"
+
+
+@contextmanager
+def slurm_flavour_kit(scratch: Path) -> Iterator[FlavourKit]:
+    """`AgentSlurmFlavour` with a real Slurm: a controller host and one GPU worker (the
+    kit's node, already a member) in namespaces (tests/support/hosts.py), each with an
+    in-process agent whose `slurm` runtime runs the daemons on its host. Their nodes are
+    published as the agent host driver does, for a cluster that is a real row."""
+    if os.geteuid() != 0:
+        pytest.skip("Slurm's hosts are namespaces with device files: they need root")
+    if not slurm_installed():
+        pytest.skip("Slurm is not installed: run scripts/ensure-slurm.sh")
+    if subprocess.run(["unshare", "--uts", "true"], check=False).returncode:
+        pytest.skip("this machine does not allow new namespaces (unshare failed)")
+    with contextmanager(make_engine)(scratch) as engine, HostNetwork() as network:
+        cluster_id = _slurm_cluster(engine)
+        controller = network.add_host(SLURM_CONTROLLER)
+        worker = network.add_host(NODE.node_name)
+        devices = make_gpu_devices(worker, str(network.host_root))
+        agents = (
+            _slurm_agent(engine, scratch, controller, ()),
+            _slurm_agent(engine, scratch, worker, devices),
+        )
+        node = replace(
+            NODE,
+            cluster_id=cluster_id,
+            host_name=worker.name,
+            region="test-1",
+            driver="agent",
+            host_id=agents[1].host_id,
+            slurm_shm_size_gib=1,
+        )
+        control = replace(
+            node,
+            instance_id="i-contract-ctl",
+            role=NodeRole.CONTROL_PLANE,
+            node_name=controller.name,
+            host_name=controller.name,
+            host_id=agents[0].host_id,
+            num_gpus=0,
+        )
+        settings = SlurmSettings(state_dir=f"{network.host_root}/slurm", slurmd_timeout_seconds=5)
+        kit = AgentFlavourKit(
+            flavour=AgentSlurmFlavour(engine.app.agent_hosts, settings),
+            node=node,
+            cluster_types=("SLURM",),
+            supports=frozenset(),
+            step=timedelta(seconds=5),
+            horizon=timedelta(minutes=5),
+            agents=agents,
+            pause=0.1,
+        )
+        hosts = AgentHostDriver(engine.app.agent_hosts)
+        try:
+            _serve(kit, hosts, (control, node))
+            yield kit
+        finally:
+            kit.until(
+                lambda now: all(hosts.release(s, {}, now).done for s in (node, control)),
+                "the hosts' release",
+            )
+
+
+def _serve(kit: AgentFlavourKit, hosts: AgentHostDriver, specs: tuple[InstanceSpec, ...]) -> None:
+    """Publish the nodes as the host driver does, then join them in order as the lifecycle
+    does (the controller first: a worker waits for slurmctld)."""
+    states = [hosts.prepare(spec, kit.now).state for spec in specs]
+    kit.until(
+        lambda now: all(
+            hosts.describe(s, st, now).done for s, st in zip(specs, states, strict=True)
+        ),
+        "the hosts' bring-up",
+    )
+    for spec in specs:
+        kit.until(
+            lambda now, spec=spec: kit.flavour.join_node(spec, now).done,
+            f"{spec.node_name} joining",
+        )
+
+
+def _slurm_cluster(engine: Engine) -> str:
+    """A SLURM cluster's row (its munge key is the port's `cluster_secret`)."""
+    body = {
+        "cluster_name": "contract",
+        "billing_type": "ON_DEMAND",
+        "cluster_type": "SLURM",
+        "slurm_shm_size_gib": 1,
+        "gpu_type": "H100_SXM",
+        "num_gpus": 8,
+        "region": "test-1",
+        "nvidia_version_id": "cu128-drv570-ubuntu2204",
+    }
+    response = engine.client.post("/v1/compute/clusters", json=body, headers=engine.headers())
+    assert response.status_code == 200, response.text
+    return str(response.json()["cluster_id"])
+
+
+def _slurm_agent(
+    engine: Engine, scratch: Path, host: Host, devices: tuple[str, ...]
+) -> InProcessAgent:
+    """An agent for `host` (its address, its GPUs' device files) running Slurm there."""
+    inventory = Inventory(
+        hostname=host.name,
+        gpu_type="H100_SXM" if devices else None,
+        gpus=[GpuInfo(index=i, model=MODEL, device_path=d) for i, d in enumerate(devices)],
+        gpu_source="config" if devices else "none",
+        num_cpu_cores=4,
+        memory_gib=4,
+        ip_address=host.address,
+    )
+    registry = Registry()
+    registry.register("slurm", lambda: namespaced_slurm(host))
+    return InProcessAgent(
+        engine, scratch, host.name, inventory=inventory, registry=registry, reconverge=True
+    )
+
+
 Kit = Callable[[Path], AbstractContextManager[HostKit]]
 HOST_KITS: dict[str, Kit] = {
     "simulated": lambda scratch: nullcontext(HostKit(host=SimulatedHostDriver(seed=11))),
@@ -146,6 +305,7 @@ HOST_KITS: dict[str, Kit] = {
 }
 FLAVOUR_KITS: dict[str, Callable[[Path], AbstractContextManager[FlavourKit]]] = {
     "simulated": lambda scratch: nullcontext(FlavourKit(flavour=SimulatedFlavour(seed=11))),
+    "agent-slurm": slurm_flavour_kit,
 }
 STORAGE_KITS: dict[str, Callable[[Path], AbstractContextManager[StorageKit]]] = {
     "simulated": lambda scratch: nullcontext(StorageKit(storage=SimulatedStorage(seed=11))),

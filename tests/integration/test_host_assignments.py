@@ -233,3 +233,22 @@ def test_a_flavour_patch_merges_into_its_section_and_survives_the_host_drivers_p
     [peer] = port.peers("c-2")
     assert (peer.host_id, peer.node_name, peer.role) == (host_id, "w1", "gpu_worker")
     assert port.peers("c-1") == []
+
+
+def test_a_flavour_patch_of_none_removes_its_section_and_keeps_the_hosts_secrets(
+    engine: Engine,
+):
+    _, host_id = _enroll(engine, "cpu-unpatch")
+    port: HostAssignments = engine.app.agent_hosts
+    port.publish(host_id, DesiredNode(cluster_id="c-1", node=DESIRED.node))
+    port.patch_runtime(host_id, "c-1", "slurm", {"role": "worker"}, secrets={"munge.key": "k"})
+    port.patch_runtime(host_id, "c-1", "other", {"x": 1})
+
+    removed = port.patch_runtime(host_id, "c-1", "slurm", None)
+
+    assert port.patch_runtime(host_id, "c-1", "slurm", None) == removed  # nothing left to do
+    box = engine.app.api.state.cp.secrets
+    with transaction(engine.app.sessions) as session:
+        served = host_assignments.current(session, box, host_id)
+    assert served.generation == removed
+    assert served.runtimes == {"other": {"x": 1}} and served.secrets == {"munge.key": "k"}

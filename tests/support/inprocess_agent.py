@@ -6,7 +6,9 @@ with a join token, the convergence of a host (`agent.converge.Node` on a tempora
 no kernel host name, and bind mounts only recorded, `MountLedger`, so nothing is mounted
 in the test process's namespace) and the check runner with the commands given.
 `round()` is what the daemon's loops do, once: pull the assignment, apply a new
-generation, report the status, run the checks the answer asks for and report them. For
+generation (with `reconverge`, the current one again too, as the daemon does every
+`converge_seconds`), report the status, run the checks the answer asks for and report
+them. An agent may be given its host's inventory and its runtimes (`registry`). For
 the contract suite and in-process cluster tests; `tests.support.agents` runs real agent
 processes in namespaces instead.
 """
@@ -75,6 +77,9 @@ class InProcessAgent:
         region: str = "test-1",
         checks: dict[str, list[str]] | None = None,
         shared: Path | None = None,
+        inventory: Inventory | None = None,
+        registry: Registry | None = None,
+        reconverge: bool = False,
     ):
         """`shared`: the shared filesystem (else one of its own), at /shared in its root."""
         self.name = name
@@ -89,7 +94,7 @@ class InProcessAgent:
         transport = engine.client._transport
         key = Ed25519PrivateKey.generate()
         self.client = AgentClient("http://testserver", key, transport=transport)
-        self.inventory = Inventory(
+        self.inventory = inventory or Inventory(
             hostname=name,
             gpu_type="H100_SXM",
             gpus=[GpuInfo(index=i, model=MODEL) for i in range(8)],
@@ -97,6 +102,7 @@ class InProcessAgent:
             num_cpu_cores=64,
             memory_gib=512,
         )
+        self.reconverge = reconverge
         self.host_id: str = self.client.enroll(token, self.inventory)["host_id"]
         self.ops = MountLedger(self.root)
         if shared is None:
@@ -108,7 +114,7 @@ class InProcessAgent:
             state,
             shared_fs="/shared",
             sshd_reload=[],
-            registry=Registry(),
+            registry=registry or Registry(),
             inventory=self.inventory,
         )
         commands = {k: CheckCommand(command=argv) for k, argv in (checks or {}).items()}
@@ -119,7 +125,7 @@ class InProcessAgent:
     def round(self) -> None:
         """Pull, apply what is new, report, run the checks asked for and report them."""
         assignment, _ = self.client.assignment(-1)
-        if assignment.generation != self.node.store.value.generation:
+        if self.reconverge or assignment.generation != self.node.store.value.generation:
             outcome = self.node.apply(assignment)
             self.status = StatusReport(
                 generation_applied=outcome.generation,

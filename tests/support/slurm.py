@@ -4,7 +4,9 @@
 a `HostNetwork`; `add_worker(name)` makes a host with 8 fake GPUs (character devices made
 with mknod), `add_login(name)` a login host with the client tools' configuration, and
 `converge(host)` runs `clusterplane.agent.slurm.SlurmRuntime` for it in this process,
-its commands entering the host through `nsenter` (`HostContext`).
+its commands entering the host through `nsenter` (`HostContext`). `namespaced_slurm(host)`
+is the agent's own `slurm` runtime plug-in on such a host, for an in-process agent
+(`tests.support.inprocess_agent`); `make_gpu_devices` gives a host its fake GPUs.
 The files come from `clusterplane.providers.slurm.render_files`, as the server sends them.
 """
 
@@ -20,7 +22,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from clusterplane.agent.runtimes import RuntimeContext
 from clusterplane.agent.slurm import SlurmRuntime
+from clusterplane.agent.slurm_plugin import SlurmPlugin
 from clusterplane.providers.slurm import (
     SlurmClusterSpec,
     SlurmNode,
@@ -52,6 +56,34 @@ class HostContext:
 
     def processes(self) -> list[int]:
         return self.host.processes()
+
+
+def slurm_installed() -> bool:
+    return all(Path(binary).exists() for binary in SLURM_BINARIES)
+
+
+def gpu_devices(root: str, count: int = GPUS_PER_WORKER) -> tuple[str, ...]:
+    """The fake GPUs' device files, the same paths on every host."""
+    return tuple(f"{root}/dev/nvidia{i}" for i in range(count))
+
+
+def make_gpu_devices(host: Host, root: str, count: int = GPUS_PER_WORKER) -> tuple[str, ...]:
+    """Character devices (NVIDIA's major number) at `gpu_devices(root)` on `host`."""
+    devices = gpu_devices(root, count)
+    host.path(f"{root}/dev").mkdir()
+    for index, device in enumerate(devices):
+        os.mknod(host.path(device), 0o666 | stat.S_IFCHR, os.makedev(195, index))
+    return devices
+
+
+def namespaced_slurm(host: Host) -> SlurmPlugin:
+    """The agent's `slurm` runtime (munge key from the assignment's secrets included),
+    its daemons run on `host`; what it started is recorded in the agent's state dir."""
+
+    def context(ctx: RuntimeContext) -> HostContext:
+        return HostContext(host, ctx.state_dir)
+
+    return SlurmPlugin(host=context)
 
 
 class SlurmTestCluster:
@@ -92,14 +124,12 @@ class SlurmTestCluster:
         return SlurmRuntime(HostContext(host, host.path(f"{self.root}/agent")))
 
     def gpu_devices(self) -> tuple[str, ...]:
-        return tuple(f"{self.root}/dev/nvidia{i}" for i in range(GPUS_PER_WORKER))
+        return gpu_devices(self.root)
 
     def add_worker(self, name: str) -> Host:
         host = self.network.add_host(name)
-        host.path(f"{self.root}/dev").mkdir()
-        for index, device in enumerate(self.gpu_devices()):
-            os.mknod(host.path(device), 0o666 | stat.S_IFCHR, os.makedev(195, index))
-        node = SlurmNode(name, host.address, self.gpu_devices(), cpus=4, memory_mib=4000)
+        devices = make_gpu_devices(host, self.root)
+        node = SlurmNode(name, host.address, devices, cpus=4, memory_mib=4000)
         self.spec = replace(self.spec, nodes=(*self.spec.nodes, node))
         self.workers[name] = host
         self.runtimes[name] = self._runtime(host)

@@ -2,25 +2,27 @@
 
 Registered as the `clusterplane.agent_runtimes` entry point `slurm`. It hands the section
 to `SlurmRuntime` on `LocalHost` (the agent's root, the runtime's directory in the agent's
-state directory). The control plane sends the munge key as a secret of the assignment, not
-inside the section: `munge_key_secret` names it, and it is read from the cluster's secrets
-directory here, so the key is written to disk only where secrets go and wiped with them.
+state directory), or on the `SlurmHost` its `host` makes (tests: a namespaced host). The
+control plane sends the munge key as a secret of the assignment, not inside the section:
+`munge_key_secret` names it, and it is read from the cluster's secrets directory here, so
+the key is written to disk only where secrets go and wiped with them.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from clusterplane.agent.runtimes import RuntimeContext
 from clusterplane.agent.slurm import SlurmRuntime
-from clusterplane.agent.slurm_host import LocalHost
+from clusterplane.agent.slurm_host import LocalHost, SlurmHost
 
 SECRET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
-def _runtime(ctx: RuntimeContext) -> SlurmRuntime:
-    return SlurmRuntime(LocalHost(ctx.state_dir, ctx.ops.root))
+def local_host(ctx: RuntimeContext) -> SlurmHost:
+    return LocalHost(ctx.state_dir, ctx.ops.root)
 
 
 def _failed(message: str) -> dict[str, Any]:
@@ -28,6 +30,12 @@ def _failed(message: str) -> dict[str, Any]:
 
 
 class SlurmPlugin:
+    def __init__(self, host: Callable[[RuntimeContext], SlurmHost] = local_host):
+        self.host = host
+
+    def _runtime(self, ctx: RuntimeContext) -> SlurmRuntime:
+        return SlurmRuntime(self.host(ctx))
+
     def converge(self, section: dict[str, Any], ctx: RuntimeContext) -> dict[str, Any]:
         raw = dict(section)
         secret = raw.pop("munge_key_secret", None)
@@ -38,7 +46,7 @@ class SlurmPlugin:
             if key is None:
                 return _failed(f"the assignment has no secret '{secret}'")
             raw["munge_key"] = key.strip()
-        return _runtime(ctx).converge(raw)
+        return self._runtime(ctx).converge(raw)
 
     def teardown(self, ctx: RuntimeContext) -> None:
-        _runtime(ctx).teardown()
+        self._runtime(ctx).teardown()

@@ -120,11 +120,12 @@ class HostAssignments(Protocol):
         host_id: str,
         cluster_id: str,
         name: str,
-        patch: dict[str, Any],
+        patch: dict[str, Any] | None,
         secrets: dict[str, str] | None = None,
     ) -> int | None:
-        """Merge `patch` into runtime section `name` (and `secrets` into the host's
-        secrets); None when the host does not serve `cluster_id` (nothing changed)."""
+        """Merge `patch` into runtime section `name` (None removes the section: its agent
+        tears the runtime down) and `secrets` into the host's secrets; the generation, or
+        None when the host does not serve `cluster_id` (nothing changed)."""
         ...
 
     def peers(self, cluster_id: str) -> list[Peer]: ...

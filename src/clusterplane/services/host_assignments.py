@@ -119,17 +119,22 @@ def patch_runtime(
     host_id: str,
     cluster_id: str,
     name: str,
-    patch: dict[str, Any],
+    patch: dict[str, Any] | None,
     secrets: dict[str, str] | None = None,
     *,
     now: datetime,
 ) -> int | None:
-    """Merge `patch` into the host's runtime section `name` while it serves `cluster_id`."""
+    """Merge `patch` into the host's runtime section `name` while it serves `cluster_id`
+    (a None patch removes the section)."""
     row = _locked(session, host_id)
     if row is None or row.cluster_id != cluster_id:
         return None
     runtimes = dict(row.spec.get("runtimes", {}))
-    runtimes[name] = merge_patch(runtimes.get(name, {}), patch)
+    merged = merge_patch(runtimes.get(name, {}), patch)
+    if merged is None:
+        runtimes.pop(name, None)
+    else:
+        runtimes[name] = merged
     spec = {**row.spec, "runtimes": runtimes}
     Assignment.model_validate({**spec, "generation": 0})  # what agents are served stays valid
     merged = {**_open(box, row), **(secrets or {})}
@@ -265,7 +270,7 @@ class AssignmentPort:
         host_id: str,
         cluster_id: str,
         name: str,
-        patch: dict[str, Any],
+        patch: dict[str, Any] | None,
         secrets: dict[str, str] | None = None,
     ) -> int | None:
         with transaction(self._sessions) as session:

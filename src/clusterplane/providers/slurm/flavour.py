@@ -13,7 +13,13 @@ assignment of each of the cluster's hosts and reads what their agents report.
 * Drains, resumes and removals are the controller's `drain` and `remove` maps; its agent
   applies them and reports Slurm's view of every node (`nodes`), which `is_drained`,
   `remove_node` and health read. Only drains whose reason starts `clusterplane:` are ever
-  resumed, so a node an operator drained by hand stays drained.
+  resumed, so a node an operator drained by hand stays drained; a drain on someone else's
+  behalf (`DrainSpec.drained_by`) says so in its reason (`clusterplane: on behalf of
+  <who>: ...`), and only an undrain on that one's behalf resumes it.
+* A leaving worker is drained until its jobs end, then its `slurm` section is removed
+  and it is deleted from slurmctld once its agent stopped slurmd (a live slurmd would
+  register the node again at the agent's next pass); a node Slurm already sees down is
+  deleted without waiting for a silent agent.
 * Changed startup scripts reach every host through `apply_config`; a changed slurm.conf
   restarts slurmctld (running jobs survive) and bumps the workers' `config_generation`.
 
@@ -60,6 +66,8 @@ SECTION = "slurm"
 RESULT = f"runtime:{SECTION}"
 MUNGE_SECRET = "munge.key"
 PREFIX = "clusterplane:"
+OURS = PREFIX.rstrip(":")
+BEHALF = "on behalf of"
 ALL_FILES = (
     "etc/slurm.conf",
     "etc/gres.conf",
@@ -210,11 +218,13 @@ class AgentSlurmFlavour:
         before = self._render(
             self._spec(spec.cluster_id, others, spec.cluster_config, spec.slurm_shm_size_gib)
         )
-        self._patch(controller, spec.cluster_id, {"files": _files_patch(files.controller)})
+        served = self._patch(controller, spec.cluster_id, {"files": _files_patch(files.controller)})
         if config_generation(before) != config_generation(files):
             self._bump_workers(spec.cluster_id, peers, files, skip=me)
-        if not _ready(self.port.observe(controller.host_id), 0, {}).done:
-            return Progress(False, {}, message="waiting for slurmctld")
+        # Not before slurmctld serves this worker's gres.conf: a configless slurmd that
+        # fetched the old one registers without its GPUs and Slurm drains it.
+        if not _ready(self.port.observe(controller.host_id), served, {}).done:
+            return Progress(False, {}, message="waiting for slurmctld to apply its config")
         section = self._worker_section(cluster, files, me)
         generation = self._patch(me, spec.cluster_id, section, with_key=True)
         return _ready(self.port.observe(me.host_id), generation, {"generation": generation})
@@ -229,21 +239,48 @@ class AgentSlurmFlavour:
                 self.port.patch_runtime(peer.host_id, cluster_id, SECTION, patch)
 
     def remove_node(self, spec: InstanceSpec, state: DriverState, now: datetime) -> Progress:
-        """Drain the node in Slurm, wait for its jobs to end, delete it from slurmctld."""
+        """Drain the node in Slurm, wait for its jobs to end, stop its slurmd (else it
+        registers the node again), then delete it from slurmctld."""
         if spec.role != NodeRole.GPU_WORKER:
             return Progress(True, state)
-        controller = _controller(self.port.peers(spec.cluster_id))
+        peers = self.port.peers(spec.cluster_id)
+        controller = _controller(peers)
         if controller is None:
             return Progress(True, state, message="no controller: nothing to remove from")
         name = spec.node_name
-        reason = f"{PREFIX} leaving the cluster"
-        self._patch(controller, spec.cluster_id, {"drain": {name: reason}, "remove": {name: True}})
+        self._patch(controller, spec.cluster_id, {"drain": {name: f"{PREFIX} leaving the cluster"}})
         view = _nodes(self.port.observe(controller.host_id))
-        if view is None or name in view:
-            state_now = (view or {}).get(name, {}).get("state", "unknown")
+        node = None if view is None else view.get(name)
+        if view is None or (node is not None and not _drained(node)):
+            state_now = (node or {}).get("state", "unknown")
             return Progress(False, state, message=f"{name} is {state_now} in Slurm")
+        waiting = self._stop_worker(spec, peers)
+        if node is not None and node.get("state") == "drained" and waiting is not None:
+            # Its slurmd still answers slurmctld (a down or silent one cannot register
+            # again): deleted now, it would be back at its agent's next pass.
+            return Progress(False, state, message=waiting)
+        if node is not None:
+            self._patch(controller, spec.cluster_id, {"remove": {name: True}})
+            return Progress(False, state, message=f"{name} is {node.get('state')} in Slurm")
         self._patch(controller, spec.cluster_id, {"drain": {name: None}, "remove": {name: None}})
         return Progress(True, state)
+
+    def _stop_worker(self, spec: InstanceSpec, peers: list[Peer]) -> str | None:
+        """Take the worker's `slurm` section away; None once its agent stopped Slurm there
+        (or its host left the cluster), else what that waits for."""
+        me = next((p for p in peers if p.node_name == spec.node_name), None)
+        if me is None:
+            return None
+        generation = self.port.patch_runtime(me.host_id, spec.cluster_id, SECTION, None)
+        seen = self.port.observe(me.host_id)
+        if generation is None or seen is None:
+            return None
+        result = seen.sections.get(RESULT)
+        if seen.generation_applied < generation:
+            return f"waiting for {spec.node_name}'s agent to stop slurmd"
+        if result is not None and not result.ok:
+            return f"{spec.node_name}'s slurmd: {result.message}"
+        return None
 
     def apply_config(self, spec: ClusterConfigSpec, now: datetime) -> Progress:
         """New startup scripts (and the slurm.conf lines they set) on every host."""
@@ -268,8 +305,7 @@ class AgentSlurmFlavour:
 
     def drain(self, spec: DrainSpec, state: DriverState | None, now: datetime) -> DrainProgress:
         controller = self._controller_of(spec.cluster_id)
-        reason = spec.reason if spec.reason.startswith(PREFIX) else f"{PREFIX} {spec.reason}"
-        reason = " ".join(reason.split())[:200]
+        reason = _slurm_reason(spec)
         drains = {name: reason for name in spec.node_names}
         self._patch(controller, spec.cluster_id, {"drain": drains})
         return self.is_drained(spec, {"reason": reason}, now)
@@ -297,9 +333,8 @@ class AgentSlurmFlavour:
                 continue  # not (or no longer) in Slurm: nothing runs there
             if not node.get("drain"):
                 return DrainProgress(False, state, message=f"{name} is {node.get('state')}")
-            reason = str(node.get("reason", ""))
-            drained_by = "clusterplane" if reason.startswith(PREFIX) else f"slurm: {reason}"
-            done = done and node.get("state") in ("drained", "down", "not_responding")
+            drained_by = _drained_by(str(node.get("reason", "")))
+            done = done and _drained(node)
         return DrainProgress(done, state, drained_by=drained_by)
 
     def _controller_of(self, cluster_id: str) -> Peer:
@@ -307,6 +342,34 @@ class AgentSlurmFlavour:
         if controller is None:
             raise PermanentProviderError(f"cluster {cluster_id} has no controller host")
         return controller
+
+
+def _slurm_reason(spec: DrainSpec) -> str:
+    """Slurm's reason for a drain: `clusterplane: ...` (the controller's agent resumes only
+    those), naming the one it is on behalf of when that is not clusterplane."""
+    if spec.drained_by == OURS:
+        reason = spec.reason if spec.reason.startswith(PREFIX) else f"{PREFIX} {spec.reason}"
+    else:
+        text = spec.reason
+        if not text.startswith(f"{spec.drained_by}:"):
+            text = f"{spec.drained_by}: {text}"
+        reason = f"{PREFIX} {BEHALF} {text}"
+    return " ".join(reason.split())[:200]
+
+
+def _drained_by(reason: str) -> str:
+    """Who drained a node, from its reason in Slurm (`_slurm_reason`)."""
+    if not reason.startswith(PREFIX):
+        return f"slurm: {reason}"
+    rest = reason.removeprefix(PREFIX).strip()
+    if rest.startswith(f"{BEHALF} ") and ":" in rest:
+        return rest.removeprefix(f"{BEHALF} ").split(":", 1)[0].strip() or OURS
+    return OURS
+
+
+def _drained(node: dict[str, Any]) -> bool:
+    """Drained and running nothing, as the controller's agent reports a node."""
+    return bool(node.get("drain")) and node.get("state") in ("drained", "down", "not_responding")
 
 
 def _controller(peers: list[Peer]) -> Peer | None:
