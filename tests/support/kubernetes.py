@@ -30,7 +30,10 @@ from kubernetes import config as kube_config
 
 from clusterplane.agent.kubernetes import KubernetesRuntime
 from clusterplane.agent.kubernetes_pki import issue, node_user
+from clusterplane.agent.kubernetes_plugin import KubernetesPlugin
+from clusterplane.agent.runtimes import RuntimeContext
 from clusterplane.services.credentials import build_kubeconfig, issue_cluster_credentials
+from clusterplane.settings import KubernetesSettings
 from tests.support.hosts import Host, HostNetwork
 from tests.support.slurm import HostContext
 
@@ -67,6 +70,38 @@ def machine_to_ourselves() -> Iterator[None]:
         yield
     finally:
         os.close(handle)
+
+
+def kubernetes_options(host_root: str) -> dict[str, Any]:
+    """The agent's `[runtimes.kubernetes]` options for test hosts: files in each host's own
+    directory, the built binaries, one machine record for the shared kernel."""
+    return {
+        "base_dir": f"{host_root}/k8s",
+        "binaries": {program: str(BUILD / "bin" / program) for program in PROGRAMS},
+        "machine_record": MACHINE_RECORD,
+    }
+
+
+def namespaced_kubernetes(host: Host, options: dict[str, Any]) -> KubernetesPlugin:
+    """The agent's `kubernetes` runtime (PEM material from the assignment's secrets), its
+    daemons run on `host`; what it started is recorded in the agent's state dir."""
+
+    def context(ctx: RuntimeContext) -> HostContext:
+        return HostContext(host, ctx.state_dir)
+
+    return KubernetesPlugin(host=context, options=options)
+
+
+# The server's [kubernetes] settings for test clusters: fast status and failure detection,
+# the images `make kubernetes` builds.
+KUBERNETES_SETTINGS = KubernetesSettings(
+    version="v1.20.2",
+    node_status_seconds=2,
+    node_grace_seconds=8,
+    drain_deadline_seconds=6000,
+    sandbox_image="localhost/clusterplane/pause:3.2",
+    images=(str(BUILD / "images" / "pause.tar"), str(BUILD / "images" / "busybox.tar")),
+)
 
 
 class KubernetesTestCluster:

@@ -41,6 +41,7 @@ class NodeView:
             "lease_age_seconds": None if self.lease_age is None else round(self.lease_age, 1),
             "unschedulable": self.unschedulable,
             "cordoned_by_clusterplane": bool(self.cordoned_by),
+            "cordon_reason": self.cordoned_by,
             "gpus": self.gpus,
             "address": self.address,
         }

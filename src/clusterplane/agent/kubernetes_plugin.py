@@ -17,14 +17,14 @@ configuration may say where programs are and where the runtime keeps its files:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from clusterplane.agent.kubernetes import KubernetesRuntime
 from clusterplane.agent.kubernetes_host import MACHINE_RECORD
 from clusterplane.agent.kubernetes_section import PATH, SectionError, _binaries
 from clusterplane.agent.runtimes import RuntimeContext
-from clusterplane.agent.slurm_host import LocalHost
+from clusterplane.agent.slurm_host import LocalHost, SlurmHost
 
 NAME = "kubernetes"
 BASE_DIR = "/var/lib/clusterplane/kubernetes"
@@ -41,8 +41,7 @@ def _failed(message: str) -> dict[str, Any]:
     return {"ok": False, "phase": "failed", "message": message, "messages": [message]}
 
 
-def _options(ctx: RuntimeContext) -> tuple[str, dict[str, str], str]:
-    options: Mapping[str, Any] = ctx.runtime_options.get(NAME, {})
+def _options(options: Mapping[str, Any]) -> tuple[str, dict[str, str], str]:
     unknown = set(options) - {"base_dir", "binaries", "machine_record"}
     if unknown:
         raise SectionError(
@@ -57,20 +56,34 @@ def _options(ctx: RuntimeContext) -> tuple[str, dict[str, str], str]:
     return base, _binaries(options.get("binaries", {})), machine_record
 
 
+def local_host(ctx: RuntimeContext) -> SlurmHost:
+    return LocalHost(ctx.state_dir, ctx.ops.root)
+
+
 class KubernetesPlugin:
-    def __init__(self) -> None:
+    """`host` makes the host the runtime acts on (tests: a namespaced host); `options`,
+    when given, stand in for the agent configuration's `[runtimes.kubernetes]`."""
+
+    def __init__(
+        self,
+        host: Callable[[RuntimeContext], SlurmHost] = local_host,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.host = host
+        self.options = options
         self._runtimes: dict[tuple[str, str, str], KubernetesRuntime] = {}
 
     def _runtime(self, ctx: RuntimeContext) -> KubernetesRuntime:
-        base, binaries, machine_record = _options(ctx)
+        base, binaries, machine_record = _options(
+            ctx.runtime_options.get(NAME, {}) if self.options is None else self.options
+        )
         key = (str(ctx.state_dir), str(ctx.ops.root), base)
         runtime = self._runtimes.get(key)
         if runtime is None or (runtime.binaries, runtime.machine_record) != (
             binaries,
             machine_record,
         ):
-            host = LocalHost(ctx.state_dir, ctx.ops.root)
-            runtime = KubernetesRuntime(host, base, binaries, machine_record)
+            runtime = KubernetesRuntime(self.host(ctx), base, binaries, machine_record)
             self._runtimes[key] = runtime  # kept: it serves the device plugin between passes
         return runtime
 

@@ -54,6 +54,8 @@ CA_KEY = "kubernetes-ca.key"
 NODE_CERT = "kubernetes-node.crt"
 NODE_KEY = "kubernetes-node.key"
 PREFIX = "clusterplane:"
+OURS = PREFIX.rstrip(":")
+BEHALF = "on behalf of"
 CONTROL_PLANE = NodeRole.CONTROL_PLANE.value
 WORKER = NodeRole.GPU_WORKER.value
 OIDC_KEYS = (
@@ -233,7 +235,7 @@ class AgentKubernetesFlavour:
         if control is None:
             return Progress(True, state, message="no control plane: nothing to remove from")
         name = spec.node_name
-        started = datetime.fromisoformat(state.get("drain_started") or now.isoformat())
+        started = _started(state.get("drain_started"), now)
         late = (now - started).total_seconds() > self.settings.drain_deadline_seconds
         leave = {
             "cordon": {name: f"{PREFIX} leaving the cluster"},
@@ -264,8 +266,7 @@ class AgentKubernetesFlavour:
 
     def drain(self, spec: DrainSpec, state: DriverState | None, now: datetime) -> DrainProgress:
         control = self._control_of(spec.cluster_id)
-        reason = spec.reason if spec.reason.startswith(PREFIX) else f"{PREFIX} {spec.reason}"
-        reason = " ".join(reason.split())[:200]
+        reason = _cordon_reason(spec)
         self._patch(control, spec.cluster_id, {"cordon": {n: reason for n in spec.node_names}})
         return self.is_drained(spec, {"reason": reason}, now)
 
@@ -281,7 +282,8 @@ class AgentKubernetesFlavour:
         return DrainProgress(not still, state, message=f"still cordoned: {still}" if still else "")
 
     def is_drained(self, spec: DrainSpec, state: DriverState, now: datetime) -> DrainProgress:
-        """Drained once the nodes are cordoned and nothing evictable runs on them."""
+        """Drained once the nodes are cordoned and nothing evictable runs on them;
+        `drained_by` from clusterplane's reason (someone else's cordon: theirs)."""
         seen = self.port.observe(self._control_of(spec.cluster_id).host_id)
         view, drains = _nodes(seen), _drains(seen) or {}
         if view is None:
@@ -293,8 +295,7 @@ class AgentKubernetesFlavour:
                 continue  # not (or no longer) in the cluster: nothing runs there
             if not node.get("unschedulable"):
                 return DrainProgress(False, state, message=f"{name} is not cordoned yet")
-            ours = node.get("cordoned_by_clusterplane")
-            drained_by = "clusterplane" if ours else "kubernetes: cordoned by someone else"
+            drained_by = _drained_by(node)
             done = done and (bool(drains.get(name, {}).get("drained")) or not node.get("ready"))
         return DrainProgress(done, state, drained_by=drained_by)
 
@@ -303,6 +304,37 @@ class AgentKubernetesFlavour:
         if control is None:
             raise PermanentProviderError(f"cluster {cluster_id} has no control-plane host")
         return control
+
+
+def _cordon_reason(spec: DrainSpec) -> str:
+    """clusterplane's reason for a cordon: `clusterplane: ...` (only those are ever
+    uncordoned), naming the one it is on behalf of when that is not clusterplane."""
+    if spec.drained_by == OURS:
+        reason = spec.reason if spec.reason.startswith(PREFIX) else f"{PREFIX} {spec.reason}"
+    else:
+        text = spec.reason
+        if not text.startswith(f"{spec.drained_by}:"):
+            text = f"{spec.drained_by}: {text}"
+        reason = f"{PREFIX} {BEHALF} {text}"
+    return " ".join(reason.split())[:200]
+
+
+def _drained_by(node: dict[str, Any]) -> str:
+    """Who cordoned a node, as the control plane reports it (`_cordon_reason`)."""
+    if not node.get("cordoned_by_clusterplane"):
+        return "kubernetes: cordoned by someone else"
+    rest = str(node.get("cordon_reason", "")).removeprefix(PREFIX).strip()
+    if rest.startswith(f"{BEHALF} ") and ":" in rest:
+        return rest.removeprefix(f"{BEHALF} ").split(":", 1)[0].strip() or OURS
+    return OURS
+
+
+def _started(value: object, now: datetime) -> datetime:
+    """When the node's drain began (the state this flavour keeps); now when unreadable."""
+    try:
+        return datetime.fromisoformat(str(value)) if value else now
+    except ValueError:
+        return now
 
 
 def _control(peers: list[Peer]) -> Peer | None:
