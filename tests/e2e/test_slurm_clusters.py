@@ -281,7 +281,21 @@ def test_scaling_back_to_16_gpus_drains_one_node_out_of_slurm_and_the_cluster_st
     ready(client, cluster_id, workers=2)
     staying = slurm_names(client, cluster_id)
     assert len(before - staying) == 1
-    wait_for(lambda: set(sinfo(fleet)) == staying, "the leaving node deleted from Slurm")
+    views: list[dict[str, str]] = []
+
+    def deleted() -> bool:
+        views[:] = [sinfo(fleet)]
+        return set(views[0]) == staying
+
+    try:
+        wait_for(deleted, "the leaving node deleted from Slurm", timeout=60)
+    except AssertionError as exc:
+        ctl = fleet.hosts["ctl"]
+        [conf] = ctl.path(f"{fleet.network.host_root}/slurm").glob("*/etc/slurm.conf")
+        log = (conf.parent.parent / "log" / "slurmctld.log").read_text()
+        leaving = sorted(before - staying)[0]
+        lines = [line for line in log.splitlines() if leaving in line or "delete" in line.lower()]
+        raise AssertionError(f"{exc}; Slurm's view: {views}; log: {lines[-40:]}") from None
     output = clusterplane_ssh(fleet, cluster_id, ["srun", "-N2", "hostname"])
     assert sorted(output.split()) == sorted(staying)
 

@@ -3,8 +3,8 @@
 Four loops share one signed HTTP client:
 * the main thread long-polls the host's assignment and applies each new generation
   (on start it re-applies the current one: converging is idempotent), and the current
-  one again every `converge_seconds` (dead daemons restarted, fresh runtime reports),
-  reporting at once;
+  one again every `converge_seconds` once the server confirmed it (dead daemons
+  restarted, fresh runtime reports), reporting at once;
 * a heartbeat thread reports status every `heartbeat_seconds`; the server's answer names
   the active checks it asks for, which go to the check runner;
 * a check thread runs them one at a time and reports each (`checks.CheckRunner`);
@@ -213,27 +213,23 @@ class Agent:
 
     def _pull_loop(self) -> None:
         """Long-poll the assignment; apply each new generation, and the current one again
-        every `converge_seconds` (also while the server cannot be reached)."""
+        every `converge_seconds`, but only right after the server said it is still current:
+        a host cut off from the control plane does not act on what may be stale (a node
+        its cluster removed meanwhile must not register again when the link comes back)."""
         after, attempt, applied_at = -1, 0, time.monotonic()
-        current: Assignment | None = None
         while not self.stop.is_set():
-            if (
-                current is not None
-                and time.monotonic() - applied_at >= self.config.converge_seconds
-            ):
-                self.apply(current)
-                applied_at = time.monotonic()
             try:
                 assignment, retry_after = self.client.assignment(after)
                 attempt = 0
             except (httpx.HTTPError, ServerRefused) as exc:
                 log.warning("cannot pull the assignment: %s", exc)
-                self.stop.wait(min(_backoff(attempt), self.config.converge_seconds))
+                self.stop.wait(_backoff(attempt))
                 attempt += 1
                 continue
-            if assignment.generation > after:
+            due = time.monotonic() - applied_at >= self.config.converge_seconds
+            if assignment.generation > after or (due and assignment.generation == after):
                 self.apply(assignment)
-                current, after, applied_at = assignment, assignment.generation, time.monotonic()
+                after, applied_at = assignment.generation, time.monotonic()
             elif retry_after:
                 self.stop.wait(min(retry_after, self.config.converge_seconds))
 

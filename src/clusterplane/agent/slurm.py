@@ -138,6 +138,8 @@ class SlurmRuntime:
             report["node_conditions"] = {
                 name: _condition(view) for name, view in sorted(nodes.items())
             }
+            # Removals done: the control plane forgets them once their hosts left.
+            report["removed"] = [name for name in section.remove if name not in nodes]
         return report
 
     def _apply_node_changes(

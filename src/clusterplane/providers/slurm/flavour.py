@@ -249,7 +249,12 @@ class AgentSlurmFlavour:
             return Progress(True, state, message="no controller: nothing to remove from")
         name = spec.node_name
         self._patch(controller, spec.cluster_id, {"drain": {name: f"{PREFIX} leaving the cluster"}})
-        view = _nodes(self.port.observe(controller.host_id))
+        seen = self.port.observe(controller.host_id)
+        if seen is None or seen.generation_applied < seen.generation_published:
+            # A view from before the controller applied the drain (or a removal) says
+            # nothing about the node: absent from it, the node may still be there.
+            return Progress(False, state, message="waiting for the controller's agent")
+        view = _nodes(seen)
         node = None if view is None else view.get(name)
         if view is None or (node is not None and not _drained(node)):
             state_now = (node or {}).get("state", "unknown")
@@ -259,11 +264,26 @@ class AgentSlurmFlavour:
             # Its slurmd still answers slurmctld (a down or silent one cannot register
             # again): deleted now, it would be back at its agent's next pass.
             return Progress(False, state, message=waiting)
+        self._patch(controller, spec.cluster_id, {"remove": {name: True}})
         if node is not None:
-            self._patch(controller, spec.cluster_id, {"remove": {name: True}})
             return Progress(False, state, message=f"{name} is {node.get('state')} in Slurm")
-        self._patch(controller, spec.cluster_id, {"drain": {name: None}, "remove": {name: None}})
+        # Deleted. The entries stay while its host may still run its slurmd (a host cut
+        # off keeps it running, and it registers again when the link is back: the
+        # controller then drains and deletes it again); `_forget_removed` drops them
+        # once no host serves the node any more.
+        self._forget_removed(spec.cluster_id, controller, peers, seen)
         return Progress(True, state)
+
+    def _forget_removed(
+        self, cluster_id: str, controller: Peer, peers: list[Peer], seen: Observation
+    ) -> None:
+        result = seen.sections.get(RESULT)
+        removed = result.details.get("removed") if result is not None else None
+        serving = {p.node_name for p in peers}
+        gone = [n for n in removed or [] if isinstance(n, str) and n not in serving]
+        if gone:
+            patch = {"drain": dict.fromkeys(gone), "remove": dict.fromkeys(gone)}
+            self.port.patch_runtime(controller.host_id, cluster_id, SECTION, patch)
 
     def _stop_worker(self, spec: InstanceSpec, peers: list[Peer]) -> str | None:
         """Take the worker's `slurm` section away; None once its agent stopped Slurm there
