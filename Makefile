@@ -12,7 +12,7 @@ TEST_WORKERS ?= 2
 PYTEST := $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 BENCH_ARGS ?=
 
-.PHONY: serve docs test test-sqlite test-postgresql postgres test-tools slurm chromium simulate check lint typecheck imports unit format clean
+.PHONY: serve docs test test-sqlite test-postgresql postgres test-tools slurm kubernetes chromium simulate check lint typecheck imports unit format clean
 
 $(VENV)/.runtime: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,11 +48,11 @@ imports: $(VENV)/.dev
 check: lint typecheck imports
 
 # The whole suite on SQLite, then everything that touches a database again on PostgreSQL.
-test: check postgres test-tools slurm chromium
+test: check postgres test-tools slurm kubernetes chromium
 	$(PYTEST) $(PYTEST_ARGS)
 	CLUSTERPLANE_TEST_DATABASE=postgresql $(PYTEST) tests/integration tests/compat $(PYTEST_ARGS)
 
-test-sqlite: $(VENV)/.dev test-tools slurm chromium
+test-sqlite: $(VENV)/.dev test-tools slurm kubernetes chromium
 	$(PYTEST) $(PYTEST_ARGS)
 
 test-postgresql: $(VENV)/.dev postgres
@@ -68,6 +68,12 @@ test-tools:
 # Debian's Slurm 22.05 and munge, which the Slurm runtime tests run in namespaced hosts.
 slurm:
 	scripts/ensure-slurm.sh
+
+# Kubernetes v1.20 (API server, scheduler, controller-manager, kubelet) built from Debian's
+# source package once per machine (about 7 minutes on two cores, then cached), with
+# Debian's etcd, containerd and runc, which the Kubernetes runtime tests run.
+kubernetes:
+	scripts/ensure-kubernetes.sh
 
 # Debian's chromium, which the web console's browser tests (tests/browser) drive headless.
 chromium:

@@ -70,6 +70,7 @@ from clusterplane.db.group_commit import GroupCommit
 from clusterplane.db.writes import count_writes
 from clusterplane.metrics import Metrics
 from clusterplane.providers.agent import AgentHostDriver
+from clusterplane.providers.kubernetes import AgentKubernetesFlavour
 from clusterplane.providers.registry import Drivers
 from clusterplane.providers.shared_directory import SharedDirectoryStorage
 from clusterplane.providers.slurm.flavour import AgentSlurmFlavour
@@ -212,7 +213,11 @@ def build(
     assignments = host_assignments.AssignmentPort(sessions, box, clock)
     registry.hosts.setdefault(AgentHostDriver.name, AgentHostDriver(assignments))
     registry.flavours_by_host.setdefault(
-        AgentHostDriver.name, {"SLURM": AgentSlurmFlavour(assignments, settings.slurm)}
+        AgentHostDriver.name,
+        {
+            "SLURM": AgentSlurmFlavour(assignments, settings.slurm),
+            "KUBERNETES": AgentKubernetesFlavour(assignments, settings.kubernetes),
+        },
     )
     simulated = registry.uses(simulation.HOST_DRIVER)
     instruments = Metrics()  # this application's own registry

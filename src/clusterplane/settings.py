@@ -244,6 +244,38 @@ class SlurmSettings:
 
 
 @dataclass(frozen=True)
+class KubernetesSettings:
+    """KUBERNETES clusters on agent hosts (docs/kubernetes.md): what their hosts run.
+
+    Which binaries a host runs is the host's own business: `[runtimes.kubernetes]
+    binaries` in its agent.toml (else they are found on its PATH).
+    """
+
+    # The version every control-plane program and kubelet must report (`--version`,
+    # e.g. "v1.20.2"); empty: whatever the hosts have.
+    version: str = ""
+    # The API server's port on the control-plane host (the kubeconfig's server).
+    api_port: int = field(default=6443, metadata=PORT)
+    # Pods' addresses: each worker gets the /24 of this 127.x network that its address
+    # picks (the lo127 pod network of the agent's runtime).
+    pod_network: str = "127.64.0.0/16"
+    # The Services' cluster IP range.
+    service_network: str = "10.96.0.0/16"
+    # A node whose kubelet is silent this long is NotReady (controller-manager).
+    node_grace_seconds: int = field(default=40, metadata={"min": 2, "max": 3600})
+    # How often each kubelet reports its node's status.
+    node_status_seconds: int = field(default=10, metadata={"min": 1, "max": 300})
+    # A drain that PodDisruptionBudgets still hold after this long ends by deleting the
+    # node anyway (its pods go with it).
+    drain_deadline_seconds: float = field(default=600.0, metadata=POSITIVE)
+    # Image tarballs (paths on the workers) imported into containerd before the kubelet
+    # starts; on a fleet with a registry, none.
+    images: tuple[str, ...] = ()
+    # containerd's pod sandbox image.
+    sandbox_image: str = "registry.k8s.io/pause:3.2"
+
+
+@dataclass(frozen=True)
 class WebhookSettings:
     """Event delivery to the endpoints projects and the operator register (docs/webhooks.md).
 
@@ -363,6 +395,7 @@ class Settings:
     health: HealthSettings = field(default_factory=HealthSettings)
     agents: AgentSettings = field(default_factory=AgentSettings)
     slurm: SlurmSettings = field(default_factory=SlurmSettings)
+    kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     log: LogSettings = field(default_factory=LogSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)

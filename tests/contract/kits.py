@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,6 +30,7 @@ from clusterplane.domain.agent_protocol import GpuInfo, Inventory
 from clusterplane.domain.enums import NodeRole
 from clusterplane.providers.agent import AgentHostDriver
 from clusterplane.providers.contracts import ClusterFlavour, HostDriver, StorageDriver
+from clusterplane.providers.kubernetes import AgentKubernetesFlavour
 from clusterplane.providers.models import (
     HostSpec,
     InstanceSpec,
@@ -46,6 +48,13 @@ from tests.support.check_scripts import commands
 from tests.support.engine import Engine, make_engine
 from tests.support.hosts import Host, HostNetwork
 from tests.support.inprocess_agent import MODEL, InProcessAgent
+from tests.support.kubernetes import (
+    KUBERNETES_SETTINGS,
+    kubernetes_options,
+    machine_to_ourselves,
+    missing_pieces,
+    namespaced_kubernetes,
+)
 from tests.support.slurm import make_gpu_devices, namespaced_slurm, slurm_installed
 
 NODE = InstanceSpec(
@@ -261,6 +270,130 @@ def _serve(kit: AgentFlavourKit, hosts: AgentHostDriver, specs: tuple[InstanceSp
         )
 
 
+class _BringsUpFirst:
+    """A flavour whose cluster is brought up (`start`) before the first verb that needs
+    it: the bring-up steps of a flavour on agent hosts touch no host, and a real
+    Kubernetes cluster per step test would cost half a minute each."""
+
+    def __init__(self, flavour: ClusterFlavour, start: Callable[[], None]):
+        self._flavour = flavour
+        self._start: Callable[[], None] | None = start
+
+    def __getattr__(self, name: str) -> Any:
+        verb = getattr(self._flavour, name)
+        if name not in ("start_step", "poll_step", "apply_config") and self._start is not None:
+            start, self._start = self._start, None
+            start()
+        return verb
+
+
+@contextmanager
+def kubernetes_flavour_kit(scratch: Path) -> Iterator[FlavourKit]:
+    """`AgentKubernetesFlavour` with a real Kubernetes: a control-plane host and one GPU
+    worker (the kit's node, a member once a verb needs the cluster) in namespaces, each
+    with an in-process agent whose `kubernetes` runtime runs the daemons on its host."""
+    if os.geteuid() != 0:
+        pytest.skip("Kubernetes' hosts are namespaces with device files: they need root")
+    if missing_pieces():
+        pytest.skip("Kubernetes is not installed: run make kubernetes")
+    if subprocess.run(["unshare", "--uts", "true"], check=False).returncode:
+        pytest.skip("this machine does not allow new namespaces (unshare failed)")
+    with (
+        machine_to_ourselves(),
+        contextmanager(make_engine)(scratch) as engine,
+        HostNetwork() as network,
+    ):
+        cluster_id = _cluster(engine, "KUBERNETES")
+        control_host = network.add_host(SLURM_CONTROLLER)
+        worker = network.add_host(NODE.node_name)
+        devices = make_gpu_devices(worker, str(network.host_root))
+        options = kubernetes_options(str(network.host_root))
+        agents = tuple(
+            _agent(engine, scratch, host, gpus, "kubernetes", namespaced_kubernetes(host, options))
+            for host, gpus in ((control_host, ()), (worker, devices))
+        )
+        node = replace(
+            NODE,
+            cluster_id=cluster_id,
+            host_name=worker.name,
+            region="test-1",
+            driver="agent",
+            host_id=agents[1].host_id,
+            cluster_type="KUBERNETES",
+        )
+        control = replace(
+            node,
+            instance_id="i-contract-ctl",
+            role=NodeRole.CONTROL_PLANE,
+            node_name=control_host.name,
+            host_name=control_host.name,
+            host_id=agents[0].host_id,
+            num_gpus=0,
+        )
+        kit = AgentFlavourKit(
+            node=node,
+            cluster_types=("KUBERNETES",),
+            supports=frozenset(),
+            step=timedelta(seconds=5),
+            horizon=timedelta(minutes=5),
+            agents=agents,
+            pause=0.5,
+        )
+        flavour = AgentKubernetesFlavour(engine.app.agent_hosts, KUBERNETES_SETTINGS)
+        hosts = AgentHostDriver(engine.app.agent_hosts)
+        kit.flavour = _BringsUpFirst(flavour, lambda: _serve(kit, hosts, (control, node)))  # type: ignore[assignment]
+        try:
+            yield kit
+        finally:
+            kit.until(
+                lambda now: all(hosts.release(s, {}, now).done for s in (node, control)),
+                "the hosts' release",
+            )
+
+
+def _cluster(engine: Engine, cluster_type: str) -> str:
+    """A cluster's row (its CA, its flavour's secrets: what the port hands out)."""
+    body: dict[str, Any] = {
+        "cluster_name": "contract",
+        "billing_type": "ON_DEMAND",
+        "cluster_type": cluster_type,
+        "gpu_type": "H100_SXM",
+        "num_gpus": 8,
+        "region": "test-1",
+        "nvidia_version_id": "cu128-drv570-ubuntu2204",
+    }
+    if cluster_type == "SLURM":
+        body["slurm_shm_size_gib"] = 1
+    response = engine.client.post("/v1/compute/clusters", json=body, headers=engine.headers())
+    assert response.status_code == 200, response.text
+    return str(response.json()["cluster_id"])
+
+
+def _agent(
+    engine: Engine,
+    scratch: Path,
+    host: Host,
+    devices: tuple[str, ...],
+    runtime: str,
+    plugin: Any,
+) -> InProcessAgent:
+    """An agent for `host` (its address, its GPUs' device files) running `runtime` there."""
+    inventory = Inventory(
+        hostname=host.name,
+        gpu_type="H100_SXM" if devices else None,
+        gpus=[GpuInfo(index=i, model=MODEL, device_path=d) for i, d in enumerate(devices)],
+        gpu_source="config" if devices else "none",
+        num_cpu_cores=4,
+        memory_gib=4,
+        ip_address=host.address,
+    )
+    registry = Registry()
+    registry.register(runtime, lambda: plugin)
+    return InProcessAgent(
+        engine, scratch, host.name, inventory=inventory, registry=registry, reconverge=True
+    )
+
+
 def _slurm_cluster(engine: Engine) -> str:
     """A SLURM cluster's row (its munge key is the port's `cluster_secret`)."""
     body = {
@@ -306,6 +439,7 @@ HOST_KITS: dict[str, Kit] = {
 FLAVOUR_KITS: dict[str, Callable[[Path], AbstractContextManager[FlavourKit]]] = {
     "simulated": lambda scratch: nullcontext(FlavourKit(flavour=SimulatedFlavour(seed=11))),
     "agent-slurm": slurm_flavour_kit,
+    "agent-kubernetes": kubernetes_flavour_kit,
 }
 STORAGE_KITS: dict[str, Callable[[Path], AbstractContextManager[StorageKit]]] = {
     "simulated": lambda scratch: nullcontext(StorageKit(storage=SimulatedStorage(seed=11))),

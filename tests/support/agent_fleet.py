@@ -136,10 +136,10 @@ class AgentHost:
                 sections.setdefault(key, {}).update(value)
             else:
                 top[key] = value
-        lines = [f"{key} = {json.dumps(value)}" for key, value in top.items()]
+        lines = [f"{key} = {_toml(value)}" for key, value in top.items()]
         for name, values in sections.items():
-            lines += [f"[{name}]", *(f"{k} = {json.dumps(v)}" for k, v in values.items())]
-        return "\n".join(lines) + "\n"  # JSON strings, numbers and lists are TOML too
+            lines += [f"[{name}]", *(f"{k} = {_toml(v)}" for k, v in values.items())]
+        return "\n".join(lines) + "\n"
 
     # what AgentProcess needs -------------------------------------------------------------
     def enter(self) -> list[str]:
@@ -183,6 +183,14 @@ class AgentHost:
         self.agent.stop()
         if self.sshd is not None:
             self.sshd.stop()
+
+
+def _toml(value: Any) -> str:
+    """A TOML value: JSON strings, numbers and lists are TOML too; an object becomes an
+    inline table (`[runtimes] kubernetes = {base_dir = "..."}`)."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)} = {_toml(v)}" for k, v in value.items()) + "}"
+    return json.dumps(value)
 
 
 class AgentFleet:

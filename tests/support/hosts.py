@@ -27,12 +27,12 @@ separate machines do.
 route the kernel's `local 127.0.0.0/8` delivers the hosts' addresses to the root
 namespace's own listeners.
 
-`close()` kills every process left in the hosts' namespaces, deletes the namespaces, the
-route, the bridge and the directory (only what this network created) and raises
-`LeftoverError` when a process had been left running or anything is still there (a
-namespace, a link, a process in a host's network or mount namespace, which would keep its
-mounts alive, a mount under the directory, the directory). The holders die with the
-process that made them (`setpriv --pdeathsig`).
+`close()` kills every process left in the hosts' namespaces (and their orphaned TCP
+sockets), deletes the namespaces, the route, the bridge and the directory (only what this
+network created) and raises `LeftoverError` when a process had been left running or
+anything is still there (a namespace, a link, a process in a host's network or mount
+namespace, which would keep its mounts alive, a mount under the directory, the
+directory). The holders die with the process that made them (`setpriv --pdeathsig`).
 """
 
 from __future__ import annotations
@@ -300,6 +300,12 @@ class HostNetwork:
                 strays = host.processes()
             host.holder.kill()
             host.holder.wait(timeout=10)
+            # TCP sockets whose process is gone (orphans still sending a FIN to a peer
+            # whose link was cut) would keep the namespace, and its veth, for minutes.
+            subprocess.run(
+                ["nsenter", f"--net=/run/netns/{host.netns}", "ss", "-K", "-t", "-a"],
+                capture_output=True, check=False, timeout=10,
+            )  # fmt: skip
             _ip("netns", "del", host.netns, check=False)
         _ip("route", "del", self.subnet, "dev", self.bridge, "table", "local", check=False)
         _ip("link", "del", self.bridge, check=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import string
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -88,6 +89,9 @@ class AgentConfig(_Section):
     num_cpu_cores: int | None = None
     memory_gib: float | None = None
     infiniband_sysfs: str = "/sys/class/infiniband"
+    # Host-local options of the flavour runtimes, `[runtimes.<name>]` (each runtime checks
+    # its own): e.g. `[runtimes.kubernetes] binaries = {kubelet = "/opt/k8s/bin/kubelet"}`.
+    runtimes: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 def load(path: Path | None) -> AgentConfig:

@@ -13,9 +13,10 @@ restarted agent re-applies the same generation safely.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from clusterplane.domain.agent_protocol import Assignment, Inventory, SectionResult
 
@@ -44,6 +45,7 @@ class Node:
         sshd_reload: list[str],
         registry: runtimes.Registry,
         inventory: Inventory,
+        runtime_options: Mapping[str, Mapping[str, Any]] | None = None,
     ):
         self.ops = ops
         self.state_dir = state_dir
@@ -51,6 +53,7 @@ class Node:
         self.sshd_reload = sshd_reload
         self.registry = registry
         self.inventory = inventory
+        self.runtime_options = dict(runtime_options or {})
         self.store = AppliedStore(state_dir)
 
     def _ctx(self, assignment: Assignment | None) -> runtimes.RuntimeContext:
@@ -61,6 +64,7 @@ class Node:
             node=assignment.node if assignment else None,
             inventory=self.inventory,
             secrets_dir=secrets.DIRECTORY,
+            runtime_options=self.runtime_options,
         )
 
     def apply(self, assignment: Assignment) -> Outcome:

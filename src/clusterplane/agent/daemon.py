@@ -97,6 +97,7 @@ class Agent:
             sshd_reload=config.node.sshd_reload,
             registry=registry or default_registry(),
             inventory=self.inventory,
+            runtime_options=config.runtimes,
         )
         self.health = HealthCollector(state_dir, config.health, nvml=nvml)
         self.checks = CheckRunner(

@@ -10,7 +10,7 @@ others.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,6 +29,8 @@ class RuntimeContext:
     node: NodeSpec | None
     inventory: Inventory
     secrets_dir: str  # absolute path (inside ops.root) of the cluster's secrets
+    # The agent configuration's `[runtimes.<name>]` tables: host-local options per runtime.
+    runtime_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 class Runtime(Protocol):
@@ -65,6 +67,7 @@ def _context(base: RuntimeContext, name: str) -> RuntimeContext:
         node=base.node,
         inventory=base.inventory,
         secrets_dir=base.secrets_dir,
+        runtime_options=base.runtime_options,
     )
 
 

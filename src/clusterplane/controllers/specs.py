@@ -32,6 +32,7 @@ def instance_spec(
         cluster_config=cluster.cluster_config or {},
         slurm_shm_size_gib=cluster.slurm_shm_size_gib or 0,
         access=access or NodeAccess(),
+        oidc_config=cluster.oidc_config,
     )
 
 

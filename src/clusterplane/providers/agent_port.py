@@ -20,7 +20,9 @@ keeps the flavour's sections and secrets; one for another cluster, or a release,
 
     port.patch_runtime(host_id, cluster_id, name, patch, secrets) -> generation | None
     port.peers(cluster_id) -> [Peer]              (hosts serving the cluster, with roles)
-    port.cluster_secret(cluster_id, name) -> str  (a flavour's per-cluster secret, base64)
+    port.cluster_secret(cluster_id, name[, make]) -> str   (a flavour's per-cluster secret)
+    port.cluster_ca(cluster_id) -> (cert, key)    (the cluster CA, PEM: for its control plane)
+    port.set_api_server(cluster_id, url)          (where the kubeconfig's API server listens)
 
 A verb built on it returns "not yet" until `Observation.converged`, fails with the
 sections' messages when `phase == "failed"`, and treats `status == "unknown"` (a silent
@@ -29,6 +31,7 @@ agent) as a health signal, never as a reason to terminate or reassign.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -127,7 +130,21 @@ class HostAssignments(Protocol):
 
     def peers(self, cluster_id: str) -> list[Peer]: ...
 
-    def cluster_secret(self, cluster_id: str, name: str) -> str: ...
+    def cluster_secret(
+        self, cluster_id: str, name: str, make: Callable[[], str] | None = None
+    ) -> str:
+        """The cluster's secret `name`, made on first use (`make()`, or random bytes in
+        base64) and kept sealed."""
+        ...
+
+    def cluster_ca(self, cluster_id: str) -> tuple[str, str]:
+        """The cluster CA's certificate and private key (PEM)."""
+        ...
+
+    def set_api_server(self, cluster_id: str, server_url: str) -> None:
+        """Point the kubeconfig clusterplane hands out at `server_url`."""
+        ...
+
     def request_check(self, host_id: str, run_id: str, kind: str, level: int | None) -> CheckRun:
         """Ask the host's agent to run a check (a repeat with the same run id answers the
         run already asked for); `TemporaryProviderError` while the host has too many."""

@@ -136,6 +136,7 @@ class InstanceSpec:
     cluster_config: dict[str, Any] = field(default_factory=dict)
     slurm_shm_size_gib: int = 0
     access: NodeAccess = field(default_factory=NodeAccess)
+    oidc_config: dict[str, Any] | None = None  # the cluster's, for its own API server
 
 
 @dataclass(frozen=True)

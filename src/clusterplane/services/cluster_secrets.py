@@ -7,6 +7,9 @@ What it owns:
     re-sealing every cluster under the current server key (`reseal_all`), and checking at
     start that the server holds the key the database was sealed with (`check_server_key`).
     A flavour's own secrets for the cluster's hosts (a Slurm munge key): `flavour_secret`.
+    A flavour that runs the cluster's own Kubernetes API server: its CA pair for the
+    control-plane host (`cluster_ca`), and the kubeconfig pointed at where that API
+    server really listens (`point_kubeconfig`).
 
 Invariants:
     * Private keys and the kubeconfig (which embeds the client key) are stored sealed by
@@ -28,6 +31,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -52,9 +56,11 @@ __all__ = [
     "Reseal",
     "Rotation",
     "check_server_key",
+    "cluster_ca",
     "ensure_ssh_ca",
     "kube_config_text",
     "live_cluster",
+    "point_kubeconfig",
     "provision",
     "reseal_all",
     "rotate",
@@ -176,6 +182,47 @@ def ssh_ca_private_key(cluster: ClusterRow, box: SecretBox) -> str | None:
     return box.open(str(sealed), context=_context(cluster.id, "ssh_ca_key"))
 
 
+def _credentials(cluster: ClusterRow, box: SecretBox) -> ClusterCredentials:
+    stored = cluster.credentials or {}
+
+    def sealed(name: str) -> str:
+        legacy = {v: k for k, v in _LEGACY_PLAIN.items()}.get(name)
+        if legacy and legacy in stored:
+            return str(stored[legacy])
+        return box.open(str(stored[name]), context=_context(cluster.id, name))
+
+    return ClusterCredentials(
+        ca_cert_pem=str(stored["ca_cert_pem"]),
+        ca_key_pem=sealed("ca_key"),
+        client_cert_pem=str(stored["client_cert_pem"]),
+        client_key_pem=sealed("client_key"),
+    )
+
+
+def cluster_ca(cluster: ClusterRow, box: SecretBox) -> tuple[str, str]:
+    """The cluster CA's certificate and (opened) private key, PEM: for the host that runs
+    the cluster's control plane only, as a secret of its assignment."""
+    creds = _credentials(cluster, box)
+    return creds.ca_cert_pem, creds.ca_key_pem
+
+
+def point_kubeconfig(cluster: ClusterRow, box: SecretBox, server_url: str) -> bool:
+    """Make the cluster's kubeconfig reach its API server at `server_url` (the credentials
+    stay); False when it already did."""
+    if cluster.api_server_url == server_url and cluster.kube_config:
+        return False
+    cluster.api_server_url = server_url
+    kube = build_kubeconfig(
+        cluster_id=cluster.id,
+        cluster_name=cluster.name,
+        server_url=server_url,
+        credentials=_credentials(cluster, box),
+        oidc=cluster.oidc_config,
+    )
+    cluster.kube_config = box.seal(kube, context=_context(cluster.id, "kube_config"))
+    return True
+
+
 FLAVOUR_PREFIX = "flavour:"
 
 
@@ -183,12 +230,20 @@ def _is_flavour(name: str) -> bool:
     return name.startswith(FLAVOUR_PREFIX)
 
 
-def flavour_secret(cluster: ClusterRow, name: str, box: SecretBox, *, nbytes: int = 128) -> str:
-    """The flavour's random secret `name` for this cluster, base64; made on first use."""
+def flavour_secret(
+    cluster: ClusterRow,
+    name: str,
+    box: SecretBox,
+    *,
+    nbytes: int = 128,
+    make: Callable[[], str] | None = None,
+) -> str:
+    """The flavour's secret `name` for this cluster, made on first use: `make()`, or
+    `nbytes` random bytes in base64."""
     key = FLAVOUR_PREFIX + name
     stored = dict(cluster.credentials or {})
     if key not in stored:
-        value = base64.b64encode(secrets.token_bytes(nbytes)).decode()
+        value = make() if make else base64.b64encode(secrets.token_bytes(nbytes)).decode()
         stored[key] = box.seal(value, context=_context(cluster.id, key))
         cluster.credentials = stored
     return box.open(str(stored[key]), context=_context(cluster.id, key))

@@ -286,14 +286,33 @@ class AssignmentPort:
         with read_transaction(self._sessions) as session:
             return peers(session, cluster_id)
 
-    def cluster_secret(self, cluster_id: str, name: str) -> str:
+    def cluster_secret(
+        self, cluster_id: str, name: str, make: Callable[[], str] | None = None
+    ) -> str:
         with transaction(self._sessions) as session:
             cluster = session.scalar(
                 select(ClusterRow).where(ClusterRow.id == cluster_id).with_for_update()
             )
             if cluster is None:
                 raise NotFound(f"no cluster '{cluster_id}'", param="cluster_id")
-            return cluster_secrets.flavour_secret(cluster, name, self._box)
+            return cluster_secrets.flavour_secret(cluster, name, self._box, make=make)
+
+    def cluster_ca(self, cluster_id: str) -> tuple[str, str]:
+        with read_transaction(self._sessions) as session:
+            return cluster_secrets.cluster_ca(self._cluster(session, cluster_id), self._box)
+
+    def set_api_server(self, cluster_id: str, server_url: str) -> None:
+        with transaction(self._sessions) as session:
+            cluster = self._cluster(session, cluster_id, lock=True)
+            cluster_secrets.point_kubeconfig(cluster, self._box, server_url)
+
+    @staticmethod
+    def _cluster(session: Session, cluster_id: str, *, lock: bool = False) -> ClusterRow:
+        query = select(ClusterRow).where(ClusterRow.id == cluster_id)
+        cluster = session.scalar(query.with_for_update() if lock else query)
+        if cluster is None:
+            raise NotFound(f"no cluster '{cluster_id}'", param="cluster_id")
+        return cluster
 
     def request_check(self, host_id: str, run_id: str, kind: str, level: int | None) -> CheckRun:
         with transaction(self._sessions) as session:
