@@ -268,6 +268,19 @@ marked "suite" are this suite's own budgets; the issue's are marked "issue".""",
             else "",
         ),
     ]
+    whole_cpu, rss = section.figures[4], section.figures[5]
+    if whole_cpu.met is False:
+        section.misses.append(
+            f"{backend}, unpaginated list of {n}: {big.whole_cpu_ms:.3f} ms of server CPU per "
+            "cluster, about what a list of 100 costs per cluster (figure 2): the cost is per "
+            "row read, converted and encoded (about 33 rows and 8 KB of JSON a cluster), "
+            "not per list."
+        )
+    if rss.met is False:
+        section.misses.append(
+            f"{backend}: peak RSS {big.peak_rss_mib:.0f} MiB after the lists of {n} "
+            f"({small.peak_rss_mib:.0f} MiB after those of {small.scale.clusters})."
+        )
     return section
 
 
