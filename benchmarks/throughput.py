@@ -297,8 +297,8 @@ def _explain_misses(section: Section, runs: dict[str, Runs], clusters: int) -> N
             f"The floor: `/healthz` costs {ms['healthz']:.2f} ms of server CPU against the "
             f"trivial app's {ms['trivial']:.2f} ms on uvicorn's defaults and "
             f"{ms['trivial-fast']:.2f} ms on httptools + uvloop; the difference is this "
-            "server's own middleware (request ids and the access line, slots in flight) "
-            "and its app-wide dependency, which every route runs."
+            "server's own middleware, which every request passes (request ids, its access "
+            "line, slots in flight)."
         )
     if get.met is False:
         section.misses.append(
