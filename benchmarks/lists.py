@@ -84,8 +84,9 @@ class Measured:
     # Server CPU milliseconds per listed cluster, over all project lists / whole lists.
     project_cpu_ms: float
     whole_cpu_ms: float
-    peak_rss_mib: float
+    peak_rss_mib: float  # during the requests (start-up's peak left out where possible)
     idle_rss_mib: float
+    start_peak_rss_mib: float  # the peak of start-up (fleet sync, migrations check)
     seed_seconds: float
 
 
@@ -138,7 +139,9 @@ def measure(url: str, workdir: Path, scale: Scale, label: str) -> Measured:
     with BenchServer(
         workdir, database_url=url, fleet=fleet, api_key=key, read_cache_seconds=0, name=label
     ) as server:
-        idle = server.rss_mib()
+        idle, start_peak = server.rss_mib(), server.peak_rss_mib()
+        if not server.reset_peak_rss():
+            log("lists: cannot reset the peak RSS; it includes start-up")
         get, project_list, whole = Samples(), Samples(), Samples()
         size = 0
         with server.client() as http:
@@ -169,7 +172,17 @@ def measure(url: str, workdir: Path, scale: Scale, label: str) -> Measured:
             whole_cpu = (server.cpu_seconds() - cpu) * 1000 / (scale.whole_lists * scale.clusters)
         peak = server.peak_rss_mib()
     return Measured(
-        scale, get, project_list, whole, size, project_cpu, whole_cpu, peak, idle, seeded
+        scale,
+        get,
+        project_list,
+        whole,
+        size,
+        project_cpu,
+        whole_cpu,
+        peak,
+        idle,
+        start_peak,
+        seeded,
     )
 
 
@@ -251,7 +264,7 @@ marked "suite" are this suite's own budgets; the issue's are marked "issue".""",
             else "",
         ),
         Figure(
-            name=f"Server peak RSS, after the lists of all {n}",
+            name=f"Server peak RSS while answering, the lists of all {n} included",
             unit="MiB",
             value=big_rss,
             baseline_name=f"after the lists of all {small.scale.clusters}",
@@ -259,15 +272,31 @@ marked "suite" are this suite's own budgets; the issue's are marked "issue".""",
             target=f"< {RSS_LIMIT_MB} MB" + (" (issue)" if issue_list else ""),
             check=lambda f: f.value.median * 1.048576 < RSS_LIMIT_MB,
             peak_rss_mib=big.peak_rss_mib,
-            note=f"idle after start: {big.idle_rss_mib:.0f} MiB "
-            f"({small.idle_rss_mib:.0f} MiB for the baseline); the peak includes start-up "
-            "and every request above. The ratio to the baseline is how much the peak grows "
-            "with the size of the list.",
+            note=f"the peak from just after start-up to the end of the requests above (the "
+            f"kernel's high-water mark, reset once the server answered); idle after start "
+            f"{big.idle_rss_mib:.0f} MiB ({small.idle_rss_mib:.0f} MiB for the baseline); "
+            f"start-up itself peaked at {big.start_peak_rss_mib:.0f} MiB (syncing a fleet "
+            f"file of {FleetShape.for_hosts(big.scale.nodes + big.scale.project * 2).hosts:,} "
+            "hosts). The ratio to the baseline is how much the peak grows with the size of "
+            "the list.",
             issue=f"Peak memory of the {n}-cluster list < 400 MB, not growing with the list"
             if issue_list and backend == "PostgreSQL"
             else "",
         ),
     ]
+    whole_cpu, rss = section.figures[4], section.figures[5]
+    if whole_cpu.met is False:
+        section.misses.append(
+            f"{backend}, unpaginated list of {n}: {big.whole_cpu_ms:.3f} ms of server CPU per "
+            "cluster, about what a list of 100 costs per cluster (figure 2): the cost is per "
+            "row read, converted and encoded (about 33 rows and 8 KB of JSON a cluster), "
+            "not per list."
+        )
+    if rss.met is False:
+        section.misses.append(
+            f"{backend}: peak RSS {big.peak_rss_mib:.0f} MiB while answering the lists of "
+            f"{n} ({small.peak_rss_mib:.0f} MiB for those of {small.scale.clusters})."
+        )
     return section
 
 

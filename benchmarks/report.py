@@ -58,6 +58,8 @@ def _num(value: float, unit: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     if unit == "ms":
+        if value < 1:
+            return f"{value:.3f} ms"
         return f"{value:.1f} ms" if value < 100 else f"{value:,.0f} ms"
     if unit == "s":
         return f"{value:.2f} s" if value < 100 else f"{value:,.0f} s"
@@ -188,7 +190,8 @@ def render(
         "in the same run, not single numbers. p99 is nearest-rank; with fewer than 100 "
         "samples it is the maximum. Server peak RSS is `VmHWM` of the server process from "
         "/proc/<pid>/status at the end of the figure (its high-water mark, so it includes "
-        "start-up and every request before).",
+        "start-up and every request before; section 1 resets it once the server answers, so "
+        "its peaks are those of the requests).",
         "",
         "## Summary",
         "",

@@ -262,6 +262,15 @@ class BenchServer:
     def peak_rss_mib(self) -> float:
         return proc_status_kib(self.pid, "VmHWM") / 1024
 
+    def reset_peak_rss(self) -> bool:
+        """Start the peak (`VmHWM`) over from the current RSS (Linux's `clear_refs`), so a
+        later peak is that of what ran since; False where the kernel does not allow it."""
+        try:
+            Path(f"/proc/{self.pid}/clear_refs").write_text("5")
+        except OSError:
+            return False
+        return True
+
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.pid)
 

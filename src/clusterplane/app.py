@@ -285,10 +285,12 @@ def build(
             per_key=settings.console.max_streams_per_key, total=settings.console.max_streams
         ),
     )
+    # A request is matched against the routes and routers in this order, each router a
+    # scan of its routes, so the hottest come first (probes, then clusters); no two
+    # routers match one path.
+    api.router.routes.append(probes.healthz)
     errors.install(api)
     openapi.install(api)
-    # A request is matched against the routers in this order, each a scan of its routes,
-    # so the hottest come first (probes, then clusters); no two routers match one path.
     api.include_router(probes.router)
     for prefix, visible in (("/v1", True), ("/v1/v1", False)):
         for router in (clusters.router, storage.router, remediations.router, regions.router):

@@ -62,7 +62,7 @@ def test_the_quick_benchmark_run_writes_every_figure(tmp_path: Path):
         "GET one cluster,",
         "Unpaginated `GET /v1/compute/clusters`",
         "Server CPU per listed cluster, unpaginated list of all",
-        "Server peak RSS, after the lists of all",
+        "Server peak RSS while answering, the lists of all",
         "`/healthz`, this server (httptools + uvloop)",
         "Trivial FastAPI app, httptools + uvloop",
         "GET one cluster, read cache off",

@@ -126,7 +126,7 @@ def list_clusters(request: Request, caller: Caller = Depends(current_caller)) ->
 
 LIST_OPEN = b'{"clusters":['
 LIST_CLOSE = b"]}"
-LIST_PAGE = 250  # clusters read per transaction while a long list is streamed
+LIST_PAGE = 100  # clusters read per transaction while a long list is streamed
 ONE_BODY_BYTES = 1 << 20  # a list up to this size (and one page) is answered as one body
 CHUNK_BYTES = 1 << 16  # a streamed list goes out in chunks of about this size
 

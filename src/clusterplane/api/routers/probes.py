@@ -5,6 +5,10 @@ answers 503 (in the spec's error envelope) when that takes longer than
 `server.readiness_timeout_seconds` or fails: an exhausted pool, a locked or unreachable
 database. Concurrent probes share one query in flight, so a stuck database never piles
 up probe threads. Neither needs a key.
+
+`/healthz` is a plain route, not an API route: it reads no parameters, so it skips the
+dependency solving every API route pays (the app-wide checks, about a third of the
+floor's CPU), while still passing through every middleware (request id, access line).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import Route
 
 from clusterplane.api import presenters
 from clusterplane.api.deps import api_state
@@ -29,9 +34,14 @@ router = APIRouter(include_in_schema=False)
 _pings: SingleFlight[None] = SingleFlight()
 
 
-@router.get("/healthz")
-async def healthz() -> Response:
-    return presenters.json_response({"status": "ok"})
+HEALTHY = presenters.encode({"status": "ok"})
+
+
+async def _healthz(_: Request) -> Response:
+    return Response(HEALTHY, media_type="application/json")
+
+
+healthz = Route("/healthz", _healthz, methods=["GET"], include_in_schema=False)
 
 
 @router.get("/readyz")
