@@ -8,15 +8,18 @@ one control-plane host without GPUs, which runs the cluster's etcd and API serve
 four with 8 fake GPUs each. The region has no fleet-file hosts. The tests share one
 cluster and run in file order: create, nodes and GPU pods; a Deployment that keeps
 serving while the cluster scales to 24 GPUs and back to 16 (evicting only from the node
-that leaves) and while the server restarts; a cut link that leads to the node's drain and
-replacement; a delete that leaves nothing on the hosts.
+that leaves) and while the server restarts; a stopped kubelet that leads to the node's
+drain and replacement; a delete that leaves nothing on the hosts.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +30,7 @@ import together
 import yaml
 from kubernetes import client as kube_client
 from kubernetes import config as kube_config
+from kubernetes import watch as kube_watch
 
 from tests.support.agent_fleet import AgentFleet, AgentHost
 from tests.support.agents import DRIVER_VERSION, REGION, wait_for
@@ -305,19 +309,26 @@ def pod_states(api: kube_client.CoreV1Api) -> dict[str, tuple[str, str, int]]:
     return states
 
 
-def test_a_cut_link_makes_the_cluster_degraded_and_the_node_is_drained_and_replaced(
+def kubelet_pid(machine: AgentHost) -> int:
+    [record] = machine.state.rglob("kubernetes.json")
+    return int(json.loads(record.read_text())["procs"]["kubelet"]["pid"])
+
+
+def test_a_stopped_kubelet_makes_the_cluster_degraded_and_the_node_is_drained_and_replaced(
     fleet: AgentFleet, client: together.Together, cluster_id: str
 ) -> None:
     api = kube(client, cluster_id)
     before = worker_nodes(client, cluster_id)
     victim_node = sorted(before)[0]
     victim: AgentHost = fleet.hosts[before[victim_node]]
-    victim.host.cut_link()
+    kubelet = kubelet_pid(victim)
+    watch = NodeWatch(api, victim_node)
+    os.kill(kubelet, signal.SIGSTOP)  # hung, not dead: its agent would start a dead one again
     try:
         wait_for(
             lambda: client.clusters.retrieve(cluster_id).status == "Degraded",
-            "the cluster Degraded (agent silent and the node NotReady)",
-            timeout=40,
+            "the cluster Degraded (the kubelet silent to its agent, the node NotReady)",
+            timeout=60,
         )
         [node] = [
             n for n in client.clusters.retrieve(cluster_id).gpu_worker_nodes
@@ -330,18 +341,62 @@ def test_a_cut_link_makes_the_cluster_degraded_and_the_node_is_drained_and_repla
             )
             return page.remediations[0] if page.remediations else None
 
-        repair = wait_for(proposed, "a proposed repair of the silent node", timeout=30)
+        repair = wait_for(proposed, "a proposed repair of the node", timeout=30)
         client.clusters.remediations.approve(
             repair.id, cluster_id=cluster_id, instance_id=node.instance_id
         )
         ready(client, cluster_id, workers=3, timeout=120)
     finally:
-        victim.host.restore_link()  # its agent comes back, returns the host clean
+        watch.stop()
+        if _alive(kubelet):
+            os.kill(kubelet, signal.SIGCONT)
+    changes = watch.seen  # cordoned for its drain, then deleted
+    assert changes[-1][0] == "DELETED" and any(cordoned for _, cordoned in changes[:-1]), changes
     after = worker_nodes(client, cluster_id)
     assert victim_node not in after and len(set(after) - set(before)) == 1
     wait_for(lambda: sorted(ready_gpu_nodes(api)) == sorted(after), "the new node Ready")
     assert victim_node not in {n.metadata.name for n in api.list_node().items}
+    wait_for(lambda: not _alive(kubelet), "the released host's kubelet gone", timeout=60)
     wait_for(lambda: len(running_web_pods(api)) == 9, "9 web pods running again", timeout=60)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+class NodeWatch:
+    """Every change of one Node, as (event type, unschedulable), from a watch thread."""
+
+    def __init__(self, api: kube_client.CoreV1Api, name: str):
+        self.api, self.name = api, name
+        self.seen: list[tuple[str, bool]] = []
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        selector, version = f"metadata.name={self.name}", None
+        while not self._stopped.is_set():
+            since = {"resource_version": version} if version else {}
+            try:
+                for event in kube_watch.Watch().stream(
+                    self.api.list_node, field_selector=selector, timeout_seconds=300, **since
+                ):
+                    node = event["object"]
+                    version = node.metadata.resource_version
+                    self.seen.append((event["type"], bool(node.spec.unschedulable)))
+                    if event["type"] == "DELETED":
+                        return
+            except Exception:  # the API server briefly unreachable: watch on from there
+                time.sleep(0.5)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=10)
 
 
 def test_scaling_back_to_16_gpus_evicts_pods_only_from_the_node_that_leaves(

@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -273,10 +274,11 @@ def test_a_killed_kubelet_is_restarted_and_its_gpus_registered_again(
     wait_for(lambda: pod_phase(kube, "after-restart") == "Succeeded", "a GPU pod on w2")
 
 
-def test_a_node_whose_kubelet_stops_is_reported_not_ready(
+def test_a_hung_kubelet_is_reported_by_its_worker_and_its_node_not_ready(
     cluster: KubernetesTestCluster,
 ) -> None:
-    kill_and_wait(_pid_of(cluster, "w2", "kubelet"))
+    kubelet = _pid_of(cluster, "w2", "kubelet")
+    os.kill(kubelet, signal.SIGSTOP)
     try:
 
         def w2_down() -> dict[str, Any] | None:
@@ -286,9 +288,19 @@ def test_a_node_whose_kubelet_stops_is_reported_not_ready(
         conditions = wait_for(w2_down, "w2 reported not ready", timeout=40)
         assert conditions["w1"] == {"ready": True, "reason": ""}
         assert conditions["w2"]["ready"] is False
+
+        def w2_unhealthy() -> dict[str, Any] | None:
+            health = cluster.converge(cluster.workers["w2"])["daemon_health"]
+            return health if health["ok"] is False else None
+
+        health = wait_for(w2_unhealthy, "w2's agent reporting its kubelet", timeout=30)
+        assert health["name"] == "kubelet" and "health check" in health["message"]
+        assert cluster.converge(cluster.workers["w1"])["daemon_health"]["ok"] is True
     finally:
-        assert cluster.converge(cluster.workers["w2"])["ok"]
+        os.kill(kubelet, signal.SIGCONT)
     wait_for(converging(cluster, ready_nodes(cluster, 2)), "w2 Ready again")
+    assert cluster.converge(cluster.workers["w2"])["daemon_health"]["ok"] is True
+    assert _pid_of(cluster, "w2", "kubelet") == kubelet  # a hung kubelet is not restarted
 
 
 def test_a_cordoned_node_is_drained_through_evictions_and_uncordoned_only_by_clusterplane(

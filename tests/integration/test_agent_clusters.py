@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from clusterplane.clock import ManualClock
 from clusterplane.domain.accounts import login_uids
+from clusterplane.domain.agent_protocol import SectionResult
 from clusterplane.errors import TemporaryProviderError
 from clusterplane.providers.registry import Drivers
 from clusterplane.services.agent_checks import MAX_OPEN_PER_HOST
@@ -371,3 +372,47 @@ def test_a_silent_agent_makes_its_host_unknown_and_nothing_is_terminated(
     assert agent_view(engine, agent)["status"] == "ready"
     [resolved] = health_events(engine, agent, "heartbeat_loss")
     assert resolved["resolved_at"] is not None
+
+
+def report_runtime(agent: InProcessAgent, **details: Any) -> None:
+    """The agent reports a flavour runtime section saying `details`, besides what it did."""
+    section = SectionResult(ok=True, details={"phase": "ready", **details})
+    sections = {**agent.status.sections, "runtime:kubernetes": section}
+    agent.status = agent.status.model_copy(update={"sections": sections})
+    agent.client.report(agent.status)
+
+
+def test_a_hung_node_daemon_leads_to_a_repair_only_once_the_scheduler_lost_the_node_too(
+    engine: Engine, tmp_path: Path
+):
+    agents = [InProcessAgent(engine, tmp_path, f"gpu-{n}", region=REGION) for n in "uvw"]
+    cluster_id = create_cluster(engine, num_gpus=24, acceptance_tests_params={"enabled": False})
+    body = drive(engine, agents, ready(engine, cluster_id), "the cluster Ready")
+    names = {n["node_name"] for n in body["gpu_worker_nodes"]}
+    hung, other, _ = agents
+    [victim] = [n["node_name"] for n in body["gpu_worker_nodes"] if n["host_name"] == hung.name]
+    down = {victim: {"ready": False, "reason": "NodeStatusUnknown"}}
+    hung_kubelet = {"name": "kubelet", "ok": False, "message": "the kubelet does not answer"}
+
+    report_runtime(hung, daemon_health=hung_kubelet)  # the scheduler still runs the node
+    report_runtime(other, node_conditions={n: {"ready": True} for n in names})
+    engine.advance(10)
+    assert health_events(engine, hung, "scheduler_node_down") == []
+    report_runtime(hung, daemon_health={**hung_kubelet, "ok": True})  # daemon fine, node down
+    report_runtime(other, node_conditions=down)
+    engine.advance(10)
+    assert health_events(engine, hung, "scheduler_node_down") == []
+    assert cluster(engine, cluster_id)["status"] == "Ready"
+
+    report_runtime(hung, daemon_health=hung_kubelet)  # both agree
+    engine.advance(10)
+    [signal] = health_events(engine, hung, "scheduler_node_down")
+    assert "the kubelet does not answer" in signal["message"] and victim in signal["message"]
+    assert signal["action"] == "replace" and signal["remediation_id"] is not None
+    assert cluster(engine, cluster_id)["status"] == "Degraded"
+    report_runtime(hung, daemon_health=hung_kubelet)  # still hung: no second signal
+    assert len(health_events(engine, hung, "scheduler_node_down")) == 1
+    report_runtime(hung, daemon_health={**hung_kubelet, "ok": True})
+    [resolved] = health_events(engine, hung, "scheduler_node_down")
+    assert resolved["resolved_at"] is not None
+    assert health_events(engine, other, "scheduler_node_down") == []

@@ -169,6 +169,7 @@ class KubernetesTestCluster:
             "address": host.address,
             "ca_cert": self.credentials.ca_cert_pem,
             "pod_routes": {self.pod_cidr(w): w.address for w in self.workers.values()},
+            "node_grace_seconds": 8,
         }
         if host is self.control:
             section = {
@@ -176,7 +177,6 @@ class KubernetesTestCluster:
                 "role": "control_plane",
                 "ca_key": self.credentials.ca_key_pem,
                 "service_cidr": f"127.3.{self.network.index}.0/24",
-                "node_grace_seconds": 8,
             }
             if self.oidc is not None:
                 section["oidc"] = self.oidc

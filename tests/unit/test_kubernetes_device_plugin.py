@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -101,13 +102,16 @@ def devices(tmp_path: Path) -> tuple[Gpu, ...]:
 
 
 @pytest.fixture
-def kubelet(tmp_path: Path) -> Iterator[StandInKubelet]:
-    directory = tmp_path / "device-plugins"
-    directory.mkdir()
-    standin = StandInKubelet(directory)
-    standin.start()
-    yield standin
-    standin.stop()
+def kubelet() -> Iterator[StandInKubelet]:
+    """In a short directory of its own: a unix socket's path has at most 107 bytes, and
+    pytest's temporary paths grow with the test's name and the run's number."""
+    with tempfile.TemporaryDirectory(prefix="dp-", dir="/tmp") as short:
+        directory = Path(short) / "device-plugins"
+        directory.mkdir()
+        standin = StandInKubelet(directory)
+        standin.start()
+        yield standin
+        standin.stop()
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ real host, one path for every namespaced test host of a machine. It returns a re
 `phase` ("ready", "starting", "waiting" for a role, or "failed"), `message`, `messages`;
 the control plane adds
 `nodes` (each Node's state), `node_conditions` (health's second signal: Ready and a fresh
-Lease) and `drains` (the cordoned nodes' drains). A section for another cluster or role
+Lease) and `drains` (the cordoned nodes' drains); a worker adds `daemon_health`, whether
+its kubelet answers. A section for another cluster or role
 tears the host down first. `teardown()` leaves nothing: no process, container, mount,
 network namespace, cgroup, route, certificate or key, and the sysctls as they were.
 
@@ -90,6 +91,8 @@ class KubernetesRuntime:
         except (HostError, ProcessError, ApiError, OSError) as exc:
             return _report("failed", [*messages, str(exc)])
         report = _report(phase, messages)
+        if isinstance(role, Worker) and role.daemon_health is not None:
+            report["daemon_health"] = role.daemon_health
         if isinstance(role, ControlPlane) and phase == "ready":
             report.update(self._cluster_view(role, section, messages))
             report["message"] = "; ".join(messages[-3:])

@@ -14,6 +14,7 @@ import ipaddress
 import json
 from dataclasses import dataclass
 
+from clusterplane.agent.kubernetes_probe import KUBELET_HEALTHZ_PORT
 from clusterplane.agent.kubernetes_section import KubernetesSection
 
 ETCD_CLIENT_PORT = 2379
@@ -218,7 +219,8 @@ def kubelet_config(section: KubernetesSection, layout: Layout) -> str:
         "address": section.address,
         "port": KUBELET_PORT,
         "readOnlyPort": 0,
-        "healthzPort": 0,
+        "healthzBindAddress": section.address,
+        "healthzPort": KUBELET_HEALTHZ_PORT,
         "authentication": {
             "anonymous": {"enabled": False},
             "webhook": {"enabled": True},

@@ -17,7 +17,9 @@ inside the section itself:
     oidc                {issuer_url, client_id, username_claim, username_prefix,   default none
                         group_claim, group_prefix, ca_cert?}: the API server's
                         --oidc-* flags (the cluster's `oidc_config`)
-    node_grace_seconds  the controller-manager's node-monitor grace period         default 40
+    node_grace_seconds  the controller-manager's node-monitor grace period; on a   default 40
+                        worker, how long its kubelet may fail its health probe
+                        before `daemon_health` says so
     cordon              {node: reason} clusterplane keeps cordoned and drained;    default {}
                         the reason starts with `clusterplane:` (control plane)
     remove              {node: true | "force"}: Node objects deleted once drained  default {}

@@ -7,7 +7,8 @@ root in every hierarchy, the pod network's sysctls and routes to the other worke
 the machine-wide sysctls the kubelet rewrites recorded first), runs containerd, imports
 the section's images, runs the kubelet with cloud metadata look-ups disabled, and serves
 the device plugin for the section's GPUs. It returns the phase: "ready" once the daemons
-run and the GPUs are registered, else "starting". `teardown()` undoes all of it, in the
+run and the GPUs are registered, else "starting"; `daemon_health` is then what the
+kubelet's health probe says (`kubernetes_probe`). `teardown()` undoes all of it, in the
 reverse order: device plugin, kubelet, every container and sandbox, containerd and its
 shims, the pods' network namespaces and bridge, mounts, cgroups, routes, sysctls.
 """
@@ -19,6 +20,7 @@ import secrets
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from clusterplane.agent import kubernetes_cni, kubernetes_processes
 from clusterplane.agent import kubernetes_config as config
@@ -27,6 +29,7 @@ from clusterplane.agent.kubernetes_devices import DevicePlugin
 from clusterplane.agent.kubernetes_host import MACHINE_RECORD, HostError, HostKit, MachineShare
 from clusterplane.agent.kubernetes_network import Network
 from clusterplane.agent.kubernetes_pki import KeyPair, kubeconfig
+from clusterplane.agent.kubernetes_probe import KubeletProbe
 from clusterplane.agent.kubernetes_section import KubernetesSection
 from clusterplane.agent.slurm_host import SlurmHost as Host
 
@@ -56,6 +59,8 @@ class Worker:
         self.programs = programs
         self.daemons = Daemons(host, record, layout.log)
         self.network = Network(self.kit, record)
+        self.probe = KubeletProbe()
+        self.daemon_health: dict[str, Any] | None = None
         self.plugin: DevicePlugin | None = None
 
     # -- converge --------------------------------------------------------------------
@@ -80,8 +85,10 @@ class Worker:
             self.daemons.stop("kubelet")
         if self.daemons.ensure("kubelet", kubelet, KUBELET_ENV):
             messages.append("kubelet started")
+            self.probe.reset()
         registered = self._serve_devices(section)
         running = self.daemons.running("containerd") and self.daemons.running("kubelet")
+        self.daemon_health = self.probe.check(section.address, section.node_grace_seconds)
         return "ready" if running and registered else "starting"
 
     def _write_files(self, section: KubernetesSection) -> bool:

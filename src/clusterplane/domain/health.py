@@ -105,9 +105,10 @@ KIND_TABLE: dict[EventKind, Verdict] = {
     EventKind.ACTIVE_CHECK: Verdict(
         "ActiveHealthCheckFailed", C, A.REPLACE, "An active health check failed"
     ),
-    # The second signal a silent agent needs: the cluster's scheduler lost the node too.
+    # Two signals agree: the agent is silent or its node daemon stopped answering, and
+    # the cluster's scheduler lost the node too.
     EventKind.SCHEDULER_NODE_DOWN: Verdict(
-        "NodeNotResponding", C, A.REPLACE, "Node agent silent and the scheduler lost the node"
+        "NodeNotResponding", C, A.REPLACE, "The node's agent and its scheduler both lost it"
     ),
 }
 

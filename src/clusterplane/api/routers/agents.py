@@ -47,6 +47,7 @@ from clusterplane.services import (
     agent_checks,
     agent_health,
     agent_hosts,
+    agent_signals,
     health,
     health_reports,
     host_assignments,
@@ -190,7 +191,9 @@ async def status(
         with transaction(state.sessions) as session:
             agent = session.get(AgentHostRow, host_id)
             assert agent is not None
-            agent_hosts.record_status(session, agent, report, now=state.clock.now())
+            previous, now = agent.report, state.clock.now()
+            agent_hosts.record_status(session, agent, report, now=now)
+            agent_signals.judge_daemons(session, state.settings, agent, previous, now=now)
             return agent_checks.open_requests(session, host_id)
 
     checks = await run_in_threadpool(write)

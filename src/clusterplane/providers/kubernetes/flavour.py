@@ -113,6 +113,7 @@ class AgentKubernetesFlavour:
             "address": me.address,
             "ca_cert_secret": CA_CERT,
             "pod_routes": self._pod_routes(peers),
+            "node_grace_seconds": self.settings.node_grace_seconds,
         }
         if self.settings.version:
             section["version"] = self.settings.version
@@ -126,7 +127,6 @@ class AgentKubernetesFlavour:
             "ca_key_secret": CA_KEY,
             "api_port": s.api_port,
             "service_cidr": s.service_network,
-            "node_grace_seconds": s.node_grace_seconds,
             "oidc": _oidc(spec.oidc_config),
         }
 
