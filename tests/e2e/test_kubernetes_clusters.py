@@ -8,8 +8,9 @@ one control-plane host without GPUs, which runs the cluster's etcd and API serve
 four with 8 fake GPUs each. The region has no fleet-file hosts. The tests share one
 cluster and run in file order: create, nodes and GPU pods; a Deployment that keeps
 serving while the cluster scales to 24 GPUs and back to 16 (evicting only from the node
-that leaves) and while the server restarts; a stopped kubelet that leads to the node's
-drain and replacement; a delete that leaves nothing on the hosts.
+that leaves), while the server restarts and while a credential rotation reaches the
+cluster; a stopped kubelet that leads to the node's drain and replacement; a delete that
+leaves nothing on the hosts.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ import yaml
 from kubernetes import client as kube_client
 from kubernetes import config as kube_config
 from kubernetes import watch as kube_watch
+from kubernetes.client.rest import ApiException
+from urllib3.exceptions import MaxRetryError, SSLError
 
 from tests.support.agent_fleet import AgentFleet, AgentHost
 from tests.support.agents import DRIVER_VERSION, REGION, wait_for
@@ -298,6 +301,41 @@ def test_restarting_the_server_leaves_running_pods_untouched(
     time.sleep(3)  # a few agent passes against the restarted server
 
     assert pod_states(api) == before
+
+
+def test_a_credential_rotation_reaches_the_running_cluster_and_its_pods_keep_running(
+    fleet: AgentFleet, client: together.Together, cluster_id: str
+) -> None:
+    old = kube(client, cluster_id)
+    before = pod_states(old)
+    with fleet.admin() as http:
+        rotated = http.post(f"/admin/v1/clusters/{cluster_id}/credentials/rotate")
+    assert rotated.status_code == 200, rotated.text
+    new = kube(client, cluster_id)
+
+    def ready_through_the_new_kubeconfig() -> dict[str, str] | None:
+        try:
+            nodes = ready_gpu_nodes(new)
+        except (ApiException, MaxRetryError):
+            return None  # the control plane restarting with the new CA
+        return nodes if len(nodes) == 3 else None
+
+    wait_for(ready_through_the_new_kubeconfig, "three Ready nodes, new kubeconfig", timeout=90)
+    wait_for(lambda: refused(old), "the old kubeconfig refused", timeout=30)
+    wait_for(lambda: len(running_web_pods(new)) == 9, "9 web pods running", timeout=60)
+    assert pod_states(new) == before  # a rotation restarts kubelets, never pods
+
+
+def refused(api: kube_client.CoreV1Api) -> bool:
+    """The API server no longer takes these credentials (or no longer proves itself with
+    the CA they trust)."""
+    try:
+        api.list_node()
+    except ApiException as exc:
+        return exc.status == 401
+    except MaxRetryError as exc:
+        return isinstance(exc.reason, SSLError)
+    return False
 
 
 def pod_states(api: kube_client.CoreV1Api) -> dict[str, tuple[str, str, int]]:

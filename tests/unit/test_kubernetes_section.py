@@ -55,6 +55,11 @@ def test_a_worker_section_parses_with_its_defaults() -> None:
     )
     assert section.gpus[0].device == "/dev/nvidia0"
     assert section.identity == ("lab", "worker", "w1")
+    assert section.node_grace_seconds == 40
+
+
+def test_a_workers_grace_period_is_its_own_kubelet_probes() -> None:
+    assert parse_section(worker(node_grace_seconds=8)).node_grace_seconds == 8
 
 
 @pytest.mark.parametrize(
@@ -128,4 +133,5 @@ def test_the_kubelet_runs_with_its_node_ip_and_its_own_cgroup_root() -> None:
     assert "--node-ip=127.1.0.12" in argv and "--hostname-override=w1" in argv
     assert "--node-labels=clusterplane.io/cluster=lab,clusterplane.io/node=w1" in argv
     assert '"cgroupRoot": "/clusterplane-w1"' in kubelet
+    assert '"healthzBindAddress": "127.1.0.12"' in kubelet and '"healthzPort": 10248' in kubelet
     assert '"makeIPTablesUtilChains": false' in kubelet

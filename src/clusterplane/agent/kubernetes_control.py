@@ -6,7 +6,9 @@ control plane needs: the API server's serving pair (the host address, the first 
 IP, the cluster names and `api_server_names`), its kubelet client pair, the scheduler's
 and controller-manager's client pairs, and the agent's own (`clusterplane-agent`, group
 system:masters), plus the service account signing key. A new CA or new serving names
-issue them again. It runs etcd and the API server (restarted when its flags change, for
+issue them again and restart the API server, the scheduler and the controller-manager
+(a credential rotation; etcd holds no certificate, the service account key stays, so
+pods' tokens stay valid). It runs etcd and the API server (restarted when its flags change, for
 example the OIDC settings), waits for `/readyz`, then runs the scheduler and the
 controller-manager; the phase is "ready" once the API server answers ready. `api()` is a
 client of the API server as the agent; `teardown()` stops the four daemons and restores
@@ -104,7 +106,8 @@ class ControlPlane:
         fingerprint = hashlib.sha256(
             "\n".join([section.ca_cert, section.ca_key, *names]).encode()
         ).hexdigest()
-        if self.record.get("pki") == fingerprint and self.host.path(layout.key("sa")).exists():
+        before = self.record.get("pki")
+        if before == fingerprint and self.host.path(layout.key("sa")).exists():
             return False
         ca = (section.ca_cert, section.ca_key)
         kit.write(layout.cert("ca"), section.ca_cert)
@@ -124,6 +127,8 @@ class ControlPlane:
             signing = service_account_key()
             kit.write(layout.key("sa"), signing, 0o600)
             kit.write(layout.path("pki", "sa.pub"), public_key_pem(signing))
+        if before is not None:  # a new CA or names: the daemons load the new pairs
+            self.daemons.stop("kube-controller-manager", "kube-scheduler", "kube-apiserver")
         self.record.set("pki", fingerprint)
         return True
 

@@ -166,6 +166,7 @@ def parse_section(raw: dict[str, Any]) -> KubernetesSection:
         "binaries": _binaries(raw.get("binaries", {})),
         "gpu_resource": _match(raw, "gpu_resource", RESOURCE, "nvidia.com/gpu"),
         "version": _match(raw, "version", VERSION, ""),
+        "node_grace_seconds": _integer(raw.get("node_grace_seconds", 40), "node_grace_seconds", 2),
     }
     if role == "control_plane":
         return _control_plane(raw, common)
@@ -183,7 +184,6 @@ def _control_plane(raw: dict[str, Any], common: dict[str, Any]) -> KubernetesSec
         api_server_names=tuple(_san(v) for v in _list(raw, "api_server_names", 32)),
         service_cidr=_cidr(raw.get("service_cidr", "10.96.0.0/16"), "service_cidr"),
         oidc=_oidc(raw.get("oidc")),
-        node_grace_seconds=_integer(raw.get("node_grace_seconds", 40), "node_grace_seconds", 2),
         cordon=_cordons(raw.get("cordon", {})),
         remove=_removals(raw.get("remove", {})),
     )

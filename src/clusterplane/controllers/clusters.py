@@ -214,7 +214,9 @@ class ClusterController:
                 outcome.nodes.append(result)
         actor.step(snap, outcome, now)
         phase = ClusterPhase(cluster.phase)
-        desired = addons.desired_config(cluster.add_ons, cluster.cluster_config)
+        desired = addons.desired_config(
+            cluster.add_ons, cluster.cluster_config, cluster.credentials
+        )
         if not deleting and phase in lifecycle.STEADY_PHASES and desired != cluster.applied_config:
             actor.config(snap, desired, outcome, now)
         return outcome
@@ -314,7 +316,9 @@ class ClusterController:
                 scope=cluster_scope(cluster),
             )
         steady = ClusterPhase(cluster.phase) in lifecycle.STEADY_PHASES
-        desired = addons.desired_config(cluster.add_ons, cluster.cluster_config)
+        desired = addons.desired_config(
+            cluster.add_ons, cluster.cluster_config, cluster.credentials
+        )
         if steady and desired != cluster.applied_config:
             cluster.next_reconcile_at = now  # changed while this pass ran: apply it next
 

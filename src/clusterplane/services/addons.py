@@ -114,11 +114,19 @@ def enabled(add_ons: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def desired_config(
-    add_ons: list[dict[str, Any]], cluster_config: dict[str, Any] | None
+    add_ons: list[dict[str, Any]],
+    cluster_config: dict[str, Any] | None,
+    credentials: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """What the driver should have applied to a running cluster: the enabled add-ons and
-    the cluster_config, compared with `ClusterRow.applied_config` to see what is pending."""
-    return {"add_ons": enabled(add_ons), "cluster_config": cluster_config or {}}
+    """What the driver should have applied to a running cluster: the enabled add-ons, the
+    cluster_config and the credentials' issue time (a rotation reaches the running
+    cluster's control plane and nodes), compared with `ClusterRow.applied_config` to see
+    what is pending."""
+    return {
+        "add_ons": enabled(add_ons),
+        "cluster_config": cluster_config or {},
+        "credentials_issued_at": (credentials or {}).get("issued_at"),
+    }
 
 
 def add_on_states(add_ons: list[dict[str, Any]], applied: dict[str, Any] | None) -> dict[str, str]:

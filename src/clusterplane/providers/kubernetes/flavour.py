@@ -258,8 +258,36 @@ class AgentKubernetesFlavour:
         return Progress(True, mine)
 
     def apply_config(self, spec: ClusterConfigSpec, now: datetime) -> Progress:
+        """The cluster's current CA on its control plane (which issues its certificates
+        again and restarts), and the CA and a node pair it signed on every registered
+        worker (whose kubelet restarts; pods keep running): a credential rotation reaches
+        the running cluster. Done once they all converged to it."""
         ignored = sorted(a["name"] for a in spec.add_ons)
         note = f"add-ons not run on agent hosts: {', '.join(ignored)}" if ignored else ""
+        peers = self.port.peers(spec.cluster_id)
+        control = _control(peers)
+        if control is None:
+            return Progress(True, {}, message=note)
+        cluster_id = spec.cluster_id
+        ca_cert, ca_key = self.port.cluster_ca(cluster_id)
+        published = {
+            control.host_id: self._patch(
+                control, cluster_id, {}, {CA_CERT: ca_cert, CA_KEY: ca_key}
+            )
+        }
+        nodes = _nodes(self.port.observe(control.host_id)) or {}
+        for peer in peers:
+            if peer.role == WORKER and peer.node_name in nodes:
+                cert, key = self._node_pair(cluster_id, peer.node_name)
+                pair = {CA_CERT: ca_cert, NODE_CERT: cert, NODE_KEY: key}
+                published[peer.host_id] = self._patch(peer, cluster_id, {}, pair)
+        waiting = [
+            host_id
+            for host_id, generation in published.items()
+            if not _ready(self.port.observe(host_id), generation, {}).done
+        ]
+        if waiting:
+            return Progress(False, {}, message=f"{len(waiting)} hosts taking the cluster's CA")
         return Progress(True, {}, message=note)
 
     # -- drains ------------------------------------------------------------------------
