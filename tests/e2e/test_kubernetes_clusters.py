@@ -10,25 +10,27 @@ cluster and run in file order: create, nodes and GPU pods; a Deployment that kee
 serving while the cluster scales to 24 GPUs and back to 16 (evicting only from the node
 that leaves), while the server restarts and while a credential rotation reaches the
 cluster; a stopped kubelet that leads to the node's drain and replacement; a delete that
-leaves nothing on the hosts.
+leaves nothing on the hosts. Then an 8-GPU cluster with OIDC settings, whose API server
+runs with them, and hosts returned without a trace. Every kubeconfig is the one the
+official CLI's `clusters get-credentials` writes; kubectl reads it too.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
 import signal
+import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import together
-import yaml
 from kubernetes import client as kube_client
 from kubernetes import config as kube_config
 from kubernetes import watch as kube_watch
@@ -37,6 +39,7 @@ from urllib3.exceptions import MaxRetryError, SSLError
 
 from tests.support.agent_fleet import AgentFleet, AgentHost
 from tests.support.agents import DRIVER_VERSION, REGION, wait_for
+from tests.support.cli import Tg, cli_env, kubectl_program
 from tests.support.kubernetes import (
     BUILD,
     BUSYBOX_IMAGE,
@@ -120,6 +123,26 @@ def client(fleet: AgentFleet) -> Iterator[together.Together]:
 
 
 @pytest.fixture(scope="module")
+def tg(fleet: AgentFleet, tmp_path_factory: pytest.TempPathFactory) -> Tg:
+    """The official CLI, as the cluster's user runs it."""
+    home = tmp_path_factory.mktemp("cli-home")
+    return Tg(env=cli_env(fleet.server, home), cwd=home)
+
+
+def oidc(fleet: AgentFleet) -> dict[str, str]:
+    """OIDC settings whose issuer is on the hosts' bridge, where nothing listens (the API
+    server fetches its discovery document lazily; the flags are what is checked)."""
+    return {
+        "issuer_url": f"https://{fleet.network.gateway}:9",
+        "client_id": "clusterplane-e2e",
+        "username_claim": "email",
+        "username_prefix": "oidc:",
+        "group_claim": "groups",
+        "group_prefix": "oidc:",
+    }
+
+
+@pytest.fixture(scope="module")
 def cluster_id(fleet: AgentFleet, client: together.Together) -> Iterator[str]:
     created = client.clusters.create(
         cluster_name="k8s-e2e",
@@ -168,12 +191,17 @@ def ready(client: together.Together, cluster_id: str, *, workers: int, timeout: 
     return wait_for(probe, f"cluster {cluster_id} Ready with {workers} workers", timeout=timeout)
 
 
-def kube(client: together.Together, cluster_id: str) -> kube_client.CoreV1Api:
-    """The Python client with the kubeconfig get-credentials writes (the CLI decodes the
-    cluster's `kube_config`)."""
-    text = client.clusters.retrieve(cluster_id).kube_config
-    loaded = yaml.safe_load(base64.b64decode(str(text)))
-    return kube_client.CoreV1Api(kube_config.new_client_from_config_dict(loaded))
+def credentials(tg: Tg, cluster_id: str) -> Path:
+    """A kubeconfig file, as `together clusters get-credentials` writes it."""
+    path = tg.cwd / f"kubeconfig-{uuid.uuid4().hex[:8]}"
+    tg.text("clusters", "get-credentials", cluster_id, "--file", str(path))
+    return path
+
+
+def kube(tg: Tg, cluster_id: str) -> kube_client.CoreV1Api:
+    """The Python client with the kubeconfig get-credentials writes."""
+    loaded = kube_config.new_client_from_config(config_file=str(credentials(tg, cluster_id)))
+    return kube_client.CoreV1Api(loaded)
 
 
 def ready_gpu_nodes(api: kube_client.CoreV1Api) -> dict[str, str]:
@@ -209,13 +237,20 @@ def gpu_pod(name: str, gpus: int) -> dict[str, Any]:
 
 
 def test_a_16_gpu_cluster_has_two_ready_nodes_and_runs_an_8_gpu_pod_but_not_a_9_gpu_one(
-    fleet: AgentFleet, client: together.Together, cluster_id: str
+    fleet: AgentFleet, client: together.Together, tg: Tg, cluster_id: str
 ) -> None:
-    api = kube(client, cluster_id)
+    kubeconfig = credentials(tg, cluster_id)
+    api = kube_client.CoreV1Api(kube_config.new_client_from_config(config_file=str(kubeconfig)))
     nodes = wait_for(lambda: ready_gpu_nodes(api) if len(ready_gpu_nodes(api)) == 2 else None,
                      "two Ready nodes")  # fmt: skip
     assert sorted(nodes) == sorted(worker_nodes(client, cluster_id))
     assert set(nodes.values()) == {"8"}
+    kubectl = subprocess.run(
+        [kubectl_program(), "--kubeconfig", str(kubeconfig), "get", "nodes", "-o", "name"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert kubectl.returncode == 0, kubectl.stderr
+    assert sorted(kubectl.stdout.split()) == sorted(f"node/{n}" for n in nodes)
 
     api.create_namespaced_pod("default", gpu_pod("eight", 8))
     api.create_namespaced_pod("default", gpu_pod("nine", 9))
@@ -271,9 +306,9 @@ def running_web_pods(api: kube_client.CoreV1Api) -> dict[str, str]:
 
 
 def test_a_deployment_keeps_serving_while_the_cluster_scales_to_24_gpus(
-    fleet: AgentFleet, client: together.Together, cluster_id: str
+    fleet: AgentFleet, client: together.Together, tg: Tg, cluster_id: str
 ) -> None:
-    api = kube(client, cluster_id)
+    api = kube(tg, cluster_id)
     apps = kube_client.AppsV1Api(api.api_client)
     apps.create_namespaced_deployment("default", deployment(4))
     wait_for(lambda: len(running_web_pods(api)) == 4, "4 web pods running", timeout=60)
@@ -290,9 +325,9 @@ def test_a_deployment_keeps_serving_while_the_cluster_scales_to_24_gpus(
 
 
 def test_restarting_the_server_leaves_running_pods_untouched(
-    fleet: AgentFleet, client: together.Together, cluster_id: str
+    fleet: AgentFleet, client: together.Together, tg: Tg, cluster_id: str
 ) -> None:
-    api = kube(client, cluster_id)
+    api = kube(tg, cluster_id)
     wait_for(lambda: len(running_web_pods(api)) == 9, "9 web pods running", timeout=60)
     before = pod_states(api)
     fleet.server.stop()
@@ -304,14 +339,14 @@ def test_restarting_the_server_leaves_running_pods_untouched(
 
 
 def test_a_credential_rotation_reaches_the_running_cluster_and_its_pods_keep_running(
-    fleet: AgentFleet, client: together.Together, cluster_id: str
+    fleet: AgentFleet, client: together.Together, tg: Tg, cluster_id: str
 ) -> None:
-    old = kube(client, cluster_id)
+    old = kube(tg, cluster_id)
     before = pod_states(old)
     with fleet.admin() as http:
         rotated = http.post(f"/admin/v1/clusters/{cluster_id}/credentials/rotate")
     assert rotated.status_code == 200, rotated.text
-    new = kube(client, cluster_id)
+    new = kube(tg, cluster_id)
 
     def ready_through_the_new_kubeconfig() -> dict[str, str] | None:
         try:
@@ -353,9 +388,9 @@ def kubelet_pid(machine: AgentHost) -> int:
 
 
 def test_a_stopped_kubelet_makes_the_cluster_degraded_and_the_node_is_drained_and_replaced(
-    fleet: AgentFleet, client: together.Together, cluster_id: str
+    fleet: AgentFleet, client: together.Together, tg: Tg, cluster_id: str
 ) -> None:
-    api = kube(client, cluster_id)
+    api = kube(tg, cluster_id)
     before = worker_nodes(client, cluster_id)
     victim_node = sorted(before)[0]
     victim: AgentHost = fleet.hosts[before[victim_node]]
@@ -438,9 +473,9 @@ class NodeWatch:
 
 
 def test_scaling_back_to_16_gpus_evicts_pods_only_from_the_node_that_leaves(
-    fleet: AgentFleet, client: together.Together, cluster_id: str
+    fleet: AgentFleet, client: together.Together, tg: Tg, cluster_id: str
 ) -> None:
-    api = kube(client, cluster_id)
+    api = kube(tg, cluster_id)
     apps = kube_client.AppsV1Api(api.api_client)
     apps.patch_namespaced_deployment_scale("web", "default", {"spec": {"replicas": 12}})
     wait_for(lambda: len(running_web_pods(api)) == 12, "12 web pods running", timeout=60)
@@ -473,6 +508,45 @@ def test_deleting_the_cluster_leaves_nothing_on_its_hosts(
         assert machine.run(["ip", "netns", "list"]).stdout.strip() == ""
     assert not list(Path("/sys/fs/cgroup").glob("*/clusterplane-*"))
     assert not Path(MACHINE_RECORD).exists()
+
+
+def api_server_flags(machine: AgentHost) -> list[str] | None:
+    """The running kube-apiserver's command line on a control-plane host, if any."""
+    for record in machine.state.rglob("kubernetes.json"):
+        proc = json.loads(record.read_text()).get("procs", {}).get("kube-apiserver")
+        if proc is not None and _alive(int(proc["pid"])):
+            return Path(f"/proc/{proc['pid']}/cmdline").read_bytes().decode().split("\0")
+    return None
+
+
+def test_an_oidc_clusters_settings_reach_its_api_server(
+    fleet: AgentFleet, client: together.Together
+) -> None:
+    settings = oidc(fleet)
+    created = client.clusters.create(
+        cluster_name="k8s-oidc",
+        billing_type="ON_DEMAND",
+        cluster_type="KUBERNETES",
+        gpu_type="H100_SXM",
+        num_gpus=8,
+        region=REGION,
+        nvidia_version_id=DRIVER_VERSION,
+        cluster_config={"load_balancer": "NONE"},
+        oidc_config=settings,
+        acceptance_tests_params={"enabled": False},
+    )
+    try:
+        flags = wait_for(lambda: api_server_flags(fleet.hosts["ctl"]), "its API server", 60)
+    finally:
+        delete_and_wait(fleet, client, str(created.cluster_id))
+
+    assert f"--oidc-issuer-url={settings['issuer_url']}" in flags
+    assert "--oidc-client-id=clusterplane-e2e" in flags
+    assert "--oidc-username-claim=email" in flags and "--oidc-groups-claim=groups" in flags
+    assert "--oidc-username-prefix=oidc:" in flags and "--oidc-groups-prefix=oidc:" in flags
+
+
+def test_the_hosts_are_returned_without_a_trace(fleet: AgentFleet) -> None:
     started = time.monotonic()
     fleet.close(verify=True)  # raises on any process left in a host, or anything else
     assert time.monotonic() - started < 30
