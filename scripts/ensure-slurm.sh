@@ -3,7 +3,7 @@
 # installed; installs the packages when a binary is missing, and does nothing else.
 # No service is started: the packages' init scripts are blocked for the install with a
 # policy-rc.d (when the machine has none), and the tests start their own daemons with
-# private keys, sockets and state (tests/support/hosts.py, clusterplane.agent.slurm).
+# private keys, sockets and state (tests/support/hosts.py, clusterplane.agent.slurm.runtime).
 set -euo pipefail
 needed=(/usr/sbin/slurmctld /usr/sbin/slurmd /usr/bin/sinfo /usr/bin/scontrol /usr/bin/srun
   /usr/bin/sbatch /usr/sbin/munged /usr/sbin/mungekey)

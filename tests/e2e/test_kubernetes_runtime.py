@@ -27,7 +27,7 @@ import pytest
 from kubernetes import client as kube_client
 from kubernetes.client.rest import ApiException
 
-from clusterplane.agent.kubernetes_host import KUBELET_SYSCTLS
+from clusterplane.agent.kubernetes.host import KUBELET_SYSCTLS
 from tests.support.hosts import HostNetwork
 from tests.support.kubernetes import (
     BUSYBOX_IMAGE,

@@ -21,7 +21,7 @@ from typing import TypeVar
 
 import pytest
 
-from clusterplane.agent.slurm import NodeBusy, NotOurDrain, SlurmRuntimeError
+from clusterplane.agent.slurm.runtime import NodeBusy, NotOurDrain, SlurmRuntimeError
 from clusterplane.providers.slurm import SlurmPartition, SlurmStartupScripts
 from tests.support.hosts import Host, HostNetwork
 from tests.support.slurm import SLURM_BINARIES, SlurmTestCluster

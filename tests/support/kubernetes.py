@@ -28,9 +28,9 @@ import yaml
 from kubernetes import client as kube_client
 from kubernetes import config as kube_config
 
-from clusterplane.agent.kubernetes import KubernetesRuntime
-from clusterplane.agent.kubernetes_pki import issue, node_user
-from clusterplane.agent.kubernetes_plugin import KubernetesPlugin
+from clusterplane.agent.kubernetes.pki import issue, node_user
+from clusterplane.agent.kubernetes.plugin import KubernetesPlugin
+from clusterplane.agent.kubernetes.runtime import KubernetesRuntime
 from clusterplane.agent.runtimes import RuntimeContext
 from clusterplane.services.credentials import build_kubeconfig, issue_cluster_credentials
 from clusterplane.settings import KubernetesSettings

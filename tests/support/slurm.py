@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from clusterplane.agent.runtimes import RuntimeContext
-from clusterplane.agent.slurm import SlurmRuntime
-from clusterplane.agent.slurm_plugin import SlurmPlugin
+from clusterplane.agent.slurm.plugin import SlurmPlugin
+from clusterplane.agent.slurm.runtime import SlurmRuntime
 from clusterplane.providers.slurm import (
     SlurmClusterSpec,
     SlurmNode,

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from clusterplane.agent.kubernetes_probe import KubeletProbe
+from clusterplane.agent.kubernetes.probe import KubeletProbe
 
 
 class Healthz(BaseHTTPRequestHandler):

@@ -20,9 +20,9 @@ import grpc
 import pytest
 from google.protobuf.message import Message
 
-from clusterplane.agent import kubernetes_deviceapi as api
-from clusterplane.agent.kubernetes_devices import SOCKET, DevicePlugin
-from clusterplane.agent.kubernetes_section import Gpu
+from clusterplane.agent.kubernetes import deviceapi as api
+from clusterplane.agent.kubernetes.devices import SOCKET, DevicePlugin
+from clusterplane.agent.kubernetes.section import Gpu
 
 
 class StandInKubelet:

@@ -8,9 +8,9 @@ from typing import Any
 
 from cryptography import x509
 
-from clusterplane.agent.kubernetes import KubernetesRuntime
-from clusterplane.agent.kubernetes_section import parse_section
-from clusterplane.agent.slurm_host import LocalHost
+from clusterplane.agent.kubernetes.runtime import KubernetesRuntime
+from clusterplane.agent.kubernetes.section import parse_section
+from clusterplane.agent.slurm.host import LocalHost
 from clusterplane.domain.enums import NodeRole
 from clusterplane.providers.agent_port import Peer
 from clusterplane.providers.kubernetes import AgentKubernetesFlavour, cluster_name

@@ -9,9 +9,9 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from clusterplane.agent import kubernetes_config as config
-from clusterplane.agent.kubernetes_pki import issue, node_user
-from clusterplane.agent.kubernetes_section import SectionError, parse_section
+from clusterplane.agent.kubernetes import config
+from clusterplane.agent.kubernetes.pki import issue, node_user
+from clusterplane.agent.kubernetes.section import SectionError, parse_section
 from clusterplane.services.credentials import issue_cluster_credentials
 
 CREDS = issue_cluster_credentials(cluster_id="c-1", now=datetime(2026, 1, 1, tzinfo=UTC))

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from clusterplane.agent.slurm import SlurmRuntime, SlurmRuntimeError
-from clusterplane.agent.slurm_host import LocalHost
-from clusterplane.agent.slurm_nodes import parse_nodes
-from clusterplane.agent.slurm_section import SectionError, parse_section
+from clusterplane.agent.slurm.host import LocalHost
+from clusterplane.agent.slurm.nodes import parse_nodes
+from clusterplane.agent.slurm.runtime import SlurmRuntime, SlurmRuntimeError
+from clusterplane.agent.slurm.section import SectionError, parse_section
 from clusterplane.domain.merge_patch import merge_patch
 
 KEY = base64.b64encode(b"k" * 64).decode()

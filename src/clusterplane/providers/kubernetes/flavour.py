@@ -1,7 +1,7 @@
 """`AgentKubernetesFlavour`: KUBERNETES clusters that really run, on hosts managed by agents.
 
 Everything happens through the hosts' assignments (`providers.agent_port`): the flavour
-patches a `kubernetes` runtime section (schema: `clusterplane.agent.kubernetes_section`)
+patches a `kubernetes` runtime section (schema: `clusterplane.agent.kubernetes.section`)
 into the assignment of each of the cluster's hosts and reads what their agents report.
 
 * The control-plane node's host runs the cluster's own control plane: it gets the cluster
@@ -32,7 +32,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from clusterplane.agent.kubernetes_pki import issue, node_user
+from clusterplane.agent.kubernetes.pki import issue, node_user
 from clusterplane.domain.enums import NodeRole
 from clusterplane.errors import PermanentProviderError
 from clusterplane.providers.agent_port import HostAssignments, Observation, Peer

@@ -11,7 +11,7 @@ to the cluster's state directory on the hosts (identical on every host, `spec.st
   node, so nodes join without a restart of slurmctld (`MaxNodeCount`, `TreeWidth=65533`);
 - login: `etc/slurm.conf` for the client tools and `etc/login-init.sh`.
 
-Layout under the state directory, which the node runtime (`clusterplane.agent.slurm`)
+Layout under the state directory, which the node runtime (`clusterplane.agent.slurm.runtime`)
 follows: `etc/` files above, `state/` StateSaveLocation, `spool/` SlurmdSpoolDir, `log/`,
 `run/` pid files, `munge/` key and munged's files. munged listens on its default socket
 `/run/munge/munge.socket.2` (a configless slurmd fetches its config before it has read
@@ -250,7 +250,7 @@ def render_gres_conf(nodes: tuple[SlurmNode, ...]) -> str:
     name no node, so a worker with those files joins without any change on the controller
     (no slurmctld restart while jobs run). Nodes that differ get `NodeName=` lines; a join
     then changes gres.conf. (Slurm 22.05: never apply that with `scontrol reconfigure`,
-    see `clusterplane.agent.slurm`.)
+    see `clusterplane.agent.slurm.runtime`.)
     """
     lines = ["# Written by clusterplane from the hosts' inventory.", "AutoDetect=off"]
     device_sets = {node.gpu_devices for node in nodes if node.gpu_devices}

@@ -1,7 +1,7 @@
 """`AgentSlurmFlavour`: SLURM clusters that really run, on hosts managed by node agents.
 
 Everything happens through the hosts' assignments (`providers.agent_port`): the flavour
-patches a `slurm` runtime section (schema: `clusterplane.agent.slurm_section`) into the
+patches a `slurm` runtime section (schema: `clusterplane.agent.slurm.section`) into the
 assignment of each of the cluster's hosts and reads what their agents report.
 
 * The control-plane node's host is the controller: munged and slurmctld, configless.

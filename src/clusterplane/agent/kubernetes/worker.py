@@ -8,7 +8,7 @@ the machine-wide sysctls the kubelet rewrites recorded first), runs containerd, 
 the section's images, runs the kubelet with cloud metadata look-ups disabled, and serves
 the device plugin for the section's GPUs. It returns the phase: "ready" once the daemons
 run and the GPUs are registered, else "starting"; `daemon_health` is then what the
-kubelet's health probe says (`kubernetes_probe`). `teardown()` undoes all of it, in the
+kubelet's health probe says (`probe`). `teardown()` undoes all of it, in the
 reverse order: device plugin, kubelet, every container and sandbox, containerd and its
 shims, the pods' network namespaces and bridge, mounts, cgroups, routes, sysctls.
 """
@@ -22,16 +22,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from clusterplane.agent import kubernetes_cni, kubernetes_processes
-from clusterplane.agent import kubernetes_config as config
-from clusterplane.agent.kubernetes_daemons import Daemons, Record
-from clusterplane.agent.kubernetes_devices import DevicePlugin
-from clusterplane.agent.kubernetes_host import MACHINE_RECORD, HostError, HostKit, MachineShare
-from clusterplane.agent.kubernetes_network import Network
-from clusterplane.agent.kubernetes_pki import KeyPair, kubeconfig
-from clusterplane.agent.kubernetes_probe import KubeletProbe
-from clusterplane.agent.kubernetes_section import KubernetesSection
-from clusterplane.agent.slurm_host import SlurmHost as Host
+from clusterplane.agent.kubernetes import cni, config, processes
+from clusterplane.agent.kubernetes.daemons import Daemons, Record
+from clusterplane.agent.kubernetes.devices import DevicePlugin
+from clusterplane.agent.kubernetes.host import MACHINE_RECORD, HostError, HostKit, MachineShare
+from clusterplane.agent.kubernetes.network import Network
+from clusterplane.agent.kubernetes.pki import KeyPair, kubeconfig
+from clusterplane.agent.kubernetes.probe import KubeletProbe
+from clusterplane.agent.kubernetes.section import KubernetesSection
+from clusterplane.agent.slurm.host import SlurmHost as Host
 
 CONTAINERD_START_TIMEOUT = 20.0
 CNI_PLUGIN_DIRS = ("/usr/lib/cni", "/opt/cni/bin")
@@ -112,7 +111,7 @@ class Worker:
             config.containerd_config(section, layout, cni_bin),
         )
         kit.write(layout.path("cni", "net.d", "10-lo127.conf"), config.cni_config(section, layout))
-        wrapper = f'#!/bin/sh\nexec "{sys.executable}" -I "{kubernetes_cni.__file__}" "$@"\n'
+        wrapper = f'#!/bin/sh\nexec "{sys.executable}" -I "{cni.__file__}" "$@"\n'
         kit.write(f"{cni_bin}/lo127", wrapper, 0o755)
         loopback = self._loopback_plugin()
         kit.write(f"{cni_bin}/loopback", f'#!/bin/sh\nexec "{loopback}" "$@"\n', 0o755)
@@ -222,8 +221,8 @@ class Worker:
         self.daemons.stop("kubelet")
         pod_namespaces, sandboxes = self._stop_containers()
         self.daemons.stop("containerd")
-        shims = kubernetes_processes.find(self.host, f"-address {self.layout.containerd_socket}")
-        kubernetes_processes.stop(self.host, shims, "containerd shims")
+        shims = processes.find(self.host, f"-address {self.layout.containerd_socket}")
+        processes.stop(self.host, shims, "containerd shims")
         self._kill_cgroup_members()
         for namespace in pod_namespaces:
             self.host.run(["ip", "netns", "del", namespace], timeout=30)
@@ -277,8 +276,8 @@ class Worker:
         for hierarchy in self._hierarchies():
             for procs in (hierarchy / name).rglob("cgroup.procs"):
                 pids.update(procs.read_text().split())
-        members = kubernetes_processes.existing(self.host, sorted(int(pid) for pid in pids))
-        kubernetes_processes.stop(self.host, members, "the containers' processes")
+        members = processes.existing(self.host, sorted(int(pid) for pid in pids))
+        processes.stop(self.host, members, "the containers' processes")
 
     def _remove_cgroups(self) -> None:
         name = self.record.get("cgroup")

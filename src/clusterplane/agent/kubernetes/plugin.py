@@ -11,7 +11,7 @@ configuration may say where programs are and where the runtime keeps its files:
     base_dir = "/var/lib/clusterplane/kubernetes"        # the default
     binaries = {kubelet = "/opt/kubernetes/bin/kubelet"}  # overrides the section's paths
     machine_record = "/var/lib/clusterplane/kubernetes-machine.json"  # the default: see
-                                                      # kubernetes_host.MachineShare
+                                                      # kubernetes.host.MachineShare
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from clusterplane.agent.kubernetes import KubernetesRuntime
-from clusterplane.agent.kubernetes_host import MACHINE_RECORD
-from clusterplane.agent.kubernetes_section import PATH, SectionError, _binaries
+from clusterplane.agent.kubernetes.host import MACHINE_RECORD
+from clusterplane.agent.kubernetes.runtime import KubernetesRuntime
+from clusterplane.agent.kubernetes.section import PATH, SectionError, _binaries
 from clusterplane.agent.runtimes import RuntimeContext
-from clusterplane.agent.slurm_host import LocalHost, SlurmHost
+from clusterplane.agent.slurm.host import LocalHost, SlurmHost
 
 NAME = "kubernetes"
 BASE_DIR = "/var/lib/clusterplane/kubernetes"

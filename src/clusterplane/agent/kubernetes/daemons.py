@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from clusterplane.agent import kubernetes_processes as processes
-from clusterplane.agent.kubernetes_processes import Proc
-from clusterplane.agent.slurm_host import SlurmHost as Host
+from clusterplane.agent.kubernetes import processes
+from clusterplane.agent.kubernetes.processes import Proc
+from clusterplane.agent.slurm.host import SlurmHost as Host
 
 
 class Record:

@@ -23,8 +23,8 @@ from pathlib import Path
 import grpc
 from google.protobuf.message import Message
 
-from clusterplane.agent import kubernetes_deviceapi as api
-from clusterplane.agent.kubernetes_section import Gpu
+from clusterplane.agent.kubernetes import deviceapi as api
+from clusterplane.agent.kubernetes.section import Gpu
 
 SOCKET = "clusterplane-gpu.sock"
 KUBELET_SOCKET = "kubelet.sock"

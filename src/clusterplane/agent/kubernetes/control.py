@@ -20,14 +20,14 @@ from __future__ import annotations
 import hashlib
 import time
 
-from clusterplane.agent import kubernetes_config as config
-from clusterplane.agent.kubernetes_api import KubeApi
-from clusterplane.agent.kubernetes_daemons import Daemons, Record
-from clusterplane.agent.kubernetes_host import HostError, HostKit
-from clusterplane.agent.kubernetes_network import Network
-from clusterplane.agent.kubernetes_pki import issue, kubeconfig, public_key_pem, service_account_key
-from clusterplane.agent.kubernetes_section import KubernetesSection
-from clusterplane.agent.slurm_host import SlurmHost as Host
+from clusterplane.agent.kubernetes import config
+from clusterplane.agent.kubernetes.api import KubeApi
+from clusterplane.agent.kubernetes.daemons import Daemons, Record
+from clusterplane.agent.kubernetes.host import HostError, HostKit
+from clusterplane.agent.kubernetes.network import Network
+from clusterplane.agent.kubernetes.pki import issue, kubeconfig, public_key_pem, service_account_key
+from clusterplane.agent.kubernetes.section import KubernetesSection
+from clusterplane.agent.slurm.host import SlurmHost as Host
 
 READY_TIMEOUT = 90.0
 AGENT_USER = "clusterplane-agent"

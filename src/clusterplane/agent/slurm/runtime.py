@@ -1,7 +1,7 @@
 """The Slurm runtime of the node agent: munged, slurmctld and `slurmd -Z` on one host.
 
 `SlurmRuntime(host).converge(section)` brings a host to its `slurm` section
-(`slurm_section` documents the schema), idempotently: it writes the section's files
+(`section` documents the schema), idempotently: it writes the section's files
 (the munge key 0600), runs munged with the cluster's key, slurmctld on the controller and
 a dynamic, configless `slurmd -Z` on a worker, restarts a daemon that died, registers a
 worker again when slurmctld lost it, and applies changed controller files by restarting
@@ -16,7 +16,7 @@ not, and why: what the control plane reads as health's second signal).
 `teardown()` stops every daemon it started (and a worker's job steps), unmounts what it
 mounted and removes the state directory, the munge key and socket: nothing is left.
 
-The controller's runtime also answers for the cluster (`slurm_nodes` parses the views):
+The controller's runtime also answers for the cluster (`nodes` parses the views):
 `node_view()`, `drain(node, reason)` (the reason must start with `clusterplane:`),
 `undrain(node)` (refused for a node someone else drained), `is_drained(node)` and
 `remove_node(node)` (a drained, idle dynamic node). Every Slurm client call runs under a
@@ -26,7 +26,7 @@ What the runtime started is recorded in `host.state_dir/slurm.json`, so `teardow
 works after an agent restart and without the section.
 
 Module functions `converge(section, ctx)` and `teardown(ctx)` are the agent's plug-in
-interface; `ctx` is a `slurm_host.SlurmHost`.
+interface; `ctx` is a `slurm.host.SlurmHost`.
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clusterplane.agent.slurm_host import SlurmHost
-from clusterplane.agent.slurm_nodes import NodeView, parse_nodes
-from clusterplane.agent.slurm_section import (
+from clusterplane.agent.slurm.host import SlurmHost
+from clusterplane.agent.slurm.nodes import NodeView, parse_nodes
+from clusterplane.agent.slurm.section import (
     DRAIN_PREFIX,
     TOKEN,
     SectionError,

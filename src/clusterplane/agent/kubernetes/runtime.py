@@ -1,13 +1,13 @@
 """The Kubernetes runtime of the node agent: a cluster's control plane or a worker node.
 
 `KubernetesRuntime(host, base, binaries).converge(section)` brings a host to its
-`kubernetes` section (`kubernetes_section` documents the schema), idempotently: the
+`kubernetes` section (`section` documents the schema), idempotently: the
 control-plane role runs etcd, the API server, the scheduler and the controller-manager
-(`kubernetes_control`), the worker role containerd, the kubelet and the GPU device plugin
-(`kubernetes_worker`); a daemon that died is started again at the next pass. Everything
+(`control`), the worker role containerd, the kubelet and the GPU device plugin
+(`worker`); a daemon that died is started again at the next pass. Everything
 lives under `base` (a host path); programs are the section's `binaries`, overridden by
 the agent's own (`binaries`), else found on the host's PATH. `machine_record` is the
-file the runtimes of one kernel share (`kubernetes_host.MachineShare`): the default on a
+file the runtimes of one kernel share (`kubernetes.host.MachineShare`): the default on a
 real host, one path for every namespaced test host of a machine. It returns a report: `ok`,
 `phase` ("ready", "starting", "waiting" for a role, or "failed"), `message`, `messages`;
 the control plane adds
@@ -25,16 +25,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from clusterplane.agent import kubernetes_config as config
-from clusterplane.agent import kubernetes_nodes as nodes
-from clusterplane.agent.kubernetes_api import ApiError
-from clusterplane.agent.kubernetes_control import ControlPlane
-from clusterplane.agent.kubernetes_daemons import Record
-from clusterplane.agent.kubernetes_host import MACHINE_RECORD, HostError, HostKit
-from clusterplane.agent.kubernetes_processes import ProcessError
-from clusterplane.agent.kubernetes_section import KubernetesSection, SectionError, parse_section
-from clusterplane.agent.kubernetes_worker import Worker
-from clusterplane.agent.slurm_host import SlurmHost as Host
+from clusterplane.agent.kubernetes import config, nodes
+from clusterplane.agent.kubernetes.api import ApiError
+from clusterplane.agent.kubernetes.control import ControlPlane
+from clusterplane.agent.kubernetes.daemons import Record
+from clusterplane.agent.kubernetes.host import MACHINE_RECORD, HostError, HostKit
+from clusterplane.agent.kubernetes.processes import ProcessError
+from clusterplane.agent.kubernetes.section import KubernetesSection, SectionError, parse_section
+from clusterplane.agent.kubernetes.worker import Worker
+from clusterplane.agent.slurm.host import SlurmHost as Host
 
 RECORD = "kubernetes.json"
 PROGRAMS = {

@@ -1,6 +1,6 @@
 """lo127: the CNI plugin (spec 0.4.0) giving a worker's pods addresses in its 127.x subnet.
 
-containerd runs this file as a CNI plugin (`python3 -I kubernetes_cni.py`, through the
+containerd runs this file as a CNI plugin (`python3 -I cni.py`, through the
 wrapper the runtime writes into its CNI bin directory); it imports the standard library
 only. Standard plugins cannot do 127.x pod networks: in every network namespace the
 kernel's `local 127.0.0.0/8` route (table local) swallows 127.x traffic, and 127.x

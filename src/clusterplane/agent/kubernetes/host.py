@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from clusterplane.agent.slurm_host import SlurmHost as Host
+from clusterplane.agent.slurm.host import SlurmHost as Host
 
 KUBELET_SYSCTLS = ("vm.overcommit_memory", "kernel.panic", "kernel.panic_on_oops")
 MACHINE_RECORD = "/var/lib/clusterplane/kubernetes-machine.json"

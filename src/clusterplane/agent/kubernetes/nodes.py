@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from clusterplane.agent.kubernetes_api import CORDONED_BY, ApiError, KubeApi
-from clusterplane.agent.kubernetes_section import KubernetesSection
+from clusterplane.agent.kubernetes.api import CORDONED_BY, ApiError, KubeApi
+from clusterplane.agent.kubernetes.section import KubernetesSection
 
 
 @dataclass(frozen=True)

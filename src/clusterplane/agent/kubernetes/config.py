@@ -14,8 +14,8 @@ import ipaddress
 import json
 from dataclasses import dataclass
 
-from clusterplane.agent.kubernetes_probe import KUBELET_HEALTHZ_PORT
-from clusterplane.agent.kubernetes_section import KubernetesSection
+from clusterplane.agent.kubernetes.probe import KUBELET_HEALTHZ_PORT
+from clusterplane.agent.kubernetes.section import KubernetesSection
 
 ETCD_CLIENT_PORT = 2379
 ETCD_PEER_PORT = 2380

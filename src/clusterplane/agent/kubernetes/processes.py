@@ -6,7 +6,7 @@ pid, so a recycled pid never passes for the daemon (`alive`). `stop(host, procs)
 SIGTERM, waits, then SIGKILL; a zombie (PID 1 reaps lazily) counts as gone. `find(host,
 needle)` lists the host's processes whose command line contains `needle` (containerd's
 shims, found by their containerd's unique socket path). The host is the same abstraction
-the Slurm runtime uses (`slurm_host.SlurmHost`: paths, commands, process ids).
+the Slurm runtime uses (`agent.slurm.host.SlurmHost`: paths, commands, process ids).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from clusterplane.agent.slurm_host import SlurmHost as Host
+from clusterplane.agent.slurm.host import SlurmHost as Host
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import ipaddress
 
-from clusterplane.agent.kubernetes_daemons import Record
-from clusterplane.agent.kubernetes_host import HostError, HostKit
-from clusterplane.agent.kubernetes_section import KubernetesSection
+from clusterplane.agent.kubernetes.daemons import Record
+from clusterplane.agent.kubernetes.host import HostError, HostKit
+from clusterplane.agent.kubernetes.section import KubernetesSection
 
 LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
 

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 from clusterplane.agent.runtimes import RuntimeContext
-from clusterplane.agent.slurm import SlurmRuntime
-from clusterplane.agent.slurm_host import LocalHost, SlurmHost
+from clusterplane.agent.slurm.host import LocalHost, SlurmHost
+from clusterplane.agent.slurm.runtime import SlurmRuntime
 
 SECRET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 

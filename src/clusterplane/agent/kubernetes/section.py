@@ -1,7 +1,7 @@
 """The `kubernetes` section of a host's assignment, validated into a `KubernetesSection`.
 
 Schema (a JSON object; unknown keys are refused). PEM material reaches the runtime from
-the assignment's secrets (`kubernetes_plugin` resolves the `*_secret` names), never
+the assignment's secrets (`plugin` resolves the `*_secret` names), never
 inside the section itself:
 
     role                "control_plane" | "worker"                                  required
