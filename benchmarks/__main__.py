@@ -62,7 +62,7 @@ PYTHONPATH=/tmp/base/src:. py-spy record -r 250 -f raw -o get-before.raw -- \\
   list's rows went through `Result.all` (18%) and the ORM-free presenters (`cluster` 9%).
   `db/prepared.py` now compiles each SELECT once per dialect and runs it on the DBAPI
   cursor, converting values with SQLAlchemy's own result processors in one generated
-  expression per row, into named tuples (`services/cluster_views.py`), in one read
+  expression per row, into named tuples (`services/clusters/cluster_views.py`), in one read
   transaction without an ORM session. After: SQLite itself (`Reader.run`, `Reader.all`:
   executing and fetching) is the largest share of GET (16%) and of a list (36%), then
   the per-row conversions (the generated `<lambda>`, 14%: text to datetimes, JSON,
@@ -95,7 +95,7 @@ What these benchmarks showed, and what was changed in `src/` because of it:
   ORM objects for 10,000 clusters, 42,500 nodes and their 290,000 phase transitions took
   most of 16 s (and a 911 MiB peak RSS) per list before; GET one cluster cost 9 ms of
   server CPU (110 requests per core-second against 900 for `/healthz`: 12%).
-  `services/cluster_views.py` now reads plain column tuples (only the columns a response
+  `services/clusters/cluster_views.py` now reads plain column tuples (only the columns a response
   shows: no credentials, no driver state) on the session's
   connection, with statements built once at import (building a 30-column SELECT cost more
   than running it), seven queries per batch of 250 clusters whatever their size; the host
@@ -105,7 +105,7 @@ What these benchmarks showed, and what was changed in `src/` because of it:
   list batch by batch from one read snapshot (a list of up to one batch is still one
   body), so the server's memory no longer grows with the list.
 - **Every request re-authenticated.** Four queries and a transaction per request, in a
-  thread hop of its own; `services/caller_cache.py` keeps a successfully authenticated key
+  thread hop of its own; `services/access/caller_cache.py` keeps a successfully authenticated key
   for 2 s (cleared by the admin endpoints that change keys and memberships) and the
   dependency answers hits on the event loop. The app-wide path check and the admin check
   are async too (no thread hop for pure checks).
@@ -133,7 +133,7 @@ What these benchmarks showed, and what was changed in `src/` because of it:
   (1,250 free hosts at 90% occupancy) each create sorted and grouped all free hosts three
   times and read them from the database first. `domain/placement.py` now keeps the free
   hosts as a rack > block > fabric tree with free counts (racks bucketed by free count),
-  so a decision costs about the size of its answer; `services/placement_cache.py` keeps
+  so a decision costs about the size of its answer; `services/capacity/placement_cache.py` keeps
   one such index per region and GPU type between requests (rebuilt after 1 s, after a
   failed claim, and before any "no fit" answer; the conditional claim UPDATE stays the
   arbiter, so a stale index costs a retry, never a double allocation).
@@ -150,7 +150,7 @@ What these benchmarks showed, and what was changed in `src/` because of it:
   its due rows in one transaction (`SKIP LOCKED` on PostgreSQL). Forty simulation seeds
   went from 53 s to 46 s on two processes with this and two fewer reads per cluster pass.
 - **Creates did not use the kept placement index, and a claim walked the free hosts.**
-  Creates and scale-ups (`services/claims.py`) read every free host of the region and
+  Creates and scale-ups (`services/capacity/claims.py`) read every free host of the region and
   built an index per request, apart from the repair path's kept one; they now share one
   path (`allocation.reserve_general_hosts` and `claim_hosts`). SQLite's planner answered
   the claim `UPDATE ... WHERE id IN (...) AND cluster_id IS NULL` from the `cluster_id`
@@ -170,8 +170,9 @@ What these benchmarks showed, and what was changed in `src/` because of it:
   three autoflushes and a commit per event), 1.4 s behind one GIL: p99 2.1 s. The health
   API now queues reports on a group commit (`db/group_commit.py`): one writer writes all
   that are waiting in one transaction, reading what the decisions need set-based
-  (`services/health_reports.py`, `services/health_facts.py`), about 1.5 ms a report, and
-  answers each after the commit; a failing batch is written again report by report.
+  (`services/health/health_reports.py`, `services/health/health_facts.py`), about 1.5 ms a
+  report, and answers each after the commit; a failing batch is written again report by
+  report.
   Concurrent requests with one key the caller cache does not hold share one lookup
   (`api/single_flight.py`) instead of 125 thread hops of four queries.
 - **Start-up rewrote the fleet.** The fleet sync stamped `updated_at` on every host at

@@ -34,7 +34,7 @@ from benchmarks.support import BenchServer, Samples, log
 from clusterplane.db.engine import make_engine
 from clusterplane.db.rows import ClusterRow
 from clusterplane.domain.enums import ClusterPhase
-from clusterplane.services.auth import generate_key_text
+from clusterplane.services.access.auth import generate_key_text
 
 LIST = "/v1/compute/clusters"
 TIMEOUT_S = 180.0

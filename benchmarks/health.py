@@ -38,7 +38,7 @@ from benchmarks.seed import prepare_database, seed_ready_clusters
 from benchmarks.support import BenchServer, Samples, log
 from clusterplane.db.engine import make_engine
 from clusterplane.db.rows import HealthEventRow, HostRow, NodeRow, RemediationRow
-from clusterplane.services.auth import generate_key_text
+from clusterplane.services.access.auth import generate_key_text
 from clusterplane.simulation.rows import HostFaultRow
 
 SEED = 5

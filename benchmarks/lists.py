@@ -31,7 +31,7 @@ from benchmarks.seed import add_project, prepare_database, seed_ready_clusters, 
 from benchmarks.support import BenchServer, Samples, log, timed_get
 from clusterplane.db.engine import make_engine
 from clusterplane.db.rows import ClusterRow
-from clusterplane.services.auth import DEFAULT_PROJECT_ID, generate_key_text
+from clusterplane.services.access.auth import DEFAULT_PROJECT_ID, generate_key_text
 
 SMALL_PROJECT = "proj_small"
 LIST = "/v1/compute/clusters"

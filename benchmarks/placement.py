@@ -13,7 +13,7 @@ by however much CPU the rest of the machine takes.
   the server keeps one per region and GPU type); releases are not timed. Baseline: the
   same decisions through `choose_hosts` on the list of free hosts, which builds an index
   for every decision (what a caller without a kept index pays).
-- **Committed placements per second on SQLite**: `services.allocation.allocate_hosts`,
+- **Committed placements per second on SQLite**: `services.capacity.allocation.allocate_hosts`,
   the placement every create, scale-up and repair runs (choose on the server's kept
   index, the conditional claim `UPDATE ... RETURNING`), and the commit, one transaction
   per placement, on a database holding the whole fleet at 90% occupancy; releases run in
@@ -60,11 +60,11 @@ from clusterplane.domain.placement import (
     choose_hosts,
 )
 from clusterplane.errors import CapacityUnavailable
-from clusterplane.services import placement_cache
-from clusterplane.services.allocation import allocate_hosts
-from clusterplane.services.auth import DEFAULT_PROJECT_ID, generate_key_text
-from clusterplane.services.claims import claim_workers
-from clusterplane.services.fleet import host_id_for, load_fleet_file
+from clusterplane.services.access.auth import DEFAULT_PROJECT_ID, generate_key_text
+from clusterplane.services.capacity import placement_cache
+from clusterplane.services.capacity.allocation import allocate_hosts
+from clusterplane.services.capacity.claims import claim_workers
+from clusterplane.services.capacity.fleet import host_id_for, load_fleet_file
 
 
 def cpu_now() -> float:

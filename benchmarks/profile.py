@@ -50,7 +50,7 @@ from benchmarks.throughput import CREATE_BODY, CREATE_PROJECT
 from clusterplane.app import build
 from clusterplane.clock import ManualClock
 from clusterplane.db.engine import make_engine
-from clusterplane.services.auth import generate_key_text
+from clusterplane.services.access.auth import generate_key_text
 from clusterplane.settings import CredentialSettings, ServerSettings, Settings
 
 LIST = "/v1/compute/clusters"

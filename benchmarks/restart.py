@@ -27,7 +27,7 @@ from benchmarks.seed import prepare_database, seed_ready_clusters
 from benchmarks.support import BenchServer, Samples, log
 from clusterplane.db.engine import make_engine
 from clusterplane.db.rows import ClusterRow
-from clusterplane.services.auth import generate_key_text
+from clusterplane.services.access.auth import generate_key_text
 
 TIMEOUT_S = 900.0
 

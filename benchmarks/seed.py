@@ -38,8 +38,8 @@ from clusterplane.db.rows import (
 )
 from clusterplane.domain.enums import ClusterPhase, HostState, NodePhase, NodeRole
 from clusterplane.domain.lifecycle import bring_up_sequence, status_for
-from clusterplane.services.auth import ADMIN_USER, DEFAULT_ORG_ID, DEFAULT_PROJECT_ID
-from clusterplane.services.credentials import (
+from clusterplane.services.access.auth import ADMIN_USER, DEFAULT_ORG_ID, DEFAULT_PROJECT_ID
+from clusterplane.services.clusters.credentials import (
     api_server_url,
     build_kubeconfig,
     issue_cluster_credentials,

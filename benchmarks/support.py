@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from clusterplane.services.auth import generate_key_text
+from clusterplane.services.access.auth import generate_key_text
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -32,7 +32,7 @@ from benchmarks.report import Figure, Section
 from benchmarks.seed import add_project, prepare_database, seed_ready_clusters, worker_counts
 from benchmarks.support import BenchServer, Samples, TrivialServer, log
 from clusterplane.db.engine import make_engine
-from clusterplane.services.auth import generate_key_text
+from clusterplane.services.access.auth import generate_key_text
 
 LIST = "/v1/compute/clusters"
 CREATE_PROJECT = "proj_creates"  # creates go here, so the listed project keeps its size

@@ -74,18 +74,15 @@ from clusterplane.providers.kubernetes import AgentKubernetesFlavour
 from clusterplane.providers.registry import Drivers
 from clusterplane.providers.shared_directory import SharedDirectoryStorage
 from clusterplane.providers.slurm.flavour import AgentSlurmFlavour
-from clusterplane.services import (
-    auth,
-    check_runs,
-    cluster_secrets,
-    fleet,
-    fleet_clock,
-    host_assignments,
-    metrics_feed,
-)
-from clusterplane.services.caller_cache import CallerCache
-from clusterplane.services.fleet_metrics import FleetCollector, Queue
-from clusterplane.services.sealing import SecretBox
+from clusterplane.services.access import auth
+from clusterplane.services.access.caller_cache import CallerCache
+from clusterplane.services.access.sealing import SecretBox
+from clusterplane.services.agents import host_assignments
+from clusterplane.services.capacity import fleet, fleet_clock
+from clusterplane.services.capacity.fleet_metrics import FleetCollector, Queue
+from clusterplane.services.clusters import cluster_secrets
+from clusterplane.services.events import metrics_feed
+from clusterplane.services.health import check_runs
 from clusterplane.settings import Settings
 from clusterplane.simulation import api as simulation_api
 from clusterplane.simulation import wiring as simulation

@@ -42,7 +42,7 @@ class ScaledClock:
     """Fleet time running `time_scale` times faster than wall time from an anchor.
 
     fleet_now = fleet_origin + (wall_now - wall_origin) * time_scale. The anchor is shared
-    through the database (`services.fleet_clock`), so every replica reads the same fleet
+    through the database (`services.capacity.fleet_clock`), so every replica reads the same fleet
     time off its own wall clock, and a restart continues where the fleet clock was.
     """
 

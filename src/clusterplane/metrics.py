@@ -4,9 +4,9 @@
 process, platform and garbage-collector collectors, so several applications in one
 process (tests, benchmarks) never share or clash over a series. The composition root
 (`app.build`) makes one and hands it to the request middleware (`api.request_metrics`),
-the controllers (`ControllerContext.metrics`) and the row feed (`services.metrics_feed`);
+the controllers (`ControllerContext.metrics`) and the row feed (`services.events.metrics_feed`);
 `GET /metrics` renders the registry. Gauges of the database's state are not kept here: a
-collector reads them at scrape time (`services.fleet_metrics`).
+collector reads them at scrape time (`services.capacity.fleet_metrics`).
 
 Every label value comes from a bounded set (route templates, known HTTP methods, status
 codes, controller names, the domain's enums), so no client can grow the number of series.

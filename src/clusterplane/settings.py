@@ -54,7 +54,7 @@ class ServerSettings:
     send_timeout_seconds: float = field(default=30.0, metadata=POSITIVE)
     # /readyz answers 503 when the database gives no connection within this budget.
     readiness_timeout_seconds: float = field(default=2.0, metadata=POSITIVE)
-    # Wall seconds an authenticated key is remembered (services/caller_cache.py). A key
+    # Wall seconds an authenticated key is remembered (services/access/caller_cache.py). A key
     # revoked, expired or changed through another replica stops working here within
     # this bound; through this server, at once.
     caller_cache_seconds: float = field(default=2.0, metadata=NON_NEGATIVE)

@@ -25,7 +25,7 @@ from clusterplane.domain.accounts import login_uids
 from clusterplane.domain.agent_protocol import SectionResult
 from clusterplane.errors import TemporaryProviderError
 from clusterplane.providers.registry import Drivers
-from clusterplane.services.agent_checks import MAX_OPEN_PER_HOST
+from clusterplane.services.agents.agent_checks import MAX_OPEN_PER_HOST
 from clusterplane.settings import Settings, SimulationSettings, StorageSettings
 from clusterplane.simulation.wiring import simulated_drivers
 from tests.support import check_scripts

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from clusterplane.services.auth import generate_key_text
+from clusterplane.services.access.auth import generate_key_text
 from tests.support.engine import Engine, make_engine
 
 DRIVER_1 = "cu128-drv570-ubuntu2204"

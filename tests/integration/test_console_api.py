@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from clusterplane.db.engine import read_transaction
-from clusterplane.services import console_feed
-from clusterplane.services.auth import Caller, authenticate
+from clusterplane.services.access.auth import Caller, authenticate
+from clusterplane.services.events import console_feed
 from tests.integration.test_bad_input import assert_error
 from tests.integration.test_lifecycle import create
 from tests.support.engine import Engine, new_tenant

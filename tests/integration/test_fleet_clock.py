@@ -8,7 +8,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from clusterplane.db.engine import make_engine, make_session_factory, migrate, transaction
-from clusterplane.services.fleet_clock import resume_clock
+from clusterplane.services.capacity.fleet_clock import resume_clock
 from tests.support.databases import fresh_database_url
 
 

@@ -73,7 +73,7 @@ def test_bad_health_requests_are_refused_and_change_nothing(
 
 
 def test_the_health_api_is_for_admin_keys_only(engine: Engine):
-    from clusterplane.services.auth import generate_key_text
+    from clusterplane.services.access.auth import generate_key_text
 
     project = engine.client.post(
         "/admin/v1/projects", json={"name": "p", "slug": "p"}, headers=engine.headers()

@@ -17,8 +17,8 @@ from clusterplane.db.engine import transaction
 from clusterplane.db.rows import HealthEventRow, RemediationRow
 from clusterplane.domain.health import EventKind
 from clusterplane.errors import InvalidRequest, NotFound
-from clusterplane.services import health
-from clusterplane.services.health_reports import Report
+from clusterplane.services.health import health
+from clusterplane.services.health.health_reports import Report
 from tests.integration.test_health_remediation import cluster_health, ingest, ready_cluster
 from tests.support.engine import Engine, make_engine
 

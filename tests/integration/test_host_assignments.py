@@ -1,7 +1,7 @@
 """The port a host driver for agent hosts uses: publish desired state, observe the agent.
 
 In-process (`engine` fixture): enrollment and the agent's signed calls go through the
-test client; publishing and observing call `services.host_assignments` directly, as the
+test client; publishing and observing call `services.agents.host_assignments` directly, as the
 lifecycle's host driver will.
 """
 
@@ -21,7 +21,8 @@ from clusterplane.db.rows import HostRow
 from clusterplane.domain.agent_protocol import Inventory, NodeSpec, UserSpec
 from clusterplane.domain.enums import NodePhase
 from clusterplane.providers.agent_port import DesiredNode, HostAssignments
-from clusterplane.services import fleet, host_assignments
+from clusterplane.services.agents import host_assignments
+from clusterplane.services.capacity import fleet
 from tests.support.engine import SMALL_FLEET, Engine
 
 DESIRED = DesiredNode(

@@ -19,7 +19,7 @@ from clusterplane.db.engine import transaction
 from clusterplane.db.rows import CapacityPoolRow, ClusterRow, HostRow
 from clusterplane.domain.enums import HostState
 from clusterplane.errors import CapacityUnavailable
-from clusterplane.services import allocation
+from clusterplane.services.capacity import allocation
 from tests.integration.test_capacity_pools import make_pool, post, tenant
 from tests.support.databases import backend
 from tests.support.engine import Engine

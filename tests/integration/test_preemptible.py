@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from clusterplane.app import build
 from clusterplane.clock import ManualClock, utc
-from clusterplane.services.auth import generate_key_text
+from clusterplane.services.access.auth import generate_key_text
 from clusterplane.settings import EngineSettings, Settings
 from tests.support.databases import fresh_database_url
 from tests.support.engine import SMALL_FLEET, WHOLE_REGION, Engine, make_engine

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from clusterplane.db.engine import read_transaction
 from clusterplane.db.prepared import read_snapshot
 from clusterplane.db.rows import ClusterRow
-from clusterplane.services import cluster_views
+from clusterplane.services.clusters import cluster_views
 from tests.integration.test_lifecycle import create
 from tests.integration.test_remediation_execution import ready_cluster, remediate
 from tests.support.engine import Engine

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from clusterplane.services.auth import generate_key_text
+from clusterplane.services.access.auth import generate_key_text
 from tests.support.server import SMALL_FLEET, ServerProcess
 
 CREATE = {

@@ -16,7 +16,7 @@ from alembic.config import Config
 from sqlalchemy import MetaData, Table
 
 from clusterplane.db.engine import MIGRATIONS_DIR, make_engine
-from clusterplane.services.auth import generate_key_text
+from clusterplane.services.access.auth import generate_key_text
 from tests.support.databases import backend, fresh_database_url
 from tests.support.engine import Engine
 from tests.support.engine import make_engine as make_test_engine

@@ -36,8 +36,8 @@ from clusterplane.app import Application, build
 from clusterplane.clock import ManualClock
 from clusterplane.db.engine import transaction
 from clusterplane.db.rows import ProjectRow
-from clusterplane.services import ids
-from clusterplane.services.auth import generate_key_text
+from clusterplane.services.access import ids
+from clusterplane.services.access.auth import generate_key_text
 from clusterplane.settings import EngineSettings, HealthSettings, Settings, SimulationSettings
 from tests.simulation import capacity, signals
 from tests.simulation.faults import Faults, SimulatedCrash, faulty_drivers

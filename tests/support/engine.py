@@ -15,7 +15,7 @@ from clusterplane.app import Application, DriverFactory, build
 from clusterplane.clock import Clock, ManualClock, SystemClock
 from clusterplane.db.engine import transaction
 from clusterplane.db.rows import HostRow
-from clusterplane.services.auth import generate_key_text
+from clusterplane.services.access.auth import generate_key_text
 from clusterplane.settings import (
     CapacitySettings,
     CredentialSettings,

@@ -2,7 +2,7 @@
 
 `KubernetesTestCluster(network)` makes a control-plane host of a `HostNetwork` and issues
 the cluster's CA and admin kubeconfig exactly as clusterplane does for a cluster
-(`services.credentials`); `add_worker(name)` makes a host with 8 fake GPUs (character
+(`services.clusters.credentials`); `add_worker(name)` makes a host with 8 fake GPUs (character
 devices made with mknod) and signs its node pair with the CA, as the control plane does
 for each worker. `converge(host)` runs `clusterplane.agent.kubernetes.KubernetesRuntime`
 for it in this process, its commands entering the host (`HostContext`). `kube()` is a
@@ -32,7 +32,7 @@ from clusterplane.agent.kubernetes.pki import issue, node_user
 from clusterplane.agent.kubernetes.plugin import KubernetesPlugin
 from clusterplane.agent.kubernetes.runtime import KubernetesRuntime
 from clusterplane.agent.runtimes import RuntimeContext
-from clusterplane.services.credentials import build_kubeconfig, issue_cluster_credentials
+from clusterplane.services.clusters.credentials import build_kubeconfig, issue_cluster_credentials
 from clusterplane.settings import KubernetesSettings
 from tests.support.hosts import Host, HostNetwork
 from tests.support.slurm import HostContext

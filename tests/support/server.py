@@ -22,7 +22,7 @@ from types import TracebackType
 
 import httpx
 
-from clusterplane.services.auth import generate_key_text
+from clusterplane.services.access.auth import generate_key_text
 from tests.support.databases import fresh_database_url
 from tests.support.engine import TEST_CREDENTIALS_KEY
 

@@ -15,7 +15,7 @@ from clusterplane.agent.signing import sign_headers
 from clusterplane.cli.admin import parse_ttl
 from clusterplane.domain import agent_protocol as wire
 from clusterplane.errors import InvalidRequest
-from clusterplane.services.agent_auth import load_public_key
+from clusterplane.services.agents.agent_auth import load_public_key
 
 
 def _verify(key: Ed25519PrivateKey, headers: dict[str, str], **request: object) -> None:

@@ -7,9 +7,9 @@ import pytest
 from clusterplane.db.rows import RegionRow
 from clusterplane.domain.enums import ClusterType
 from clusterplane.errors import InvalidRequest
-from clusterplane.services import addons
-from clusterplane.services.auth import KEY_PATTERN, generate_key_text
-from clusterplane.services.catalog import resolve_driver
+from clusterplane.services.access.auth import KEY_PATTERN, generate_key_text
+from clusterplane.services.capacity.catalog import resolve_driver
+from clusterplane.services.clusters import addons
 
 REGION = RegionRow(
     name="r1",
@@ -112,7 +112,7 @@ def test_generated_keys_have_the_accepted_shape_and_are_unique():
 
 
 def test_an_operator_chosen_key_carries_no_id_and_none_is_derived_from_its_hash():
-    from clusterplane.services.auth import split_key
+    from clusterplane.services.access.auth import split_key
 
     assert split_key("correct-horse-battery-staple-42") == (
         None,

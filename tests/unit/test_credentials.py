@@ -13,7 +13,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from clusterplane.services.credentials import (
+from clusterplane.services.clusters.credentials import (
     ClusterCredentials,
     api_server_url,
     build_kubeconfig,

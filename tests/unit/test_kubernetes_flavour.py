@@ -15,7 +15,7 @@ from clusterplane.domain.enums import NodeRole
 from clusterplane.providers.agent_port import Peer
 from clusterplane.providers.kubernetes import AgentKubernetesFlavour, cluster_name
 from clusterplane.providers.models import InstanceSpec
-from clusterplane.services.credentials import issue_cluster_credentials
+from clusterplane.services.clusters.credentials import issue_cluster_credentials
 from clusterplane.settings import KubernetesSettings
 from tests.unit.test_kubernetes_section import worker
 

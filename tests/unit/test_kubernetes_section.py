@@ -12,7 +12,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from clusterplane.agent.kubernetes import config
 from clusterplane.agent.kubernetes.pki import issue, node_user
 from clusterplane.agent.kubernetes.section import SectionError, parse_section
-from clusterplane.services.credentials import issue_cluster_credentials
+from clusterplane.services.clusters.credentials import issue_cluster_credentials
 
 CREDS = issue_cluster_credentials(cluster_id="c-1", now=datetime(2026, 1, 1, tzinfo=UTC))
 NODE = issue(CREDS.ca_cert_pem, CREDS.ca_key_pem, node_user("w1"), groups=("system:nodes",))

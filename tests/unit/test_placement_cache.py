@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from clusterplane.domain.placement import FreeHost, PlacementIndex
 from clusterplane.errors import CapacityUnavailable
-from clusterplane.services.placement_cache import PlacementCache, Snapshot
+from clusterplane.services.capacity.placement_cache import PlacementCache, Snapshot
 
 KEY = ("region", "H100_SXM")
 HOSTS = [FreeHost(f"h{i}", f"h{i}", "f1", "b1", "r1") for i in range(4)]

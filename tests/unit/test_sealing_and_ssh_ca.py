@@ -13,9 +13,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from clusterplane.domain.ssh_policy import DEFAULT, SshPolicy
 from clusterplane.errors import InvalidRequest
-from clusterplane.services.auth import hash_secret, secret_matches
-from clusterplane.services.sealing import SealError, SecretBox, is_sealed
-from clusterplane.services.ssh_ca import issue_ssh_ca, parse_user_key, sign_user_key
+from clusterplane.services.access.auth import hash_secret, secret_matches
+from clusterplane.services.access.sealing import SealError, SecretBox, is_sealed
+from clusterplane.services.clusters.ssh_ca import issue_ssh_ca, parse_user_key, sign_user_key
 
 KEY = "k" * 40
 OTHER = "o" * 40

@@ -4,7 +4,7 @@
 server accepted them, `commit()` persists the cursors (`health.json` in the state dir).
 An agent that dies between the server's answer and the cursor write sends those signals
 again after its restart, under the same keys, and the server takes each key once
-(`services.agent_health`): every signal is one health event across restarts.
+(`services.agents.agent_health`): every signal is one health event across restarts.
 """
 
 from __future__ import annotations

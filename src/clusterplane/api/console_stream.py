@@ -10,7 +10,7 @@
 
 The console reads the data it shows through the API; the stream carries ids only. Each
 poll (`console.stream_poll_seconds`) is one short read transaction in a worker thread
-(`services/console_feed.py`): no database connection is held between polls. It also reads
+(`services/events/console_feed.py`): no database connection is held between polls. It also reads
 the key again, so a key revoked or expired ends its streams at the next poll.
 
 Bounds (`ConsoleSettings`): `StreamSlots` admits at most `max_streams_per_key` streams
@@ -36,8 +36,8 @@ from clusterplane.api.inflight import RELEASES
 from clusterplane.db.engine import read_transaction
 from clusterplane.db.rows import ApiKeyRow
 from clusterplane.errors import TooManyRequests
-from clusterplane.services import console_feed
-from clusterplane.services.auth import Caller
+from clusterplane.services.access.auth import Caller
+from clusterplane.services.events import console_feed
 
 if TYPE_CHECKING:
     from clusterplane.api.state import ApiState

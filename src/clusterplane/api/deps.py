@@ -25,7 +25,7 @@ from clusterplane.api.schemas import format_validation_error
 from clusterplane.api.state import ApiState
 from clusterplane.db.engine import read_transaction, transaction
 from clusterplane.errors import InvalidRequest, NotFound, PayloadTooLarge
-from clusterplane.services.auth import Caller, authenticate, refresh_lookup
+from clusterplane.services.access.auth import Caller, authenticate, refresh_lookup
 
 M = TypeVar("M", bound=BaseModel)
 DIGITS = re.compile(r"-?[0-9]{1,18}", re.ASCII)

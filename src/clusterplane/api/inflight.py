@@ -21,7 +21,7 @@ from typing import Any
 from fastapi import Request
 
 from clusterplane.errors import TooManyRequests
-from clusterplane.services.auth import Caller
+from clusterplane.services.access.auth import Caller
 
 RELEASES = "clusterplane.inflight_releases"
 """The `scope["state"]` key of a request's list of slot releases."""

@@ -16,9 +16,10 @@ from fastapi.responses import Response
 
 from clusterplane.db.rows import HealthEventRow, RemediationRow, VolumeRow
 from clusterplane.domain.enums import AddOnType, ClusterPhase
-from clusterplane.services import addons
-from clusterplane.services.cluster_secrets import kube_config_text
-from clusterplane.services.cluster_views import (
+from clusterplane.services.access.sealing import SealError, SecretBox
+from clusterplane.services.clusters import addons
+from clusterplane.services.clusters.cluster_secrets import kube_config_text
+from clusterplane.services.clusters.cluster_views import (
     ClusterDetail,
     ClusterView,
     NodeDetail,
@@ -26,7 +27,6 @@ from clusterplane.services.cluster_views import (
     Transition,
     VolumeView,
 )
-from clusterplane.services.sealing import SealError, SecretBox
 
 log = logging.getLogger(__name__)
 _UNREADABLE_LOGGED: set[str] = set()

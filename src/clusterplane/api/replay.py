@@ -1,6 +1,6 @@
 """Create-once for POST handlers: a replayed create returns the object the first made.
 
-Wraps `services.idempotency` for the routers: reads the `Idempotency-Key` and
+Wraps `services.access.idempotency` for the routers: reads the `Idempotency-Key` and
 `x-stainless-retry-count` headers, fingerprints the request, and either loads the object
 an identical earlier request created or runs `create` and records it, in the caller's
 transaction.
@@ -16,8 +16,8 @@ from fastapi import Request
 from sqlalchemy.orm import Session
 
 from clusterplane.api.deps import RawBody, api_state, parse_int
-from clusterplane.services import idempotency
-from clusterplane.services.auth import Caller
+from clusterplane.services.access import idempotency
+from clusterplane.services.access.auth import Caller
 
 R = TypeVar("R")
 RETRY_COUNT = "x-stainless-retry-count"

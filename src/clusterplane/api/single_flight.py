@@ -7,7 +7,7 @@ over. Here the first request's lookup runs and the others await it.
 
 Invariants:
     * A lookup is shared only by requests on the same event loop, only while it runs;
-      nothing is cached here (that is `services.caller_cache`).
+      nothing is cached here (that is `services.access.caller_cache`).
     * Its error is every waiter's error, as it would have been for each alone.
     * A waiter that goes away (its request cancelled) does not cancel the lookup the
       others await.

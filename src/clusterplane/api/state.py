@@ -17,11 +17,11 @@ from clusterplane.clock import Clock, SystemClock
 from clusterplane.db.group_commit import GroupCommit
 from clusterplane.db.writes import WriteCounter
 from clusterplane.metrics import Metrics
-from clusterplane.services.agent_health import AgentReport
-from clusterplane.services.auth import Caller
-from clusterplane.services.caller_cache import CallerCache
-from clusterplane.services.health_reports import Report
-from clusterplane.services.sealing import SecretBox
+from clusterplane.services.access.auth import Caller
+from clusterplane.services.access.caller_cache import CallerCache
+from clusterplane.services.access.sealing import SecretBox
+from clusterplane.services.agents.agent_health import AgentReport
+from clusterplane.services.health.health_reports import Report
 from clusterplane.settings import Settings
 
 

@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         return daemon.main(args.server, args.join_token, args.state_dir, args.config)
     if args.command == "config":
         return config.run(args)
-    from clusterplane.services.auth import generate_key_text
+    from clusterplane.services.access.auth import generate_key_text
 
     print(generate_key_text())
     return 0

@@ -3,7 +3,7 @@
 A due scan in the controllers' loop: at most once per `SCAN_EVERY` (wall time, from the
 context's lease clock, since agents live on wall time), one indexed query finds agents
 that are Ready but unheard for longer than `settings.agents.silence_grace_seconds`; each
-is marked Unknown in its own transaction by `services.agent_hosts.mark_unknown`, which
+is marked Unknown in its own transaction by `services.agents.agent_hosts.mark_unknown`, which
 re-checks under a row lock (an agent that spoke meanwhile stays Ready). Silence only
 records a health signal: nothing is terminated, reassigned or repaired here. The same
 pass forgets request nonces older than the clock-skew window.
@@ -15,7 +15,7 @@ import logging
 from datetime import datetime, timedelta
 
 from clusterplane.db.engine import transaction
-from clusterplane.services import agent_auth, agent_hosts, agent_signals
+from clusterplane.services.agents import agent_auth, agent_hosts, agent_signals
 
 from .base import ControllerContext
 

@@ -36,8 +36,8 @@ from clusterplane.providers.models import (
     Progress,
 )
 from clusterplane.providers.registry import Drivers
-from clusterplane.services import acceptance
-from clusterplane.services.health import UNHEALTHY
+from clusterplane.services.health import acceptance
+from clusterplane.services.health.health import UNHEALTHY
 
 from .specs import host_spec, instance_spec
 

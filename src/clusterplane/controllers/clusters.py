@@ -36,17 +36,18 @@ from clusterplane.domain.enums import (
     RemediationState,
     VolumeStatus,
 )
-from clusterplane.services import acceptance, addons, check_runs, remediations, volumes
-from clusterplane.services.allocation import GPUS_PER_NODE, next_ordinal, release_host
-from clusterplane.services.calendar import wind_down_at
-from clusterplane.services.claims import (
+from clusterplane.services.agents.node_access import node_access
+from clusterplane.services.capacity.allocation import GPUS_PER_NODE, next_ordinal, release_host
+from clusterplane.services.capacity.calendar import wind_down_at
+from clusterplane.services.capacity.claims import (
     START_LEAD,
     Claim,
     claim_workers,
     fulfil_preemptible,
     note_waiting,
 )
-from clusterplane.services.events import (
+from clusterplane.services.clusters import addons, volumes
+from clusterplane.services.events.events import (
     cluster_scope,
     node_lifecycle_event,
     record_event,
@@ -54,7 +55,7 @@ from clusterplane.services.events import (
     set_cluster_phase,
     set_node_phase,
 )
-from clusterplane.services.node_access import node_access
+from clusterplane.services.health import acceptance, check_runs, remediations
 
 from .base import ControllerContext
 from .cluster_act import TEST_PHASES as STEP_TEST_PHASES

@@ -2,7 +2,7 @@
 
 * `CheckRunController`: starts and polls each check run through its host driver's check
   feature (`providers.contracts.HostChecks`), outside any transaction, then applies the
-  result with `services.checks.advance_check` in one transaction guarded by the lease;
+  result with `services.health.checks.advance_check` in one transaction guarded by the lease;
 * `health_event_controller` (`services.health.evaluate_event`): look again at a signal a
   rail held back (cooldown over, stop rule lifted) or whose repair ended.
 `RowStepController` is the shape of a controller whose whole pass is one service call
@@ -23,7 +23,7 @@ from clusterplane.db.rows import HealthCheckRunRow, HealthEventRow, HostRow
 from clusterplane.domain.checks import CheckState
 from clusterplane.errors import PermanentProviderError
 from clusterplane.providers.models import CheckProgress, CheckSpec
-from clusterplane.services import checks, health
+from clusterplane.services.health import checks, health
 from clusterplane.settings import Settings
 
 from .base import ControllerContext

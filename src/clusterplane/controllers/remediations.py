@@ -2,7 +2,7 @@
 
 PENDING (for the grace period) -> QUARANTINING (the node is cordoned; the cluster's flavour
 drains it, on clusterplane's behalf) -> QUARANTINED -> RUNNING (the mode is carried out by
-`services.repairs`; the cluster controller boots or tears down instances) -> SUCCEEDED when
+`services.health.repairs`; the cluster controller boots or tears down instances) -> SUCCEEDED when
 the repaired or replacement node runs (or the evicted node is gone), FAILED with
 `error_message` when the mode cannot be carried out, CANCELLED when the cluster or node goes
 away first. Decisions are the pure `domain.remediation.next_execution_state`. A drain or
@@ -44,8 +44,8 @@ from clusterplane.domain.remediation import (
 )
 from clusterplane.errors import PermanentProviderError
 from clusterplane.providers.models import DrainSpec, DriverState, RebootKind
-from clusterplane.services import check_runs, health, recovery, repairs
-from clusterplane.services.events import cluster_scope, record_event
+from clusterplane.services.events.events import cluster_scope, record_event
+from clusterplane.services.health import check_runs, health, recovery, repairs
 
 from .base import ControllerContext
 from .specs import instance_spec

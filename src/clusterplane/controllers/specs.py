@@ -15,7 +15,7 @@ def instance_spec(
 ) -> InstanceSpec:
     """What a driver needs to know about one node; `driver` is its host's driver (None:
     a node without a host of its own, served by the registry's default); `access` what
-    the node gives the cluster's people (`services.node_access`; None: nothing)."""
+    the node gives the cluster's people (`services.agents.node_access`; None: nothing)."""
     return InstanceSpec(
         instance_id=node.instance_id,
         cluster_id=cluster.id,

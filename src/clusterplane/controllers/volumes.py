@@ -20,7 +20,7 @@ from clusterplane.db.rows import VolumeRow
 from clusterplane.domain.enums import VolumeStatus
 from clusterplane.errors import PermanentProviderError
 from clusterplane.providers.models import DriverState, Progress, VolumeSpec
-from clusterplane.services.events import record_event, volume_scope
+from clusterplane.services.events.events import record_event, volume_scope
 
 from .base import ControllerContext
 

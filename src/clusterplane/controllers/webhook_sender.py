@@ -33,7 +33,7 @@ from clusterplane.domain.webhooks import (
     sign,
 )
 from clusterplane.errors import InvalidRequest
-from clusterplane.services.webhook_outbox import Outgoing
+from clusterplane.services.events.webhook_outbox import Outgoing
 from clusterplane.settings import WebhookSettings
 
 MAX_ADDRESSES_TRIED = 3

@@ -1,4 +1,4 @@
-"""The webhook dispatcher: drains the outbox (services/webhook_outbox.py) in its own thread.
+"""The webhook dispatcher: drains the outbox (services/events/webhook_outbox.py) in its own thread.
 
 It never runs inside the engine's controller passes, so no cluster, node or repair ever
 waits on a receiver: the engine's part is one INSERT per event. Each loop fans new events
@@ -28,9 +28,9 @@ from sqlalchemy.engine import Engine
 from clusterplane.clock import Clock
 from clusterplane.db.engine import read_transaction, transaction
 from clusterplane.domain.webhooks import AttemptOutcome
-from clusterplane.services import webhook_outbox as outbox
-from clusterplane.services.sealing import SealError, SecretBox
-from clusterplane.services.webhooks import policy
+from clusterplane.services.access.sealing import SealError, SecretBox
+from clusterplane.services.events import webhook_outbox as outbox
+from clusterplane.services.events.webhooks import policy
 
 from .base import ControllerContext
 from .webhook_sender import Sender

@@ -1,6 +1,6 @@
 """Hot reads: Core SELECTs compiled once per dialect and run on the DBAPI cursor.
 
-Who uses it: `services/cluster_views.py`, which answers GET of a cluster, the lists and a
+Who uses it: `services/clusters/cluster_views.py`, which answers GET of a cluster, the lists and a
 create's or update's response, and the simulated host driver's fault reads (one per active
 check of every worker). SQLAlchemy's execution path costs about 70 µs per statement
 on top of SQLite's own 30 (the cache key, an execution context, result metadata, `Row`

@@ -64,7 +64,7 @@ class MembershipRow(Base):
 
 
 class ApiKeyRow(Base):
-    """An API key: a salted hash of its secret, never the secret (services/auth.py).
+    """An API key: a salted hash of its secret, never the secret (services/access/auth.py).
 
     `lookup` finds an operator-chosen key (one without its id inside) by a keyed hash;
     keys the server issues carry their id and have none.
@@ -107,7 +107,7 @@ class HostRow(Base):
     __table_args__ = (
         Index("ix_hosts_pick", "region", "gpu_type", "state"),
         # Covers the capacity check's count of serviceable hosts by fabric and pool
-        # (services/calendar.py), which every create runs over the whole region.
+        # (services/capacity/calendar.py), which every create runs over the whole region.
         Index(
             "ix_hosts_capacity",
             "region",
@@ -344,7 +344,7 @@ class VolumeRow(Base):
     lease_expires_at: Mapped[datetime | None]
 
 
-# A node has at most one open remediation (services.remediations): unique among open rows.
+# A node has at most one open remediation (services.health.remediations): unique among open rows.
 _OPEN_REMEDIATION = text(
     "state NOT IN (" + ", ".join(f"'{state}'" for state in sorted(TERMINAL)) + ")"
 )
@@ -478,7 +478,7 @@ class IdempotencyRow(Base):
     created_at: Mapped[datetime]
 
 
-# Events not yet fanned out to webhook endpoints (services/webhook_outbox.py).
+# Events not yet fanned out to webhook endpoints (services/events/webhook_outbox.py).
 _FANOUT_PENDING = text("fanout_pending")
 
 

@@ -17,7 +17,7 @@ Two readings of a calendar:
   then on. So a far-future booking holds capacity only over its own window, and on-demand
   clusters may use the hosts until it starts.
 
-Who calls it: `services/calendar.py`, at every create, scale-up, extension and pool change
+Who calls it: `services/capacity/calendar.py`, at every create, scale-up, extension and pool change
 that adds a booking, so a booking that cannot be honoured is refused before it is made.
 """
 

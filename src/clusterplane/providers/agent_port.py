@@ -2,7 +2,7 @@
 
 A driver for hosts run by node agents (`clusterplane agent`) never talks to a host: it
 publishes what the host should be and reads what the agent last reported, through
-`HostAssignments`, which `services.host_assignments.AssignmentPort` implements over the
+`HostAssignments`, which `services.agents.host_assignments.AssignmentPort` implements over the
 database (each call its own short transaction) and `app` hands to the drivers. Providers
 never touch the database, so this protocol and its dataclasses are all a driver sees.
 

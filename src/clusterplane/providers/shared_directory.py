@@ -5,7 +5,7 @@ path their agent config names (`node.shared_fs`), and this server at `root` (the
 directory, wherever each machine mounts it; `storage.shared_directories`): a volume is the
 directory `root/<volume id>`, mode 1777 so the cluster's users can make their own
 directories in it, bind-mounted into each node of its cluster by the node's agent
-(`services.node_access` names the mounts). The volume id is the directory name, so it is
+(`services.agents.node_access` names the mounts). The volume id is the directory name, so it is
 checked to be one plain name (no `/`, no `.` or `..`, nothing hidden).
 
 Size: recorded in the state and, where the filesystem has project quotas

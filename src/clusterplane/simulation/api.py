@@ -18,7 +18,7 @@ from clusterplane.db.engine import transaction
 from clusterplane.db.rows import HostRow
 from clusterplane.domain.health import Action, EventKind
 from clusterplane.errors import InvalidRequest, NotFound
-from clusterplane.services.auth import Caller, require_admin
+from clusterplane.services.access.auth import Caller, require_admin
 from clusterplane.simulation import faults
 from clusterplane.simulation.fault_model import FaultSpec
 

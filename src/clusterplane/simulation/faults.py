@@ -21,8 +21,8 @@ from clusterplane.db.engine import transaction
 from clusterplane.db.prepared import Prepared, read_once
 from clusterplane.db.rows import HealthEventRow, HostRow
 from clusterplane.domain.health import ACTION_STRENGTH, Action, EventKind
-from clusterplane.services import health, recovery
-from clusterplane.services.ids import new_uuid
+from clusterplane.services.access.ids import new_uuid
+from clusterplane.services.health import health, recovery
 from clusterplane.settings import Settings
 from clusterplane.simulation.checks import Fault
 from clusterplane.simulation.fault_model import FaultSpec

@@ -6,7 +6,7 @@
 says nothing (a kubelet starting, a busy moment); the kubelet is reported unhealthy only
 once it has failed every probe for `grace_seconds`, the same period after which the
 controller-manager holds its node NotReady. The server pairs this with the control plane's
-view of the node before it proposes a repair (`services.agent_signals`); a kubelet that
+view of the node before it proposes a repair (`services.agents.agent_signals`); a kubelet that
 died is not this probe's business, the worker starts it again.
 """
 

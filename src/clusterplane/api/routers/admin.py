@@ -21,8 +21,9 @@ from clusterplane.api.schemas.common import FreeText, Identifier, Label
 from clusterplane.db.engine import read_transaction, transaction
 from clusterplane.db.rows import ApiKeyRow, HostRow
 from clusterplane.domain.enums import RemediationMode
-from clusterplane.services import remediations, tenancy
-from clusterplane.services.auth import DEFAULT_ORG_ID, Caller, require_admin
+from clusterplane.services.access import tenancy
+from clusterplane.services.access.auth import DEFAULT_ORG_ID, Caller, require_admin
+from clusterplane.services.health import remediations
 
 
 class _Body(BaseModel):

@@ -7,7 +7,7 @@ Admin keys only.
 * GET `/admin/v1/agents[/{host}]`: enrolled hosts, heard-from status, what they applied.
 * PUT / DELETE `/admin/v1/agents/{host}/assignment`: publish a host's desired state by hand
   or return the host clean (the cluster lifecycle's host driver does the same through
-  `services.host_assignments`).
+  `services.agents.host_assignments`).
 """
 
 from __future__ import annotations
@@ -29,14 +29,9 @@ from clusterplane.db.rows import AgentHostRow, HostRow
 from clusterplane.domain import agent_protocol as wire
 from clusterplane.errors import NotFound
 from clusterplane.providers.agent_port import DesiredNode
-from clusterplane.services import (
-    agent_checks,
-    agent_hosts,
-    fleet_state,
-    host_assignments,
-    join_tokens,
-)
-from clusterplane.services.auth import Caller
+from clusterplane.services.access.auth import Caller
+from clusterplane.services.agents import agent_checks, agent_hosts, host_assignments, join_tokens
+from clusterplane.services.capacity import fleet_state
 
 router = APIRouter(prefix="/admin/v1", tags=["admin"], dependencies=[Depends(admin)])
 

@@ -26,10 +26,10 @@ from clusterplane.db.rows import CapacityPoolRow, HostRow
 from clusterplane.domain.calendar import peak
 from clusterplane.domain.enums import GpuType
 from clusterplane.errors import InvalidRequest
-from clusterplane.services import pools
-from clusterplane.services.auth import Caller
-from clusterplane.services.calendar import load_calendar
-from clusterplane.services.catalog import check_gpu_type, get_region
+from clusterplane.services.access.auth import Caller
+from clusterplane.services.capacity import pools
+from clusterplane.services.capacity.calendar import load_calendar
+from clusterplane.services.capacity.catalog import check_gpu_type, get_region
 
 router = APIRouter(prefix="/admin/v1/capacity", tags=["admin"], dependencies=[Depends(admin)])
 

@@ -29,7 +29,7 @@ from clusterplane.api.schemas.ssh import SshPolicyRequest
 from clusterplane.db.engine import read_transaction, transaction
 from clusterplane.domain.ssh_policy import SshPolicy
 from clusterplane.errors import FailedPrecondition
-from clusterplane.services import cluster_secrets
+from clusterplane.services.clusters import cluster_secrets
 
 router = APIRouter(prefix="/admin/v1", tags=["admin"], dependencies=[Depends(admin)])
 

@@ -17,8 +17,8 @@ from clusterplane.api.deps import api_state
 from clusterplane.api.routers.admin import admin
 from clusterplane.db.engine import read_transaction, transaction
 from clusterplane.db.rows import HostRow
-from clusterplane.services import fleet_state
-from clusterplane.services.auth import Caller
+from clusterplane.services.access.auth import Caller
+from clusterplane.services.capacity import fleet_state
 
 router = APIRouter(prefix="/admin/v1/fleet", tags=["admin"], dependencies=[Depends(admin)])
 

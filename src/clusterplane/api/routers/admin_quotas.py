@@ -4,7 +4,7 @@ Admin keys only. `PUT` sets any of `{"max_gpus", "max_preemptible_gpus",
 "max_storage_tib"}` (null clears one, an absent one stays), `DELETE` removes them all.
 Without a limit of its own a project has no standard GPU limit, and at most the default
 share of each region in preemptible GPUs and shared storage (`CapacitySettings`). Every
-answer shows the limits, what is in use and what remains (`services/quotas.py`).
+answer shows the limits, what is in use and what remains (`services/capacity/quotas.py`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from clusterplane.api.deps import RawBody, api_state, raw_body, validate
 from clusterplane.api.openapi import request_body
 from clusterplane.api.routers.admin import admin
 from clusterplane.db.engine import read_transaction, transaction
-from clusterplane.services import quotas
-from clusterplane.services.auth import Caller
+from clusterplane.services.access.auth import Caller
+from clusterplane.services.capacity import quotas
 
 
 class SetQuota(BaseModel):

@@ -6,12 +6,12 @@
 * POST `/agent/v1/hosts/{host_id}/status`: the heartbeat and what the agent applied;
   answered with the active checks the host is asked to run (`StatusAnswer`).
 * POST `/agent/v1/hosts/{host_id}/check-reports`: what running one of them found
-  (`services.agent_checks`: each run finishes once; a repeat answers `duplicate`).
+  (`services.agents.agent_checks`: each run finishes once; a repeat answers `duplicate`).
 * POST `/agent/v1/hosts/{host_id}/health-events`: passive signals (kernel log, NVML),
   ingested as the operator's health API does, each once by its key (a re-sent key
-  answers the event it became: `services.agent_health`).
+  answers the event it became: `services.agents.agent_health`).
 
-Every call but enrollment is signed (`services.agent_auth`); a host's credential reaches
+Every call but enrollment is signed (`services.agents.agent_auth`); a host's credential reaches
 its own host's records only (403 otherwise). Bodies are read here, size-limited, since the
 signature covers their bytes.
 """
@@ -42,16 +42,15 @@ from clusterplane.db.rows import AgentHostRow, HostRow
 from clusterplane.domain import agent_protocol as wire
 from clusterplane.domain.health import EventKind
 from clusterplane.errors import InvalidRequest, PayloadTooLarge
-from clusterplane.services import (
+from clusterplane.services.agents import (
     agent_auth,
     agent_checks,
     agent_health,
     agent_hosts,
     agent_signals,
-    health,
-    health_reports,
     host_assignments,
 )
+from clusterplane.services.health import health, health_reports
 from clusterplane.settings import Settings
 
 router = APIRouter(prefix="/agent/v1", tags=["agents"])

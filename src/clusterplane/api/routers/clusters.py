@@ -35,10 +35,15 @@ from clusterplane.db.engine import transaction
 from clusterplane.db.prepared import read_snapshot, reader_of
 from clusterplane.db.rows import ClusterRow
 from clusterplane.domain.enums import ClusterType
-from clusterplane.services import clusters
-from clusterplane.services.auth import Caller
-from clusterplane.services.cluster_views import ClusterDetail, get_detail, list_ids, load_details
-from clusterplane.services.sealing import SecretBox
+from clusterplane.services.access.auth import Caller
+from clusterplane.services.access.sealing import SecretBox
+from clusterplane.services.clusters import clusters
+from clusterplane.services.clusters.cluster_views import (
+    ClusterDetail,
+    get_detail,
+    list_ids,
+    load_details,
+)
 
 router = APIRouter(tags=["clusters"])
 

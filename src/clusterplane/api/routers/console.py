@@ -19,8 +19,8 @@ from clusterplane.api.deps import api_state, current_caller
 from clusterplane.api.routers.admin import admin
 from clusterplane.db.engine import read_transaction
 from clusterplane.db.rows import OrganizationRow, ProjectRow
-from clusterplane.services import console_views
-from clusterplane.services.auth import Caller
+from clusterplane.services.access.auth import Caller
+from clusterplane.services.events import console_views
 
 router = APIRouter(prefix="/console/v1", tags=["console"], include_in_schema=False)
 

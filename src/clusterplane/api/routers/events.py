@@ -1,4 +1,5 @@
-"""`GET /v1/clusterplane/events`: the audit trail, filtered and paged (services/event_log.py).
+"""`GET /v1/clusterplane/events`: the audit trail, filtered and paged
+(services/events/event_log.py).
 
 A clusterplane extension, not in Together's API. Filters: `project_id`, `cluster_id`,
 `node` (a node's name as on the wire `node_id`, or its `instance_id`), `kind` (repeatable
@@ -22,8 +23,8 @@ from clusterplane.api.schemas import parse_wire_datetime
 from clusterplane.api.schemas.webhooks import EventListResponse
 from clusterplane.db.engine import read_transaction
 from clusterplane.errors import InvalidRequest
-from clusterplane.services import event_log
-from clusterplane.services.auth import Caller
+from clusterplane.services.access.auth import Caller
+from clusterplane.services.events import event_log
 
 router = APIRouter(prefix="/v1/clusterplane", tags=["clusterplane events"])
 

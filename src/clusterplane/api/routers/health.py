@@ -40,8 +40,8 @@ from clusterplane.domain.checks import CheckKind, CheckPurpose
 from clusterplane.domain.enums import NodeRole
 from clusterplane.domain.health import EventKind
 from clusterplane.errors import InvalidRequest, NotFound
-from clusterplane.services import check_runs, health, health_reports, recovery
-from clusterplane.services.auth import Caller, require_admin
+from clusterplane.services.access.auth import Caller, require_admin
+from clusterplane.services.health import check_runs, health, health_reports, recovery
 from clusterplane.settings import Settings
 
 

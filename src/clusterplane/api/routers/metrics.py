@@ -4,7 +4,7 @@ The figures span the whole fleet (every project's clusters, the hosts, the repai
 with `metrics.require_key` (the default) only an admin API key or the scrape-only
 `metrics.token` reads them: no key or an unknown one is a 401, a tenant's key a 403, in
 the spec's error envelope. Rendering runs in the thread pool, since the fleet collector
-may read the database (`services.fleet_metrics`). Not in the OpenAPI document.
+may read the database (`services.capacity.fleet_metrics`). Not in the OpenAPI document.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from clusterplane.api.deps import api_state, bearer_token, current_caller
-from clusterplane.services.auth import require_admin
+from clusterplane.services.access.auth import require_admin
 
 router = APIRouter(include_in_schema=False)
 

@@ -9,8 +9,8 @@ from clusterplane.api import presenters
 from clusterplane.api.deps import api_state, current_caller
 from clusterplane.api.schemas import RegionListResponse
 from clusterplane.db.engine import read_transaction
-from clusterplane.services import fleet
-from clusterplane.services.auth import Caller
+from clusterplane.services.access.auth import Caller
+from clusterplane.services.capacity import fleet
 
 router = APIRouter(tags=["regions"])
 

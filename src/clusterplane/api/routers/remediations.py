@@ -32,8 +32,8 @@ from clusterplane.db.engine import read_transaction, transaction
 from clusterplane.db.rows import RemediationRow
 from clusterplane.domain.enums import RemediationMode, RemediationState, RemediationTrigger
 from clusterplane.errors import InvalidRequest
-from clusterplane.services import recovery, remediations
-from clusterplane.services.auth import Caller
+from clusterplane.services.access.auth import Caller
+from clusterplane.services.health import recovery, remediations
 
 router = APIRouter(tags=["remediations"])
 CLIENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)

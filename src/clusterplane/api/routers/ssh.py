@@ -2,7 +2,7 @@
 
 Any caller who can see the cluster may ask, for a login and with the extensions the
 cluster's SSH policy allows; `clusterplane ssh` uses it. See
-services/ssh_access.py for the rules.
+services/clusters/ssh_access.py for the rules.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from clusterplane.api.deps import RawBody, api_state, current_caller, raw_body, 
 from clusterplane.api.openapi import request_body
 from clusterplane.api.schemas.ssh import SshCertificateRequest, SshCertificateResponse
 from clusterplane.db.engine import transaction
-from clusterplane.services import ssh_access
-from clusterplane.services.auth import Caller
+from clusterplane.services.access.auth import Caller
+from clusterplane.services.clusters import ssh_access
 
 router = APIRouter(tags=["ssh"])
 

@@ -25,8 +25,8 @@ from clusterplane.api.schemas import (
 )
 from clusterplane.db.engine import read_transaction, transaction
 from clusterplane.db.rows import VolumeRow
-from clusterplane.services import volumes
-from clusterplane.services.auth import Caller
+from clusterplane.services.access.auth import Caller
+from clusterplane.services.clusters import volumes
 
 router = APIRouter(tags=["storage"])
 PATH = "/compute/clusters/storage/volumes"

@@ -1,6 +1,6 @@
 """`/v1/clusterplane/webhooks[...]`: register endpoints, see and replay deliveries.
 
-A clusterplane extension, not in Together's API (services/webhooks.py has the rules;
+A clusterplane extension, not in Together's API (services/events/webhooks.py has the rules;
 docs/webhooks.md the contract). The create answer is the only one carrying the secret.
 """
 
@@ -23,8 +23,8 @@ from clusterplane.api.schemas.webhooks import (
 )
 from clusterplane.db.engine import read_transaction, transaction
 from clusterplane.domain.webhooks import DeliveryState
-from clusterplane.services import webhooks
-from clusterplane.services.auth import Caller
+from clusterplane.services.access.auth import Caller
+from clusterplane.services.events import webhooks
 
 router = APIRouter(prefix="/v1/clusterplane/webhooks", tags=["clusterplane webhooks"])
 ONE = "/{webhook_id}"

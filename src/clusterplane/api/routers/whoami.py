@@ -12,7 +12,7 @@ from clusterplane.api.deps import api_state, current_caller
 from clusterplane.api.schemas import WhoamiV1Response, WhoamiV3Response
 from clusterplane.db.engine import read_transaction
 from clusterplane.db.rows import OrganizationRow, ProjectRow
-from clusterplane.services.auth import Caller
+from clusterplane.services.access.auth import Caller
 
 router = APIRouter(tags=["identity"])
 

@@ -5,7 +5,7 @@ id was 64 bits of that hash. Each row now holds `secret_hash`, a salted hash of 
 SHA-256 (scrypt for chosen keys, HMAC-SHA256 for issued ones, whose secrets are random),
 so every existing key keeps working and no plain hash is left in the database. A chosen
 key gets a random id; it is found through `lookup`, a keyed hash the server fills in the
-first time it sees the key (until then, the old hash prefix: see services/auth.py).
+first time it sees the key (until then, the old hash prefix: see services/access/auth.py).
 `expires_at` ends a key at a wall-clock time. `clusters.ssh_policy` holds the
 operator's SSH certificate policy (NULL: the safe defaults).
 
@@ -31,7 +31,7 @@ down_revision = '0008'
 branch_labels = None
 depends_on = None
 
-# The formats of services/auth.py at this revision (a migration must not import services).
+# The formats of services/access/auth.py at this revision (a migration must not import services).
 SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 LEGACY_LOOKUP = "sha256:"
 
