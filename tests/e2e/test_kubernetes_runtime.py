@@ -375,6 +375,61 @@ def test_the_oidc_settings_reach_the_api_server(cluster: KubernetesTestCluster) 
     assert [n.metadata.name for n in cluster.kube().list_node().items] == ["w1", "w2"]
 
 
+def sleeper_pod(name: str, node: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    container = {
+        "name": "main",
+        "image": BUSYBOX_IMAGE,
+        "imagePullPolicy": "Never",
+        "command": ["sleep", "600"],
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": labels or {}},
+        "spec": {"nodeName": node, "terminationGracePeriodSeconds": 1, "containers": [container]},
+    }
+
+
+def test_a_disruption_budget_holds_a_drain_until_the_removal_is_forced(
+    cluster: KubernetesTestCluster,
+) -> None:
+    kube = cluster.kube()
+    kube.create_namespaced_pod("default", sleeper_pod("guarded", "w1", {"app": "guarded"}))
+    wait_for(lambda: pod_phase(kube, "guarded") == "Running", "the guarded pod to run")
+    budget = {
+        "apiVersion": "policy/v1beta1",  # what Kubernetes 1.20 serves
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": "guarded"},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "guarded"}}},
+    }
+    path = "/apis/policy/v1beta1/namespaces/default/poddisruptionbudgets"
+    created = kube.api_client.call_api(
+        "POST", kube.api_client.configuration.host + path,
+        header_params={"Content-Type": "application/json"}, body=budget,
+    )  # fmt: skip
+    assert created.status == 201, created.data
+    leave = {
+        **cluster.section(cluster.control),
+        "cordon": {"w1": "clusterplane: scale down"},
+        "remove": {"w1": True},
+    }
+
+    def refused() -> dict[str, Any] | None:
+        drain = cluster.runtimes["cp"].converge(leave)["drains"]["w1"]
+        return drain if drain["blocked"] else None
+
+    drain = wait_for(refused, "the eviction refused by the budget", timeout=30)
+    assert drain["drained"] is False and drain["blocked"] == ["default/guarded"]
+    assert pod_phase(kube, "guarded") == "Running"
+    assert "w1" in {n.metadata.name for n in kube.list_node().items}  # held while guarded
+
+    report = cluster.runtimes["cp"].converge({**leave, "remove": {"w1": "force"}})
+
+    assert "deleted node w1" in report["messages"]  # the operator's drain deadline passed
+    assert "w1" not in {n.metadata.name for n in kube.list_node().items}
+    kube.delete_namespaced_pod("guarded", "default", grace_period_seconds=0)
+
+
 def test_teardown_leaves_no_process_container_mount_cgroup_key_or_sysctl_behind(
     cluster: KubernetesTestCluster,
 ) -> None:
