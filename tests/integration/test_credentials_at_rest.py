@@ -15,7 +15,16 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from sqlalchemy import delete
 
+from clusterplane.db.engine import transaction
+from clusterplane.db.rows import ServerStateRow
+from clusterplane.services.access.sealing import SecretBox
+from clusterplane.services.clusters.cluster_secrets import (
+    CHECK_KEY,
+    ForeignCredentialsKey,
+    check_server_key,
+)
 from tests.support.engine import SMALL_FLEET, TEST_CREDENTIALS_KEY, Engine, make_engine
 from tests.support.server import ServerProcess
 
@@ -302,3 +311,20 @@ def test_a_cluster_whose_secrets_no_key_here_opens_is_listed_without_them(
         resealed = old.client.post("/admin/v1/credentials/reseal", headers=old.headers())
         assert resealed.status_code == 200, resealed.text
         assert resealed.json()["unreadable"] == [theirs]
+
+
+def test_a_database_without_a_key_check_is_refused_to_a_server_whose_keys_open_none_of_it(
+    engine: Engine,
+):
+    for _ in range(3):
+        create(engine)
+    with transaction(engine.app.sessions) as session:  # as written before the check existed
+        session.execute(delete(ServerStateRow).where(ServerStateRow.key == CHECK_KEY))
+
+    refused = pytest.raises(ForeignCredentialsKey, match="CLUSTERPLANE_CREDENTIALS_KEY")
+    with transaction(engine.app.sessions) as session, refused:
+        check_server_key(session, SecretBox(NEW_KEY))
+    with transaction(engine.app.sessions) as session:
+        check_server_key(session, SecretBox(TEST_CREDENTIALS_KEY))  # its own key: accepted
+    with transaction(engine.app.sessions) as session:
+        assert session.get(ServerStateRow, CHECK_KEY) is not None  # and recorded

@@ -73,8 +73,11 @@ def _lookup_key(secret: str | None) -> bytes:
     ).derive(material)
 
 
+KEY_ID_LENGTH = 8
+
+
 def _key_id(key: bytes) -> str:
-    return hashlib.sha256(b"key-id:" + key).hexdigest()[:8]
+    return hashlib.sha256(b"key-id:" + key).hexdigest()[:KEY_ID_LENGTH]
 
 
 class SecretBox:
@@ -147,6 +150,11 @@ class SecretBox:
 
 def is_sealed(value: str) -> bool:
     return value.startswith(_PREFIX + ".") and value.count(".") >= 2
+
+
+# How many leading characters of a sealed value name its key ("cp1.<key id>."): enough
+# for `sealed_key_id`, so a scan of many values can read only these.
+SEALED_HEAD = len(_PREFIX) + 1 + KEY_ID_LENGTH + 1
 
 
 def sealed_key_id(value: str) -> str | None:

@@ -38,12 +38,12 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from clusterplane.db.rows import ClusterRow, ServerStateRow
 from clusterplane.errors import NotFound
-from clusterplane.services.access.sealing import SealError, SecretBox, sealed_key_id
+from clusterplane.services.access.sealing import SEALED_HEAD, SealError, SecretBox, sealed_key_id
 from clusterplane.services.clusters.credentials import (
     ClusterCredentials,
     build_kubeconfig,
@@ -325,9 +325,13 @@ def check_server_key(session: Session, box: SecretBox) -> None:
         if key_id is not None and key_id not in box.key_ids():
             raise _refusal(key_id)
         return
-    stored = session.scalars(select(ClusterRow.kube_config).where(ClusterRow.deleted_at.is_(None)))
-    for value in stored:
-        key_id = sealed_key_id(value or "")
+    heads = session.scalars(
+        select(func.substr(ClusterRow.kube_config, 1, SEALED_HEAD))
+        .where(ClusterRow.deleted_at.is_(None))
+        .distinct()
+    )  # the keys' names only: not every cluster's kubeconfig in memory at once
+    for head in heads:
+        key_id = sealed_key_id(head or "")
         if key_id is not None and key_id not in box.key_ids():
             raise _refusal(key_id)
     _write_check(session, box)
