@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
+from clusterplane.agent.section_fields import SectionError
 from clusterplane.agent.slurm.host import LocalHost
 from clusterplane.agent.slurm.nodes import parse_nodes
 from clusterplane.agent.slurm.runtime import SlurmRuntime, SlurmRuntimeError
-from clusterplane.agent.slurm.section import SectionError, parse_section
+from clusterplane.agent.slurm.section import parse_section
 from clusterplane.domain.merge_patch import merge_patch
 
 KEY = base64.b64encode(b"k" * 64).decode()

@@ -22,8 +22,9 @@ from typing import Any
 
 from clusterplane.agent.kubernetes.host import MACHINE_RECORD
 from clusterplane.agent.kubernetes.runtime import KubernetesRuntime
-from clusterplane.agent.kubernetes.section import PATH, SectionError, _binaries
+from clusterplane.agent.kubernetes.section import PATH, _binaries
 from clusterplane.agent.runtimes import RuntimeContext
+from clusterplane.agent.section_fields import SectionError
 from clusterplane.agent.slurm.host import LocalHost, SlurmHost
 
 NAME = "kubernetes"

@@ -31,8 +31,9 @@ from clusterplane.agent.kubernetes.control import ControlPlane
 from clusterplane.agent.kubernetes.daemons import Record
 from clusterplane.agent.kubernetes.host import MACHINE_RECORD, HostError, HostKit
 from clusterplane.agent.kubernetes.processes import ProcessError
-from clusterplane.agent.kubernetes.section import KubernetesSection, SectionError, parse_section
+from clusterplane.agent.kubernetes.section import KubernetesSection, parse_section
 from clusterplane.agent.kubernetes.worker import Worker
+from clusterplane.agent.section_fields import SectionError
 from clusterplane.agent.slurm.host import SlurmHost as Host
 
 RECORD = "kubernetes.json"

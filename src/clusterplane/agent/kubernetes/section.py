@@ -52,9 +52,11 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
+
+from clusterplane.agent import section_fields as fields
+from clusterplane.agent.section_fields import SectionError
 
 ROLES = ("control_plane", "worker")
 PROGRAMS = (
@@ -91,10 +93,6 @@ OIDC_KEYS = {
     "issuer_url", "client_id", "username_claim", "username_prefix", "group_claim",
     "group_prefix", "ca_cert",
 }  # fmt: skip
-
-
-class SectionError(ValueError):
-    """The section is malformed; nothing was changed on the host."""
 
 
 @dataclass(frozen=True)
@@ -159,13 +157,13 @@ def parse_section(raw: dict[str, Any]) -> KubernetesSection:
         raise SectionError(f"role must be one of {ROLES}")
     common = {
         "role": role,
-        "cluster": _match(raw, "cluster", CLUSTER),
+        "cluster": fields.match(raw, "cluster", CLUSTER),
         "address": _address(raw.get("address"), "address"),
         "ca_cert": _pem(raw.get("ca_cert"), "ca_cert"),
         "pod_routes": _pod_routes(raw.get("pod_routes", {})),
         "binaries": _binaries(raw.get("binaries", {})),
-        "gpu_resource": _match(raw, "gpu_resource", RESOURCE, "nvidia.com/gpu"),
-        "version": _match(raw, "version", VERSION, ""),
+        "gpu_resource": fields.match(raw, "gpu_resource", RESOURCE, "nvidia.com/gpu"),
+        "version": fields.match(raw, "version", VERSION, ""),
         "node_grace_seconds": _integer(raw.get("node_grace_seconds", 40), "node_grace_seconds", 2),
     }
     if role == "control_plane":
@@ -199,7 +197,7 @@ def _worker(raw: dict[str, Any], common: dict[str, Any]) -> KubernetesSection:
     return KubernetesSection(
         **common,
         api_server=_api_server(raw.get("api_server")),
-        node_name=_match(raw, "node_name", NODE),
+        node_name=fields.match(raw, "node_name", NODE),
         node_cert=_pem(raw.get("node_cert"), "node_cert"),
         node_key=_pem(raw.get("node_key"), "node_key"),
         pod_cidr=pod_cidr,
@@ -209,25 +207,9 @@ def _worker(raw: dict[str, Any], common: dict[str, Any]) -> KubernetesSection:
         node_status_seconds=_integer(
             raw.get("node_status_seconds", 10), "node_status_seconds", 1, 300
         ),
-        sandbox_image=_match(raw, "sandbox_image", IMAGE, "registry.k8s.io/pause:3.2"),
+        sandbox_image=fields.match(raw, "sandbox_image", IMAGE, "registry.k8s.io/pause:3.2"),
         images=tuple(_path(v, "images") for v in _list(raw, "images", 16)),
     )
-
-
-def _string(raw: dict[str, Any], key: str, default: str | None = None) -> str:
-    value = raw.get(key, default)
-    if not isinstance(value, str):
-        raise SectionError(f"{key} must be a string")
-    return value
-
-
-def _match(
-    raw: dict[str, Any], key: str, pattern: re.Pattern[str], default: str | None = None
-) -> str:
-    value = _string(raw, key, default)
-    if not pattern.match(value):
-        raise SectionError(f"{key} is not valid: {value[:80]!r}")
-    return value
 
 
 def _integer(value: object, key: str, low: int, high: int = 3600) -> int:
@@ -273,9 +255,7 @@ def _pem(value: object, key: str) -> str:
 
 
 def _path(value: object, key: str) -> str:
-    if not isinstance(value, str) or not PATH.match(value) or ".." in value.split("/"):
-        raise SectionError(f"{key} must be a plain absolute path")
-    return str(PurePosixPath(value))
+    return fields.path(value, key, PATH)
 
 
 def _api_server(value: object) -> str:

@@ -41,12 +41,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from clusterplane.agent.section_fields import SectionError
 from clusterplane.agent.slurm.host import SlurmHost
 from clusterplane.agent.slurm.nodes import NodeView, parse_nodes
 from clusterplane.agent.slurm.section import (
     DRAIN_PREFIX,
     TOKEN,
-    SectionError,
     SlurmSection,
     parse_section,
 )

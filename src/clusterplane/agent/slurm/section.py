@@ -33,8 +33,10 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 from typing import Any
+
+from clusterplane.agent import section_fields as fields
+from clusterplane.agent.section_fields import SectionError
 
 ROLES = ("controller", "worker", "login")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
@@ -64,10 +66,6 @@ DRAIN_PREFIX = "clusterplane:"
 MAX_NODES = 4096
 
 
-class SectionError(ValueError):
-    """The section is malformed; nothing was changed on the host."""
-
-
 @dataclass(frozen=True)
 class SlurmSection:
     role: str
@@ -95,7 +93,7 @@ def parse_section(raw: dict[str, Any]) -> SlurmSection:
     unknown = set(raw) - KEYS
     if unknown:
         raise SectionError(f"unknown keys in the slurm section: {sorted(unknown)}")
-    role = _string(raw, "role")
+    role = fields.string(raw, "role")
     if role not in ROLES:
         raise SectionError(f"role must be one of {ROLES}")
     node_name = raw.get("node_name")
@@ -103,38 +101,22 @@ def parse_section(raw: dict[str, Any]) -> SlurmSection:
         raise SectionError("a worker needs node_name")
     section = SlurmSection(
         role=role,
-        cluster=_match(raw, "cluster", NAME),
-        controller_address=_match(raw, "controller_address", TOKEN),
+        cluster=fields.match(raw, "cluster", NAME),
+        controller_address=fields.match(raw, "controller_address", TOKEN),
         controller_port=_port(raw.get("controller_port", 6817)),
         munge_key=_munge_key(raw.get("munge_key")),
         state_dir=_path(raw.get("state_dir"), "state_dir"),
         files=_files(raw.get("files", {})),
-        slurm_user=_match(raw, "slurm_user", NAME, "slurm"),
-        node_name=None if node_name is None else _match(raw, "node_name", TOKEN),
-        node_conf=_match(raw, "node_conf", NODE_CONF, ""),
-        config_generation=_match(raw, "config_generation", GENERATION, ""),
+        slurm_user=fields.match(raw, "slurm_user", NAME, "slurm"),
+        node_name=None if node_name is None else fields.match(raw, "node_name", TOKEN),
+        node_conf=fields.match(raw, "node_conf", NODE_CONF, ""),
+        config_generation=fields.match(raw, "config_generation", GENERATION, ""),
         gpu_devices=tuple(_path(p, "gpu_devices") for p in _list(raw, "gpu_devices")),
         shm_size_gib=_optional_size(raw.get("shm_size_gib")),
         drain=_drains(raw.get("drain", {})),
         remove=_removals(raw.get("remove", {})),
     )
     return section
-
-
-def _string(raw: dict[str, Any], key: str, default: str | None = None) -> str:
-    value = raw.get(key, default)
-    if not isinstance(value, str):
-        raise SectionError(f"{key} must be a string")
-    return value
-
-
-def _match(
-    raw: dict[str, Any], key: str, pattern: re.Pattern[str], default: str | None = None
-) -> str:
-    value = _string(raw, key, default)
-    if not pattern.match(value):
-        raise SectionError(f"{key} is not valid: {value[:80]!r}")
-    return value
 
 
 def _port(value: object) -> int:
@@ -156,9 +138,7 @@ def _munge_key(value: object) -> bytes:
 
 
 def _path(value: object, key: str) -> str:
-    if not isinstance(value, str) or not PATH.match(value) or ".." in value.split("/"):
-        raise SectionError(f"{key} must be a plain absolute path")
-    return str(PurePosixPath(value))
+    return fields.path(value, key, PATH)
 
 
 def _files(value: object) -> dict[str, str]:

@@ -35,7 +35,9 @@ from typing import Any
 from clusterplane.agent.kubernetes.pki import issue, node_user
 from clusterplane.domain.enums import NodeRole
 from clusterplane.errors import PermanentProviderError
+from clusterplane.providers import drain_reasons
 from clusterplane.providers.agent_port import HostAssignments, Observation, Peer
+from clusterplane.providers.drain_reasons import PREFIX
 from clusterplane.providers.models import (
     ClusterConfigSpec,
     ClusterStepSpec,
@@ -53,9 +55,6 @@ CA_CERT = "kubernetes-ca.crt"
 CA_KEY = "kubernetes-ca.key"
 NODE_CERT = "kubernetes-node.crt"
 NODE_KEY = "kubernetes-node.key"
-PREFIX = "clusterplane:"
-OURS = PREFIX.rstrip(":")
-BEHALF = "on behalf of"
 CONTROL_PLANE = NodeRole.CONTROL_PLANE.value
 WORKER = NodeRole.GPU_WORKER.value
 OIDC_KEYS = (
@@ -294,7 +293,7 @@ class AgentKubernetesFlavour:
 
     def drain(self, spec: DrainSpec, state: DriverState | None, now: datetime) -> DrainProgress:
         control = self._control_of(spec.cluster_id)
-        reason = _cordon_reason(spec)
+        reason = drain_reasons.reason_for(spec)
         self._patch(control, spec.cluster_id, {"cordon": {n: reason for n in spec.node_names}})
         return self.is_drained(spec, {"reason": reason}, now)
 
@@ -334,27 +333,11 @@ class AgentKubernetesFlavour:
         return control
 
 
-def _cordon_reason(spec: DrainSpec) -> str:
-    """clusterplane's reason for a cordon: `clusterplane: ...` (only those are ever
-    uncordoned), naming the one it is on behalf of when that is not clusterplane."""
-    if spec.drained_by == OURS:
-        reason = spec.reason if spec.reason.startswith(PREFIX) else f"{PREFIX} {spec.reason}"
-    else:
-        text = spec.reason
-        if not text.startswith(f"{spec.drained_by}:"):
-            text = f"{spec.drained_by}: {text}"
-        reason = f"{PREFIX} {BEHALF} {text}"
-    return " ".join(reason.split())[:200]
-
-
 def _drained_by(node: dict[str, Any]) -> str:
-    """Who cordoned a node, as the control plane reports it (`_cordon_reason`)."""
+    """Who cordoned a node, as the control plane reports it (`drain_reasons.reason_for`)."""
     if not node.get("cordoned_by_clusterplane"):
         return "kubernetes: cordoned by someone else"
-    rest = str(node.get("cordon_reason", "")).removeprefix(PREFIX).strip()
-    if rest.startswith(f"{BEHALF} ") and ":" in rest:
-        return rest.removeprefix(f"{BEHALF} ").split(":", 1)[0].strip() or OURS
-    return OURS
+    return drain_reasons.owner(str(node.get("cordon_reason", "")))
 
 
 def _started(value: object, now: datetime) -> datetime:

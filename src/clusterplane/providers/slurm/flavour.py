@@ -35,7 +35,9 @@ from typing import Any
 
 from clusterplane.domain.enums import NodeRole
 from clusterplane.errors import InvalidRequest, PermanentProviderError
+from clusterplane.providers import drain_reasons
 from clusterplane.providers.agent_port import HostAssignments, Observation, Peer
+from clusterplane.providers.drain_reasons import PREFIX
 from clusterplane.providers.models import (
     ClusterConfigSpec,
     ClusterStepSpec,
@@ -65,9 +67,6 @@ from clusterplane.settings import SlurmSettings
 SECTION = "slurm"
 RESULT = f"runtime:{SECTION}"
 MUNGE_SECRET = "munge.key"
-PREFIX = "clusterplane:"
-OURS = PREFIX.rstrip(":")
-BEHALF = "on behalf of"
 ALL_FILES = (
     "etc/slurm.conf",
     "etc/gres.conf",
@@ -325,7 +324,7 @@ class AgentSlurmFlavour:
 
     def drain(self, spec: DrainSpec, state: DriverState | None, now: datetime) -> DrainProgress:
         controller = self._controller_of(spec.cluster_id)
-        reason = _slurm_reason(spec)
+        reason = drain_reasons.reason_for(spec)
         drains = {name: reason for name in spec.node_names}
         self._patch(controller, spec.cluster_id, {"drain": drains})
         return self.is_drained(spec, {"reason": reason}, now)
@@ -364,27 +363,11 @@ class AgentSlurmFlavour:
         return controller
 
 
-def _slurm_reason(spec: DrainSpec) -> str:
-    """Slurm's reason for a drain: `clusterplane: ...` (the controller's agent resumes only
-    those), naming the one it is on behalf of when that is not clusterplane."""
-    if spec.drained_by == OURS:
-        reason = spec.reason if spec.reason.startswith(PREFIX) else f"{PREFIX} {spec.reason}"
-    else:
-        text = spec.reason
-        if not text.startswith(f"{spec.drained_by}:"):
-            text = f"{spec.drained_by}: {text}"
-        reason = f"{PREFIX} {BEHALF} {text}"
-    return " ".join(reason.split())[:200]
-
-
 def _drained_by(reason: str) -> str:
-    """Who drained a node, from its reason in Slurm (`_slurm_reason`)."""
+    """Who drained a node, from its reason in Slurm (`drain_reasons.reason_for`)."""
     if not reason.startswith(PREFIX):
         return f"slurm: {reason}"
-    rest = reason.removeprefix(PREFIX).strip()
-    if rest.startswith(f"{BEHALF} ") and ":" in rest:
-        return rest.removeprefix(f"{BEHALF} ").split(":", 1)[0].strip() or OURS
-    return OURS
+    return drain_reasons.owner(reason)
 
 
 def _drained(node: dict[str, Any]) -> bool:
