@@ -27,7 +27,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from clusterplane.db.rows import AgentHostRow, HealthEventRow, HostAssignmentRow, HostRow, NodeRow
@@ -44,29 +44,14 @@ DAEMON_HEALTH = "daemon_health"
 def confirm_silent_nodes(session: Session, settings: Settings, *, now: datetime, limit: int) -> int:
     """Ingest a signal for each silent agent's node its scheduler lost; how many."""
     rows = session.execute(
-        select(HostRow, NodeRow)
+        _serving_workers()
         .join(AgentHostRow, AgentHostRow.host_id == HostRow.id)
-        .join(NodeRow, NodeRow.id == HostRow.node_row_id)
-        .where(
-            AgentHostRow.status == UNKNOWN,
-            NodeRow.role == NodeRole.GPU_WORKER,
-            NodeRow.deleted_at.is_(None),
-            NodeRow.marked_for_deletion.is_(False),
-        )
+        .where(AgentHostRow.status == UNKNOWN)
         .limit(limit)
     ).all()
-    confirmed = 0
-    for host, node in rows:
-        if _has_open_signal(session, host.id):
-            continue
-        reason = _scheduler_view(session, node.cluster_id).get(node.node_name)
-        if reason is None:
-            continue
-        message = f"agent silent and the scheduler says {node.node_name} is {reason}"
-        signal = health.Signal(kind=EventKind.SCHEDULER_NODE_DOWN, message=message, source=SOURCE)
-        health.ingest_event(session, settings, host, signal, now)
-        confirmed += 1
-    return confirmed
+    return sum(
+        _confirm(session, settings, host, node, "agent silent and", now) for host, node in rows
+    )
 
 
 def judge_daemons(
@@ -81,25 +66,39 @@ def judge_daemons(
     failing = _failing_daemons(agent.report)
     if not failing:
         if _failing_daemons(previous):
-            _resolve_open_signals(session, agent.host_id, now)
+            for event in session.scalars(_open_signals(agent.host_id)):
+                event.resolved_at = now
         return False
-    found = session.execute(
+    found = session.execute(_serving_workers().where(HostRow.id == agent.host_id)).first()
+    if found is None:
+        return False
+    host, node = found
+    return _confirm(session, settings, host, node, f"{failing[0]}, and", now)
+
+
+def _serving_workers() -> Select[HostRow, NodeRow]:
+    """Hosts with the live GPU worker they serve."""
+    return (
         select(HostRow, NodeRow)
         .join(NodeRow, NodeRow.id == HostRow.node_row_id)
         .where(
-            HostRow.id == agent.host_id,
             NodeRow.role == NodeRole.GPU_WORKER,
             NodeRow.deleted_at.is_(None),
             NodeRow.marked_for_deletion.is_(False),
         )
-    ).first()
-    if found is None or _has_open_signal(session, agent.host_id):
+    )
+
+
+def _confirm(
+    session: Session, settings: Settings, host: HostRow, node: NodeRow, why: str, now: datetime
+) -> bool:
+    """Ingest the signal when the scheduler lost `node` too and none is open; True if so."""
+    if session.scalar(_open_signals(host.id).with_only_columns(HealthEventRow.id)) is not None:
         return False
-    host, node = found
     reason = _scheduler_view(session, node.cluster_id).get(node.node_name)
     if reason is None:
         return False
-    message = f"{failing[0]}, and the scheduler says {node.node_name} is {reason}"
+    message = f"{why} the scheduler says {node.node_name} is {reason}"
     signal = health.Signal(kind=EventKind.SCHEDULER_NODE_DOWN, message=message, source=SOURCE)
     health.ingest_event(session, settings, host, signal, now)
     return True
@@ -115,27 +114,11 @@ def _failing_daemons(report: dict[str, Any] | None) -> list[str]:
     return failing
 
 
-def _resolve_open_signals(session: Session, host_id: str, now: datetime) -> None:
-    for event in session.scalars(
-        select(HealthEventRow).where(
-            HealthEventRow.host_id == host_id,
-            HealthEventRow.kind == EventKind.SCHEDULER_NODE_DOWN,
-            HealthEventRow.resolved_at.is_(None),
-        )
-    ):
-        event.resolved_at = now
-
-
-def _has_open_signal(session: Session, host_id: str) -> bool:
-    return (
-        session.scalar(
-            select(HealthEventRow.id).where(
-                HealthEventRow.host_id == host_id,
-                HealthEventRow.kind == EventKind.SCHEDULER_NODE_DOWN,
-                HealthEventRow.resolved_at.is_(None),
-            )
-        )
-        is not None
+def _open_signals(host_id: str) -> Select[HealthEventRow]:
+    return select(HealthEventRow).where(
+        HealthEventRow.host_id == host_id,
+        HealthEventRow.kind == EventKind.SCHEDULER_NODE_DOWN,
+        HealthEventRow.resolved_at.is_(None),
     )
 
 
