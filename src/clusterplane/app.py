@@ -272,6 +272,7 @@ def build(
         writes=count_writes(sessions),
         reads=ReadCache(settings.server.read_cache_seconds),
         inflight=inflight.InFlight(settings.server.max_inflight_per_key),
+        agent_inflight=inflight.InFlight(settings.agents.max_inflight_per_host),
         long_polls=LongPolls(
             limit=settings.agents.max_long_polls,
             recheck_seconds=settings.agents.long_poll_recheck_seconds,

@@ -214,6 +214,9 @@ class AgentSettings:
     long_poll_recheck_seconds: float = field(default=1.0, metadata=POSITIVE)
     # At most this many agents wait at once per server process; more are told to retry.
     max_long_polls: int = field(default=2000, metadata=AT_LEAST_ONE)
+    # Signed requests of one host being answered at once (its long-poll, status, health
+    # and check reports); more get 429. 0: no bound.
+    max_inflight_per_host: int = field(default=8, metadata=NON_NEGATIVE)
     # A signed request's timestamp may be this far from the server's clock.
     clock_skew_seconds: float = field(default=120.0, metadata=POSITIVE)
     # Lifetime of a join token created without --ttl.

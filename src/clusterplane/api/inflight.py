@@ -8,8 +8,9 @@ its last byte is sent or its client is gone: `ReleaseSlots`, the middleware in f
 the app, gives each admitted slot back when the app's call for that request returns,
 which is after the body went out.
 
-Admin keys are not bounded: they are the operator's and the node agents' (many agents share
-one key and report at once).
+Admin keys are not bounded: they are the operator's. Node agents' signed requests are
+bounded per host by a second `InFlight` (`agents.max_inflight_per_host`, `admit_key`), so
+one host (whose root may be a tenant's) cannot take every long-poll slot or worker.
 """
 
 from __future__ import annotations
@@ -37,16 +38,20 @@ class InFlight:
         """Count this response against the caller's key, or refuse it (429)."""
         if caller.is_admin or self.limit <= 0:
             return
+        self.admit_key(request, caller.api_key_id, "this API key")
+
+    def admit_key(self, request: Request, key: str, whose: str) -> None:
+        """Count this response against `key` (`whose` names it in the 429), or refuse it."""
+        if self.limit <= 0:
+            return
         releases: list[Callable[[], None]] | None = request.scope.get("state", {}).get(RELEASES)
         if releases is None:  # not behind the middleware (nothing would give the slot back)
             return
-        key = caller.api_key_id
         with self._lock:
             count = self._counts.get(key, 0)
             if count >= self.limit:
                 raise TooManyRequests(
-                    f"this API key already has {count} requests in flight; "
-                    f"at most {self.limit} at once",
+                    f"{whose} already has {count} requests in flight; at most {self.limit} at once",
                     retry_after_seconds=1,
                 )
             self._counts[key] = count + 1

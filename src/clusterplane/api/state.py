@@ -42,6 +42,8 @@ class ApiState:
     writes: WriteCounter = field(default_factory=WriteCounter)
     reads: ReadCache = field(default_factory=lambda: ReadCache(0))
     inflight: InFlight = field(default_factory=lambda: InFlight(0))
+    # Signed agent requests in flight, per host.
+    agent_inflight: InFlight = field(default_factory=lambda: InFlight(0))
     long_polls: LongPolls = field(
         default_factory=lambda: LongPolls(limit=2000, recheck_seconds=1.0)
     )

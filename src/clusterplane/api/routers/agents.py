@@ -113,8 +113,10 @@ async def signed_agent(request: Request) -> SignedCall:
         signature=headers.get(wire.SIGNATURE_HEADER),
         body=body,
     )
-    host_id, host_name = await run_in_threadpool(_verify, api_state(request), signed)
+    state = api_state(request)
+    host_id, host_name = await run_in_threadpool(_verify, state, signed)
     agent_auth.require_own_host(host_id, request.path_params.get("host_id", ""))
+    state.agent_inflight.admit_key(request, host_id, "this host")
     return SignedCall(host_id, host_name, body)
 
 
