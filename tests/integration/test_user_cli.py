@@ -359,7 +359,11 @@ def test_volume_commands_create_list_get_resize_and_delete(cli: Cli):
     removed = cli("volumes", "delete", volume_id)
     assert removed.code == 0 and removed.out.strip() == f"volume {volume_id} deleted"
     assert cli("volumes", "delete", other.json()["volume_id"], "--json").json() == {"success": True}
-    assert cli("volumes", "get", volume_id).code == 3
+    deadline = time.monotonic() + 30  # a deleted volume shows `deleting` until it is gone
+    while (gone := cli("volumes", "get", volume_id)).code != 3 and time.monotonic() < deadline:
+        assert gone.code == 0 and "deleting" in gone.out
+        time.sleep(0.5)
+    assert gone.code == 3
 
 
 def recommend(server: ServerProcess, cluster_id: str, instance_id: str, reason: str) -> str:
