@@ -9,6 +9,13 @@ fleet, which are marked allocated. Everything goes in with executemany (SQLite) 
 PostgreSQL's multi-row inserts, in chunks, so 10,000 clusters take seconds, not the
 minutes the API would need. The audit trail (`events`) is not seeded: nothing reads it
 on these paths.
+
+Each cluster's stored response (`services/clusters/cluster_documents.py`) is then rendered
+by `store_documents`, as a running server's documents refresher would have rendered it
+once the cluster was quiet: the benchmarks measure the steady state of a fleet of Ready
+clusters. On PostgreSQL the revision triggers are held off while the rows are copied in
+(millions of rows would each fire one) and the revisions written directly, as the
+triggers would have left them.
 """
 
 from __future__ import annotations
@@ -23,9 +30,11 @@ from typing import Any
 import orjson
 from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import sessionmaker
 
 from benchmarks.fleetgen import DRIVER_ID, GPU_TYPE, REGION
 from clusterplane.app import build
+from clusterplane.db.prepared import read_snapshot
 from clusterplane.db.rows import (
     ClusterPhaseTransitionRow,
     ClusterRow,
@@ -39,6 +48,7 @@ from clusterplane.db.rows import (
 from clusterplane.domain.enums import ClusterPhase, HostState, NodePhase, NodeRole
 from clusterplane.domain.lifecycle import bring_up_sequence, status_for
 from clusterplane.services.access.auth import ADMIN_USER, DEFAULT_ORG_ID, DEFAULT_PROJECT_ID
+from clusterplane.services.clusters import cluster_documents
 from clusterplane.services.clusters.credentials import (
     api_server_url,
     build_kubeconfig,
@@ -346,7 +356,13 @@ def _copy(cursor: Any, table: str, rows: list[dict[str, Any]]) -> None:
 def _write_postgres(conn: Connection, batch: Batch) -> None:
     """COPY: several times faster than multi-row INSERTs for millions of rows."""
     with conn.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
+        cursor.execute("SET LOCAL session_replication_role = replica")  # no triggers
         _copy(cursor, "clusters", batch.clusters)
+        _copy(
+            cursor,
+            "cluster_revisions",
+            [{"cluster_id": c["id"], "revision": 1, "rendered": 0} for c in batch.clusters],
+        )
         _copy(cursor, "cluster_phase_transitions", batch.cluster_phases)
         _copy(cursor, "nodes", batch.nodes)
         _copy(cursor, "node_phase_transitions", batch.node_phases)
@@ -376,9 +392,10 @@ def seed_ready_clusters(
     workers: Sequence[int],
     prefix: str = "bench",
     start: datetime | None = None,
+    documents: bool = True,
 ) -> int:
     """One Ready cluster per entry of `workers` (its number of 8-GPU workers); returns
-    the number of node rows written."""
+    the number of node rows written. `documents`: also store their rendered responses."""
     start = start or datetime.now(UTC) - timedelta(days=1)
     template = Template.make(start)
     hosts = free_hosts(engine, sum(workers))
@@ -390,7 +407,23 @@ def seed_ready_clusters(
     if engine.dialect.name == "postgresql":
         with engine.begin() as conn:
             conn.execute(text("ANALYZE"))  # as autovacuum would, on a database in service
+    if documents:
+        store_documents(engine)
     return written
+
+
+def store_documents(engine: Engine, batch: int = 500) -> int:
+    """Render and store the response of every cluster whose stored one is behind, as the
+    documents refresher does; returns how many were stored."""
+    sessions = sessionmaker(bind=engine, expire_on_commit=False)
+    now = datetime.now(UTC)
+    stored = 0
+    while True:
+        with read_snapshot(sessions) as reader:
+            behind = list(cluster_documents.behind(reader, now=now, limit=batch))
+        if not behind:
+            return stored
+        stored += cluster_documents.render_and_store(sessions, behind, now=now)
 
 
 def worker_counts(clusters: int, nodes: int) -> list[int]:

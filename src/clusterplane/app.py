@@ -67,6 +67,7 @@ from clusterplane.db.engine import (
     transaction,
 )
 from clusterplane.db.group_commit import GroupCommit
+from clusterplane.db.loop_reads import LoopReader
 from clusterplane.db.writes import count_writes
 from clusterplane.metrics import Metrics
 from clusterplane.providers.agent import AgentHostDriver
@@ -232,6 +233,7 @@ def build(
         webhooks=WebhookDispatcher(ctx, box, wall_clock),
     )
     exposed = _expose_metrics(instruments, settings, sessions, manager)
+    loop_reads = LoopReader(engine)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -241,6 +243,7 @@ def build(
             yield
         finally:
             manager.stop()
+            loop_reads.close()
             engine.dispose()
 
     api = FastAPI(
@@ -271,6 +274,7 @@ def build(
         ),
         writes=count_writes(sessions),
         reads=ReadCache(settings.server.read_cache_seconds),
+        loop_reads=loop_reads,
         inflight=inflight.InFlight(settings.server.max_inflight_per_key),
         agent_inflight=inflight.InFlight(settings.agents.max_inflight_per_host),
         long_polls=LongPolls(
@@ -284,9 +288,11 @@ def build(
         ),
     )
     # A request is matched against the routes and routers in this order, each router a
-    # scan of its routes, so the hottest come first (probes, then clusters); no two
-    # routers match one path.
+    # scan of its routes, so the hottest come first (probes, GET of a cluster, then the
+    # clusters router); no two routers match one path, but for GET of a cluster, whose
+    # plain route serves what the router's route documents.
     api.router.routes.append(probes.healthz)
+    api.router.routes += [clusters.retrieve_route(prefix) for prefix in ("/v1", "/v1/v1")]
     errors.install(api)
     openapi.install(api)
     api.include_router(probes.router)

@@ -1,11 +1,13 @@
 """Reading clusters issues a fixed number of SQL statements, however many there are.
 
-A GET of one cluster and the list of a project are read with bulk queries (services/
-cluster_views.py); a query per cluster or per node (an N+1) would make the count grow with
-the data. The counts are taken with SQLAlchemy's `before_cursor_execute` event on the
-engine and the prepared reads' own watcher (`db.prepared.watch_statements`: they run on
-the DBAPI cursor, which SQLAlchemy's events do not see), on clusters seeded as the
-benchmarks seed them (Ready, with nodes on hosts).
+A cluster whose stored response is current is read in one statement with its document
+(services/clusters/cluster_documents.py); one whose document is behind is read with bulk
+queries (services/clusters/cluster_views.py). Either way a query per cluster or per node
+(an N+1) would make the count grow with the data. The counts are taken with
+SQLAlchemy's `before_cursor_execute` event on the engine and the prepared reads' own
+watcher (`db.prepared.watch_statements`: they run on the DBAPI cursor, which
+SQLAlchemy's events do not see), on clusters seeded as the benchmarks seed them (Ready,
+with nodes on hosts).
 """
 
 from __future__ import annotations
@@ -18,28 +20,46 @@ from benchmarks.fleetgen import FleetShape, write_fleet
 from benchmarks.seed import add_project, seed_ready_clusters
 from sqlalchemy import event
 
+from clusterplane.api.read_cache import ReadCache
 from clusterplane.db.prepared import watch_statements
 from tests.support.engine import Engine, make_engine
 
 SMALL_PROJECT = "proj_ten"
-# BEGIN, the cluster, its phases, lifecycle events, volumes, nodes, node phases and
-# remediations (the caller is cached); a list also reads the ids of the project's clusters.
-GET_STATEMENTS = 8
-LIST_STATEMENTS = 9
+# Documents stored: the cluster, its revision and its document, in one statement (the
+# caller is cached); a list reads in one transaction (BEGIN) the ids of the project's
+# clusters, then theirs.
+GET_STATEMENTS = 1
+LIST_STATEMENTS = 3
+# Documents behind: also BEGIN, the clusters, their phases, lifecycle events, volumes,
+# nodes, node phases and remediations.
+GET_STATEMENTS_BEHIND = 9
+LIST_STATEMENTS_BEHIND = 10
 
 
-@pytest.fixture
-def seeded(tmp_path: Path) -> Iterator[Engine]:
+def _seeded(tmp_path: Path, *, documents: bool) -> Iterator[Engine]:
     """100 clusters of one worker in the default project, 10 of five in another."""
     fleet = write_fleet(
         tmp_path / "fleet.yaml", FleetShape(1, blocks=1, racks=10, hosts_per_rack=16)
     )
     for engine in make_engine(tmp_path, fleet=fleet):
+        engine.app.api.state.cp.reads = ReadCache(0)  # every GET reads the database
         db = engine.app.engine
-        seed_ready_clusters(db, workers=[1] * 100, prefix="big")
+        seed_ready_clusters(db, workers=[1] * 100, prefix="big", documents=documents)
         add_project(db, SMALL_PROJECT, engine.clock.now())
-        seed_ready_clusters(db, project_id=SMALL_PROJECT, workers=[5] * 10, prefix="small")
+        seed_ready_clusters(
+            db, project_id=SMALL_PROJECT, workers=[5] * 10, prefix="small", documents=documents
+        )
         yield engine
+
+
+@pytest.fixture
+def seeded(tmp_path: Path) -> Iterator[Engine]:
+    yield from _seeded(tmp_path, documents=True)
+
+
+@pytest.fixture
+def seeded_behind(tmp_path: Path) -> Iterator[Engine]:
+    yield from _seeded(tmp_path, documents=False)
 
 
 def statements(engine: Engine, path: str, tries: int = 3) -> tuple[int, dict]:
@@ -66,26 +86,52 @@ def _statements(engine: Engine, path: str) -> tuple[int, dict]:
     return len(seen), reply.json()
 
 
-def test_a_list_of_100_clusters_issues_as_many_statements_as_a_list_of_10(seeded: Engine):
-    seeded.client.get("/v1/compute/clusters", headers=seeded.headers())  # caches warm
-    small, small_body = statements(seeded, f"/v1/compute/clusters?projectId={SMALL_PROJECT}")
-    big, big_body = statements(seeded, "/v1/compute/clusters")
+def _list_counts(engine: Engine) -> tuple[int, int]:
+    engine.client.get("/v1/compute/clusters", headers=engine.headers())  # caches warm
+    small, small_body = statements(engine, f"/v1/compute/clusters?projectId={SMALL_PROJECT}")
+    big, big_body = statements(engine, "/v1/compute/clusters")
     assert len(small_body["clusters"]) == 10
     assert len(big_body["clusters"]) == 100
-    assert big == small
-    assert big <= LIST_STATEMENTS
+    return small, big
 
 
-def test_a_get_of_one_cluster_issues_a_fixed_few_statements_whatever_its_size(seeded: Engine):
-    listed = seeded.client.get(
-        f"/v1/compute/clusters?projectId={SMALL_PROJECT}", headers=seeded.headers()
+def _get_counts(engine: Engine) -> tuple[int, int]:
+    listed = engine.client.get(
+        f"/v1/compute/clusters?projectId={SMALL_PROJECT}", headers=engine.headers()
     ).json()["clusters"]
-    one_worker = seeded.client.get("/v1/compute/clusters", headers=seeded.headers()).json()
+    one_worker = engine.client.get("/v1/compute/clusters", headers=engine.headers()).json()
     small, small_body = statements(
-        seeded, f"/v1/compute/clusters/{one_worker['clusters'][0]['cluster_id']}"
+        engine, f"/v1/compute/clusters/{one_worker['clusters'][0]['cluster_id']}"
     )
-    big, big_body = statements(seeded, f"/v1/compute/clusters/{listed[0]['cluster_id']}")
+    big, big_body = statements(engine, f"/v1/compute/clusters/{listed[0]['cluster_id']}")
     assert len(small_body["gpu_worker_nodes"]) == 1
     assert len(big_body["gpu_worker_nodes"]) == 5
+    return small, big
+
+
+def test_a_list_of_100_stored_clusters_issues_as_many_statements_as_a_list_of_10(
+    seeded: Engine,
+):
+    small, big = _list_counts(seeded)
+    assert big == small == LIST_STATEMENTS
+
+
+def test_a_get_of_one_stored_cluster_is_one_statement_whatever_its_size(seeded: Engine):
+    small, big = _get_counts(seeded)
+    assert big == small == GET_STATEMENTS
+
+
+def test_a_list_of_100_clusters_whose_documents_are_behind_issues_a_fixed_few_statements(
+    seeded_behind: Engine,
+):
+    small, big = _list_counts(seeded_behind)
     assert big == small
-    assert big <= GET_STATEMENTS
+    assert big <= LIST_STATEMENTS_BEHIND
+
+
+def test_a_get_of_one_cluster_whose_document_is_behind_issues_a_fixed_few_statements(
+    seeded_behind: Engine,
+):
+    small, big = _get_counts(seeded_behind)
+    assert big == small
+    assert big <= GET_STATEMENTS_BEHIND

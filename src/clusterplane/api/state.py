@@ -15,6 +15,7 @@ from clusterplane.api.read_cache import ReadCache
 from clusterplane.api.single_flight import SingleFlight
 from clusterplane.clock import Clock, SystemClock
 from clusterplane.db.group_commit import GroupCommit
+from clusterplane.db.loop_reads import LoopReader
 from clusterplane.db.writes import WriteCounter
 from clusterplane.metrics import Metrics
 from clusterplane.services.access.auth import Caller
@@ -41,6 +42,8 @@ class ApiState:
     logins: SingleFlight[Caller] = field(default_factory=SingleFlight)
     writes: WriteCounter = field(default_factory=WriteCounter)
     reads: ReadCache = field(default_factory=lambda: ReadCache(0))
+    # One-statement reads the event loop runs itself (SQLite files only; db/loop_reads.py).
+    loop_reads: LoopReader | None = None
     inflight: InFlight = field(default_factory=lambda: InFlight(0))
     # Signed agent requests in flight, per host.
     agent_inflight: InFlight = field(default_factory=lambda: InFlight(0))

@@ -2,7 +2,8 @@
 
 Each loop first drains the health-signal controllers (the ones `app` plugs in, such as the
 simulated agents' faults, then held signals; up to `SIGNAL_PASSES` batches), then runs one
-pass of every other controller, then waits for the poll interval or a nudge, whichever comes
+pass of every other controller, then refreshes the stored cluster documents
+(`controllers/documents.py`), then waits for the poll interval or a nudge, whichever comes
 first. The webhook dispatcher, when given, runs beside them in its own thread (`start`,
 `stop` and `nudge` reach it too), never inside a pass. `run_until_idle` drives the same
 passes synchronously, which is how tests with a manual clock step the engine
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 from clusterplane.controllers.agents import AgentSilenceScan
 from clusterplane.controllers.base import Controller, ControllerContext, run_pass
 from clusterplane.controllers.clusters import ClusterController
+from clusterplane.controllers.documents import DocumentRefresher
 from clusterplane.controllers.health import CheckRunController, health_event_controller
 from clusterplane.controllers.remediations import RemediationController
 from clusterplane.controllers.volumes import VolumeController
@@ -49,6 +51,7 @@ class ControllerManager:
             ClusterController(ctx),
         ]
         self.agent_silence = AgentSilenceScan(ctx)
+        self.documents = DocumentRefresher(ctx)
         self._nudge = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -67,7 +70,8 @@ class ControllerManager:
                 break
         worked += self.agent_silence.scan()
         rest = [c for c in self.controllers if c not in self.signals]
-        return worked + sum(run_pass(controller, self.ctx) for controller in rest)
+        worked += sum(run_pass(controller, self.ctx) for controller in rest)
+        return worked + self.documents.refresh()
 
     def run_until_idle(self, max_passes: int = 100) -> int:
         """Run passes until one finds nothing due; returns the number of passes."""

@@ -54,13 +54,15 @@ class _Compiled:
     sql: str
     positional: tuple[str, ...] | None  # the parameters' order, for positional drivers
     binds: tuple[tuple[str, Processor], ...]  # parameters that need converting
+    # Values the statement carries itself (a literal LIMIT's or OFFSET's), by name.
+    literals: dict[str, Any]
     # Driver row -> result row; made at the first execution, from the driver's column
     # types. None: the driver's rows are the result rows.
     convert: Callable[[Any], Any] | None = None
     learned: bool = False
 
     def parameters(self, given: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
-        values = dict(given)
+        values = {**self.literals, **given}
         for name, process in self.binds:
             values[name] = process(values[name])
         if self.positional is None:
@@ -98,12 +100,15 @@ class Prepared(Generic[R]):
 def _compile(statement: Select[Any], dialect: Dialect) -> _Compiled:
     compiled = statement.compile(dialect=dialect)
     binds = []
+    literals = {
+        name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required
+    }
     for name, bind in compiled.binds.items():
         process = bind.type.dialect_impl(dialect).bind_processor(dialect)
         if process is not None:
             binds.append((name, process))
     positional = tuple(compiled.positiontup) if compiled.positiontup is not None else None
-    return _Compiled(statement, compiled.string, positional, tuple(binds))
+    return _Compiled(statement, compiled.string, positional, tuple(binds), literals)
 
 
 def _row_maker(

@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -261,6 +262,36 @@ class ClusterPhaseTransitionRow(Base):
     transition_time: Mapped[datetime]
 
 
+class ClusterRevisionRow(Base):
+    """How many times what a cluster's response shows has changed (`revision`, bumped by
+    the database's triggers: migration 0017), and the revision its stored document was
+    rendered at (`rendered`)."""
+
+    __tablename__ = "cluster_revisions"
+    __table_args__ = (
+        Index(
+            "ix_cluster_revisions_behind",
+            "cluster_id",
+            sqlite_where=text("rendered <> revision"),
+            postgresql_where=text("rendered <> revision"),
+        ),
+    )
+    cluster_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    rendered: Mapped[int] = mapped_column(Integer)
+
+
+class ClusterDocumentRow(Base):
+    """A cluster's response as rendered at `revision`, without its kube_config; it holds
+    until `valid_until` (None: until the revision moves)."""
+
+    __tablename__ = "cluster_documents"
+    cluster_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    valid_until: Mapped[datetime | None] = mapped_column(index=True)
+
+
 class NodeRow(Base):
     """One instance of a cluster on one host, in one role; kept after deletion."""
 
@@ -271,7 +302,7 @@ class NodeRow(Base):
     ordinal: Mapped[int] = mapped_column(Integer)
     node_name: Mapped[str] = mapped_column(String(128))
     instance_id: Mapped[str] = mapped_column(String(64), unique=True)
-    host_id: Mapped[str | None] = mapped_column(String(64))
+    host_id: Mapped[str | None] = mapped_column(String(64), index=True)
     host_name: Mapped[str] = mapped_column(String(128))
     phase: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(32))

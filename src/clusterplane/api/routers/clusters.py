@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import Route
 
 from clusterplane.api import presenters
 from clusterplane.api.deps import (
@@ -19,6 +18,7 @@ from clusterplane.api.deps import (
     current_caller,
     project_filter,
     raw_body,
+    request_checks,
     validate,
 )
 from clusterplane.api.openapi import request_body
@@ -32,18 +32,13 @@ from clusterplane.api.schemas import (
 )
 from clusterplane.api.state import ApiState
 from clusterplane.db.engine import transaction
-from clusterplane.db.prepared import read_snapshot, reader_of
+from clusterplane.db.prepared import Reader, read_snapshot
 from clusterplane.db.rows import ClusterRow
 from clusterplane.domain.enums import ClusterType
 from clusterplane.services.access.auth import Caller
-from clusterplane.services.access.sealing import SecretBox
-from clusterplane.services.clusters import clusters
-from clusterplane.services.clusters.cluster_views import (
-    ClusterDetail,
-    get_detail,
-    list_ids,
-    load_details,
-)
+from clusterplane.services.clusters import cluster_documents, clusters
+from clusterplane.services.clusters.cluster_documents import Stored
+from clusterplane.services.clusters.cluster_views import list_ids
 
 router = APIRouter(tags=["clusters"])
 
@@ -119,9 +114,7 @@ def list_clusters(request: Request, caller: Caller = Depends(current_caller)) ->
     now = state.clock.now()
     with read_snapshot(state.sessions) as reader:
         ids = list_ids(reader, caller, project_filter(request))
-        first = load_details(reader, ids[:LIST_PAGE], now=now)
-    encoded = deque(_encode(d, state.secrets) for d in first)
-    del first
+        encoded = deque(_page(reader, state, ids[:LIST_PAGE], now))
     if len(ids) <= LIST_PAGE and sum(map(len, encoded)) <= ONE_BODY_BYTES:
         return Response(LIST_OPEN + b",".join(encoded) + LIST_CLOSE, media_type="application/json")
     return StreamingResponse(
@@ -136,8 +129,8 @@ ONE_BODY_BYTES = 1 << 20  # a list up to this size (and one page) is answered as
 CHUNK_BYTES = 1 << 16  # a streamed list goes out in chunks of about this size
 
 
-def _encode(detail: ClusterDetail, box: SecretBox) -> bytes:
-    return presenters.encode(presenters.cluster(detail, box))
+def _page(reader: Reader, state: ApiState, ids: list[str], now: datetime) -> list[bytes]:
+    return cluster_documents.read_many(reader, ids, now=now, box=state.secrets)
 
 
 def _stream(
@@ -149,9 +142,8 @@ def _stream(
         yield first.popleft()
     for start in range(0, len(rest), LIST_PAGE):
         with read_snapshot(state.sessions) as reader:
-            page = load_details(reader, rest[start : start + LIST_PAGE], now=now)
-        for detail in page:
-            yield _encode(detail, state.secrets)
+            page = _page(reader, state, rest[start : start + LIST_PAGE], now)
+        yield from page
 
 
 def _chunks(clusters_json: Iterator[bytes]) -> Iterator[bytes]:
@@ -204,37 +196,68 @@ def create_cluster(
                 capacity=state.settings.capacity,
             ),
         )
-        result = _presented(session, row.id, now, state.secrets)
+        result = cluster_documents.respond_after_write(session, row.id, now=now, box=state.secrets)
     state.nudge()
-    return presenters.json_response(result)
+    return Response(result, media_type="application/json")
 
 
 @router.get("/compute/clusters/{cluster_id}", response_model=ClusterResponse)
 async def retrieve_cluster(
     cluster_id: str, request: Request, caller: Caller = Depends(current_caller)
 ) -> Response:
-    """Clients poll this while a cluster comes up: answered from `state.reads` while this
-    server has written nothing since the answer was read (api/read_cache.py)."""
+    """Documents the operation; requests are served by `retrieve_route`, ahead of it."""
+    return await _answer(request, caller, cluster_id)
+
+
+async def _retrieve_served(request: Request) -> Response:
+    """GET of a cluster, the path clients poll while a cluster comes up, as a plain route:
+    the same checks and caller as every API route (`request_checks`, `current_caller`),
+    without FastAPI's solving of them, which cost more than the rest of the request."""
+    await request_checks(request)
+    caller = await current_caller(request)
+    return await _answer(request, caller, request.path_params["cluster_id"])
+
+
+def retrieve_route(prefix: str) -> Route:
+    return Route(
+        f"{prefix}/compute/clusters/{{cluster_id}}",
+        _retrieve_served,
+        methods=["GET"],
+        include_in_schema=False,
+    )
+
+
+async def _answer(request: Request, caller: Caller, cluster_id: str) -> Response:
+    """Answered from `state.reads` while this server has written nothing since the answer
+    was read (api/read_cache.py), else from the cluster's stored document, read on the
+    event loop where the database allows (db/loop_reads.py), else on a worker thread."""
     state = api_state(request)
     generation = state.writes.value  # before reading: a write after it voids the entry
     key = f"cluster:{cluster_id}"
     hit = state.reads.get(key, generation)
     if hit is not None and caller.can_see(hit.project_id):
         return Response(hit.body, media_type="application/json")
-    project_id, body = await run_in_threadpool(_retrieve, state, caller, cluster_id)
+    loop = state.loop_reads
+    found = None if loop is None else loop.all(cluster_documents.STORED_ONE, id=cluster_id)
+    now, box = state.clock.now(), state.secrets
+    answer = (
+        None
+        if found is None
+        else cluster_documents.answer_stored(found, caller, cluster_id, now=now, box=box)
+    )
+    if answer is None:  # not read on the loop, or its document is behind
+        answer = await run_in_threadpool(_retrieve, state, caller, cluster_id, found)
+    project_id, body = answer
     state.reads.put(key, generation=generation, project_id=project_id, body=body)
     return Response(body, media_type="application/json")
 
 
-def _retrieve(state: ApiState, caller: Caller, cluster_id: str) -> tuple[str, bytes]:
-    with read_snapshot(state.sessions) as reader:
-        detail = get_detail(reader, caller, cluster_id, now=state.clock.now())
-    return detail.row.project_id, _encode(detail, state.secrets)
-
-
-def _presented(session: Session, cluster_id: str, now: datetime, box: SecretBox) -> dict[str, Any]:
-    """The response of a write, read in its own transaction (so it shows what it wrote)."""
-    return presenters.cluster(load_details(reader_of(session), [cluster_id], now=now)[0], box)
+def _retrieve(
+    state: ApiState, caller: Caller, cluster_id: str, found: list[Stored] | None
+) -> tuple[str, bytes]:
+    return cluster_documents.read_one(
+        state.sessions, caller, cluster_id, now=state.clock.now(), box=state.secrets, found=found
+    )
 
 
 @router.put(
@@ -262,9 +285,9 @@ def update_cluster(
             box=state.secrets,
             capacity=state.settings.capacity,
         )
-        result = _presented(session, row.id, now, state.secrets)
+        result = cluster_documents.respond_after_write(session, row.id, now=now, box=state.secrets)
     state.nudge()
-    return presenters.json_response(result)
+    return Response(result, media_type="application/json")
 
 
 @router.delete("/compute/clusters/{cluster_id}", response_model=ClusterDeleteResponse)

@@ -225,9 +225,9 @@ def load_details(reader: Reader, ids: Sequence[str], *, now: datetime) -> list[C
 # running it). Each comes in two forms, both with the ids as one bound value, so the SQL
 # text never changes with their number: `IN (SELECT value FROM json_each(:ids))` with a
 # JSON array for SQLite, and `= ANY(:ids)` with an array for PostgreSQL. Phase-history
-# timestamps are read as the database's naive UTC (`_naive`), skipping the per-value
+# timestamps are read as the database's naive UTC (`naive`), skipping the per-value
 # conversion to aware datetimes: they are only ever encoded, and the encoder writes naive
-# values as UTC (presenters.JSON_OPTIONS).
+# values as UTC (cluster_wire.JSON_OPTIONS).
 _CPT = ClusterPhaseTransitionRow
 _NPT = NodePhaseTransitionRow
 _EV = NodeLifecycleEventRow
@@ -241,7 +241,8 @@ def _columns(row_type: Any, view: type[tuple[Any, ...]]) -> list[Any]:
     return [getattr(HostRow if f in _HOST_FACTS else row_type, f) for f in fields]
 
 
-def _naive(column: Any) -> Any:
+def naive(column: Any) -> Any:
+    """The column read as the database's naive UTC, without per-value conversion."""
     return type_coerce(column, DateTime).label(column.key)
 
 
@@ -258,7 +259,7 @@ class _Statements:
 
 def _statements(one_of: Callable[[Any], ColumnElement[bool]]) -> _Statements:
     events: Select[Any] = (
-        select(*_columns(_EV, LifecycleEventView)[:-1], _naive(_EV.timestamp))
+        select(*_columns(_EV, LifecycleEventView)[:-1], naive(_EV.timestamp))
         .where(one_of(_EV.cluster_id), _EV.timestamp >= bindparam("since"))
         .order_by(_EV.id)
     )
@@ -267,7 +268,7 @@ def _statements(one_of: Callable[[Any], ColumnElement[bool]]) -> _Statements:
             select(*_columns(ClusterRow, ClusterView)).where(one_of(ClusterRow.id)), ClusterView
         ),
         cluster_phases=Prepared(
-            select(_CPT.cluster_id, _CPT.phase, _naive(_CPT.transition_time))
+            select(_CPT.cluster_id, _CPT.phase, naive(_CPT.transition_time))
             .where(one_of(_CPT.cluster_id))
             .order_by(_CPT.id),
             tuple,
@@ -287,7 +288,7 @@ def _statements(one_of: Callable[[Any], ColumnElement[bool]]) -> _Statements:
             NodeView,
         ),
         node_phases=Prepared(
-            select(_NPT.node_row_id, _NPT.phase, _naive(_NPT.transition_time))
+            select(_NPT.node_row_id, _NPT.phase, naive(_NPT.transition_time))
             .join(NodeRow, NodeRow.id == _NPT.node_row_id)
             .where(one_of(NodeRow.cluster_id))
             .order_by(_NPT.id),
@@ -306,10 +307,12 @@ _ARRAY: BindParameter[Any] = bindparam("ids", type_=ARRAY(String))
 _JSON_LIST: Select[Any] = select(literal_column("value")).select_from(
     func.json_each(bindparam("ids", type_=JSON))
 )
-_BY_DIALECT = {
-    "postgresql": _statements(lambda column: column == any_(_ARRAY)),
-    "sqlite": _statements(lambda column: column.in_(_JSON_LIST.scalar_subquery())),
+# `column` is one of the ids bound as `ids`, per dialect.
+ONE_OF: dict[str, Callable[[Any], ColumnElement[bool]]] = {
+    "postgresql": lambda column: column == any_(_ARRAY),
+    "sqlite": lambda column: column.in_(_JSON_LIST.scalar_subquery()),
 }
+_BY_DIALECT = {dialect: _statements(one_of) for dialect, one_of in ONE_OF.items()}
 _PROJECT_IDS: Prepared[tuple[str]] = Prepared(
     select(ClusterRow.id)
     .where(ClusterRow.project_id == bindparam("project_id"), ClusterRow.deleted_at.is_(None))
