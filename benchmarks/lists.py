@@ -289,8 +289,8 @@ marked "suite" are this suite's own budgets; the issue's are marked "issue".""",
         section.misses.append(
             f"{backend}, unpaginated list of {n}: {big.whole_cpu_ms:.3f} ms of server CPU per "
             "cluster, about what a list of 100 costs per cluster (figure 2): the cost is per "
-            "row read, converted and encoded (about 33 rows and 8 KB of JSON a cluster), "
-            "not per list."
+            "cluster (its stored document read, its kubeconfig unsealed and added, 8 KB of "
+            "JSON in all), not per list."
         )
     if rss.met is False:
         section.misses.append(

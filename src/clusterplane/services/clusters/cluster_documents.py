@@ -233,33 +233,38 @@ def store(session: Session, revisions: dict[str, int], rendered: Sequence[Render
     Each is marked rendered only while its revision is still that one."""
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    shown = {r.cluster_id for r in rendered}
-    for doc in rendered:
-        if doc.cluster_id not in revisions:
-            continue
-        values = {
+    documents = [
+        {
             "cluster_id": doc.cluster_id,
             "revision": revisions[doc.cluster_id],
             "body": doc.body,
             "valid_until": doc.valid_until,
         }
-        statement = insert(_D).values(values)
+        for doc in rendered
+        if doc.cluster_id in revisions
+    ]
+    if documents:
+        upsert = insert(_D)
         session.execute(
-            statement.on_conflict_do_update(
+            upsert.on_conflict_do_update(
                 index_elements=[_D.cluster_id],
-                set_={k: statement.excluded[k] for k in ("revision", "body", "valid_until")},
-                where=_D.revision <= statement.excluded.revision,
-            )
+                set_={k: upsert.excluded[k] for k in ("revision", "body", "valid_until")},
+                where=_D.revision <= upsert.excluded.revision,
+            ),
+            documents,
         )
+    shown = {doc["cluster_id"] for doc in documents}
     gone = [cluster_id for cluster_id in revisions if cluster_id not in shown]
     if gone:
         session.execute(delete(_D).where(_D.cluster_id.in_(gone)))
-    for cluster_id, revision in revisions.items():
-        session.execute(
-            update(_R)
-            .where(_R.cluster_id == cluster_id, _R.revision == revision)
-            .values(rendered=revision)
-        )
+    if not revisions:
+        return
+    session.connection().execute(
+        update(_R)
+        .where(_R.cluster_id == bindparam("c"), _R.revision == bindparam("r"))
+        .values(rendered=bindparam("r")),
+        [{"c": cluster_id, "r": revision} for cluster_id, revision in revisions.items()],
+    )
 
 
 def _dialect(reader: Reader) -> str:

@@ -1,0 +1,114 @@
+"""GET of a cluster reads its stored document on the event loop (SQLite files), and gives
+way to a worker thread whenever that read cannot be answered at once."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from clusterplane.api.read_cache import ReadCache
+from clusterplane.api.routers import clusters as clusters_router
+from clusterplane.db.loop_reads import LoopReader
+from clusterplane.services.clusters.cluster_documents import STORED_ONE
+from tests.support.engine import Engine
+
+CREATE = {
+    "cluster_name": "loop",
+    "billing_type": "ON_DEMAND",
+    "gpu_type": "H100_SXM",
+    "num_gpus": 8,
+    "region": "test-1",
+    "nvidia_version_id": "cu128-drv570-ubuntu2204",
+}
+
+
+@pytest.fixture
+def hops(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The worker-thread hand-offs GETs of clusters make."""
+    engine.app.api.state.cp.reads = ReadCache(0)
+    seen: list[str] = []
+    real = clusters_router.run_in_threadpool
+
+    async def counted(function: Any, *args: Any) -> Any:
+        seen.append(function.__name__)
+        return await real(function, *args)
+
+    monkeypatch.setattr(clusters_router, "run_in_threadpool", counted)
+    return seen
+
+
+def _sqlite_only(engine: Engine) -> None:
+    if engine.app.engine.dialect.name != "sqlite":
+        pytest.skip("reads on the loop are for SQLite files")
+
+
+def test_a_cluster_with_a_stored_document_is_answered_without_a_worker_thread(
+    engine: Engine, hops: list[str]
+):
+    _sqlite_only(engine)
+    created = engine.client.post("/v1/compute/clusters", json=CREATE, headers=engine.headers())
+    assert created.status_code == 200, created.text
+    cluster_id = created.json()["cluster_id"]  # the create stored the document it answered
+    reply = engine.client.get(f"/v1/compute/clusters/{cluster_id}", headers=engine.headers())
+    assert reply.status_code == 200
+    assert reply.json() == created.json()
+    assert hops == []
+    with engine.app.engine.begin() as conn:  # a write the refresher has not rendered yet
+        conn.execute(text("UPDATE clusters SET name = 'renamed' WHERE id = :c"), {"c": cluster_id})
+    reply = engine.client.get(f"/v1/compute/clusters/{cluster_id}", headers=engine.headers())
+    assert reply.status_code == 200
+    assert reply.json()["cluster_name"] == "renamed"
+    assert hops == ["_retrieve"]
+
+
+def test_an_unknown_or_foreign_cluster_is_a_404_from_the_loop_too(engine: Engine, hops: list[str]):
+    _sqlite_only(engine)
+    reply = engine.client.get("/v1/compute/clusters/nope", headers=engine.headers())
+    assert reply.status_code == 404
+    assert reply.json()["error"]["param"] == "cluster_id"
+    assert hops == []
+
+
+def test_the_loop_reader_answers_none_instead_of_waiting_for_its_connection(engine: Engine):
+    _sqlite_only(engine)
+    reader = LoopReader(engine.app.engine)
+    try:
+        assert reader.all(STORED_ONE, id="nope") == []
+        held, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with reader._lock:
+                held.set()
+                release.wait(5)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        held.wait(5)
+        assert reader.all(STORED_ONE, id="nope") is None
+        release.set()
+        holder.join()
+    finally:
+        reader.close()
+
+
+def test_a_read_the_loop_connection_cannot_answer_gives_way(tmp_path: Path):
+    empty = create_engine(f"sqlite:///{tmp_path / 'empty.db'}")  # no schema: the read fails
+    reader = LoopReader(empty)
+    try:
+        assert reader.enabled
+        assert reader.all(STORED_ONE, id="any") is None
+    finally:
+        reader.close()
+        empty.dispose()
+
+
+def test_postgresql_and_in_memory_databases_are_never_read_on_the_loop(engine: Engine):
+    memory = create_engine("sqlite://")
+    assert LoopReader(memory).all(STORED_ONE, id="any") is None
+    memory.dispose()
+    if engine.app.engine.dialect.name == "postgresql":
+        assert LoopReader(engine.app.engine).all(STORED_ONE, id="any") is None
