@@ -6,7 +6,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from clusterplane.clock import utc
+from clusterplane.db.engine import transaction
+from clusterplane.db.rows import ClusterRow
 from tests.support.engine import Engine, make_engine
 
 CREATE = {
@@ -280,3 +284,32 @@ def test_an_operator_chosen_admin_key_works_as_a_bearer_token(tmp_path: Path):
     wrong = engine.client.get("/v3/whoami", headers=engine.headers(chosen + "x"))
     assert wrong.status_code == 401
     gen.close()
+
+
+def test_a_delete_that_lands_while_a_pass_runs_is_acted_on_at_the_next_pass(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+):
+    cluster_id = create(engine)["cluster_id"]
+    engine.advance(3 * 3600, step=60)
+    controller = next(c for c in engine.app.manager.controllers if c.name == "clusters")
+    act = controller._act
+
+    def act_then_delete(snap: Any, now: datetime) -> Any:
+        outcome = act(snap, now)
+        if snap.cluster.id == cluster_id:  # the client deletes while the pass runs
+            reply = engine.client.delete(
+                f"/v1/compute/clusters/{cluster_id}", headers=engine.headers()
+            )
+            assert reply.status_code == 200
+        return outcome
+
+    monkeypatch.setattr(controller, "_act", act_then_delete)
+    with transaction(engine.app.sessions) as session:
+        session.get_one(ClusterRow, cluster_id).next_reconcile_at = engine.clock.now()
+    engine.app.manager.run_once()
+    monkeypatch.undo()
+    with transaction(engine.app.sessions) as session:
+        row = session.get_one(ClusterRow, cluster_id)
+        assert row.delete_requested_at is not None
+        assert row.next_reconcile_at is not None
+        assert row.next_reconcile_at <= engine.clock.now()

@@ -94,6 +94,7 @@ class Outcome:
     checks: list[acceptance.CheckResult] = field(default_factory=list)
     applied: dict[str, Any] | None = None  # the add-ons and config the flavour applied
     config_failed: str | None = None
+    deleting: bool = False  # the cluster this pass acted on was being deleted
 
 
 def failed(progress: Progress) -> str | None:

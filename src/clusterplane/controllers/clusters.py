@@ -201,7 +201,7 @@ class ClusterController:
     def _act(self, snap: Snapshot, now: datetime) -> Outcome:
         cluster = snap.cluster
         deleting = cluster.delete_requested_at is not None
-        outcome = Outcome()
+        outcome = Outcome(deleting=deleting)
         actor = ClusterActor(self.ctx.drivers)
         for node in snap.nodes:
             leaving = deleting or node.marked_for_deletion
@@ -259,7 +259,8 @@ class ClusterController:
             progressed |= self._apply_node(session, cluster, node, result, now, ran)
         nodes = [n for n in live.values() if n.deleted_at is None]
         if cluster.delete_requested_at is not None:
-            self._apply_deleting(session, cluster, nodes, now, progressed)
+            # A deletion requested while this pass ran is acted on next, not after POLL.
+            self._apply_deleting(session, cluster, nodes, now, progressed or not outcome.deleting)
             return
         self._record_step(session, cluster, outcome, now)
         self._advance(session, cluster, nodes, outcome, now, progressed)
