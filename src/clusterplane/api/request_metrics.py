@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 
 from prometheus_client import Counter, Histogram
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from clusterplane.metrics import Metrics
@@ -70,6 +71,17 @@ class RequestMetrics:
             )
             self._children[key] = children
         return children
+
+
+class LabelledRoute(Route):
+    """A plain Starlette route that names itself in the scope (`scope["route"]`), as the
+    API's routes do, so its requests are labelled by its template, not `unmatched`."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child = super().matches(scope)
+        if match is not Match.NONE:
+            child["route"] = self
+        return match, child
 
 
 def _template(scope: Scope) -> str:

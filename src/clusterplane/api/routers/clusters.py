@@ -23,6 +23,7 @@ from clusterplane.api.deps import (
 )
 from clusterplane.api.openapi import request_body
 from clusterplane.api.replay import create_once
+from clusterplane.api.request_metrics import LabelledRoute
 from clusterplane.api.schemas import (
     ClusterDeleteResponse,
     ClusterListResponse,
@@ -219,7 +220,7 @@ async def _retrieve_served(request: Request) -> Response:
 
 
 def retrieve_route(prefix: str) -> Route:
-    return Route(
+    return LabelledRoute(
         f"{prefix}/compute/clusters/{{cluster_id}}",
         _retrieve_served,
         methods=["GET"],
