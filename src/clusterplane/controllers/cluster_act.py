@@ -23,6 +23,7 @@ from clusterplane.domain import lifecycle
 from clusterplane.domain.checks import CheckPurpose
 from clusterplane.domain.enums import ClusterPhase, NodePhase, NodeRole
 from clusterplane.errors import PermanentProviderError
+from clusterplane.providers.contracts import HostChecks
 from clusterplane.providers.models import (
     BringUpStep,
     CheckProgress,
@@ -30,6 +31,7 @@ from clusterplane.providers.models import (
     ClusterConfigSpec,
     ClusterStepSpec,
     DriverState,
+    HostSpec,
     InstanceSpec,
     NodeAccess,
     NodeProgress,
@@ -214,10 +216,11 @@ class ClusterActor:
         late = now >= started + CHECK_DEADLINE
         running = False
         for node, host in testable(snap):
+            feature, target = self._check_feature(host), host_spec(host)
             for kind, level in planned:
                 run_id = f"{snap.cluster.id}:{phase}:{started.isoformat()}:{node.id}:{kind}"
                 spec = CheckSpec(run_id, kind, level, CheckPurpose.ACCEPTANCE)
-                progress = self._check(host, spec, now)
+                progress = self._check(feature, target, spec, now)
                 message = failed(progress)
                 if message is None and not progress.done:
                     if not late:
@@ -229,16 +232,25 @@ class ClusterActor:
                 )
         return None if running else results
 
-    def _check(self, host: HostRow, spec: CheckSpec, now: datetime) -> CheckProgress:
+    def _check_feature(self, host: HostRow) -> HostChecks | str:
+        """The host driver's check feature, or why there is none."""
         try:
             feature = self.drivers.checks(host.driver)
-            if feature is None:
-                message = f"the {host.driver} host driver runs no active checks"
-                return CheckProgress(False, {}, failed=True, message=message)
-            progress = feature.start_check(host_spec(host), spec, now)
+        except PermanentProviderError as exc:
+            return exc.message
+        return feature or f"the {host.driver} host driver runs no active checks"
+
+    @staticmethod
+    def _check(
+        feature: HostChecks | str, host: HostSpec, spec: CheckSpec, now: datetime
+    ) -> CheckProgress:
+        if isinstance(feature, str):
+            return CheckProgress(False, {}, failed=True, message=feature)
+        try:
+            progress = feature.start_check(host, spec, now)
             if progress.done or progress.failed:
                 return progress
-            return feature.poll_check(host_spec(host), spec, progress.state, now)
+            return feature.poll_check(host, spec, progress.state, now)
         except PermanentProviderError as exc:
             return CheckProgress(False, {}, failed=True, message=exc.message)
 
