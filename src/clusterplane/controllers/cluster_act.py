@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from clusterplane.db.rows import ClusterRow, HostRow, NodeRow
+from clusterplane.db.rows import ClusterRow, NodeRow
 from clusterplane.domain import lifecycle
 from clusterplane.domain.checks import CheckPurpose
 from clusterplane.domain.enums import ClusterPhase, NodePhase, NodeRole
@@ -41,7 +41,7 @@ from clusterplane.providers.registry import Drivers
 from clusterplane.services.health import acceptance
 from clusterplane.services.health.health import UNHEALTHY
 
-from .specs import host_spec, instance_spec
+from .specs import instance_spec
 
 P = ClusterPhase
 # The controller's phases -> the flavour's bring-up steps.
@@ -76,7 +76,7 @@ class Snapshot:
     volumes_ready: bool
     sequence: tuple[ClusterPhase, ...]
     host_drivers: dict[str, str] = field(default_factory=dict)  # host id -> its driver
-    hosts: dict[str, HostRow] = field(default_factory=dict)  # in a test phase: the workers'
+    hosts: dict[str, HostSpec] = field(default_factory=dict)  # in a test phase: the workers'
     access: NodeAccess = field(default_factory=NodeAccess)  # the same for every node
 
     @property
@@ -216,11 +216,11 @@ class ClusterActor:
         late = now >= started + CHECK_DEADLINE
         running = False
         for node, host in testable(snap):
-            feature, target = self._check_feature(host), host_spec(host)
+            feature = self._check_feature(host)
             for kind, level in planned:
                 run_id = f"{snap.cluster.id}:{phase}:{started.isoformat()}:{node.id}:{kind}"
                 spec = CheckSpec(run_id, kind, level, CheckPurpose.ACCEPTANCE)
-                progress = self._check(feature, target, spec, now)
+                progress = self._check(feature, host, spec, now)
                 message = failed(progress)
                 if message is None and not progress.done:
                     if not late:
@@ -232,7 +232,7 @@ class ClusterActor:
                 )
         return None if running else results
 
-    def _check_feature(self, host: HostRow) -> HostChecks | str:
+    def _check_feature(self, host: HostSpec) -> HostChecks | str:
         """The host driver's check feature, or why there is none."""
         try:
             feature = self.drivers.checks(host.driver)
@@ -284,7 +284,7 @@ def workers_of(nodes: list[NodeRow]) -> list[NodeRow]:
     ]
 
 
-def testable(snap: Snapshot) -> list[tuple[NodeRow, HostRow]]:
+def testable(snap: Snapshot) -> list[tuple[NodeRow, HostSpec]]:
     """The workers acceptance tests judge (serving, not excluded), with their hosts."""
     return [
         (n, snap.hosts[n.host_id])

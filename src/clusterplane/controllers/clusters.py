@@ -36,6 +36,7 @@ from clusterplane.domain.enums import (
     RemediationState,
     VolumeStatus,
 )
+from clusterplane.providers.models import HostSpec
 from clusterplane.services.agents.node_access import node_access
 from clusterplane.services.capacity.allocation import GPUS_PER_NODE, next_ordinal, release_host
 from clusterplane.services.capacity.calendar import wind_down_at
@@ -173,7 +174,8 @@ class ClusterController:
 
     @staticmethod
     def _load_hosts(session: Session, snap: Snapshot) -> None:
-        """Who manages each node's host; in a test phase the workers' hosts themselves.
+        """Who manages each node's host; in a test phase also the workers' hosts as their
+        driver knows them (`HostSpec`, read as columns: no ORM rows for thousands of hosts).
 
         The cluster's hosts are found by their `cluster_id` (one indexed parameter, however
         large the cluster); a node whose host is not the cluster's any more by its id."""
@@ -181,9 +183,29 @@ class ClusterController:
         if not ids:
             return
         if ClusterPhase(snap.cluster.phase) in STEP_TEST_PHASES:
-            hosts = session.scalars(select(HostRow).where(HostRow.cluster_id == snap.cluster.id))
-            snap.hosts = {h.id: h for h in hosts if h.id in ids}
-            snap.host_drivers = {h.id: h.driver for h in snap.hosts.values()}
+            hosts = session.execute(
+                select(
+                    HostRow.id,
+                    HostRow.name,
+                    HostRow.region,
+                    HostRow.gpu_type,
+                    HostRow.num_gpus,
+                    HostRow.driver,
+                ).where(HostRow.cluster_id == snap.cluster.id)
+            )
+            snap.hosts = {
+                host_id: HostSpec(
+                    host_name=name,
+                    region=region,
+                    gpu_type=gpu_type,
+                    num_gpus=num_gpus,
+                    driver=driver,
+                    host_id=host_id,
+                )
+                for host_id, name, region, gpu_type, num_gpus, driver in hosts
+                if host_id in ids
+            }
+            snap.host_drivers = {h.host_id: h.driver for h in snap.hosts.values()}
         else:
             rows = session.execute(
                 select(HostRow.id, HostRow.driver).where(HostRow.cluster_id == snap.cluster.id)
@@ -241,6 +263,7 @@ class ClusterController:
         live = {n.id: n for n in self._live_nodes(session, cluster.id)}
         if any(r.terminated for r in outcome.nodes):
             session.scalars(select(HostRow).where(HostRow.cluster_id == cluster.id)).all()
+        # Only a node that joins (a scale-up, a replacement) is told apart from a reboot.
         ran = _have_run(
             session,
             [
@@ -249,6 +272,7 @@ class ClusterController:
                 if r.phase == NodePhase.RUNNING
                 and r.node_id in live
                 and live[r.node_id].phase != NodePhase.RUNNING
+                and live[r.node_id].origin in JOIN_EVENTS
             ],
         )
         progressed = False
