@@ -280,3 +280,14 @@ def test_an_operator_chosen_admin_key_works_as_a_bearer_token(tmp_path: Path):
     wrong = engine.client.get("/v3/whoami", headers=engine.headers(chosen + "x"))
     assert wrong.status_code == 401
     gen.close()
+
+
+def test_the_pass_that_takes_a_cluster_out_of_the_queue_boots_its_control_plane(
+    engine: Engine,
+):
+    cluster_id = create(engine)["cluster_id"]
+    engine.app.manager.run_once()
+    cluster = get(engine, cluster_id)
+    assert phases(cluster) == ["QUEUED", "WAITING_FOR_CONTROL_PLANE_NODES"]
+    assert [n["status"] for n in cluster["control_plane_nodes"]] == ["Scheduling"] * 3
+    assert [n["status"] for n in cluster["gpu_worker_nodes"]] == ["Pending"] * 2

@@ -120,13 +120,14 @@ class ClusterActor:
             return NodeOutcome(node.id, node.provider_state, failed=exc.message)
 
     def _node(self, snap: Snapshot, node: NodeRow, now: datetime, *, launch: bool) -> NodeOutcome:
+        leaving = snap.cluster.delete_requested_at is not None or node.marked_for_deletion
+        if not leaving and node.provider_state is None and not launch:
+            return NodeOutcome(node.id, None)  # not launched, nor to be yet: nothing to ask
         spec = self.spec(snap, node)
-        if snap.cluster.delete_requested_at is not None or node.marked_for_deletion:
+        if leaving:
             return self._leave(snap, node, spec, now)
         host = self.drivers.host(spec.driver)
         if node.provider_state is None:
-            if not launch:
-                return NodeOutcome(node.id, None)
             return self._joined(snap, node, spec, host.prepare(spec, now), now)
         return self._joined(snap, node, spec, host.describe(spec, node.provider_state, now), now)
 

@@ -247,9 +247,11 @@ class ClusterController:
     @staticmethod
     def _may_launch(cluster: ClusterRow, node: NodeRow, seq: tuple[ClusterPhase, ...]) -> bool:
         phase = ClusterPhase(cluster.phase)
-        if phase in (P.SCHEDULED, P.QUEUED):
-            return False
+        if phase == P.SCHEDULED:
+            return False  # a reservation launches nothing before its window opens
         if node.role == NodeRole.CONTROL_PLANE:
+            # Queued too: a pass that sees QUEUED always leaves it (`phase_complete`), so
+            # the control plane boots in that pass instead of waiting for the next one.
             return True
         return lifecycle.workers_may_launch(phase, seq)
 
@@ -366,10 +368,12 @@ class ClusterController:
         now: datetime,
         ran: set[str],
     ) -> bool:
-        """Record one node's outcome; True if it moved (a new phase, failed, or gone)."""
-        if result.state is not None:
+        """Record one node's outcome; True if it moved (a new phase, failed, or gone).
+        A driver state equal to the stored one is not set again: the node stays clean,
+        and the flush skips it (most nodes, on most passes)."""
+        if result.state is not None and result.state != node.provider_state:
             node.provider_state = result.state
-        if result.flavour_state is not UNCHANGED:
+        if result.flavour_state is not UNCHANGED and result.flavour_state != node.flavour_state:
             node.flavour_state = result.flavour_state
         if result.failed is not None:
             return self._fail_node(session, cluster, node, result.failed, now)
