@@ -6,9 +6,9 @@
                                [--loop auto|asyncio|uvloop]
 
 Same composition root (`clusterplane.app.build`), logging and uvicorn settings as the CLI
-(one worker, the same GIL switch interval, logs at the default level, `info`, so with the
-server's own access line per request; the send timeout on uvicorn's fastest installed
-HTTP protocol and event loop; `--http`/`--loop` pick others, to compare stacks);
+(one worker, the same interpreter tuning, `tune_interpreter`; logs at the default level,
+`info`, so with the server's own access line per request; the send timeout on uvicorn's
+fastest installed HTTP protocol and event loop; `--http`/`--loop` pick others, to compare stacks);
 `--duration-factor 0` makes every simulated step instantaneous, so what is left of a
 bring-up is the control plane's own overhead.
 """
@@ -16,7 +16,6 @@ bring-up is the control plane's own overhead.
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import uvicorn
 from clusterplane import logs
 from clusterplane.api.send_timeout import with_send_timeout
 from clusterplane.app import build
-from clusterplane.cli.main import GIL_SWITCH_SECONDS
+from clusterplane.cli.main import tune_interpreter
 from clusterplane.settings import EngineSettings, ServerSettings, Settings, SimulationSettings
 
 
@@ -61,7 +60,7 @@ def main() -> None:
     )
     logs.configure(settings.log.level, settings.log.format)
     application = build(settings)
-    sys.setswitchinterval(GIL_SWITCH_SECONDS)
+    tune_interpreter()
     uvicorn.run(
         application.api,
         host="127.0.0.1",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.engine import Engine, make_engine
+from tests.support.engine import Engine, instant_drivers, make_engine
 from tests.support.server import SMALL_FLEET, ServerProcess
 
 
@@ -15,6 +15,12 @@ from tests.support.server import SMALL_FLEET, ServerProcess
 def engine(tmp_path: Path) -> Iterator[Engine]:
     """The API and controllers in-process on `small.yaml`, fleet time moved by hand."""
     yield from make_engine(tmp_path)
+
+
+@pytest.fixture
+def instant(tmp_path: Path) -> Iterator[Engine]:
+    """The same engine with every simulated step done the moment it starts."""
+    yield from make_engine(tmp_path, drivers=instant_drivers)
 
 
 @pytest.fixture

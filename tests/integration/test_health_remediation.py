@@ -539,3 +539,28 @@ def test_an_auto_approved_repair_waits_while_its_cluster_is_over_the_stop_rule(e
     assert run_to_end(engine, cid, first["remediation_id"]) == "SUCCEEDED"
     engine.advance(60, step=30)
     assert get(engine, cid)["status"] == "Ready"
+
+
+def test_a_worker_failing_acceptance_in_the_pass_that_starts_the_tests_is_replaced(
+    instant: Engine,
+):
+    # Instantaneous steps: the pass whose workers come up also installs the drivers and
+    # runs the acceptance tests, and judges them.
+    created = create(instant, num_gpus=24)
+    bad = created["gpu_worker_nodes"][1]
+    silent_fault(instant, bad["host_name"], kind="ecc")
+    instant.app.manager.run_once()
+    instant.app.manager.run_once()
+    cluster = get(instant, created["cluster_id"])
+    seen = [p["phase"].removeprefix("CLUSTER_PHASE_") for p in cluster["phase_transitions"]]
+    assert seen[-3:] == [
+        "INSTALLING_DRIVERS",
+        "RUNNING_ACCEPTANCE_TESTS",
+        "ACCEPTANCE_TESTS_FAILED",
+    ]
+    worker = next(w for w in cluster["gpu_worker_nodes"] if w["node_id"] == bad["node_id"])
+    assert worker["status"] == "Draining"
+    instant.app.manager.run_until_idle()
+    cluster = get(instant, created["cluster_id"])
+    assert cluster["status"] == "Ready"
+    assert bad["host_name"] not in {w["host_name"] for w in cluster["gpu_worker_nodes"]}

@@ -313,3 +313,37 @@ def test_a_delete_that_lands_while_a_pass_runs_is_acted_on_at_the_next_pass(
         assert row.delete_requested_at is not None
         assert row.next_reconcile_at is not None
         assert row.next_reconcile_at <= engine.clock.now()
+
+
+def test_the_pass_that_takes_a_cluster_out_of_the_queue_boots_its_control_plane(
+    engine: Engine,
+):
+    cluster_id = create(engine)["cluster_id"]
+    engine.app.manager.run_once()
+    cluster = get(engine, cluster_id)
+    assert phases(cluster) == ["QUEUED", "WAITING_FOR_CONTROL_PLANE_NODES"]
+    assert [n["status"] for n in cluster["control_plane_nodes"]] == ["Scheduling"] * 3
+    assert [n["status"] for n in cluster["gpu_worker_nodes"]] == ["Pending"] * 2
+
+
+def test_steps_done_at_once_let_the_next_phases_start_in_the_same_pass(instant: Engine):
+    cluster_id = create(instant)["cluster_id"]
+    reached = []
+    for _ in range(3):
+        instant.app.manager.run_once()
+        reached.append(phases(get(instant, cluster_id))[-1])
+    # The control plane runs and the subnet step is done in the first pass; the workers
+    # run, and the driver install and the acceptance tests are done in the second.
+    assert reached == ["WAITING_FOR_DATA_PLANE_NODES", "RUNNING_NCCL_TESTS", "READY"]
+    cluster = get(instant, cluster_id)
+    assert phases(cluster) == [
+        "QUEUED",
+        "WAITING_FOR_CONTROL_PLANE_NODES",
+        "WAITING_FOR_SUBNET",
+        "WAITING_FOR_DATA_PLANE_NODES",
+        "INSTALLING_DRIVERS",
+        "RUNNING_ACCEPTANCE_TESTS",
+        "RUNNING_NCCL_TESTS",
+        "READY",
+    ]
+    assert cluster["first_ready_at"] == cluster["phase_transitions"][-1]["transition_time"]

@@ -10,11 +10,13 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlalchemy import inspect, select, text
+from sqlalchemy.orm import Session, sessionmaker
 
 from clusterplane.app import Application, DriverFactory, build
 from clusterplane.clock import Clock, ManualClock, SystemClock
 from clusterplane.db.engine import transaction
 from clusterplane.db.rows import HostRow
+from clusterplane.providers.registry import Drivers
 from clusterplane.services.access.auth import generate_key_text
 from clusterplane.settings import (
     CapacitySettings,
@@ -23,9 +25,11 @@ from clusterplane.settings import (
     HealthSettings,
     MetricsSettings,
     Settings,
+    SimulationSettings,
     StorageSettings,
     WebhookSettings,
 )
+from clusterplane.simulation.wiring import simulated_drivers
 from tests.support.databases import fresh_database_url
 
 TEST_CREDENTIALS_KEY = "clusterplane-test-suite-credentials-key-not-secret"
@@ -35,6 +39,13 @@ SMALL_FLEET = Path(__file__).resolve().parents[2] / "src/clusterplane/fleets/sma
 WHOLE_REGION = CapacitySettings(default_preemptible_share=1.0, default_storage_share=1.0)
 """Capacity settings that let one project use a whole region: for tests of the region's
 own limits rather than the per-project ones."""
+
+
+def instant_drivers(sessions: sessionmaker[Session]) -> Drivers:
+    """The simulated drivers with every step done the moment it starts
+    (`duration_factor = 0`): what is left of a bring-up is the controllers' passes."""
+    settings = Settings(simulation=SimulationSettings(duration_factor=0))
+    return simulated_drivers(settings, sessions)
 
 
 @dataclass

@@ -10,6 +10,7 @@ from clusterplane.domain.lifecycle import (
     node_status,
     phase_after,
     phase_complete,
+    phase_reached,
     status_for,
     workers_may_launch,
 )
@@ -61,6 +62,26 @@ def test_next_phase_walks_the_sequence_and_stops_at_its_end():
     assert next_phase(seq, P.QUEUED) == P.WAITING_FOR_CONTROL_PLANE_NODES
     assert next_phase(seq, P.READY) is None
     assert next_phase(seq, P.RUNNING_NCCL_TESTS) is None
+
+
+def test_a_cluster_reaches_the_first_phase_its_facts_do_not_complete():
+    seq = bring_up_sequence(has_volume=True, acceptance_tests=True, nccl_tests=True)
+    running = BringUpFacts(True, True, False, False)
+    assert phase_reached(seq, P.QUEUED, NOTHING) == P.WAITING_FOR_CONTROL_PLANE_NODES
+    assert phase_reached(seq, P.QUEUED, running) == P.WAITING_FOR_SUBNET, (
+        "a step phase entered on the way has not run its step"
+    )
+    subnet_done = BringUpFacts(True, False, False, True)
+    assert phase_reached(seq, P.WAITING_FOR_SUBNET, subnet_done) == P.WAITING_FOR_DATA_PLANE_NODES
+    step_done = BringUpFacts(True, True, False, True)
+    assert phase_reached(seq, P.WAITING_FOR_DATA_PLANE_NODES, running) == (
+        P.WAITING_FOR_SHARED_VOLUME
+    )
+    assert phase_reached(seq, P.WAITING_FOR_SHARED_VOLUME, step_done) == (
+        P.WAITING_FOR_SHARED_VOLUME
+    ), "the volume must be ready too"
+    assert phase_reached(seq, P.RUNNING_NCCL_TESTS, step_done) == P.READY
+    assert phase_reached(seq, P.SCHEDULED, running) == P.SCHEDULED
 
 
 def test_workers_launch_only_after_the_control_plane_and_subnet():

@@ -30,6 +30,7 @@ lacks stops the start (exit 2) with what to do.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import secrets
 import sys
@@ -133,6 +134,18 @@ CLI (install the official SDK and CLI with: pip install 'together[cli]'):
 GIL_SWITCH_SECONDS = 0.001
 
 
+def tune_interpreter() -> None:
+    """What serving sets in the interpreter once the application is built: the GIL switch
+    interval, and the objects made at start-up (modules, the application, mappers,
+    compiled statements) moved out of the cyclic collector's generations (`gc.freeze`),
+    so a full collection walks only what was allocated since. Before, a controller pass
+    that loaded a 16,384-GPU cluster's nodes (tens of thousands of objects) set off full
+    collections of the whole heap, about 0.1 s each, two or three per bring-up."""
+    sys.setswitchinterval(GIL_SWITCH_SECONDS)
+    gc.collect()
+    gc.freeze()
+
+
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -151,7 +164,7 @@ def serve(args: argparse.Namespace) -> int:
         print(f"clusterplane: {exc.message}", file=sys.stderr)
         return 2
     print(_banner(settings, application.issued_admin_key), flush=True)
-    sys.setswitchinterval(GIL_SWITCH_SECONDS)
+    tune_interpreter()
     uvicorn.run(
         application.api,
         host=settings.server.host,

@@ -14,15 +14,16 @@ progress becomes a failure of that node, step or config with the driver's messag
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from clusterplane.db.rows import ClusterRow, HostRow, NodeRow
+from clusterplane.db.rows import ClusterRow, NodeRow
 from clusterplane.domain import lifecycle
 from clusterplane.domain.checks import CheckPurpose
 from clusterplane.domain.enums import ClusterPhase, NodePhase, NodeRole
 from clusterplane.errors import PermanentProviderError
+from clusterplane.providers.contracts import HostChecks
 from clusterplane.providers.models import (
     BringUpStep,
     CheckProgress,
@@ -30,6 +31,7 @@ from clusterplane.providers.models import (
     ClusterConfigSpec,
     ClusterStepSpec,
     DriverState,
+    HostSpec,
     InstanceSpec,
     NodeAccess,
     NodeProgress,
@@ -39,7 +41,7 @@ from clusterplane.providers.registry import Drivers
 from clusterplane.services.health import acceptance
 from clusterplane.services.health.health import UNHEALTHY
 
-from .specs import host_spec, instance_spec
+from .specs import instance_spec
 
 P = ClusterPhase
 # The controller's phases -> the flavour's bring-up steps.
@@ -52,6 +54,16 @@ STEP_OF: dict[ClusterPhase, BringUpStep] = {
 }
 assert set(STEP_OF) == lifecycle.STEP_PHASES
 TEST_PHASES = (P.RUNNING_ACCEPTANCE_TESTS, P.RUNNING_NCCL_TESTS)
+# Phases from which one pass may reach a test step (its workers run, the steps before it
+# are done at once): their snapshots carry the workers' hosts.
+TESTS_REACHABLE_FROM = frozenset(
+    {
+        P.WAITING_FOR_DATA_PLANE_NODES,
+        P.WAITING_FOR_SHARED_VOLUME,
+        P.INSTALLING_DRIVERS,
+        *TEST_PHASES,
+    }
+)
 # How long after its test step began an acceptance check may still be running.
 CHECK_DEADLINE = timedelta(hours=3)
 UNCHANGED: Any = object()  # a NodeOutcome field the pass did not touch
@@ -74,8 +86,9 @@ class Snapshot:
     volumes_ready: bool
     sequence: tuple[ClusterPhase, ...]
     host_drivers: dict[str, str] = field(default_factory=dict)  # host id -> its driver
-    hosts: dict[str, HostRow] = field(default_factory=dict)  # in a test phase: the workers'
+    hosts: dict[str, HostSpec] = field(default_factory=dict)  # in a test phase: the workers'
     access: NodeAccess = field(default_factory=NodeAccess)  # the same for every node
+    tests_possible: bool = False  # `hosts` are loaded: this pass may take a test step
 
     @property
     def host_driver(self) -> str | None:
@@ -84,17 +97,29 @@ class Snapshot:
 
 
 @dataclass
+class StepOutcome:
+    """The bring-up step of one phase, started or polled by this pass."""
+
+    phase: ClusterPhase
+    state: DriverState | None = None
+    started: bool = False
+    done: bool = False
+    failed: str | None = None
+    checks: list[acceptance.CheckResult] = field(default_factory=list)
+
+
+@dataclass
 class Outcome:
     nodes: list[NodeOutcome] = field(default_factory=list)
-    step_phase: ClusterPhase | None = None  # the phase whose step this pass acted on
-    step_state: DriverState | None = None
-    step_started: bool = False
-    step_done: bool = False
-    step_failed: str | None = None
-    checks: list[acceptance.CheckResult] = field(default_factory=list)
+    # The steps this pass took, in order: the cluster's phase's (or the one this pass's
+    # nodes take it to), then each one a step done at once led to.
+    steps: list[StepOutcome] = field(default_factory=list)
     applied: dict[str, Any] | None = None  # the add-ons and config the flavour applied
     config_failed: str | None = None
     deleting: bool = False  # the cluster this pass acted on was being deleted
+
+    def step_for(self, phase: str) -> StepOutcome | None:
+        return next((s for s in self.steps if s.phase == phase), None)
 
 
 def failed(progress: Progress) -> str | None:
@@ -119,13 +144,14 @@ class ClusterActor:
             return NodeOutcome(node.id, node.provider_state, failed=exc.message)
 
     def _node(self, snap: Snapshot, node: NodeRow, now: datetime, *, launch: bool) -> NodeOutcome:
+        leaving = snap.cluster.delete_requested_at is not None or node.marked_for_deletion
+        if not leaving and node.provider_state is None and not launch:
+            return NodeOutcome(node.id, None)  # not launched, nor to be yet: nothing to ask
         spec = self.spec(snap, node)
-        if snap.cluster.delete_requested_at is not None or node.marked_for_deletion:
+        if leaving:
             return self._leave(snap, node, spec, now)
         host = self.drivers.host(spec.driver)
         if node.provider_state is None:
-            if not launch:
-                return NodeOutcome(node.id, None)
             return self._joined(snap, node, spec, host.prepare(spec, now), now)
         return self._joined(snap, node, spec, host.describe(spec, node.provider_state, now), now)
 
@@ -168,15 +194,41 @@ class ClusterActor:
 
     # -- the bring-up step, acceptance checks, config ------------------------------------
 
-    def step(self, snap: Snapshot, outcome: Outcome, now: datetime) -> None:
+    def steps(
+        self,
+        snap: Snapshot,
+        phase: ClusterPhase,
+        facts: lifecycle.BringUpFacts,
+        outcome: Outcome,
+        now: datetime,
+    ) -> None:
+        """The step of `phase`; while a step is done at once (instantaneous drivers), the
+        next phase the cluster will reach with it done (`lifecycle.phase_reached`, as the
+        apply walks) has its step started in this pass too. A test step ends the walk:
+        its verdicts are the apply's."""
+        while (step := self.step(snap, phase, now)) is not None:
+            outcome.steps.append(step)
+            if not step.done or step.failed is not None or phase in TEST_PHASES:
+                return
+            done = replace(facts, step_done=True)
+            following = lifecycle.phase_reached(snap.sequence, phase, done)
+            if following == phase or (following in TEST_PHASES and not snap.tests_possible):
+                return
+            phase = following
+
+    def step(self, snap: Snapshot, phase: ClusterPhase, now: datetime) -> StepOutcome | None:
+        """Start the step of `phase`, or poll it when it is the cluster's running step."""
         cluster = snap.cluster
-        phase = ClusterPhase(cluster.phase)
         step = STEP_OF.get(phase)
         if step is None or cluster.delete_requested_at is not None:
-            return
-        ours = cluster.step_state is not None and cluster.step_phase == phase
+            return None
+        ours = (
+            cluster.phase == phase
+            and cluster.step_state is not None
+            and cluster.step_phase == phase
+        )
         if ours and cluster.step_error is not None:
-            return  # failed: the cluster waits in this phase, the failure on record
+            return None  # failed: the cluster waits in this phase, the failure on record
         spec = ClusterStepSpec(
             cluster_id=cluster.id,
             cluster_type=cluster.cluster_type,
@@ -184,23 +236,22 @@ class ClusterActor:
             region=cluster.region,
             num_nodes=len(snap.nodes),
         )
-        outcome.step_phase, outcome.step_started = phase, not ours
+        known = cluster.step_state if ours else None
         try:
             flavour = self.drivers.flavour(cluster.cluster_type, snap.host_driver)
-            if ours:
-                assert cluster.step_state is not None
-                progress = flavour.poll_step(spec, cluster.step_state, now)
+            if known is not None:
+                progress = flavour.poll_step(spec, known, now)
             else:
                 progress = flavour.start_step(spec, now)
         except PermanentProviderError as exc:
-            progress = Progress(False, cluster.step_state or {}, failed=True, message=exc.message)
-        outcome.step_state, outcome.step_done = progress.state, progress.done
-        outcome.step_failed = failed(progress)
+            progress = Progress(False, known or {}, failed=True, message=exc.message)
+        outcome = StepOutcome(phase, progress.state, not ours, progress.done, failed(progress))
         if progress.done and phase in TEST_PHASES:
-            started = now if outcome.step_started else cluster.step_started_at
+            started = now if outcome.started else cluster.step_started_at
             checks = self.acceptance_checks(snap, phase, started or now, now)
-            outcome.step_done = checks is not None  # not yet: checks still running
+            outcome.done = checks is not None  # not yet: checks still running
             outcome.checks = checks or []
+        return outcome
 
     def acceptance_checks(
         self, snap: Snapshot, phase: ClusterPhase, started: datetime, now: datetime
@@ -215,10 +266,11 @@ class ClusterActor:
         late = now >= started + CHECK_DEADLINE
         running = False
         for node, host in testable(snap):
+            feature = self._check_feature(host)
             for kind, level in planned:
                 run_id = f"{snap.cluster.id}:{phase}:{started.isoformat()}:{node.id}:{kind}"
                 spec = CheckSpec(run_id, kind, level, CheckPurpose.ACCEPTANCE)
-                progress = self._check(host, spec, now)
+                progress = self._check(feature, host, spec, now)
                 message = failed(progress)
                 if message is None and not progress.done:
                     if not late:
@@ -230,16 +282,25 @@ class ClusterActor:
                 )
         return None if running else results
 
-    def _check(self, host: HostRow, spec: CheckSpec, now: datetime) -> CheckProgress:
+    def _check_feature(self, host: HostSpec) -> HostChecks | str:
+        """The host driver's check feature, or why there is none."""
         try:
             feature = self.drivers.checks(host.driver)
-            if feature is None:
-                message = f"the {host.driver} host driver runs no active checks"
-                return CheckProgress(False, {}, failed=True, message=message)
-            progress = feature.start_check(host_spec(host), spec, now)
+        except PermanentProviderError as exc:
+            return exc.message
+        return feature or f"the {host.driver} host driver runs no active checks"
+
+    @staticmethod
+    def _check(
+        feature: HostChecks | str, host: HostSpec, spec: CheckSpec, now: datetime
+    ) -> CheckProgress:
+        if isinstance(feature, str):
+            return CheckProgress(False, {}, failed=True, message=feature)
+        try:
+            progress = feature.start_check(host, spec, now)
             if progress.done or progress.failed:
                 return progress
-            return feature.poll_check(host_spec(host), spec, progress.state, now)
+            return feature.poll_check(host, spec, progress.state, now)
         except PermanentProviderError as exc:
             return CheckProgress(False, {}, failed=True, message=exc.message)
 
@@ -273,7 +334,7 @@ def workers_of(nodes: list[NodeRow]) -> list[NodeRow]:
     ]
 
 
-def testable(snap: Snapshot) -> list[tuple[NodeRow, HostRow]]:
+def testable(snap: Snapshot) -> list[tuple[NodeRow, HostSpec]]:
     """The workers acceptance tests judge (serving, not excluded), with their hosts."""
     return [
         (n, snap.hosts[n.host_id])

@@ -12,6 +12,7 @@ Crashing anywhere repeats at most the driver calls of this pass, which are idemp
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -36,6 +37,7 @@ from clusterplane.domain.enums import (
     RemediationState,
     VolumeStatus,
 )
+from clusterplane.providers.models import HostSpec
 from clusterplane.services.agents.node_access import node_access
 from clusterplane.services.capacity.allocation import GPUS_PER_NODE, next_ordinal, release_host
 from clusterplane.services.capacity.calendar import wind_down_at
@@ -58,8 +60,16 @@ from clusterplane.services.events.events import (
 from clusterplane.services.health import acceptance, check_runs, remediations
 
 from .base import ControllerContext
-from .cluster_act import TEST_PHASES as STEP_TEST_PHASES
-from .cluster_act import UNCHANGED, ClusterActor, NodeOutcome, Outcome, Snapshot
+from .cluster_act import (
+    TESTS_REACHABLE_FROM,
+    UNCHANGED,
+    ClusterActor,
+    NodeOutcome,
+    Outcome,
+    Snapshot,
+    StepOutcome,
+    workers_of,
+)
 
 POLL = timedelta(seconds=5)
 JOIN_EVENTS = {
@@ -128,6 +138,30 @@ def _sequence(cluster: ClusterRow, has_volume: bool, workers: int) -> tuple[Clus
     )
 
 
+def _facts_after(snap: Snapshot, outcome: Outcome) -> lifecycle.BringUpFacts:
+    """The bring-up facts as this pass's node outcomes leave them, counted as `_advance`
+    counts them (a failed node is FAILED, a terminated one gone); no step done yet."""
+    results = {r.node_id: r for r in outcome.nodes}
+
+    def phase(node: NodeRow) -> str | None:
+        result = results.get(node.id)
+        if result is None:
+            return node.phase
+        if result.failed is not None:
+            return NodePhase.FAILED
+        return None if result.terminated else (result.phase or node.phase)
+
+    cp = [p for n in snap.nodes if n.role == NodeRole.CONTROL_PLANE and (p := phase(n))]
+    workers = [p for n in workers_of(snap.nodes) if (p := phase(n))]
+    return lifecycle.BringUpFacts(
+        control_plane_running=bool(cp) and all(p == NodePhase.RUNNING for p in cp),
+        workers_running=len(workers) >= snap.cluster.num_gpus // GPUS_PER_NODE
+        and all(p == NodePhase.RUNNING for p in workers),
+        volume_ready=snap.volumes_ready,
+        step_done=False,
+    )
+
+
 class ClusterController:
     name = "clusters"
     row_type = ClusterRow
@@ -173,17 +207,40 @@ class ClusterController:
 
     @staticmethod
     def _load_hosts(session: Session, snap: Snapshot) -> None:
-        """Who manages each node's host; in a test phase the workers' hosts themselves.
+        """Who manages each node's host; in a phase from which this pass may take a test
+        step, also the workers' hosts as their driver knows them (`HostSpec`, read as
+        columns: no ORM rows for thousands of hosts).
 
         The cluster's hosts are found by their `cluster_id` (one indexed parameter, however
         large the cluster); a node whose host is not the cluster's any more by its id."""
         ids = {n.host_id for n in snap.nodes if n.host_id}
         if not ids:
             return
-        if ClusterPhase(snap.cluster.phase) in STEP_TEST_PHASES:
-            hosts = session.scalars(select(HostRow).where(HostRow.cluster_id == snap.cluster.id))
-            snap.hosts = {h.id: h for h in hosts if h.id in ids}
-            snap.host_drivers = {h.id: h.driver for h in snap.hosts.values()}
+        if ClusterPhase(snap.cluster.phase) in TESTS_REACHABLE_FROM:
+            snap.tests_possible = True
+            hosts = session.execute(
+                select(
+                    HostRow.id,
+                    HostRow.name,
+                    HostRow.region,
+                    HostRow.gpu_type,
+                    HostRow.num_gpus,
+                    HostRow.driver,
+                ).where(HostRow.cluster_id == snap.cluster.id)
+            )
+            snap.hosts = {
+                host_id: HostSpec(
+                    host_name=name,
+                    region=region,
+                    gpu_type=gpu_type,
+                    num_gpus=num_gpus,
+                    driver=driver,
+                    host_id=host_id,
+                )
+                for host_id, name, region, gpu_type, num_gpus, driver in hosts
+                if host_id in ids
+            }
+            snap.host_drivers = {h.host_id: h.driver for h in snap.hosts.values()}
         else:
             rows = session.execute(
                 select(HostRow.id, HostRow.driver).where(HostRow.cluster_id == snap.cluster.id)
@@ -213,7 +270,9 @@ class ClusterController:
             result = actor.node(snap, node, now, launch=launch)
             if result.state is not None or result.terminated or result.failed:
                 outcome.nodes.append(result)
-        actor.step(snap, outcome, now)
+        facts = _facts_after(snap, outcome)
+        reached = lifecycle.phase_reached(snap.sequence, ClusterPhase(cluster.phase), facts)
+        actor.steps(snap, reached, facts, outcome, now)
         phase = ClusterPhase(cluster.phase)
         desired = addons.desired_config(
             cluster.add_ons, cluster.cluster_config, cluster.credentials
@@ -225,9 +284,11 @@ class ClusterController:
     @staticmethod
     def _may_launch(cluster: ClusterRow, node: NodeRow, seq: tuple[ClusterPhase, ...]) -> bool:
         phase = ClusterPhase(cluster.phase)
-        if phase in (P.SCHEDULED, P.QUEUED):
-            return False
+        if phase == P.SCHEDULED:
+            return False  # a reservation launches nothing before its window opens
         if node.role == NodeRole.CONTROL_PLANE:
+            # Queued too: a pass that sees QUEUED always leaves it (`phase_complete`), so
+            # the control plane boots in that pass instead of waiting for the next one.
             return True
         return lifecycle.workers_may_launch(phase, seq)
 
@@ -241,6 +302,7 @@ class ClusterController:
         live = {n.id: n for n in self._live_nodes(session, cluster.id)}
         if any(r.terminated for r in outcome.nodes):
             session.scalars(select(HostRow).where(HostRow.cluster_id == cluster.id)).all()
+        # Only a node that joins (a scale-up, a replacement) is told apart from a reboot.
         ran = _have_run(
             session,
             [
@@ -249,6 +311,7 @@ class ClusterController:
                 if r.phase == NodePhase.RUNNING
                 and r.node_id in live
                 and live[r.node_id].phase != NodePhase.RUNNING
+                and live[r.node_id].origin in JOIN_EVENTS
             ],
         )
         progressed = False
@@ -262,32 +325,34 @@ class ClusterController:
             # A deletion requested while this pass ran is acted on next, not after POLL.
             self._apply_deleting(session, cluster, nodes, now, progressed or not outcome.deleting)
             return
-        self._record_step(session, cluster, outcome, now)
-        self._advance(session, cluster, nodes, outcome, now, progressed)
+        step_done = self._record_step(session, cluster, outcome.step_for(cluster.phase), now)
+        self._advance(session, cluster, nodes, outcome, now, progressed, step_done)
         self._record_applied(session, cluster, outcome, now)
 
     @staticmethod
     def _record_step(
-        session: Session, cluster: ClusterRow, outcome: Outcome, now: datetime
-    ) -> None:
-        """The step this pass started or polled, in the controller's own columns."""
-        if outcome.step_phase is None or cluster.phase != outcome.step_phase:
-            return  # the phase moved on (or nothing was asked): the outcome is stale
-        cluster.step_state = outcome.step_state
-        if outcome.step_started:
-            cluster.step_phase, cluster.step_started_at = outcome.step_phase, now
+        session: Session, cluster: ClusterRow, step: StepOutcome | None, now: datetime
+    ) -> bool:
+        """The step of the cluster's phase this pass started or polled, in the controller's
+        own columns; whether it is done (and did not fail)."""
+        if step is None or cluster.phase != step.phase:
+            return False  # the phase moved on (or nothing was asked): the outcome is stale
+        cluster.step_state = step.state
+        if step.started:
+            cluster.step_phase, cluster.step_started_at = step.phase, now
             cluster.step_error = None
-        if outcome.step_failed is not None and cluster.step_error is None:
-            cluster.step_error = outcome.step_failed
+        if step.failed is not None and cluster.step_error is None:
+            cluster.step_error = step.failed
             record_event(
                 session,
                 object_type="cluster",
                 object_id=cluster.id,
                 kind="step_failed",
-                message=f"{outcome.step_phase} failed: {outcome.step_failed}",
+                message=f"{step.phase} failed: {step.failed}",
                 at=now,
                 scope=cluster_scope(cluster),
             )
+        return step.done and cluster.step_error is None
 
     @staticmethod
     def _record_applied(
@@ -343,10 +408,12 @@ class ClusterController:
         now: datetime,
         ran: set[str],
     ) -> bool:
-        """Record one node's outcome; True if it moved (a new phase, failed, or gone)."""
-        if result.state is not None:
+        """Record one node's outcome; True if it moved (a new phase, failed, or gone).
+        A driver state equal to the stored one is not set again: the node stays clean,
+        and the flush skips it (most nodes, on most passes)."""
+        if result.state is not None and result.state != node.provider_state:
             node.provider_state = result.state
-        if result.flavour_state is not UNCHANGED:
+        if result.flavour_state is not UNCHANGED and result.flavour_state != node.flavour_state:
             node.flavour_state = result.flavour_state
         if result.failed is not None:
             return self._fail_node(session, cluster, node, result.failed, now)
@@ -448,6 +515,7 @@ class ClusterController:
         outcome: Outcome,
         now: datetime,
         progressed: bool,
+        step_done: bool,
     ) -> None:
         end, why = wind_down_at(session, cluster)
         if end is not None and now >= end:
@@ -500,15 +568,10 @@ class ClusterController:
             volume_ready=all(
                 v.status in (VolumeStatus.AVAILABLE, VolumeStatus.BOUND) for v in vols
             ),
-            step_done=outcome.step_done
-            and cluster.step_phase == phase
-            and cluster.step_error is None,
+            step_done=step_done and cluster.step_phase == phase,
         )
-        failed = phase in TEST_PHASES and facts.step_done
-        if failed and self._acceptance_failed(session, cluster, workers, outcome, now):
-            set_cluster_phase(session, cluster, TEST_PHASES[phase], now)
-            cluster.step_state = None
-            cluster.next_reconcile_at = now
+        own = outcome.step_for(phase)
+        if facts.step_done and self._tests_failed(session, cluster, workers, own, now):
             return
         if phase in RETEST and facts.workers_running:
             set_cluster_phase(session, cluster, RETEST[phase], now)
@@ -523,12 +586,12 @@ class ClusterController:
                 break
             set_cluster_phase(session, cluster, following, now)
             cluster.step_state = None
-            facts = lifecycle.BringUpFacts(
-                facts.control_plane_running,
-                facts.workers_running,
-                facts.volume_ready,
-                step_done=False,
-            )
+            # A step this pass already took for the phase it just entered (`steps`).
+            ahead = outcome.step_for(following)
+            done = self._record_step(session, cluster, ahead, now)
+            if done and self._tests_failed(session, cluster, workers, ahead, now):
+                return
+            facts = replace(facts, step_done=done)
             phase = following
             if following == P.READY and cluster.first_ready_at is None:
                 cluster.first_ready_at = now
@@ -555,21 +618,30 @@ class ClusterController:
         live = sum(n.preemptible and not n.marked_for_deletion for n in nodes)
         return live * 8 < cluster.desired_preemptible_gpus
 
-    def _acceptance_failed(
+    def _tests_failed(
         self,
         session: Session,
         cluster: ClusterRow,
         workers: list[NodeRow],
-        outcome: Outcome,
+        step: StepOutcome | None,
         now: datetime,
     ) -> bool:
-        """Judge the workers after a test step; exclude and replace those that failed."""
+        """After a done test step, judge the workers; exclude and replace those that failed,
+        and the cluster goes to the phase its tests fail into."""
+        phase = ClusterPhase(cluster.phase)
+        if step is None or phase not in TEST_PHASES:
+            return False
         settings = self.ctx.settings
-        failed = acceptance.failing_workers(session, cluster, workers, outcome.checks, now)
+        failed = acceptance.failing_workers(session, cluster, workers, step.checks, now)
         for node, run in failed:
             ordinal = next_ordinal(session, cluster.id)
             acceptance.exclude_and_replace(session, settings, cluster, node, run, ordinal, now)
-        return bool(failed)
+        if not failed:
+            return False
+        set_cluster_phase(session, cluster, TEST_PHASES[phase], now)
+        cluster.step_state = None
+        cluster.next_reconcile_at = now
+        return True
 
     @staticmethod
     def _next_due(

@@ -7,7 +7,7 @@ its steady phase while nodes come and go. `status` on the wire is a function of 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from clusterplane.domain.enums import ClusterPhase, ClusterStatus, NodePhase
 
@@ -117,6 +117,21 @@ def phase_after(sequence: tuple[ClusterPhase, ...], phase: ClusterPhase) -> Clus
     if phase not in full:
         return None
     return next((p for p in full[full.index(phase) + 1 :] if p in sequence), None)
+
+
+def phase_reached(
+    sequence: tuple[ClusterPhase, ...], phase: ClusterPhase, facts: BringUpFacts
+) -> ClusterPhase:
+    """Where a cluster in `phase` gets with `facts`: through every phase that is complete,
+    to the first that is not (`facts.step_done` is about `phase`'s own step only; a step
+    phase entered on the way has not run its step yet)."""
+    while phase not in STEADY_PHASES and phase_complete(phase, facts):
+        following = phase_after(sequence, phase)
+        if following is None:
+            break
+        phase = following
+        facts = replace(facts, step_done=False)
+    return phase
 
 
 def steady_phase(*, degraded: bool) -> ClusterPhase:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -97,18 +97,26 @@ def failing_workers(
     return failing
 
 
-def _hosts(session: Session, ids: list[str], chunk: int = 500) -> dict[str, HostRow]:
-    """The hosts of `ids`, a query per `chunk` of them (not one per worker)."""
-    found: dict[str, HostRow] = {}
+class _Host(NamedTuple):
+    """What judging a worker's checks and storing its failed run need of its host."""
+
+    id: str
+    name: str
+    gpu_type: str
+    ib_hca_type: str
+
+
+def _hosts(session: Session, ids: list[str], chunk: int = 500) -> dict[str, _Host]:
+    """The hosts of `ids` as columns, a query per `chunk` of them (not one per worker)."""
+    columns = (HostRow.id, HostRow.name, HostRow.gpu_type, HostRow.ib_hca_type)
+    found: dict[str, _Host] = {}
     for start in range(0, len(ids), chunk):
-        part = ids[start : start + chunk]
-        found.update(
-            (h.id, h) for h in session.scalars(select(HostRow).where(HostRow.id.in_(part)))
-        )
+        rows = session.execute(select(*columns).where(HostRow.id.in_(ids[start : start + chunk])))
+        found.update((row[0], _Host(*row)) for row in rows)
     return found
 
 
-def _verdict(host: HostRow, result: CheckResult) -> tuple[bool, str]:
+def _verdict(host: _Host, result: CheckResult) -> tuple[bool, str]:
     if result.failure is not None:
         return False, result.failure
     verdict = judge(result.kind, host.gpu_type, host.ib_hca_type, result.figures)
@@ -117,7 +125,7 @@ def _verdict(host: HostRow, result: CheckResult) -> tuple[bool, str]:
 
 def _stored_run(
     session: Session,
-    host: HostRow,
+    host: _Host,
     node: NodeRow,
     result: CheckResult,
     passed: bool,
