@@ -8,6 +8,10 @@ remediations), and `rendered`, the revision its stored document was rendered at.
 sealed at rest and added at read time) and until when it holds (a lifecycle event ages out
 of the response after 72 hours).
 
+On PostgreSQL a transaction bumps a cluster's revision once, however many of its rows it
+writes (see `_bump`); a document is therefore stored only at the end of the transaction
+that rendered it, after its last write.
+
 The triggers make the revision complete by construction: no code path can change what a
 response shows without bumping it, whichever service, controller, replica or operator's
 SQL wrote. Only the columns a response shows fire them, so a lease or a due time does not.
@@ -80,11 +84,17 @@ SOURCES: dict[str, tuple[str, list[str], bool]] = {
 }
 
 
-def _bump(*rows: str, source: str) -> str:
+def _bump(*rows: str, source: str, once_per_transaction: bool = False) -> str:
     clusters = ' UNION '.join(source.format(row=row) for row in rows)
+    # On PostgreSQL every update of a row writes a new version of it, and updating one
+    # row thousands of times in a transaction (a create's or a pass's node rows) walks a
+    # growing chain of them: a 2,048-node create took 3.8 s instead of 0.5 s. Readers
+    # only ever see committed states, so one bump per transaction says as much: a row
+    # this transaction already wrote (its `xmin`) is left alone.
+    guard = ' AND xmin <> pg_current_xact_id()::xid' if once_per_transaction else ''
     return (
         'UPDATE cluster_revisions SET revision = revision + 1 '
-        f'WHERE cluster_id IN ({clusters});'
+        f'WHERE cluster_id IN ({clusters}){guard};'
     )
 
 
@@ -130,9 +140,10 @@ def _postgresql_triggers() -> list[str]:
     for table, (source, columns, rows_count) in SOURCES.items():
         statements += [
             f'CREATE FUNCTION cp_{table}_touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN '
-            f"IF TG_OP = 'INSERT' THEN {_bump('NEW', source=source)} "
-            f"ELSIF TG_OP = 'DELETE' THEN {_bump('OLD', source=source)} "
-            f"ELSE {_bump('NEW', 'OLD', source=source)} END IF; RETURN NULL; END $$",
+            f"IF TG_OP = 'INSERT' THEN {_bump('NEW', source=source, once_per_transaction=True)} "
+            f"ELSIF TG_OP = 'DELETE' THEN {_bump('OLD', source=source, once_per_transaction=True)} "
+            f"ELSE {_bump('NEW', 'OLD', source=source, once_per_transaction=True)} END IF; "
+            "RETURN NULL; END $$",
             f'CREATE TRIGGER cp_{table}_update AFTER UPDATE OF {", ".join(columns)} '
             f'ON {table} FOR EACH ROW EXECUTE FUNCTION cp_{table}_touch()',
         ]
