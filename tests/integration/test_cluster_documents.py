@@ -26,16 +26,10 @@ from clusterplane.services.clusters.cluster_views import (
     RemediationView,
     VolumeView,
 )
+from tests.support.clusters import cluster_body
 from tests.support.engine import Engine
 
-CREATE = {
-    "cluster_name": "docs",
-    "billing_type": "ON_DEMAND",
-    "gpu_type": "H100_SXM",
-    "num_gpus": 16,
-    "region": "test-1",
-    "nvidia_version_id": "cu128-drv570-ubuntu2204",
-}
+CREATE = cluster_body(cluster_name="docs", num_gpus=16)
 HOST_FACTS = ("ephemeral_storage", "ib_hca_count", "ib_hca_type", "nvswitch_count", "nvswitch_type")
 
 

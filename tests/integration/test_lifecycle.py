@@ -23,6 +23,18 @@ CREATE = {
 }
 
 
+BRING_UP = [
+    "QUEUED",
+    "WAITING_FOR_CONTROL_PLANE_NODES",
+    "WAITING_FOR_SUBNET",
+    "WAITING_FOR_DATA_PLANE_NODES",
+    "INSTALLING_DRIVERS",
+    "RUNNING_ACCEPTANCE_TESTS",
+    "RUNNING_NCCL_TESTS",
+    "READY",
+]
+
+
 def create(engine: Engine, **overrides: Any) -> dict[str, Any]:
     response = engine.client.post(
         "/v1/compute/clusters", json={**CREATE, **overrides}, headers=engine.headers()
@@ -54,16 +66,7 @@ def test_a_new_cluster_walks_every_bring_up_phase_in_order_and_becomes_ready(eng
     engine.advance(3 * 3600, step=60)
     cluster = get(engine, cluster["cluster_id"])
     assert cluster["status"] == "Ready"
-    assert phases(cluster) == [
-        "QUEUED",
-        "WAITING_FOR_CONTROL_PLANE_NODES",
-        "WAITING_FOR_SUBNET",
-        "WAITING_FOR_DATA_PLANE_NODES",
-        "INSTALLING_DRIVERS",
-        "RUNNING_ACCEPTANCE_TESTS",
-        "RUNNING_NCCL_TESTS",
-        "READY",
-    ]
+    assert phases(cluster) == BRING_UP
     times = [when(p["transition_time"]) for p in cluster["phase_transitions"]]
     assert times == sorted(times)
     assert times[-1] - times[0] > timedelta(minutes=10), "bring-up takes minutes, not seconds"
@@ -336,14 +339,5 @@ def test_steps_done_at_once_let_the_next_phases_start_in_the_same_pass(instant: 
     # run, and the driver install and the acceptance tests are done in the second.
     assert reached == ["WAITING_FOR_DATA_PLANE_NODES", "RUNNING_NCCL_TESTS", "READY"]
     cluster = get(instant, cluster_id)
-    assert phases(cluster) == [
-        "QUEUED",
-        "WAITING_FOR_CONTROL_PLANE_NODES",
-        "WAITING_FOR_SUBNET",
-        "WAITING_FOR_DATA_PLANE_NODES",
-        "INSTALLING_DRIVERS",
-        "RUNNING_ACCEPTANCE_TESTS",
-        "RUNNING_NCCL_TESTS",
-        "READY",
-    ]
+    assert phases(cluster) == BRING_UP
     assert cluster["first_ready_at"] == cluster["phase_transitions"][-1]["transition_time"]

@@ -14,16 +14,10 @@ from clusterplane.api.read_cache import ReadCache
 from clusterplane.api.routers import clusters as clusters_router
 from clusterplane.db.loop_reads import LoopReader
 from clusterplane.services.clusters.cluster_documents import STORED_ONE
+from tests.support.clusters import cluster_body
 from tests.support.engine import Engine
 
-CREATE = {
-    "cluster_name": "loop",
-    "billing_type": "ON_DEMAND",
-    "gpu_type": "H100_SXM",
-    "num_gpus": 8,
-    "region": "test-1",
-    "nvidia_version_id": "cu128-drv570-ubuntu2204",
-}
+CREATE = cluster_body(cluster_name="loop")
 
 
 @pytest.fixture
