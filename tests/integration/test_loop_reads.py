@@ -10,12 +10,14 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
+from clusterplane.api.inflight import InFlight
 from clusterplane.api.read_cache import ReadCache
 from clusterplane.api.routers import clusters as clusters_router
 from clusterplane.db.loop_reads import LoopReader
 from clusterplane.services.clusters.cluster_documents import STORED_ONE
 from tests.support.clusters import cluster_body
 from tests.support.engine import Engine
+from tests.support.tenants import new_tenant
 
 CREATE = cluster_body(cluster_name="loop")
 
@@ -106,3 +108,64 @@ def test_postgresql_and_in_memory_databases_are_never_read_on_the_loop(engine: E
     memory.dispose()
     if engine.app.engine.dialect.name == "postgresql":
         assert LoopReader(engine.app.engine).all(STORED_ONE, id="any") is None
+
+
+def test_the_get_route_bounds_each_keys_requests_in_flight_and_serves_other_tenants(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+):
+    """A tenant whose GETs of a behind document hold every slot of its key gets 429 for
+    the next one; another tenant's GET is served meanwhile."""
+    engine.app.api.state.cp.reads = ReadCache(0)
+    engine.app.api.state.cp.inflight = InFlight(1)
+    _, holder_key = new_tenant(engine, "holder")
+    _, other_key = new_tenant(engine, "other")
+    clusters = {}
+    for name, key in (("held", holder_key), ("other", other_key)):
+        reply = engine.client.post(
+            "/v1/compute/clusters",
+            json=cluster_body(cluster_name=name),
+            headers=engine.headers(key),
+        )
+        assert reply.status_code == 200, reply.text
+        clusters[name] = reply.json()["cluster_id"]
+    with engine.app.engine.begin() as conn:  # the held cluster's document is behind
+        conn.execute(
+            text("UPDATE clusters SET name = 'moved' WHERE id = :c"), {"c": clusters["held"]}
+        )
+    entered, release = threading.Event(), threading.Event()
+    real = clusters_router._retrieve
+
+    def slow(*args: Any) -> Any:
+        entered.set()
+        release.wait(10)
+        return real(*args)
+
+    monkeypatch.setattr(clusters_router, "_retrieve", slow)
+    answers: list[int] = []
+    first = threading.Thread(
+        target=lambda: answers.append(
+            engine.client.get(
+                f"/v1/compute/clusters/{clusters['held']}", headers=engine.headers(holder_key)
+            ).status_code
+        )
+    )
+    first.start()
+    try:
+        assert entered.wait(10)
+        refused = engine.client.get(
+            f"/v1/compute/clusters/{clusters['held']}", headers=engine.headers(holder_key)
+        )
+        assert refused.status_code == 429
+        assert refused.json()["error"]["message"]
+        served = engine.client.get(
+            f"/v1/compute/clusters/{clusters['other']}", headers=engine.headers(other_key)
+        )
+        assert served.status_code == 200
+    finally:
+        release.set()
+        first.join(10)
+    assert answers == [200]
+    again = engine.client.get(  # the slot was given back
+        f"/v1/compute/clusters/{clusters['held']}", headers=engine.headers(holder_key)
+    )
+    assert again.status_code == 200
