@@ -26,7 +26,7 @@ from clusterplane.services.clusters.cluster_views import (
     RemediationView,
     VolumeView,
 )
-from tests.support.clusters import cluster_body
+from tests.support.clusters import cluster_body, store_documents
 from tests.support.engine import Engine
 
 CREATE = cluster_body(cluster_name="docs", num_gpus=16)
@@ -41,14 +41,9 @@ def ready(engine: Engine) -> tuple[Engine, str]:
     assert reply.status_code == 200, reply.text
     engine.advance(3 * 3600, step=60)
     cluster_id = reply.json()["cluster_id"]
-    _refresh(engine)
+    store_documents(engine)
     assert _revision(engine, cluster_id) == _document_revision(engine, cluster_id)
     return engine, cluster_id
-
-
-def _refresh(engine: Engine) -> None:
-    for _ in range(3):  # a cluster is rendered once it was quiet for a loop
-        engine.app.manager.documents.refresh()
 
 
 def _revision(engine: Engine, cluster_id: str) -> int:
@@ -162,7 +157,7 @@ def test_a_get_shows_a_write_the_refresher_has_not_rendered_yet(ready):
     assert statements > 1  # read and rendered on the spot
     assert {n["status"] for n in fresh["gpu_worker_nodes"]} == {"Cordoned"}
     assert {n["status"] for n in stored["gpu_worker_nodes"]} != {"Cordoned"}
-    _refresh(engine)
+    store_documents(engine)
     again, statements = _get(engine, cluster_id)
     assert statements == 1
     assert again == fresh
@@ -181,14 +176,14 @@ def test_a_stored_document_drops_a_lifecycle_event_once_it_is_72_hours_old(ready
                 timestamp=engine.clock.now(),
             )
         )
-    _refresh(engine)
+    store_documents(engine)
     shown, statements = _get(engine, cluster_id)
     assert statements == 1
     assert "Aged" in {e["reason"] for e in shown["node_lifecycle_events"]}
     engine.clock.advance(timedelta(hours=72, seconds=1).total_seconds())
     later, statements = _get(engine, cluster_id)
     assert "Aged" not in {e["reason"] for e in later["node_lifecycle_events"]}
-    _refresh(engine)
+    store_documents(engine)
     stored, statements = _get(engine, cluster_id)
     assert statements == 1
     assert stored == later
@@ -199,7 +194,7 @@ def test_a_deleted_cluster_is_not_found_and_loses_its_document(ready):
     reply = engine.client.delete(f"/v1/compute/clusters/{cluster_id}", headers=engine.headers())
     assert reply.status_code == 200
     engine.advance(3600, step=60)
-    _refresh(engine)
+    store_documents(engine)
     reply = engine.client.get(f"/v1/compute/clusters/{cluster_id}", headers=engine.headers())
     assert reply.status_code == 404
     assert reply.json()["error"]["code"]
@@ -207,3 +202,16 @@ def test_a_deleted_cluster_is_not_found_and_loses_its_document(ready):
     assert (
         cluster_id not in engine.client.get("/v1/compute/clusters", headers=engine.headers()).text
     )
+
+
+def test_a_create_answers_without_storing_a_document_the_next_pass_would_outdate(
+    engine: Engine,
+):
+    reply = engine.client.post("/v1/compute/clusters", json=CREATE, headers=engine.headers())
+    assert reply.status_code == 200, reply.text
+    cluster_id = reply.json()["cluster_id"]
+    assert _document_revision(engine, cluster_id) is None
+    shown, _ = _get(engine, cluster_id)
+    assert shown == reply.json()
+    store_documents(engine)
+    assert _document_revision(engine, cluster_id) == _revision(engine, cluster_id)

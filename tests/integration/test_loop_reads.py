@@ -15,7 +15,7 @@ from clusterplane.api.read_cache import ReadCache
 from clusterplane.api.routers import clusters as clusters_router
 from clusterplane.db.loop_reads import LoopReader
 from clusterplane.services.clusters.cluster_documents import STORED_ONE
-from tests.support.clusters import cluster_body
+from tests.support.clusters import cluster_body, store_documents
 from tests.support.engine import Engine
 from tests.support.tenants import new_tenant
 
@@ -48,7 +48,8 @@ def test_a_cluster_with_a_stored_document_is_answered_without_a_worker_thread(
     _sqlite_only(engine)
     created = engine.client.post("/v1/compute/clusters", json=CREATE, headers=engine.headers())
     assert created.status_code == 200, created.text
-    cluster_id = created.json()["cluster_id"]  # the create stored the document it answered
+    cluster_id = created.json()["cluster_id"]
+    store_documents(engine)
     reply = engine.client.get(f"/v1/compute/clusters/{cluster_id}", headers=engine.headers())
     assert reply.status_code == 200
     assert reply.json() == created.json()

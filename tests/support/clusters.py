@@ -1,8 +1,11 @@
-"""Request bodies of clusters for tests: the smallest valid create on the small fleet."""
+"""Clusters for tests: the smallest valid create body on the small fleet, and storing
+their documents as a running refresher would."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from tests.support.engine import Engine
 
 CREATE: dict[str, Any] = {
     "cluster_name": "test",
@@ -17,3 +20,10 @@ CREATE: dict[str, Any] = {
 def cluster_body(**overrides: Any) -> dict[str, Any]:
     """A create body on the small fleet, with `overrides` applied."""
     return {**CREATE, **overrides}
+
+
+def store_documents(engine: Engine) -> None:
+    """Run the documents refresher until every quiet cluster's document is stored (it
+    renders a cluster once the cluster was quiet for a loop)."""
+    for _ in range(3):
+        engine.app.manager.documents.refresh()

@@ -197,7 +197,9 @@ def create_cluster(
                 capacity=state.settings.capacity,
             ),
         )
-        result = cluster_documents.respond_after_write(session, row.id, now=now, box=state.secrets)
+        result = cluster_documents.respond_after_write(
+            session, row.id, now=now, box=state.secrets, keep=False
+        )
     state.nudge()
     return Response(result, media_type="application/json")
 

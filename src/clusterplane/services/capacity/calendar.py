@@ -28,11 +28,12 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from sqlalchemy import and_, bindparam, func, not_, or_, select
 from sqlalchemy.orm import Session
 
+from clusterplane.db.prepared import Prepared, Reader, reader_of
 from clusterplane.db.rows import CapacityPoolRow, ClusterRow, HostRow, NodeRow, RegionRow
 from clusterplane.domain.calendar import (
     Booking,
@@ -140,23 +141,24 @@ class _Steps:
 
 
 # Grouped in the order of `ix_hosts_capacity`, which covers it: no sort, no table reads.
-_SERVICEABLE_HOSTS = (
+_SERVICEABLE_HOSTS: Prepared[tuple[str, str | None, int]] = Prepared(
     select(HostRow.fabric, HostRow.capacity_pool_id, func.count())
     .where(
         HostRow.region == bindparam("region"),
         HostRow.gpu_type == bindparam("gpu_type"),
         HostRow.in_fleet_file.is_(True),
-        HostRow.state.in_(SERVICEABLE),
+        or_(*(HostRow.state == state for state in SERVICEABLE)),
     )
-    .group_by(HostRow.fabric, HostRow.capacity_pool_id)
+    .group_by(HostRow.fabric, HostRow.capacity_pool_id),
+    tuple,
 )
 
 
 def _serviceable_hosts(
-    session: Session, region: str, gpu_type: str
+    reader: Reader, region: str, gpu_type: str
 ) -> dict[tuple[str, str | None], int]:
     """Serviceable hosts of a region and GPU type, per (fabric, capacity pool id)."""
-    rows = session.execute(_SERVICEABLE_HOSTS, {"region": region, "gpu_type": gpu_type})
+    rows = reader.all(_SERVICEABLE_HOSTS, region=region, gpu_type=gpu_type)
     return {(fabric, pool_id): int(count) for fabric, pool_id, count in rows}
 
 
@@ -266,18 +268,46 @@ def booking_of(cluster: _Bookable, pool: CapacityPoolRow | None, now: datetime) 
     )
 
 
-_BOOKING_COLUMNS = (
-    ClusterRow.id,
-    ClusterRow.name,
-    ClusterRow.project_id,
-    ClusterRow.billing_type,
-    ClusterRow.capacity_pool_id,
-    ClusterRow.num_gpus,
-    ClusterRow.num_capacity_pool_gpus,
-    ClusterRow.reservation_start_time,
-    ClusterRow.reservation_end_time,
-    ClusterRow.booked_seq,
-    ClusterRow.booked_fabric,
+class _BookingColumns(NamedTuple):
+    """The columns of a cluster its booking is made of."""
+
+    id: str
+    name: str
+    project_id: str
+    billing_type: str
+    capacity_pool_id: str | None
+    num_gpus: int
+    num_capacity_pool_gpus: int
+    reservation_start_time: datetime | None
+    reservation_end_time: datetime | None
+    booked_seq: int | None
+    booked_fabric: str | None
+
+
+_LIVE = (
+    ClusterRow.region == bindparam("region"),
+    ClusterRow.gpu_type == bindparam("gpu_type"),
+    ClusterRow.deleted_at.is_(None),
+    ClusterRow.phase != ClusterPhase.DELETING,
+)
+# Started, open-ended general bookings (on-demand clusters: most of them), but `keep`'s.
+_STEADY = and_(
+    ClusterRow.reservation_end_time.is_(None),
+    ClusterRow.capacity_pool_id.is_(None),
+    or_(
+        ClusterRow.reservation_start_time.is_(None),
+        ClusterRow.reservation_start_time <= bindparam("now"),
+    ),
+    ClusterRow.id != bindparam("keep"),
+)
+_BOOKINGS = select(*(getattr(ClusterRow, name) for name in _BookingColumns._fields))
+_ORDER = (ClusterRow.created_at, ClusterRow.id)
+_ALL_BOOKINGS = Prepared(_BOOKINGS.where(*_LIVE).order_by(*_ORDER), _BookingColumns)
+_UNSTEADY_BOOKINGS = Prepared(
+    _BOOKINGS.where(*_LIVE, not_(_STEADY)).order_by(*_ORDER), _BookingColumns
+)
+_STEADY_GPUS: Prepared[tuple[int | None]] = Prepared(
+    select(func.sum(ClusterRow.num_gpus)).where(*_LIVE, _STEADY), tuple
 )
 
 
@@ -295,30 +325,18 @@ def load_calendar(
     `held_nodes` instead of listed, except `keep`'s, so a create's check does not read
     every cluster. Itemised entries are also split by fabric."""
     pools = live_pools(session, region, gpu_type)
-    serviceable = _serviceable_hosts(session, region, gpu_type)
+    reader = reader_of(session)
+    serviceable = _serviceable_hosts(reader, region, gpu_type)
     general, pool_hosts, fabrics = _capacity(serviceable, pools, now)
-    live = (
-        ClusterRow.region == region,
-        ClusterRow.gpu_type == gpu_type,
-        ClusterRow.deleted_at.is_(None),
-        ClusterRow.phase != ClusterPhase.DELETING,
-    )
-    steady = and_(
-        ClusterRow.reservation_end_time.is_(None),
-        ClusterRow.capacity_pool_id.is_(None),
-        or_(
-            ClusterRow.reservation_start_time.is_(None),
-            ClusterRow.reservation_start_time <= now,
-        ),
-        ClusterRow.id != (keep or ""),
-    )
+    where = {"region": region, "gpu_type": gpu_type}
     held = 0
-    query = select(*_BOOKING_COLUMNS).where(*live)
-    if not itemise:
-        total = session.scalar(select(func.sum(ClusterRow.num_gpus)).where(*live, steady))
+    if itemise:
+        rows = reader.all(_ALL_BOOKINGS, **where)
+    else:
+        steady = {**where, "now": now, "keep": keep or ""}
+        ((total,),) = reader.all(_STEADY_GPUS, **steady)
         held = int(total or 0) // GPUS_PER_NODE
-        query = query.where(not_(steady))
-    rows = session.execute(query.order_by(ClusterRow.created_at, ClusterRow.id)).all()
+        rows = reader.all(_UNSTEADY_BOOKINGS, **steady)
     entries = [
         booking_of(c, pools.get(c.capacity_pool_id) if c.capacity_pool_id else None, now)
         for c in rows

@@ -9,7 +9,11 @@ from sqlalchemy.orm import Session
 
 from clusterplane.db.rows import RegionRow
 from clusterplane.errors import InvalidRequest
-from clusterplane.services.capacity.fleet import list_regions, supported_instance_types
+from clusterplane.services.capacity.fleet import (
+    list_regions,
+    offers_instance_type,
+    supported_instance_types,
+)
 
 DEFAULT_OS = "ubuntu-22.04"
 
@@ -31,8 +35,8 @@ def get_region(session: Session, name: str) -> RegionRow:
 
 
 def check_gpu_type(session: Session, region: str, gpu_type: str) -> None:
-    offered = supported_instance_types(session, region)
-    if gpu_type not in offered:
+    if not offers_instance_type(session, region, gpu_type):
+        offered = supported_instance_types(session, region)
         raise InvalidRequest(
             f"gpu_type {gpu_type} is not offered in {region}; offered: {', '.join(offered)}",
             param="gpu_type",

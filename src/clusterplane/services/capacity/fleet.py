@@ -196,5 +196,23 @@ def supported_instance_types(session: Session, region: str) -> list[str]:
     return sorted(rows)  # hosts without GPUs (control-plane hosts) offer no instance type
 
 
+def offers_instance_type(session: Session, region: str, gpu_type: str) -> bool:
+    """Whether a host of the region's fleet has GPUs of `gpu_type`: an index probe that
+    stops at the first such host, where `supported_instance_types` reads them all."""
+    return (
+        session.scalar(
+            select(HostRow.id)
+            .where(
+                HostRow.region == region,
+                HostRow.gpu_type == gpu_type,
+                HostRow.in_fleet_file.is_(True),
+                HostRow.num_gpus > 0,
+            )
+            .limit(1)
+        )
+        is not None
+    )
+
+
 def list_regions(session: Session) -> list[RegionRow]:
     return list(session.scalars(select(RegionRow).order_by(RegionRow.name)))

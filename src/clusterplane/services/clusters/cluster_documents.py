@@ -194,17 +194,20 @@ def render(detail: ClusterDetail) -> Rendered:
 
 
 def respond_after_write(
-    session: Session, cluster_id: str, *, now: datetime, box: SecretBox
+    session: Session, cluster_id: str, *, now: datetime, box: SecretBox, keep: bool = True
 ) -> bytes:
     """The response of a write, read in its own transaction (so it shows what it wrote),
-    and stored as the cluster's document."""
+    and stored as the cluster's document unless `keep` is False: a new cluster changes in
+    the controllers' pass that its create nudges, so its first document would be behind
+    before any read; the refresher stores one once the cluster is quiet."""
     reader = reader_of(session)
-    revisions = dict(reader.all(_REVISIONS[_dialect(reader)], ids=[cluster_id]))
+    revisions = dict(reader.all(_REVISIONS[_dialect(reader)], ids=[cluster_id])) if keep else {}
     details = load_details(reader, [cluster_id], now=now)
     if not details:
         raise NotFound(f"cluster '{cluster_id}' not found", param="cluster_id")
     rendered = render(details[0])
-    store(session, revisions, [rendered])
+    if keep:
+        store(session, revisions, [rendered])
     return _respond(details[0].row, rendered.body, box)
 
 
