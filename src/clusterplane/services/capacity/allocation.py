@@ -413,25 +413,53 @@ def release_host(
             placement_cache.invalidate(session, key)
 
 
-def _new_node(
-    cluster: ClusterRow, role: NodeRole, ordinal: int, now: datetime, **facts: Any
-) -> NodeRow:
-    return NodeRow(
-        id=new_uuid(),
-        cluster_id=cluster.id,
-        role=role,
-        ordinal=ordinal,
-        instance_id=new_uuid(),
-        phase=NodePhase.PENDING,
-        status="Pending",
-        public_ipv4=None,
-        preemptible=False,
-        auto_remediation_enabled=True,
-        marked_for_deletion=False,
-        provider_state=None,
-        created_at=now,
-        deleted_at=None,
+def _node_values(
+    cluster: ClusterRow,
+    role: NodeRole,
+    ordinal: int,
+    now: datetime,
+    *,
+    node_id: str,
+    origin: str = "bring_up",
+    preemptible: bool = False,
+    auto_remediation: bool = True,
+    **facts: Any,
+) -> dict[str, Any]:
+    """Every column of a new Pending node, for a Core insert (`facts`: its name, host
+    and sizes)."""
+    return {
+        "id": node_id,
+        "cluster_id": cluster.id,
+        "role": role,
+        "ordinal": ordinal,
+        "instance_id": new_uuid(),
+        "phase": NodePhase.PENDING,
+        "status": "Pending",
+        "public_ipv4": None,
+        "preemptible": preemptible,
+        "auto_remediation_enabled": auto_remediation,
+        "marked_for_deletion": False,
+        "removal_reason": None,
+        "origin": origin,
+        "drain_until": None,
+        "health": "healthy",
+        "cordoned_by": None,
+        "provider_state": None,
+        "created_at": now,
+        "deleted_at": None,
         **facts,
+    }
+
+
+def _write_pending_nodes(session: Session, rows: list[dict[str, Any]], now: datetime) -> None:
+    """Insert new nodes and the first (Pending) phase of each, as two Core statements."""
+    session.execute(_ADD_NODES, rows)
+    session.execute(
+        _ADD_NODE_PHASES,
+        [
+            {"node_row_id": r["id"], "phase": NodePhase.PENDING, "transition_time": now}
+            for r in rows
+        ],
     )
 
 
@@ -481,43 +509,28 @@ def add_worker_nodes(
         node = NewNode(new_uuid(), f"{kind}-{short}-{ordinal}", ordinal, host.id, host.name)
         added.append(node)
         rows.append(
-            {
-                "id": node.id,
-                "cluster_id": cluster.id,
-                "role": NodeRole.GPU_WORKER,
-                "ordinal": ordinal,
-                "node_name": node.node_name,
-                "instance_id": new_uuid(),
-                "host_id": host.id,
-                "host_name": host.name,
-                "phase": NodePhase.PENDING,
-                "status": "Pending",
-                "num_cpu_cores": host.num_cpu_cores,
-                "num_gpus": host.num_gpus,
-                "memory_gib": host.memory_gib,
-                "networks": [f"{host.ip_address}/{prefix}"],
-                "public_ipv4": None,
-                "slurm_worker_hostname": _slurm_hostname(slurm, host, node, ordinal),
-                "preemptible": preemptible,
-                "auto_remediation_enabled": auto_remediation,
-                "marked_for_deletion": False,
-                "removal_reason": None,
-                "origin": origin,
-                "drain_until": None,
-                "health": "healthy",
-                "cordoned_by": None,
-                "provider_state": None,
-                "created_at": now,
-                "deleted_at": None,
-            }
+            _node_values(
+                cluster,
+                NodeRole.GPU_WORKER,
+                ordinal,
+                now,
+                node_id=node.id,
+                origin=origin,
+                preemptible=preemptible,
+                auto_remediation=auto_remediation,
+                node_name=node.node_name,
+                host_id=host.id,
+                host_name=host.name,
+                num_cpu_cores=host.num_cpu_cores,
+                num_gpus=host.num_gpus,
+                memory_gib=host.memory_gib,
+                networks=[f"{host.ip_address}/{prefix}"],
+                slurm_worker_hostname=_slurm_hostname(slurm, host, node, ordinal),
+            )
         )
     if not added:
         return added
-    session.execute(_ADD_NODES, rows)
-    session.execute(
-        _ADD_NODE_PHASES,
-        [{"node_row_id": n.id, "phase": NodePhase.PENDING, "transition_time": now} for n in added],
-    )
+    _write_pending_nodes(session, rows, now)
     session.execute(_SERVES, [{"host": n.host_id, "node": n.id} for n in added])
     _forget_loaded_hosts(session, (n.host_id for n in added))
     return added
@@ -535,45 +548,41 @@ def _slurm_hostname(slurm: bool, host: ClaimedHost, node: NewNode, ordinal: int)
 
 def add_control_plane_nodes(
     session: Session, cluster: ClusterRow, region: RegionRow, now: datetime
-) -> list[NodeRow]:
+) -> list[str]:
     """The cluster's control-plane nodes: virtual machines of the region, or, where the
-    region says `placement: hosts`, enrolled hosts without GPUs claimed for the cluster."""
+    region says `placement: hosts`, enrolled hosts without GPUs claimed for the cluster.
+    Returns their node ids."""
     spec = region.control_plane
     count = int(spec.get("nodes_per_cluster", 3))
     hosts = _claim_control_plane_hosts(session, cluster, count) if _on_hosts(region) else []
-    nodes = []
+    rows = []
     for ordinal in range(count):
         host = hosts[ordinal] if hosts else None
         if host is None:
             region.control_plane_seq = (region.control_plane_seq or 0) + 1
             address = CONTROL_PLANE_NETWORK[region.control_plane_seq]
             network = f"{address}/{CONTROL_PLANE_NETWORK.prefixlen}"
-        node = _new_node(
-            cluster,
-            NodeRole.CONTROL_PLANE,
-            ordinal,
-            now,
-            node_name=f"cp-{cluster.id[:5]}-{ordinal}",
-            host_id=host.id if host else None,
-            host_name=host.name if host else f"{region.name}-cp-{cluster.id[:8]}-{ordinal}",
-            num_cpu_cores=host.num_cpu_cores if host else int(spec.get("num_cpu_cores", 16)),
-            num_gpus=0,
-            memory_gib=host.memory_gib if host else float(spec.get("memory_gib", 64)),
-            networks=[f"{host.ip_address}/32" if host else network],
-            slurm_worker_hostname=None,
-        )
-        session.add(node)
-        nodes.append(node)
-    session.flush()
-    for host, node in zip(hosts, nodes, strict=False):
-        host.node_row_id = node.id
-    for node in nodes:
-        session.add(
-            NodePhaseTransitionRow(
-                node_row_id=node.id, phase=NodePhase.PENDING, transition_time=now
+        rows.append(
+            _node_values(
+                cluster,
+                NodeRole.CONTROL_PLANE,
+                ordinal,
+                now,
+                node_id=new_uuid(),
+                node_name=f"cp-{cluster.id[:5]}-{ordinal}",
+                host_id=host.id if host else None,
+                host_name=host.name if host else f"{region.name}-cp-{cluster.id[:8]}-{ordinal}",
+                num_cpu_cores=host.num_cpu_cores if host else int(spec.get("num_cpu_cores", 16)),
+                num_gpus=0,
+                memory_gib=host.memory_gib if host else float(spec.get("memory_gib", 64)),
+                networks=[f"{host.ip_address}/32" if host else network],
+                slurm_worker_hostname=None,
             )
         )
-    return nodes
+    _write_pending_nodes(session, rows, now)
+    for host, row in zip(hosts, rows, strict=False):
+        host.node_row_id = row["id"]
+    return [row["id"] for row in rows]
 
 
 def _on_hosts(region: RegionRow) -> bool:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 from clusterplane.db.rows import ClusterPhaseTransitionRow, ClusterRow, NodeRow, RegionRow
@@ -144,6 +144,9 @@ def _check_billing(req: ClusterCreate, now: datetime, horizon: timedelta) -> Non
         )
 
 
+_FIRST_PHASE = insert(cast(Table, ClusterPhaseTransitionRow.__table__))
+
+
 def create_cluster(
     session: Session,
     caller: Caller,
@@ -263,7 +266,8 @@ def create_cluster(
     )
     session.add(cluster)
     session.flush()
-    session.add(ClusterPhaseTransitionRow(cluster_id=cluster.id, phase=phase, transition_time=now))
+    first_phase = {"cluster_id": cluster_id, "phase": phase, "transition_time": now}
+    session.execute(_FIRST_PHASE, first_phase)
     if pool is not None:
         cluster.num_capacity_pool_gpus = (
             req.num_capacity_pool_gpus
