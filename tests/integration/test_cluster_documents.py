@@ -19,6 +19,7 @@ from clusterplane.db.rows import (
     NodeLifecycleEventRow,
     NodeRow,
 )
+from clusterplane.services.clusters.cluster_documents import RENDER_LOCK
 from clusterplane.services.clusters.cluster_views import (
     ClusterView,
     LifecycleEventView,
@@ -215,3 +216,23 @@ def test_a_create_answers_without_storing_a_document_the_next_pass_would_outdate
     assert shown == reply.json()
     store_documents(engine)
     assert _document_revision(engine, cluster_id) == _revision(engine, cluster_id)
+
+
+def test_a_cluster_another_replica_is_rendering_is_left_to_it(ready):
+    engine, held = ready
+    if engine.app.engine.dialect.name != "postgresql":
+        pytest.skip("replicas share PostgreSQL; SQLite's writers are one process's")
+    reply = engine.client.post("/v1/compute/clusters", json=CREATE, headers=engine.headers())
+    free = reply.json()["cluster_id"]
+    _set(engine, "clusters", "name", "id = :c", c=held)
+    lock = {"prefix": RENDER_LOCK, "c": held}
+    key = "hashtextextended(:prefix || :c, 0)"
+    with engine.app.engine.connect() as other_replica:
+        other_replica.execute(text(f"SELECT pg_advisory_lock({key})"), lock)
+        store_documents(engine)
+        assert _document_revision(engine, free) == _revision(engine, free)
+        assert (_document_revision(engine, held) or 0) < _revision(engine, held)
+        other_replica.execute(text(f"SELECT pg_advisory_unlock({key})"), lock)
+        other_replica.commit()
+    store_documents(engine)
+    assert _document_revision(engine, held) == _revision(engine, held)

@@ -8,10 +8,11 @@ kube_config, the revision it shows and until when it holds) and the three ways t
   still holds is the answer, with the kube_config unsealed and added; any other cluster
   is read and rendered on the spot from `cluster_views` (never stored by a read), so an
   answer is never older than the database.
-* storing (`store`): a write endpoint stores what it rendered for its response, in its
-  own transaction.
+* storing (`store`): an update stores what it rendered for its response, in its own
+  transaction (a create does not: the pass it nudges changes the cluster at once).
 * refreshing (`behind`, `render_and_store`): the documents controller renders, in
-  batches, the clusters whose document is behind (controllers/documents.py).
+  batches, the clusters whose document is behind (controllers/documents.py); replicas
+  on one PostgreSQL database split them between them (advisory locks, `_take`).
 
 Invariants:
     * `cluster_revisions.revision` moves with every write to anything a response shows:
@@ -30,8 +31,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import NamedTuple
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import String, bindparam, delete, func, literal_column, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
 
 from clusterplane.db.engine import transaction
@@ -49,6 +51,8 @@ from clusterplane.services.clusters.cluster_views import (
     load_details,
     naive,
 )
+
+RENDER_LOCK = "cluster-document:"  # the advisory lock of a cluster's render: this + its id
 
 
 class Stored(NamedTuple):
@@ -220,9 +224,36 @@ def behind(reader: Reader, *, now: datetime, limit: int) -> dict[str, int]:
     return found
 
 
+# Replicas on one PostgreSQL database split the clusters to render: each renders those it
+# takes a transaction-level advisory lock on, and leaves the clusters another replica is
+# rendering at that moment (a lock keyed by the cluster id; it never blocks a writer).
+_IDS = func.unnest(bindparam("ids", type_=ARRAY(String))).table_valued("value").render_derived()
+_TAKE: Prepared[tuple[str]] = Prepared(
+    select(_IDS.c.value).where(
+        func.pg_try_advisory_xact_lock(
+            func.hashtextextended(literal_column(f"'{RENDER_LOCK}'", String) + _IDS.c.value, 0)
+        )
+    ),
+    tuple,
+)
+
+
+def _take(reader: Reader, ids: Sequence[str]) -> list[str]:
+    """The clusters of `ids` no other replica is rendering now (held until the snapshot
+    ends); every one of them on SQLite, whose writers are one process's."""
+    if reader.dialect.name != "postgresql":
+        return list(ids)
+    taken = {cluster_id for (cluster_id,) in reader.all(_TAKE, ids=list(ids))}
+    return [cluster_id for cluster_id in ids if cluster_id in taken]
+
+
 def render_and_store(sessions: sessionmaker[Session], ids: Sequence[str], *, now: datetime) -> int:
-    """Render the documents of `ids` in one snapshot and store them; returns how many."""
+    """Render the documents of `ids` in one snapshot and store them, but those another
+    replica is rendering; returns how many were rendered."""
     with read_snapshot(sessions) as reader:
+        ids = _take(reader, ids)
+        if not ids:
+            return 0
         revisions = dict(reader.all(_REVISIONS[_dialect(reader)], ids=list(ids)))
         rendered = [render(d) for d in load_details(reader, ids, now=now)]
     with transaction(sessions) as session:
