@@ -32,6 +32,7 @@ from typing import cast
 from sqlalchemy import Table, bindparam, func, select
 from sqlalchemy.orm import Session
 
+from clusterplane.db.prepared import Prepared, reader_of
 from clusterplane.db.rows import (
     CapacityPoolRow,
     ClusterRow,
@@ -217,19 +218,25 @@ def _booked_fabric(session: Session, cluster: ClusterRow, held: Sequence[FreeHos
     return cluster.booked_fabric
 
 
+_RESERVED_FABRICS: Prepared[tuple[str | None, int]] = Prepared(
+    select(ClusterRow.booked_fabric, func.sum(ClusterRow.num_gpus))
+    .where(
+        ClusterRow.region == bindparam("region"),
+        ClusterRow.gpu_type == bindparam("gpu_type"),
+        ClusterRow.phase == ClusterPhase.SCHEDULED,
+        ClusterRow.deleted_at.is_(None),
+        ClusterRow.booked_fabric.is_not(None),
+    )
+    .group_by(ClusterRow.booked_fabric),
+    tuple,
+)
+
+
 def _reserved_fabrics(session: Session, cluster: ClusterRow) -> dict[str, int]:
     """Hosts per fabric of the cluster's region and GPU type that reservations still to
     start are booked for: an on-demand cluster placed beside them need not yield later."""
-    rows = session.execute(
-        select(ClusterRow.booked_fabric, func.sum(ClusterRow.num_gpus))
-        .where(
-            ClusterRow.region == cluster.region,
-            ClusterRow.gpu_type == cluster.gpu_type,
-            ClusterRow.phase == ClusterPhase.SCHEDULED,
-            ClusterRow.deleted_at.is_(None),
-            ClusterRow.booked_fabric.is_not(None),
-        )
-        .group_by(ClusterRow.booked_fabric)
+    rows = reader_of(session).all(
+        _RESERVED_FABRICS, region=cluster.region, gpu_type=cluster.gpu_type
     )
     return {fabric: int(gpus) // GPUS_PER_NODE for fabric, gpus in rows if fabric}
 

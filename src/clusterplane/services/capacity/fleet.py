@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
+from clusterplane.db.prepared import Prepared, reader_of
 from clusterplane.db.rows import AgentHostRow, HostRow, RegionRow
 from clusterplane.domain.enums import HostState
 from clusterplane.domain.fleet import Fleet, HostSpec, parse_fleet
@@ -196,22 +197,23 @@ def supported_instance_types(session: Session, region: str) -> list[str]:
     return sorted(rows)  # hosts without GPUs (control-plane hosts) offer no instance type
 
 
+_OFFERS: Prepared[tuple[str]] = Prepared(
+    select(HostRow.id)
+    .where(
+        HostRow.region == bindparam("region"),
+        HostRow.gpu_type == bindparam("gpu_type"),
+        HostRow.in_fleet_file.is_(True),
+        HostRow.num_gpus > 0,
+    )
+    .limit(1),
+    tuple,
+)
+
+
 def offers_instance_type(session: Session, region: str, gpu_type: str) -> bool:
     """Whether a host of the region's fleet has GPUs of `gpu_type`: an index probe that
     stops at the first such host, where `supported_instance_types` reads them all."""
-    return (
-        session.scalar(
-            select(HostRow.id)
-            .where(
-                HostRow.region == region,
-                HostRow.gpu_type == gpu_type,
-                HostRow.in_fleet_file.is_(True),
-                HostRow.num_gpus > 0,
-            )
-            .limit(1)
-        )
-        is not None
-    )
+    return bool(reader_of(session).all(_OFFERS, region=region, gpu_type=gpu_type))
 
 
 def list_regions(session: Session) -> list[RegionRow]:

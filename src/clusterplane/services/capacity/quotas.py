@@ -22,10 +22,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, bindparam, func, select
 from sqlalchemy.orm import Session
 
+from clusterplane.db.prepared import Prepared, reader_of
 from clusterplane.db.rows import (
     ClusterRow,
     HostRow,
@@ -124,10 +126,25 @@ def used_storage(session: Session, project_id: str, *where: ColumnElement[bool])
     return int(total or 0)
 
 
-def _locked_row(session: Session, project_id: str) -> ProjectQuotaRow | None:
-    return session.scalars(
-        select(ProjectQuotaRow).where(ProjectQuotaRow.project_id == project_id).with_for_update()
-    ).first()
+class _Limits(NamedTuple):
+    max_gpus: int | None
+    max_preemptible_gpus: int | None
+    max_storage_tib: int | None
+
+
+_LIMITS: Prepared[_Limits] = Prepared(
+    select(*(getattr(ProjectQuotaRow, name) for name in _Limits._fields))
+    .where(ProjectQuotaRow.project_id == bindparam("project_id"))
+    .with_for_update(),
+    _Limits,
+)
+
+
+def _locked_row(session: Session, project_id: str) -> _Limits | None:
+    """The project's explicit limits (None: it has none), its quota row locked for the
+    rest of the transaction (PostgreSQL), so checks of one project run one at a time."""
+    found = reader_of(session).all(_LIMITS, project_id=project_id)
+    return found[0] if found else None
 
 
 def check(session: Session, project_id: str, additional_gpus: int) -> None:
