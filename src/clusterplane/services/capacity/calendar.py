@@ -85,7 +85,7 @@ class Calendar:
     now: datetime
     general: Capacity
     pool_hosts: dict[str, int]
-    pools: dict[str, CapacityPoolRow]
+    pools: dict[str, PoolWindow]
     entries: list[ClusterBooking]
     # Started, open-ended general bookings summed up instead of listed in `entries`.
     held_nodes: int = 0
@@ -113,20 +113,42 @@ class Calendar:
         ]
 
 
-def pool_is_live(pool: CapacityPoolRow | None, now: datetime) -> bool:
+class _Window(Protocol):
+    """A capacity pool's window (a row, or a `PoolWindow`)."""
+
+    @property
+    def ends_at(self) -> datetime: ...
+    @property
+    def deleted_at(self) -> datetime | None: ...
+
+
+class PoolWindow(NamedTuple):
+    """What the calendar knows of a capacity pool."""
+
+    id: str
+    starts_at: datetime
+    ends_at: datetime
+    deleted_at: datetime | None
+
+
+def pool_is_live(pool: _Window | None, now: datetime) -> bool:
     """A live pool (active or still to come) keeps its hosts out of general capacity."""
     return pool is not None and pool.deleted_at is None and pool.ends_at > now
 
 
-def live_pools(session: Session, region: str, gpu_type: str) -> dict[str, CapacityPoolRow]:
-    rows = session.scalars(
-        select(CapacityPoolRow).where(
-            CapacityPoolRow.region == region,
-            CapacityPoolRow.gpu_type == gpu_type,
-            CapacityPoolRow.deleted_at.is_(None),
-        )
-    )
-    return {p.id: p for p in rows}
+_LIVE_POOLS: Prepared[PoolWindow] = Prepared(
+    select(*(getattr(CapacityPoolRow, name) for name in PoolWindow._fields)).where(
+        CapacityPoolRow.region == bindparam("region"),
+        CapacityPoolRow.gpu_type == bindparam("gpu_type"),
+        CapacityPoolRow.deleted_at.is_(None),
+    ),
+    PoolWindow,
+)
+
+
+def live_pools(reader: Reader, region: str, gpu_type: str) -> dict[str, PoolWindow]:
+    """The region's pools of `gpu_type` not deleted (those whose window has passed too)."""
+    return {p.id: p for p in reader.all(_LIVE_POOLS, region=region, gpu_type=gpu_type)}
 
 
 @dataclass
@@ -163,7 +185,7 @@ def _serviceable_hosts(
 
 
 def _capacity(
-    counts: dict[tuple[str, str | None], int], pools: dict[str, CapacityPoolRow], now: datetime
+    counts: dict[tuple[str, str | None], int], pools: dict[str, PoolWindow], now: datetime
 ) -> tuple[Capacity, dict[str, int], dict[str, Capacity]]:
     """General capacity (in all, and per fabric), and the hosts of each live pool."""
     total = _Steps()
@@ -183,7 +205,7 @@ def _capacity(
 
 
 def _held_by_fabric(
-    session: Session, region: str, gpu_type: str, pools: dict[str, CapacityPoolRow], now: datetime
+    session: Session, region: str, gpu_type: str, pools: dict[str, PoolWindow], now: datetime
 ) -> dict[str, dict[str, int]]:
     """Per cluster: the general hosts its staying standard workers hold, by fabric."""
     rows = session.execute(
@@ -244,7 +266,7 @@ class _Bookable(Protocol):
     def booked_fabric(self) -> str | None: ...
 
 
-def booking_of(cluster: _Bookable, pool: CapacityPoolRow | None, now: datetime) -> ClusterBooking:
+def booking_of(cluster: _Bookable, pool: _Window | None, now: datetime) -> ClusterBooking:
     """What `cluster` (as it stands in the session, changes included) books."""
     start = cluster.reservation_start_time
     starts_at = start if start is not None and start > now else now
@@ -324,8 +346,8 @@ def load_calendar(
     open-ended general bookings (on-demand clusters: most of them) are summed in SQL into
     `held_nodes` instead of listed, except `keep`'s, so a create's check does not read
     every cluster. Itemised entries are also split by fabric."""
-    pools = live_pools(session, region, gpu_type)
     reader = reader_of(session)
+    pools = live_pools(reader, region, gpu_type)
     serviceable = _serviceable_hosts(reader, region, gpu_type)
     general, pool_hosts, fabrics = _capacity(serviceable, pools, now)
     where = {"region": region, "gpu_type": gpu_type}
