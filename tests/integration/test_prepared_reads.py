@@ -1,4 +1,4 @@
-"""Prepared reads (db/prepared.py) return what SQLAlchemy's own execution returns.
+"""Prepared reads and inserts (db/prepared.py) do what SQLAlchemy's own execution does.
 
 Every statement the cluster views prepare is run both ways on a database that gives each
 one rows: a Ready cluster scaled down (a deleted worker, its leave event) with a
@@ -10,12 +10,18 @@ from __future__ import annotations
 
 from dataclasses import fields
 from datetime import timedelta
+from typing import Any, cast
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import Table, insert, select
+from sqlalchemy.exc import IntegrityError
 
-from clusterplane.db.engine import read_transaction
-from clusterplane.db.prepared import read_snapshot
-from clusterplane.db.rows import ClusterRow
+from clusterplane.db.engine import read_transaction, transaction
+from clusterplane.db.prepared import PreparedInsert, read_snapshot, reader_of
+from clusterplane.db.rows import ClusterRow, NodeRow
+from clusterplane.domain.enums import NodeRole
+from clusterplane.services.access.ids import new_uuid
+from clusterplane.services.capacity import allocation
 from clusterplane.services.clusters import cluster_views
 from tests.integration.test_lifecycle import create
 from tests.integration.test_remediation_execution import ready_cluster, remediate
@@ -52,3 +58,55 @@ def test_every_prepared_cluster_read_returns_what_sqlalchemy_returns(engine: Eng
         assert expected, f"the scenario leaves no rows for {query.statement}"
         assert got == expected, query.statement
         assert [list(map(type, row)) for row in got] == [list(map(type, r)) for r in expected]
+
+
+def _node(engine: Engine, cluster_id: str, ordinal: int) -> dict[str, Any]:
+    with read_transaction(engine.app.sessions) as session:
+        cluster = session.get_one(ClusterRow, cluster_id)
+        return allocation._node_values(
+            cluster,
+            NodeRole.GPU_WORKER,
+            ordinal,
+            engine.clock.now(),
+            node_id=new_uuid(),
+            node_name=f"prepared-{ordinal}",
+            host_id=None,
+            host_name="nowhere",
+            num_cpu_cores=8,
+            num_gpus=8,
+            memory_gib=1.5,
+            networks=["10.0.0.1/32"],
+            slurm_worker_hostname=None,
+            drain_until=engine.clock.now() + timedelta(hours=1),
+        )
+
+
+def test_a_prepared_insert_writes_what_a_core_insert_writes(engine: Engine):
+    cluster_id = create(engine, num_gpus=8)["cluster_id"]
+    by_core, prepared = _node(engine, cluster_id, 100), _node(engine, cluster_id, 101)
+    table = cast(Table, NodeRow.__table__)
+    with transaction(engine.app.sessions) as session:
+        session.execute(insert(table), [by_core])
+        reader_of(session).insert(PreparedInsert(table), [prepared])
+    with read_transaction(engine.app.sessions) as session:
+        rows = {
+            row.id: row._asdict()
+            for row in session.execute(select(table).where(table.c.ordinal >= 100))
+        }
+    differ = ("id", "instance_id", "ordinal", "node_name")
+    written = [
+        {k: v for k, v in rows[n["id"]].items() if k not in differ} for n in (by_core, prepared)
+    ]
+    assert written[0] == written[1]
+    assert written[1]["networks"] == ["10.0.0.1/32"]
+    assert written[1]["preemptible"] is False
+
+
+def test_a_driver_error_of_a_prepared_statement_is_raised_as_sqlalchemy_raises_it(
+    engine: Engine,
+):
+    cluster_id = create(engine, num_gpus=8)["cluster_id"]
+    node = _node(engine, cluster_id, 100)
+    table = cast(Table, NodeRow.__table__)
+    with pytest.raises(IntegrityError), transaction(engine.app.sessions) as session:
+        reader_of(session).insert(PreparedInsert(table), [node, node])

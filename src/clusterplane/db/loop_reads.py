@@ -24,6 +24,7 @@ import threading
 from typing import Any
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 from clusterplane.db.prepared import Prepared, R, Reader
 
@@ -53,7 +54,7 @@ class LoopReader:
             return None  # another thread is reading on it: never wait
         try:
             return self._open().all(query, **params)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, DBAPIError) as exc:
             log.debug("a read on the loop's connection gave way to a worker: %s", exc)
             self._close()
             return None

@@ -1,4 +1,5 @@
-"""Hot reads: Core SELECTs compiled once per dialect and run on the DBAPI cursor.
+"""Hot reads and inserts: Core statements compiled once per dialect and run on the DBAPI
+cursor.
 
 Who uses it: `services/clusters/cluster_views.py`, which answers GET of a cluster, the lists and a
 create's or update's response, and the simulated host driver's fault reads (one per active
@@ -16,7 +17,9 @@ whatever transaction that connection is in, and returns its rows as `row` (plain
 or a NamedTuple of the selected columns). `read_snapshot(sessions)` is a read transaction
 on a pooled connection with no ORM session at all, `read_once` a single statement on one;
 `reader_of(session)` reads on a session's connection (after a flush, so a write
-transaction reads what it wrote).
+transaction reads what it wrote). `PreparedInsert(table)` is the same for the many-row
+inserts of a create and a bring-up (nodes and their phases): `Reader.insert` runs it with
+the driver's executemany, in the session's transaction.
 
 Invariants:
     * A prepared statement returns what `connection.execute(select).all()` returns, value
@@ -28,6 +31,9 @@ Invariants:
       `engine.read_transaction`.
     * Every statement run here is shown to the engine's watchers (`watch_statements`),
       which is how tests count statements (SQLAlchemy's cursor events do not see them).
+    * A driver error is raised as SQLAlchemy raises it (`DBAPIError` and its subclasses),
+      so a deadlock or a busy database is retried like any other statement's
+      (`db/retry.py`).
 """
 
 from __future__ import annotations
@@ -38,8 +44,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select
+from sqlalchemy import Select, Table, insert
 from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 Processor = Callable[[Any], Any]
@@ -97,8 +104,27 @@ class Prepared(Generic[R]):
         return found
 
 
-def _compile(statement: Select[Any], dialect: Dialect) -> _Compiled:
-    compiled = statement.compile(dialect=dialect)
+class PreparedInsert:
+    """An INSERT into one table, compiled on first use per dialect and set of columns (the
+    keys of the rows it is given), and run with the driver's executemany
+    (`Reader.insert`): no statement to build, no execution context, no ORM flush."""
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+        self._by_columns: dict[tuple[str, tuple[str, ...]], _Compiled] = {}
+
+    def compiled(self, dialect: Dialect, columns: tuple[str, ...]) -> _Compiled:
+        key = (dialect.name, columns)
+        found = self._by_columns.get(key)
+        if found is None:
+            found = self._by_columns[key] = _compile(insert(self.table), dialect, columns)
+        return found
+
+
+def _compile(
+    statement: Any, dialect: Dialect, column_keys: Sequence[str] | None = None
+) -> _Compiled:
+    compiled = statement.compile(dialect=dialect, column_keys=column_keys)
     binds = []
     literals = {
         name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required
@@ -150,11 +176,26 @@ class Reader:
         convert = compiled.convert
         return rows if convert is None else [convert(row) for row in rows]
 
-    def run(self, sql: str, parameters: Any = ()) -> None:
+    def run(self, sql: str, parameters: Any = (), *, many: bool = False) -> None:
         if self._watchers:
             for watcher in self._watchers:
                 watcher(sql)
-        self._cursor.execute(sql, parameters)
+        try:
+            if many:
+                self._cursor.executemany(sql, parameters)
+            else:
+                self._cursor.execute(sql, parameters)
+        except self.dialect.loaded_dbapi.Error as exc:
+            # As SQLAlchemy raises it, so callers (db/retry.py) tell the causes apart.
+            raise DBAPIError.instance(
+                sql, None, exc, self.dialect.loaded_dbapi.Error, hide_parameters=True
+            ) from exc
+
+    def insert(self, statement: PreparedInsert, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert `rows` (each with the same keys) in one executemany."""
+        if rows:
+            compiled = statement.compiled(self.dialect, tuple(rows[0]))
+            self.run(compiled.sql, [compiled.parameters(row) for row in rows], many=True)
 
     def close(self) -> None:
         self._cursor.close()

@@ -29,7 +29,6 @@ from sqlalchemy import (
     any_,
     bindparam,
     func,
-    insert,
     literal_column,
     or_,
     select,
@@ -37,6 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from clusterplane.db.prepared import PreparedInsert, reader_of
 from clusterplane.db.rows import (
     CapacityPoolRow,
     ClusterRow,
@@ -234,10 +234,10 @@ _UNDO = (
 _SERVES = (
     update(_HOSTS).where(_HOSTS.c.id == bindparam("host")).values(node_row_id=bindparam("node"))
 )
-_ADD_NODES = insert(_NODES)
+_ADD_NODES = PreparedInsert(_NODES)
 _REGIONS = cast(Table, RegionRow.__table__)
 _REGION_NETWORK = select(_REGIONS.c.network).where(_REGIONS.c.name == bindparam("region"))
-_ADD_NODE_PHASES = insert(_NODE_PHASES)
+_ADD_NODE_PHASES = PreparedInsert(_NODE_PHASES)
 
 
 def _forget_loaded_hosts(session: Session, host_ids: Iterable[str]) -> None:
@@ -452,14 +452,13 @@ def _node_values(
 
 
 def _write_pending_nodes(session: Session, rows: list[dict[str, Any]], now: datetime) -> None:
-    """Insert new nodes and the first (Pending) phase of each, as two Core statements."""
-    session.execute(_ADD_NODES, rows)
-    session.execute(
+    """Insert new nodes and the first (Pending) phase of each: one executemany each."""
+    on_connection = reader_of(session)  # the session's connection and transaction
+    on_connection.insert(_ADD_NODES, rows)
+    pending = NodePhase.PENDING
+    on_connection.insert(
         _ADD_NODE_PHASES,
-        [
-            {"node_row_id": r["id"], "phase": NodePhase.PENDING, "transition_time": now}
-            for r in rows
-        ],
+        [{"node_row_id": r["id"], "phase": pending, "transition_time": now} for r in rows],
     )
 
 
