@@ -12,6 +12,8 @@ a busy machine changes the figures far less than it changes wall-clock rates.
                                                         # profiler (below)
     python -m benchmarks.profile top get.raw            # the busiest frames of py-spy's
                                                         # raw output
+    python -m benchmarks.profile owners get.raw         # the same samples by the project
+                                                        # function they were spent in
     python -m benchmarks.profile stacks --rounds 5      # /healthz per server CPU-second,
                                                         # h11+asyncio vs httptools+uvloop
 
@@ -234,6 +236,33 @@ def top_frames(raw: Path, count: int) -> list[tuple[str, float]]:
     return [(name, hits / total) for name, hits in ranked]
 
 
+def owners(raw: Path, count: int) -> list[tuple[str, str, float]]:
+    """The project functions whose calls the busy samples were in: each sample goes to
+    the innermost frame of `src/clusterplane`, split by where its top frame runs
+    (SQLAlchemy, cryptography or elsewhere), so the cost of a statement built and run
+    through SQLAlchemy shows at the function that ran it."""
+    seen: dict[tuple[str, str], int] = {}
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, number = line.rpartition(" ")
+        frames = stack.split(";")
+        if frames[-1].startswith(IDLE_FRAMES) or any(f in stack for f in SET_UP_FRAMES):
+            continue
+        ours = [f for f in frames if "clusterplane/" in f]
+        owner = _frame_name(ours[-1]) if ours else "(outside the project)"
+        leaf = next((lib for lib in ("sqlalchemy", "cryptography") if lib in frames[-1]), "")
+        seen[(owner, leaf)] = seen.get((owner, leaf), 0) + int(number)
+        total += int(number)
+    ranked = sorted(seen.items(), key=lambda item: -item[1])[:count]
+    return [(owner, leaf, hits / total) for (owner, leaf), hits in ranked]
+
+
+def _frame_name(frame: str) -> str:
+    """`function (path/to/module.py:line)` -> `function (module path)`."""
+    name, _, where = frame.partition(" (")
+    return f"{name} ({where.split('clusterplane/')[-1].split(':')[0]})"
+
+
 def loop(name: str, seconds: float) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         server = InProcess(Path(tmp))
@@ -252,8 +281,8 @@ def loop(name: str, seconds: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profile")
-    parser.add_argument("mode", choices=("cpu", "profile", "loop", "top", "stacks"))
-    parser.add_argument("path", nargs="?", help=f"one of {', '.join(PATHS)} (top: a file)")
+    parser.add_argument("mode", choices=("cpu", "profile", "loop", "top", "owners", "stacks"))
+    parser.add_argument("path", nargs="?", help=f"one of {', '.join(PATHS)} (top, owners: a file)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--save", type=Path, help="also write the raw profile here")
@@ -264,6 +293,10 @@ def main() -> None:
     if args.mode == "top":
         for frame, share in top_frames(Path(args.path), args.top):
             print(f"{share:6.1%}  {frame}")
+        return
+    if args.mode == "owners":
+        for owner, leaf, share in owners(Path(args.path), args.top):
+            print(f"{share:6.1%}  {leaf or '-':12}  {owner}")
         return
     if args.path is not None and args.path not in PATHS:
         parser.error(f"path: one of {', '.join(PATHS)}")
