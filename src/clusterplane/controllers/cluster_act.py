@@ -265,8 +265,11 @@ class ClusterActor:
         results: list[acceptance.CheckResult] = []
         late = now >= started + CHECK_DEADLINE
         running = False
+        features: dict[str, HostChecks | str] = {}  # per host driver, not per worker
         for node, host in testable(snap):
-            feature = self._check_feature(host)
+            feature = features.get(host.driver)
+            if feature is None:
+                feature = features[host.driver] = self._check_feature(host)
             for kind, level in planned:
                 run_id = f"{snap.cluster.id}:{phase}:{started.isoformat()}:{node.id}:{kind}"
                 spec = CheckSpec(run_id, kind, level, CheckPurpose.ACCEPTANCE)

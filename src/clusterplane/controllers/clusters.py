@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from clusterplane.db import leases
-from clusterplane.db.engine import transaction
+from clusterplane.db.engine import read_transaction, transaction
 from clusterplane.db.rows import (
     ClusterRow,
     HostRow,
@@ -56,6 +57,7 @@ from clusterplane.services.events.events import (
     refresh_node_status,
     set_cluster_phase,
     set_node_phase,
+    write_node_transitions,
 )
 from clusterplane.services.health import acceptance, check_runs, remediations
 
@@ -185,7 +187,8 @@ class ClusterController:
     # -- snapshot ----------------------------------------------------------------------
 
     def _snapshot(self, row_id: str) -> Snapshot | None:
-        with transaction(self.ctx.sessions) as session:
+        # A read snapshot: it neither waits for nor holds up the writer.
+        with read_transaction(self.ctx.sessions) as session:
             cluster = session.get(ClusterRow, row_id)
             if cluster is None or cluster.deleted_at is not None:
                 return None
@@ -315,11 +318,13 @@ class ClusterController:
             ],
         )
         progressed = False
+        transitions: list[dict[str, Any]] = []
         for result in outcome.nodes:
             node = live.get(result.node_id)
             if node is None or node.deleted_at is not None:
                 continue
-            progressed |= self._apply_node(session, cluster, node, result, now, ran)
+            progressed |= self._apply_node(session, cluster, node, result, now, ran, transitions)
+        write_node_transitions(session, transitions)
         nodes = [n for n in live.values() if n.deleted_at is None]
         if cluster.delete_requested_at is not None:
             # A deletion requested while this pass ran is acted on next, not after POLL.
@@ -407,6 +412,7 @@ class ClusterController:
         result: NodeOutcome,
         now: datetime,
         ran: set[str],
+        transitions: list[dict[str, Any]],
     ) -> bool:
         """Record one node's outcome; True if it moved (a new phase, failed, or gone).
         A driver state equal to the stored one is not set again: the node stays clean,
@@ -423,7 +429,7 @@ class ClusterController:
         if result.phase is None or result.phase == node.phase:
             return False
         first_run = result.phase == NodePhase.RUNNING and node.id not in ran
-        set_node_phase(session, node, result.phase, now)
+        set_node_phase(session, node, result.phase, now, batch=transitions)
         if first_run and node.origin in JOIN_EVENTS:
             reason, message = JOIN_EVENTS[node.origin]
             node_lifecycle_event(
