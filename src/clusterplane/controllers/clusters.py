@@ -72,6 +72,7 @@ from .cluster_act import (
     StepOutcome,
     workers_of,
 )
+from .node_views import NodeView, live_nodes
 
 POLL = timedelta(seconds=5)
 JOIN_EVENTS = {
@@ -145,7 +146,7 @@ def _facts_after(snap: Snapshot, outcome: Outcome) -> lifecycle.BringUpFacts:
     counts them (a failed node is FAILED, a terminated one gone); no step done yet."""
     results = {r.node_id: r for r in outcome.nodes}
 
-    def phase(node: NodeRow) -> str | None:
+    def phase(node: NodeView) -> str | None:
         result = results.get(node.id)
         if result is None:
             return node.phase
@@ -192,13 +193,7 @@ class ClusterController:
             cluster = session.get(ClusterRow, row_id)
             if cluster is None or cluster.deleted_at is not None:
                 return None
-            nodes = list(
-                session.scalars(
-                    select(NodeRow)
-                    .where(NodeRow.cluster_id == row_id, NodeRow.deleted_at.is_(None))
-                    .order_by(NodeRow.role, NodeRow.ordinal)
-                )
-            )
+            nodes = live_nodes(session, row_id)
             vols = volumes.volumes_of(session, [row_id])
             ready = all(v.status in (VolumeStatus.AVAILABLE, VolumeStatus.BOUND) for v in vols)
             workers = sum(1 for n in nodes if n.role == NodeRole.GPU_WORKER)
@@ -285,7 +280,7 @@ class ClusterController:
         return outcome
 
     @staticmethod
-    def _may_launch(cluster: ClusterRow, node: NodeRow, seq: tuple[ClusterPhase, ...]) -> bool:
+    def _may_launch(cluster: ClusterRow, node: NodeView, seq: tuple[ClusterPhase, ...]) -> bool:
         phase = ClusterPhase(cluster.phase)
         if phase == P.SCHEDULED:
             return False  # a reservation launches nothing before its window opens
