@@ -267,12 +267,13 @@ class ClusterActor:
         late = now >= started + CHECK_DEADLINE
         running = False
         features: dict[str, HostChecks | str] = {}  # per host driver, not per worker
+        step_id = f"{snap.cluster.id}:{phase}:{started.isoformat()}"
         for node, host in testable(snap):
             feature = features.get(host.driver)
             if feature is None:
                 feature = features[host.driver] = self._check_feature(host)
             for kind, level in planned:
-                run_id = f"{snap.cluster.id}:{phase}:{started.isoformat()}:{node.id}:{kind}"
+                run_id = f"{step_id}:{node.id}:{kind}"
                 spec = CheckSpec(run_id, kind, level, CheckPurpose.ACCEPTANCE)
                 progress = self._check(feature, host, spec, now)
                 message = failed(progress)

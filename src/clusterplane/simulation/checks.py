@@ -10,6 +10,7 @@ bandwidth. A host whose agent is silent fails everything (unknown state fails cl
 from __future__ import annotations
 
 import hashlib
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +58,9 @@ def duration(seed: int, run_id: str, kind: CheckKind, level: int | None) -> floa
     return timings.draw(seed, f"{run_id}:check", DURATIONS[key], 1.0)
 
 
+_FOUR_WORDS = struct.Struct(">4Q")
+
+
 class _Draws:
     """Uniform numbers read off one SHA-256 digest of (seed, run id): up to four, and a
     check takes two. (Seeding a Mersenne Twister per check cost more than the rest of a
@@ -64,7 +68,7 @@ class _Draws:
 
     def __init__(self, seed: int, run_id: str):
         digest = hashlib.sha256(f"{seed}:{run_id}:figures".encode()).digest()
-        self._words = [int.from_bytes(digest[i : i + 8], "big") for i in range(0, 32, 8)]
+        self._words: list[int] = list(_FOUR_WORDS.unpack(digest))
 
     def _unit(self) -> float:
         return (self._words.pop() >> 11) / 2.0**53  # in [0, 1), 53 bits
