@@ -38,6 +38,7 @@ from clusterplane.domain.enums import (
     RemediationState,
     VolumeStatus,
 )
+from clusterplane.domain.lifecycle import node_status
 from clusterplane.providers.models import HostSpec
 from clusterplane.services.agents.node_access import node_access
 from clusterplane.services.capacity.allocation import GPUS_PER_NODE, next_ordinal, release_host
@@ -72,7 +73,7 @@ from .cluster_act import (
     StepOutcome,
     workers_of,
 )
-from .node_views import NodeView, live_nodes
+from .node_views import NodeView, NodeWrites, live_nodes, view_of
 
 POLL = timedelta(seconds=5)
 JOIN_EVENTS = {
@@ -120,7 +121,7 @@ REPAIRING = (
 )
 
 
-def _degraded(session: Session, cluster_id: str, workers: list[NodeRow]) -> bool:
+def _degraded(session: Session, cluster_id: str, workers: list[NodeView]) -> bool:
     """Whether a serving worker is unhealthy or a repair of the cluster is under way."""
     if any(n.health == "unhealthy" or n.phase == NodePhase.FAILED for n in workers):
         return True
@@ -163,6 +164,45 @@ def _facts_after(snap: Snapshot, outcome: Outcome) -> lifecycle.BringUpFacts:
         volume_ready=snap.volumes_ready,
         step_done=False,
     )
+
+
+def _plain(node: NodeView, result: NodeOutcome) -> bool:
+    """Whether the outcome only changes the node's driver state, flavour state and phase
+    (no failure, no leaving, no join to tell of): what `_changed` writes set-based."""
+    joins = (
+        result.phase == NodePhase.RUNNING
+        and node.phase != NodePhase.RUNNING
+        and node.origin in JOIN_EVENTS
+    )
+    return result.failed is None and not result.terminated and not joins
+
+
+def _changed(
+    node: NodeView,
+    result: NodeOutcome,
+    now: datetime,
+    writes: NodeWrites,
+    transitions: list[dict[str, Any]],
+) -> NodeView:
+    """`_apply_node` for a plain outcome: the columns it changes (none that equal the
+    stored ones), and a phase transition if the phase moved."""
+    changes: dict[str, Any] = {}
+    if result.state is not None and result.state != node.provider_state:
+        changes["provider_state"] = result.state
+    if result.flavour_state is not UNCHANGED and result.flavour_state != node.flavour_state:
+        changes["flavour_state"] = result.flavour_state
+    if result.phase is not None and result.phase != node.phase:
+        changes["phase"] = result.phase
+        status = node_status(
+            NodePhase(result.phase),
+            marked_for_deletion=node.marked_for_deletion,
+            deleted=False,
+            cordoned=node.cordoned_by is not None,
+        )
+        if status != node.status:
+            changes["status"] = status
+        transitions.append({"node_row_id": node.id, "phase": result.phase, "transition_time": now})
+    return writes.change(node, **changes)
 
 
 class ClusterController:
@@ -295,9 +335,9 @@ class ClusterController:
     def _apply(
         self, session: Session, cluster: ClusterRow, outcome: Outcome, now: datetime
     ) -> None:
-        # The cluster's live nodes (and, when some terminated, its hosts) in one query
-        # each, so the per-node work below reads them from the session, not the database.
-        live = {n.id: n for n in self._live_nodes(session, cluster.id)}
+        # The cluster's live nodes as columns (and, when some terminated, its hosts) in one
+        # query each; plain changes are written set-based, the rest through ORM rows.
+        live = {n.id: n for n in live_nodes(session, cluster.id)}
         if any(r.terminated for r in outcome.nodes):
             session.scalars(select(HostRow).where(HostRow.cluster_id == cluster.id)).all()
         # Only a node that joins (a scale-up, a replacement) is told apart from a reboot.
@@ -314,13 +354,24 @@ class ClusterController:
         )
         progressed = False
         transitions: list[dict[str, Any]] = []
+        writes = NodeWrites()
         for result in outcome.nodes:
             node = live.get(result.node_id)
-            if node is None or node.deleted_at is not None:
+            if node is None:
                 continue
-            progressed |= self._apply_node(session, cluster, node, result, now, ran, transitions)
+            if _plain(node, result):
+                live[node.id] = _changed(node, result, now, writes, transitions)
+                progressed |= live[node.id].phase != node.phase
+                continue
+            row = session.get_one(NodeRow, node.id)
+            progressed |= self._apply_node(session, cluster, row, result, now, ran, transitions)
+            if row.deleted_at is None:
+                live[node.id] = view_of(row)
+            else:
+                del live[node.id]
+        writes.write(session)
         write_node_transitions(session, transitions)
-        nodes = [n for n in live.values() if n.deleted_at is None]
+        nodes = list(live.values())
         if cluster.delete_requested_at is not None:
             # A deletion requested while this pass ran is acted on next, not after POLL.
             self._apply_deleting(session, cluster, nodes, now, progressed or not outcome.deleting)
@@ -388,16 +439,6 @@ class ClusterController:
         )
         if steady and desired != cluster.applied_config:
             cluster.next_reconcile_at = now  # changed while this pass ran: apply it next
-
-    @staticmethod
-    def _live_nodes(session: Session, cluster_id: str) -> list[NodeRow]:
-        return list(
-            session.scalars(
-                select(NodeRow).where(
-                    NodeRow.cluster_id == cluster_id, NodeRow.deleted_at.is_(None)
-                )
-            )
-        )
 
     def _apply_node(
         self,
@@ -484,7 +525,7 @@ class ClusterController:
         self,
         session: Session,
         cluster: ClusterRow,
-        nodes: list[NodeRow],
+        nodes: list[NodeView],
         now: datetime,
         progressed: bool,
     ) -> None:
@@ -512,7 +553,7 @@ class ClusterController:
         self,
         session: Session,
         cluster: ClusterRow,
-        nodes: list[NodeRow],
+        nodes: list[NodeView],
         outcome: Outcome,
         now: datetime,
         progressed: bool,
@@ -546,7 +587,7 @@ class ClusterController:
             claim_workers(session, cluster, now, drain=drain, strict=False) if short else Claim([])
         )
         if claim.added:
-            nodes = self._live_nodes(session, cluster.id)
+            nodes = live_nodes(session, cluster.id)
             progressed = True
         if claim.waiting is not None and claim.preempting == 0:
             note_waiting(session, cluster, claim.waiting, now)
@@ -600,7 +641,7 @@ class ClusterController:
             session, cluster, now, drain=drain
         ):
             progressed = True
-            nodes = self._live_nodes(session, cluster.id)
+            nodes = live_nodes(session, cluster.id)
         if phase in lifecycle.STEADY_PHASES:
             steady = lifecycle.steady_phase(degraded=_degraded(session, cluster.id, workers))
             if steady != phase:
@@ -615,7 +656,7 @@ class ClusterController:
         cluster.next_reconcile_at = due
 
     @staticmethod
-    def _short_of_preemptible(cluster: ClusterRow, nodes: list[NodeRow]) -> bool:
+    def _short_of_preemptible(cluster: ClusterRow, nodes: list[NodeView]) -> bool:
         live = sum(n.preemptible and not n.marked_for_deletion for n in nodes)
         return live * 8 < cluster.desired_preemptible_gpus
 
@@ -623,7 +664,7 @@ class ClusterController:
         self,
         session: Session,
         cluster: ClusterRow,
-        workers: list[NodeRow],
+        workers: list[NodeView],
         step: StepOutcome | None,
         now: datetime,
     ) -> bool:
@@ -636,7 +677,8 @@ class ClusterController:
         failed = acceptance.failing_workers(session, cluster, workers, step.checks, now)
         for node, run in failed:
             ordinal = next_ordinal(session, cluster.id)
-            acceptance.exclude_and_replace(session, settings, cluster, node, run, ordinal, now)
+            row = session.get_one(NodeRow, node.id)
+            acceptance.exclude_and_replace(session, settings, cluster, row, run, ordinal, now)
         if not failed:
             return False
         set_cluster_phase(session, cluster, TEST_PHASES[phase], now)
@@ -647,7 +689,7 @@ class ClusterController:
     @staticmethod
     def _next_due(
         cluster: ClusterRow,
-        nodes: list[NodeRow],
+        nodes: list[NodeView],
         phase: ClusterPhase,
         now: datetime,
         moved: bool,
