@@ -242,10 +242,11 @@ API's writes. p99 of fewer than 100 bring-ups is the slowest one."""
             sections[0].misses.append(
                 f"16,384 GPUs create -> Ready p99 {figure.value.p99:.2f} s: the create "
                 "request, then three controller passes (steps done at once chain within a "
-                "pass), each loading the cluster's 2,051 nodes as ORM rows twice (snapshot "
+                "pass), each reading the cluster's 2,051 nodes as columns twice (snapshot "
                 "and apply) and describing every node through its driver; the pass that "
-                "launches the workers writes 2,048 node updates and phase transitions and "
-                "runs three acceptance checks per worker, the last pass two NCCL checks."
+                "launches the workers writes 2,048 node updates and phase transitions (an "
+                "executemany each) and runs three acceptance checks per worker, the last "
+                "pass two NCCL checks."
             )
     if postgres_url is not None:
         pg, pg_peak = measure(

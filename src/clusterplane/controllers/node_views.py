@@ -23,7 +23,7 @@ from clusterplane.db.rows import NodeRow
 
 
 class NodeView(NamedTuple):
-    """A live node: what the act decides on and tells the drivers."""
+    """A live node's columns: what a pass decides on, tells the drivers and changes."""
 
     id: str
     cluster_id: str
