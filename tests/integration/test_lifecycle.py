@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from clusterplane.clock import utc
 from clusterplane.db.engine import transaction
-from clusterplane.db.rows import ClusterRow
+from clusterplane.db.rows import ClusterRow, NodeRow
 from tests.support.engine import Engine, make_engine
 
 CREATE = {
@@ -341,3 +342,21 @@ def test_steps_done_at_once_let_the_next_phases_start_in_the_same_pass(instant: 
     cluster = get(instant, cluster_id)
     assert phases(cluster) == BRING_UP
     assert cluster["first_ready_at"] == cluster["phase_transitions"][-1]["transition_time"]
+
+
+def test_a_bring_up_reads_and_writes_its_nodes_without_an_orm_row_per_node(engine: Engine):
+    loaded: list[str] = []
+
+    def on_load(row: NodeRow, _: Any) -> None:
+        loaded.append(row.node_name)
+
+    event.listen(NodeRow, "load", on_load)
+    try:
+        cluster_id = create(engine, num_gpus=32)["cluster_id"]
+        engine.advance(3 * 3600, step=60)
+    finally:
+        event.remove(NodeRow, "load", on_load)
+    cluster = get(engine, cluster_id)
+    assert phases(cluster) == BRING_UP
+    assert all(len(n["phase_transitions"]) == 5 for n in cluster["gpu_worker_nodes"])
+    assert loaded == []

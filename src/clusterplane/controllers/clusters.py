@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from clusterplane.db import leases
-from clusterplane.db.engine import transaction
+from clusterplane.db.engine import read_transaction, transaction
 from clusterplane.db.rows import (
     ClusterRow,
     HostRow,
@@ -37,6 +38,7 @@ from clusterplane.domain.enums import (
     RemediationState,
     VolumeStatus,
 )
+from clusterplane.domain.lifecycle import node_status
 from clusterplane.providers.models import HostSpec
 from clusterplane.services.agents.node_access import node_access
 from clusterplane.services.capacity.allocation import GPUS_PER_NODE, next_ordinal, release_host
@@ -56,6 +58,7 @@ from clusterplane.services.events.events import (
     refresh_node_status,
     set_cluster_phase,
     set_node_phase,
+    write_node_transitions,
 )
 from clusterplane.services.health import acceptance, check_runs, remediations
 
@@ -70,6 +73,7 @@ from .cluster_act import (
     StepOutcome,
     workers_of,
 )
+from .node_views import NodeView, NodeWrites, live_nodes, view_of
 
 POLL = timedelta(seconds=5)
 JOIN_EVENTS = {
@@ -117,7 +121,7 @@ REPAIRING = (
 )
 
 
-def _degraded(session: Session, cluster_id: str, workers: list[NodeRow]) -> bool:
+def _degraded(session: Session, cluster_id: str, workers: list[NodeView]) -> bool:
     """Whether a serving worker is unhealthy or a repair of the cluster is under way."""
     if any(n.health == "unhealthy" or n.phase == NodePhase.FAILED for n in workers):
         return True
@@ -143,7 +147,7 @@ def _facts_after(snap: Snapshot, outcome: Outcome) -> lifecycle.BringUpFacts:
     counts them (a failed node is FAILED, a terminated one gone); no step done yet."""
     results = {r.node_id: r for r in outcome.nodes}
 
-    def phase(node: NodeRow) -> str | None:
+    def phase(node: NodeView) -> str | None:
         result = results.get(node.id)
         if result is None:
             return node.phase
@@ -160,6 +164,45 @@ def _facts_after(snap: Snapshot, outcome: Outcome) -> lifecycle.BringUpFacts:
         volume_ready=snap.volumes_ready,
         step_done=False,
     )
+
+
+def _plain(node: NodeView, result: NodeOutcome) -> bool:
+    """Whether the outcome only changes the node's driver state, flavour state and phase
+    (no failure, no leaving, no join to tell of): what `_changed` writes set-based."""
+    joins = (
+        result.phase == NodePhase.RUNNING
+        and node.phase != NodePhase.RUNNING
+        and node.origin in JOIN_EVENTS
+    )
+    return result.failed is None and not result.terminated and not joins
+
+
+def _changed(
+    node: NodeView,
+    result: NodeOutcome,
+    now: datetime,
+    writes: NodeWrites,
+    transitions: list[dict[str, Any]],
+) -> NodeView:
+    """`_apply_node` for a plain outcome: the columns it changes (none that equal the
+    stored ones), and a phase transition if the phase moved."""
+    changes: dict[str, Any] = {}
+    if result.state is not None and result.state != node.provider_state:
+        changes["provider_state"] = result.state
+    if result.flavour_state is not UNCHANGED and result.flavour_state != node.flavour_state:
+        changes["flavour_state"] = result.flavour_state
+    if result.phase is not None and result.phase != node.phase:
+        changes["phase"] = result.phase
+        status = node_status(
+            NodePhase(result.phase),
+            marked_for_deletion=node.marked_for_deletion,
+            deleted=False,
+            cordoned=node.cordoned_by is not None,
+        )
+        if status != node.status:
+            changes["status"] = status
+        transitions.append({"node_row_id": node.id, "phase": result.phase, "transition_time": now})
+    return writes.change(node, **changes)
 
 
 class ClusterController:
@@ -185,17 +228,12 @@ class ClusterController:
     # -- snapshot ----------------------------------------------------------------------
 
     def _snapshot(self, row_id: str) -> Snapshot | None:
-        with transaction(self.ctx.sessions) as session:
+        # A read snapshot: it neither waits for nor holds up the writer.
+        with read_transaction(self.ctx.sessions) as session:
             cluster = session.get(ClusterRow, row_id)
             if cluster is None or cluster.deleted_at is not None:
                 return None
-            nodes = list(
-                session.scalars(
-                    select(NodeRow)
-                    .where(NodeRow.cluster_id == row_id, NodeRow.deleted_at.is_(None))
-                    .order_by(NodeRow.role, NodeRow.ordinal)
-                )
-            )
+            nodes = live_nodes(session, row_id)
             vols = volumes.volumes_of(session, [row_id])
             ready = all(v.status in (VolumeStatus.AVAILABLE, VolumeStatus.BOUND) for v in vols)
             workers = sum(1 for n in nodes if n.role == NodeRole.GPU_WORKER)
@@ -282,7 +320,7 @@ class ClusterController:
         return outcome
 
     @staticmethod
-    def _may_launch(cluster: ClusterRow, node: NodeRow, seq: tuple[ClusterPhase, ...]) -> bool:
+    def _may_launch(cluster: ClusterRow, node: NodeView, seq: tuple[ClusterPhase, ...]) -> bool:
         phase = ClusterPhase(cluster.phase)
         if phase == P.SCHEDULED:
             return False  # a reservation launches nothing before its window opens
@@ -297,9 +335,9 @@ class ClusterController:
     def _apply(
         self, session: Session, cluster: ClusterRow, outcome: Outcome, now: datetime
     ) -> None:
-        # The cluster's live nodes (and, when some terminated, its hosts) in one query
-        # each, so the per-node work below reads them from the session, not the database.
-        live = {n.id: n for n in self._live_nodes(session, cluster.id)}
+        # The cluster's live nodes as columns (and, when some terminated, its hosts) in one
+        # query each; plain changes are written set-based, the rest through ORM rows.
+        live = {n.id: n for n in live_nodes(session, cluster.id)}
         if any(r.terminated for r in outcome.nodes):
             session.scalars(select(HostRow).where(HostRow.cluster_id == cluster.id)).all()
         # Only a node that joins (a scale-up, a replacement) is told apart from a reboot.
@@ -315,12 +353,25 @@ class ClusterController:
             ],
         )
         progressed = False
+        transitions: list[dict[str, Any]] = []
+        writes = NodeWrites()
         for result in outcome.nodes:
             node = live.get(result.node_id)
-            if node is None or node.deleted_at is not None:
+            if node is None:
                 continue
-            progressed |= self._apply_node(session, cluster, node, result, now, ran)
-        nodes = [n for n in live.values() if n.deleted_at is None]
+            if _plain(node, result):
+                live[node.id] = _changed(node, result, now, writes, transitions)
+                progressed |= live[node.id].phase != node.phase
+                continue
+            row = session.get_one(NodeRow, node.id)
+            progressed |= self._apply_node(session, cluster, row, result, now, ran, transitions)
+            if row.deleted_at is None:
+                live[node.id] = view_of(row)
+            else:
+                del live[node.id]
+        writes.write(session)
+        write_node_transitions(session, transitions)
+        nodes = list(live.values())
         if cluster.delete_requested_at is not None:
             # A deletion requested while this pass ran is acted on next, not after POLL.
             self._apply_deleting(session, cluster, nodes, now, progressed or not outcome.deleting)
@@ -389,16 +440,6 @@ class ClusterController:
         if steady and desired != cluster.applied_config:
             cluster.next_reconcile_at = now  # changed while this pass ran: apply it next
 
-    @staticmethod
-    def _live_nodes(session: Session, cluster_id: str) -> list[NodeRow]:
-        return list(
-            session.scalars(
-                select(NodeRow).where(
-                    NodeRow.cluster_id == cluster_id, NodeRow.deleted_at.is_(None)
-                )
-            )
-        )
-
     def _apply_node(
         self,
         session: Session,
@@ -407,6 +448,7 @@ class ClusterController:
         result: NodeOutcome,
         now: datetime,
         ran: set[str],
+        transitions: list[dict[str, Any]],
     ) -> bool:
         """Record one node's outcome; True if it moved (a new phase, failed, or gone).
         A driver state equal to the stored one is not set again: the node stays clean,
@@ -423,7 +465,7 @@ class ClusterController:
         if result.phase is None or result.phase == node.phase:
             return False
         first_run = result.phase == NodePhase.RUNNING and node.id not in ran
-        set_node_phase(session, node, result.phase, now)
+        set_node_phase(session, node, result.phase, now, batch=transitions)
         if first_run and node.origin in JOIN_EVENTS:
             reason, message = JOIN_EVENTS[node.origin]
             node_lifecycle_event(
@@ -483,7 +525,7 @@ class ClusterController:
         self,
         session: Session,
         cluster: ClusterRow,
-        nodes: list[NodeRow],
+        nodes: list[NodeView],
         now: datetime,
         progressed: bool,
     ) -> None:
@@ -511,7 +553,7 @@ class ClusterController:
         self,
         session: Session,
         cluster: ClusterRow,
-        nodes: list[NodeRow],
+        nodes: list[NodeView],
         outcome: Outcome,
         now: datetime,
         progressed: bool,
@@ -545,7 +587,7 @@ class ClusterController:
             claim_workers(session, cluster, now, drain=drain, strict=False) if short else Claim([])
         )
         if claim.added:
-            nodes = self._live_nodes(session, cluster.id)
+            nodes = live_nodes(session, cluster.id)
             progressed = True
         if claim.waiting is not None and claim.preempting == 0:
             note_waiting(session, cluster, claim.waiting, now)
@@ -599,7 +641,7 @@ class ClusterController:
             session, cluster, now, drain=drain
         ):
             progressed = True
-            nodes = self._live_nodes(session, cluster.id)
+            nodes = live_nodes(session, cluster.id)
         if phase in lifecycle.STEADY_PHASES:
             steady = lifecycle.steady_phase(degraded=_degraded(session, cluster.id, workers))
             if steady != phase:
@@ -614,7 +656,7 @@ class ClusterController:
         cluster.next_reconcile_at = due
 
     @staticmethod
-    def _short_of_preemptible(cluster: ClusterRow, nodes: list[NodeRow]) -> bool:
+    def _short_of_preemptible(cluster: ClusterRow, nodes: list[NodeView]) -> bool:
         live = sum(n.preemptible and not n.marked_for_deletion for n in nodes)
         return live * 8 < cluster.desired_preemptible_gpus
 
@@ -622,7 +664,7 @@ class ClusterController:
         self,
         session: Session,
         cluster: ClusterRow,
-        workers: list[NodeRow],
+        workers: list[NodeView],
         step: StepOutcome | None,
         now: datetime,
     ) -> bool:
@@ -635,7 +677,8 @@ class ClusterController:
         failed = acceptance.failing_workers(session, cluster, workers, step.checks, now)
         for node, run in failed:
             ordinal = next_ordinal(session, cluster.id)
-            acceptance.exclude_and_replace(session, settings, cluster, node, run, ordinal, now)
+            row = session.get_one(NodeRow, node.id)
+            acceptance.exclude_and_replace(session, settings, cluster, row, run, ordinal, now)
         if not failed:
             return False
         set_cluster_phase(session, cluster, TEST_PHASES[phase], now)
@@ -646,7 +689,7 @@ class ClusterController:
     @staticmethod
     def _next_due(
         cluster: ClusterRow,
-        nodes: list[NodeRow],
+        nodes: list[NodeView],
         phase: ClusterPhase,
         now: datetime,
         moved: bool,

@@ -6,10 +6,12 @@ from clusterplane.db.rows import ClusterRow, HostRow, NodeRow
 from clusterplane.domain.enums import NodeRole
 from clusterplane.providers.models import HostSpec, InstanceSpec, NodeAccess
 
+from .node_views import NodeView
+
 
 def instance_spec(
     cluster: ClusterRow,
-    node: NodeRow,
+    node: NodeRow | NodeView,
     driver: str | None = None,
     access: NodeAccess | None = None,
 ) -> InstanceSpec:

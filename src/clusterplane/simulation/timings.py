@@ -38,6 +38,8 @@ DRAIN = (30.0, 90.0, 300.0)
 
 def draw(seed: int, key: str, bounds: tuple[float, float, float], factor: float) -> float:
     """A duration in fleet seconds for `key`, the same every time for the same inputs."""
+    if factor == 0:
+        return 0.0  # instantaneous steps: nothing to draw
     digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
     rng = random.Random(int.from_bytes(digest[:8], "big"))
     low, mode, high = bounds

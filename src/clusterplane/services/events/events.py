@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
 
+from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
 from clusterplane.db.rows import (
@@ -106,12 +108,35 @@ def set_cluster_phase(
     )
 
 
-def set_node_phase(session: Session, node: NodeRow, phase: NodePhase, now: datetime) -> None:
+_ADD_NODE_TRANSITIONS = insert(cast(Table, NodePhaseTransitionRow.__table__))
+
+
+def set_node_phase(
+    session: Session,
+    node: NodeRow,
+    phase: NodePhase,
+    now: datetime,
+    *,
+    batch: list[dict[str, Any]] | None = None,
+) -> None:
+    """The node's new phase and its transition; with `batch`, the transition is kept
+    there for `write_node_transitions` instead of added to the session."""
     if node.phase == phase:
         return
     node.phase = phase
     refresh_node_status(node)
+    if batch is not None:
+        batch.append({"node_row_id": node.id, "phase": phase, "transition_time": now})
+        return
     session.add(NodePhaseTransitionRow(node_row_id=node.id, phase=phase, transition_time=now))
+
+
+def write_node_transitions(session: Session, batch: list[dict[str, Any]]) -> None:
+    """Many nodes' transitions (`set_node_phase(batch=...)`) in one executemany: no ORM
+    object, identity or flush bookkeeping per node (thousands in a large bring-up)."""
+    if batch:
+        session.execute(_ADD_NODE_TRANSITIONS, batch)
+        batch.clear()
 
 
 def refresh_node_status(node: NodeRow) -> None:

@@ -16,9 +16,10 @@ Workers already excluded are not tested again.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -66,20 +67,36 @@ class CheckResult:
     failure: str | None = None  # the driver could not run it: why
 
 
+class Worker(Protocol):
+    """What judging a worker reads of it (a node row, or its columns)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def cluster_id(self) -> str: ...
+    @property
+    def host_id(self) -> str | None: ...
+    @property
+    def health(self) -> str: ...
+
+
+W = TypeVar("W", bound=Worker)
+
+
 def failing_workers(
     session: Session,
     cluster: ClusterRow,
-    workers: list[NodeRow],
+    workers: Sequence[W],
     results: list[CheckResult],
     now: datetime,
-) -> list[tuple[NodeRow, HealthCheckRunRow]]:
+) -> list[tuple[W, HealthCheckRunRow]]:
     """Workers that failed this phase's checks, each with the failed run as evidence."""
     testable = {w.id: w for w in workers if w.health != health.UNHEALTHY and w.host_id}
     by_node: dict[str, list[CheckResult]] = {}
     for result in results:
         if result.node_id in testable:
             by_node.setdefault(result.node_id, []).append(result)
-    failing: list[tuple[NodeRow, HealthCheckRunRow]] = []
+    failing: list[tuple[W, HealthCheckRunRow]] = []
     judged = sorted((testable[n] for n in by_node), key=lambda n: n.host_id or "")
     hosts = _hosts(session, [n.host_id for n in judged if n.host_id])
     for node in judged:
@@ -126,7 +143,7 @@ def _verdict(host: _Host, result: CheckResult) -> tuple[bool, str]:
 def _stored_run(
     session: Session,
     host: _Host,
-    node: NodeRow,
+    node: Worker,
     result: CheckResult,
     passed: bool,
     message: str,
