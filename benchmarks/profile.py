@@ -36,7 +36,7 @@ import pstats
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -219,19 +219,24 @@ IDLE_FRAMES = ("Condition.wait", "EpollSelector.select", "Event.wait", "Queue.ge
 SET_UP_FRAMES = ("InProcess.__init__", "InProcess.close", "_find_and_load")
 
 
-def top_frames(raw: Path, count: int) -> list[tuple[str, float]]:
-    """The functions most often on top of the busy samples of py-spy's `--format raw`
-    output (idle waits and the set-up left out), with their share of those samples."""
-    seen: dict[str, int] = {}
-    total = 0
+def _busy_samples(raw: Path) -> Iterator[tuple[list[str], int]]:
+    """(frames, count) of each stack of py-spy's `--format raw` output where a thread was
+    working (idle waits and the set-up left out)."""
     for line in raw.read_text().splitlines():
         stack, _, number = line.rpartition(" ")
         frames = stack.split(";")
         if frames[-1].startswith(IDLE_FRAMES) or any(f in stack for f in SET_UP_FRAMES):
             continue
+        yield frames, int(number)
+
+
+def top_frames(raw: Path, count: int) -> list[tuple[str, float]]:
+    """The functions most often on top of the busy samples, with their share of them."""
+    seen: dict[str, int] = {}
+    for frames, number in _busy_samples(raw):
         name = frames[-1].split(" (")[0] or "(native)"
-        seen[name] = seen.get(name, 0) + int(number)
-        total += int(number)
+        seen[name] = seen.get(name, 0) + number
+    total = sum(seen.values())
     ranked = sorted(seen.items(), key=lambda item: -item[1])[:count]
     return [(name, hits / total) for name, hits in ranked]
 
@@ -242,17 +247,12 @@ def owners(raw: Path, count: int) -> list[tuple[str, str, float]]:
     (SQLAlchemy, cryptography or elsewhere), so the cost of a statement built and run
     through SQLAlchemy shows at the function that ran it."""
     seen: dict[tuple[str, str], int] = {}
-    total = 0
-    for line in raw.read_text().splitlines():
-        stack, _, number = line.rpartition(" ")
-        frames = stack.split(";")
-        if frames[-1].startswith(IDLE_FRAMES) or any(f in stack for f in SET_UP_FRAMES):
-            continue
+    for frames, number in _busy_samples(raw):
         ours = [f for f in frames if "clusterplane/" in f]
         owner = _frame_name(ours[-1]) if ours else "(outside the project)"
         leaf = next((lib for lib in ("sqlalchemy", "cryptography") if lib in frames[-1]), "")
-        seen[(owner, leaf)] = seen.get((owner, leaf), 0) + int(number)
-        total += int(number)
+        seen[(owner, leaf)] = seen.get((owner, leaf), 0) + number
+    total = sum(seen.values())
     ranked = sorted(seen.items(), key=lambda item: -item[1])[:count]
     return [(owner, leaf, hits / total) for (owner, leaf), hits in ranked]
 

@@ -12,6 +12,7 @@ from sqlalchemy import event
 from clusterplane.clock import utc
 from clusterplane.db.engine import transaction
 from clusterplane.db.rows import ClusterRow, NodeRow
+from tests.support.clusters import BRING_UP
 from tests.support.engine import Engine, make_engine
 
 CREATE = {
@@ -22,18 +23,6 @@ CREATE = {
     "region": "test-1",
     "nvidia_version_id": "cu128-drv570-ubuntu2204",
 }
-
-
-BRING_UP = [
-    "QUEUED",
-    "WAITING_FOR_CONTROL_PLANE_NODES",
-    "WAITING_FOR_SUBNET",
-    "WAITING_FOR_DATA_PLANE_NODES",
-    "INSTALLING_DRIVERS",
-    "RUNNING_ACCEPTANCE_TESTS",
-    "RUNNING_NCCL_TESTS",
-    "READY",
-]
 
 
 def create(engine: Engine, **overrides: Any) -> dict[str, Any]:

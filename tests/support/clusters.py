@@ -17,6 +17,19 @@ CREATE: dict[str, Any] = {
 }
 
 
+# Every phase of a bring-up, in order.
+BRING_UP = [
+    "QUEUED",
+    "WAITING_FOR_CONTROL_PLANE_NODES",
+    "WAITING_FOR_SUBNET",
+    "WAITING_FOR_DATA_PLANE_NODES",
+    "INSTALLING_DRIVERS",
+    "RUNNING_ACCEPTANCE_TESTS",
+    "RUNNING_NCCL_TESTS",
+    "READY",
+]
+
+
 def cluster_body(**overrides: Any) -> dict[str, Any]:
     """A create body on the small fleet, with `overrides` applied."""
     return {**CREATE, **overrides}

@@ -41,7 +41,7 @@ from clusterplane.providers.registry import Drivers
 from clusterplane.services.health import acceptance
 from clusterplane.services.health.health import UNHEALTHY
 
-from .node_views import NodeView
+from .node_views import LiveNode
 from .specs import instance_spec
 
 P = ClusterPhase
@@ -83,7 +83,7 @@ class NodeOutcome:
 @dataclass
 class Snapshot:
     cluster: ClusterRow
-    nodes: list[NodeView]
+    nodes: list[LiveNode]
     volumes_ready: bool
     sequence: tuple[ClusterPhase, ...]
     host_drivers: dict[str, str] = field(default_factory=dict)  # host id -> its driver
@@ -131,20 +131,20 @@ class ClusterActor:
     def __init__(self, drivers: Drivers):
         self.drivers = drivers
 
-    def spec(self, snap: Snapshot, node: NodeView) -> InstanceSpec:
+    def spec(self, snap: Snapshot, node: LiveNode) -> InstanceSpec:
         driver = snap.host_drivers.get(node.host_id or "")
         return instance_spec(snap.cluster, node, driver, snap.access)
 
     # -- nodes -------------------------------------------------------------------------
 
-    def node(self, snap: Snapshot, node: NodeView, now: datetime, *, launch: bool) -> NodeOutcome:
+    def node(self, snap: Snapshot, node: LiveNode, now: datetime, *, launch: bool) -> NodeOutcome:
         """One node's driver calls; a permanent error fails the node."""
         try:
             return self._node(snap, node, now, launch=launch)
         except PermanentProviderError as exc:
             return NodeOutcome(node.id, node.provider_state, failed=exc.message)
 
-    def _node(self, snap: Snapshot, node: NodeView, now: datetime, *, launch: bool) -> NodeOutcome:
+    def _node(self, snap: Snapshot, node: LiveNode, now: datetime, *, launch: bool) -> NodeOutcome:
         leaving = snap.cluster.delete_requested_at is not None or node.marked_for_deletion
         if not leaving and node.provider_state is None and not launch:
             return NodeOutcome(node.id, None)  # not launched, nor to be yet: nothing to ask
@@ -157,7 +157,7 @@ class ClusterActor:
         return self._joined(snap, node, spec, host.describe(spec, node.provider_state, now), now)
 
     def _joined(
-        self, snap: Snapshot, node: NodeView, spec: InstanceSpec, host: NodeProgress, now: datetime
+        self, snap: Snapshot, node: LiveNode, spec: InstanceSpec, host: NodeProgress, now: datetime
     ) -> NodeOutcome:
         """A node whose host runs joins the cluster before it counts as running."""
         outcome = NodeOutcome(node.id, host.state, phase=host.phase, failed=failed(host))
@@ -172,7 +172,7 @@ class ClusterActor:
         return outcome
 
     def _leave(
-        self, snap: Snapshot, node: NodeView, spec: InstanceSpec, now: datetime
+        self, snap: Snapshot, node: LiveNode, spec: InstanceSpec, now: datetime
     ) -> NodeOutcome:
         """A leaving node is removed from the cluster, then its host released and wiped."""
         outcome = NodeOutcome(node.id, node.provider_state)
@@ -331,7 +331,7 @@ class ClusterActor:
             outcome.applied = desired
 
 
-def workers_of(nodes: list[NodeView]) -> list[NodeView]:
+def workers_of(nodes: list[LiveNode]) -> list[LiveNode]:
     return [
         n
         for n in nodes
@@ -339,7 +339,7 @@ def workers_of(nodes: list[NodeView]) -> list[NodeView]:
     ]
 
 
-def testable(snap: Snapshot) -> list[tuple[NodeView, HostSpec]]:
+def testable(snap: Snapshot) -> list[tuple[LiveNode, HostSpec]]:
     """The workers acceptance tests judge (serving, not excluded), with their hosts."""
     return [
         (n, snap.hosts[n.host_id])

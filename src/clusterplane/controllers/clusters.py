@@ -73,7 +73,7 @@ from .cluster_act import (
     StepOutcome,
     workers_of,
 )
-from .node_views import NodeView, NodeWrites, live_nodes, view_of
+from .node_views import LiveNode, NodeWrites, live_nodes, view_of
 
 POLL = timedelta(seconds=5)
 JOIN_EVENTS = {
@@ -121,7 +121,7 @@ REPAIRING = (
 )
 
 
-def _degraded(session: Session, cluster_id: str, workers: list[NodeView]) -> bool:
+def _degraded(session: Session, cluster_id: str, workers: list[LiveNode]) -> bool:
     """Whether a serving worker is unhealthy or a repair of the cluster is under way."""
     if any(n.health == "unhealthy" or n.phase == NodePhase.FAILED for n in workers):
         return True
@@ -147,7 +147,7 @@ def _facts_after(snap: Snapshot, outcome: Outcome) -> lifecycle.BringUpFacts:
     counts them (a failed node is FAILED, a terminated one gone); no step done yet."""
     results = {r.node_id: r for r in outcome.nodes}
 
-    def phase(node: NodeView) -> str | None:
+    def phase(node: LiveNode) -> str | None:
         result = results.get(node.id)
         if result is None:
             return node.phase
@@ -166,7 +166,7 @@ def _facts_after(snap: Snapshot, outcome: Outcome) -> lifecycle.BringUpFacts:
     )
 
 
-def _plain(node: NodeView, result: NodeOutcome) -> bool:
+def _plain(node: LiveNode, result: NodeOutcome) -> bool:
     """Whether the outcome only changes the node's driver state, flavour state and phase
     (no failure, no leaving, no join to tell of): what `_changed` writes set-based."""
     joins = (
@@ -178,12 +178,12 @@ def _plain(node: NodeView, result: NodeOutcome) -> bool:
 
 
 def _changed(
-    node: NodeView,
+    node: LiveNode,
     result: NodeOutcome,
     now: datetime,
     writes: NodeWrites,
     transitions: list[dict[str, Any]],
-) -> NodeView:
+) -> LiveNode:
     """`_apply_node` for a plain outcome: the columns it changes (none that equal the
     stored ones), and a phase transition if the phase moved."""
     changes: dict[str, Any] = {}
@@ -320,7 +320,7 @@ class ClusterController:
         return outcome
 
     @staticmethod
-    def _may_launch(cluster: ClusterRow, node: NodeView, seq: tuple[ClusterPhase, ...]) -> bool:
+    def _may_launch(cluster: ClusterRow, node: LiveNode, seq: tuple[ClusterPhase, ...]) -> bool:
         phase = ClusterPhase(cluster.phase)
         if phase == P.SCHEDULED:
             return False  # a reservation launches nothing before its window opens
@@ -525,7 +525,7 @@ class ClusterController:
         self,
         session: Session,
         cluster: ClusterRow,
-        nodes: list[NodeView],
+        nodes: list[LiveNode],
         now: datetime,
         progressed: bool,
     ) -> None:
@@ -553,7 +553,7 @@ class ClusterController:
         self,
         session: Session,
         cluster: ClusterRow,
-        nodes: list[NodeView],
+        nodes: list[LiveNode],
         outcome: Outcome,
         now: datetime,
         progressed: bool,
@@ -656,7 +656,7 @@ class ClusterController:
         cluster.next_reconcile_at = due
 
     @staticmethod
-    def _short_of_preemptible(cluster: ClusterRow, nodes: list[NodeView]) -> bool:
+    def _short_of_preemptible(cluster: ClusterRow, nodes: list[LiveNode]) -> bool:
         live = sum(n.preemptible and not n.marked_for_deletion for n in nodes)
         return live * 8 < cluster.desired_preemptible_gpus
 
@@ -664,7 +664,7 @@ class ClusterController:
         self,
         session: Session,
         cluster: ClusterRow,
-        workers: list[NodeView],
+        workers: list[LiveNode],
         step: StepOutcome | None,
         now: datetime,
     ) -> bool:
@@ -689,7 +689,7 @@ class ClusterController:
     @staticmethod
     def _next_due(
         cluster: ClusterRow,
-        nodes: list[NodeView],
+        nodes: list[LiveNode],
         phase: ClusterPhase,
         now: datetime,
         moved: bool,

@@ -1,7 +1,7 @@
 """A cluster's live nodes as a controller pass reads and writes them: columns, not ORM rows.
 
 For a cluster of thousands of nodes, building and tracking an ORM row per node cost more
-than the pass's driver calls. `live_nodes` reads them as `NodeView`s, in one prepared
+than the pass's driver calls. `live_nodes` reads them as `LiveNode`s, in one prepared
 statement on the session's own connection and transaction (the snapshot's, the apply's);
 `NodeWrites` collects the apply's plain changes of nodes (driver state, flavour state,
 phase and status) and writes them as one executemany UPDATE per set of changed columns.
@@ -22,7 +22,7 @@ from clusterplane.db.prepared import Prepared, reader_of
 from clusterplane.db.rows import NodeRow
 
 
-class NodeView(NamedTuple):
+class LiveNode(NamedTuple):
     """A live node's columns: what a pass decides on, tells the drivers and changes."""
 
     id: str
@@ -47,14 +47,14 @@ class NodeView(NamedTuple):
 
 
 _LIVE_NODES = Prepared(
-    select(*(getattr(NodeRow, name) for name in NodeView._fields))
+    select(*(getattr(NodeRow, name) for name in LiveNode._fields))
     .where(NodeRow.cluster_id == bindparam("cluster"), NodeRow.deleted_at.is_(None))
     .order_by(NodeRow.role, NodeRow.ordinal),
-    NodeView,
+    LiveNode,
 )
 
 
-def live_nodes(session: Session, cluster_id: str) -> list[NodeView]:
+def live_nodes(session: Session, cluster_id: str) -> list[LiveNode]:
     """The cluster's live nodes, control plane first, each role by ordinal."""
     reader = reader_of(session)
     try:
@@ -63,8 +63,8 @@ def live_nodes(session: Session, cluster_id: str) -> list[NodeView]:
         reader.close()
 
 
-def view_of(row: NodeRow) -> NodeView:
-    return NodeView(*(getattr(row, name) for name in NodeView._fields))
+def view_of(row: NodeRow) -> LiveNode:
+    return LiveNode(*(getattr(row, name) for name in LiveNode._fields))
 
 
 _NODES = cast(Table, NodeRow.__table__)
@@ -88,7 +88,7 @@ class NodeWrites:
     def __init__(self) -> None:
         self._by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
 
-    def change(self, node: NodeView, **changes: Any) -> NodeView:
+    def change(self, node: LiveNode, **changes: Any) -> LiveNode:
         """Record `changes` (columns of `WRITABLE`) of `node`; the node as they leave it."""
         if not changes:
             return node

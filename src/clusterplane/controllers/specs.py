@@ -6,12 +6,12 @@ from clusterplane.db.rows import ClusterRow, HostRow, NodeRow
 from clusterplane.domain.enums import NodeRole
 from clusterplane.providers.models import HostSpec, InstanceSpec, NodeAccess
 
-from .node_views import NodeView
+from .node_views import LiveNode
 
 
 def instance_spec(
     cluster: ClusterRow,
-    node: NodeRow | NodeView,
+    node: NodeRow | LiveNode,
     driver: str | None = None,
     access: NodeAccess | None = None,
 ) -> InstanceSpec:

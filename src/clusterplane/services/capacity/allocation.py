@@ -41,7 +41,6 @@ from clusterplane.db.rows import (
     CapacityPoolRow,
     ClusterRow,
     HostRow,
-    NodePhaseTransitionRow,
     NodeRow,
     RegionRow,
 )
@@ -50,6 +49,7 @@ from clusterplane.domain.placement import FreeHost, PlacementIndex
 from clusterplane.errors import CapacityUnavailable
 from clusterplane.services.access.ids import new_uuid
 from clusterplane.services.capacity import placement_cache
+from clusterplane.services.events.events import write_node_transitions
 
 GPUS_PER_NODE = 8
 CONTROL_PLANE_NETWORK = ipaddress.ip_network("100.64.0.0/10")
@@ -178,7 +178,6 @@ class ClaimedHost:
 _CLAIMED_FACTS = tuple(f.name for f in fields(ClaimedHost))
 _HOSTS = cast(Table, HostRow.__table__)
 _NODES = cast(Table, NodeRow.__table__)
-_NODE_PHASES = cast(Table, NodePhaseTransitionRow.__table__)
 
 
 # Built once, and run as Core statements (no ORM objects): placement commits run hundreds
@@ -237,7 +236,6 @@ _SERVES = (
 _ADD_NODES = PreparedInsert(_NODES)
 _REGIONS = cast(Table, RegionRow.__table__)
 _REGION_NETWORK = select(_REGIONS.c.network).where(_REGIONS.c.name == bindparam("region"))
-_ADD_NODE_PHASES = PreparedInsert(_NODE_PHASES)
 
 
 def _forget_loaded_hosts(session: Session, host_ids: Iterable[str]) -> None:
@@ -453,12 +451,10 @@ def _node_values(
 
 def _write_pending_nodes(session: Session, rows: list[dict[str, Any]], now: datetime) -> None:
     """Insert new nodes and the first (Pending) phase of each: one executemany each."""
-    on_connection = reader_of(session)  # the session's connection and transaction
-    on_connection.insert(_ADD_NODES, rows)
+    reader_of(session).insert(_ADD_NODES, rows)
     pending = NodePhase.PENDING
-    on_connection.insert(
-        _ADD_NODE_PHASES,
-        [{"node_row_id": r["id"], "phase": pending, "transition_time": now} for r in rows],
+    write_node_transitions(
+        session, [{"node_row_id": r["id"], "phase": pending, "transition_time": now} for r in rows]
     )
 
 

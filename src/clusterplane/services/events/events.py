@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
+from clusterplane.db.prepared import PreparedInsert, reader_of
 from clusterplane.db.rows import (
     ClusterPhaseTransitionRow,
     ClusterRow,
@@ -108,7 +109,7 @@ def set_cluster_phase(
     )
 
 
-_ADD_NODE_TRANSITIONS = insert(cast(Table, NodePhaseTransitionRow.__table__))
+_ADD_NODE_TRANSITIONS = PreparedInsert(cast(Table, NodePhaseTransitionRow.__table__))
 
 
 def set_node_phase(
@@ -135,7 +136,7 @@ def write_node_transitions(session: Session, batch: list[dict[str, Any]]) -> Non
     """Many nodes' transitions (`set_node_phase(batch=...)`) in one executemany: no ORM
     object, identity or flush bookkeeping per node (thousands in a large bring-up)."""
     if batch:
-        session.execute(_ADD_NODE_TRANSITIONS, batch)
+        reader_of(session).insert(_ADD_NODE_TRANSITIONS, batch)
         batch.clear()
 
 
