@@ -107,8 +107,9 @@ class HostRow(Base):
     __tablename__ = "hosts"
     __table_args__ = (
         Index("ix_hosts_pick", "region", "gpu_type", "state"),
-        # Covers the capacity check's count of serviceable hosts by fabric and pool
-        # (services/capacity/calendar.py), which every create runs over the whole region.
+        # Covers reads of a region's hosts of one GPU type by fabric, pool and state (the
+        # GPU-type probe of every create: `fleet.offers_instance_type`). The capacity
+        # check's counts are kept by the database instead (`serviceable_host_changes`).
         Index(
             "ix_hosts_capacity",
             "region",
@@ -180,12 +181,39 @@ class CapacityPoolRow(Base):
     deleted_at: Mapped[datetime | None]
 
 
+# The partial indexes' conditions; queries that use them repeat them word for word
+# (SQLite uses a partial index only for a query whose WHERE holds its terms).
+UNSTEADY_BOOKING = (
+    "deleted_at IS NULL AND (reservation_end_time IS NOT NULL OR capacity_pool_id IS NOT NULL "
+    "OR reservation_start_time IS NOT NULL)"
+)
+SCHEDULED_CLUSTER = "phase = 'CLUSTER_PHASE_SCHEDULED' AND deleted_at IS NULL"
+
+
 class ClusterRow(Base):
     __tablename__ = "clusters"
     __table_args__ = (
         Index("ix_clusters_project_created", "project_id", "created_at"),
         # Due scans: `deleted_at IS NULL AND next_reconcile_at <= now`, in due order.
         Index("ix_clusters_due", "deleted_at", "next_reconcile_at"),
+        # The capacity check's bookings other than the steady ones (migration 0018), and
+        # the reservations still to start by booked fabric: few rows, not every cluster.
+        Index(
+            "ix_clusters_unsteady",
+            "region",
+            "gpu_type",
+            sqlite_where=text(UNSTEADY_BOOKING),
+            postgresql_where=text(UNSTEADY_BOOKING),
+        ),
+        Index(
+            "ix_clusters_scheduled_fabrics",
+            "region",
+            "gpu_type",
+            "booked_fabric",
+            "num_gpus",
+            sqlite_where=text(SCHEDULED_CLUSTER),
+            postgresql_where=text(SCHEDULED_CLUSTER),
+        ),
     )
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"))
@@ -260,6 +288,36 @@ class ClusterPhaseTransitionRow(Base):
     cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id"), index=True)
     phase: Mapped[str] = mapped_column(String(64))
     transition_time: Mapped[datetime]
+
+
+class ServiceableHostChangeRow(Base):
+    """Serviceable hosts (in the fleet file, available or allocated) a region's GPU type
+    gained or lost in a fabric and capacity pool (`pool` '': general capacity): a ledger
+    the database's triggers append to (migration 0018), summed by group."""
+
+    __tablename__ = "serviceable_host_changes"
+    __table_args__ = (
+        Index("ix_serviceable_host_changes_group", "region", "gpu_type", "fabric", "pool", "hosts"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    region: Mapped[str] = mapped_column(String(64))
+    gpu_type: Mapped[str] = mapped_column(String(32))
+    fabric: Mapped[str] = mapped_column(String(64))
+    pool: Mapped[str] = mapped_column(String(64))
+    hosts: Mapped[int] = mapped_column(Integer)
+
+
+class SteadyBookingChangeRow(Base):
+    """GPUs a region's steady bookings of a GPU type gained or lost (live clusters, not
+    deleting, with no reservation times and no pool: on-demand clusters): a ledger the
+    database's triggers append to (migration 0018), summed by group."""
+
+    __tablename__ = "steady_booking_changes"
+    __table_args__ = (Index("ix_steady_booking_changes_group", "region", "gpu_type", "gpus"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    region: Mapped[str] = mapped_column(String(64))
+    gpu_type: Mapped[str] = mapped_column(String(32))
+    gpus: Mapped[int] = mapped_column(Integer)
 
 
 class ClusterRevisionRow(Base):

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
@@ -32,8 +33,8 @@ from clusterplane.api.schemas import (
     UpdateClusterRequest,
 )
 from clusterplane.api.state import ApiState
-from clusterplane.db.engine import transaction
 from clusterplane.db.prepared import Reader, read_snapshot
+from clusterplane.db.retry import write_retrying
 from clusterplane.db.rows import ClusterRow
 from clusterplane.domain.enums import ClusterType
 from clusterplane.services.access.auth import Caller
@@ -174,7 +175,8 @@ def create_cluster(
     req = validate(CreateClusterRequest, body)
     state = api_state(request)
     now = state.clock.now()
-    with transaction(state.sessions) as session:
+
+    def create(session: Session) -> bytes:
         row = create_once(
             request,
             session,
@@ -197,9 +199,11 @@ def create_cluster(
                 capacity=state.settings.capacity,
             ),
         )
-        result = cluster_documents.respond_after_write(
+        return cluster_documents.respond_after_write(
             session, row.id, now=now, box=state.secrets, keep=False
         )
+
+    result = write_retrying(state.sessions, create)
     state.nudge()
     return Response(result, media_type="application/json")
 
@@ -277,7 +281,8 @@ def update_cluster(
     req = validate(UpdateClusterRequest, body)
     state = api_state(request)
     now = state.clock.now()
-    with transaction(state.sessions) as session:
+
+    def update(session: Session) -> bytes:
         row = clusters.update_cluster(
             session,
             caller,
@@ -288,7 +293,9 @@ def update_cluster(
             box=state.secrets,
             capacity=state.settings.capacity,
         )
-        result = cluster_documents.respond_after_write(session, row.id, now=now, box=state.secrets)
+        return cluster_documents.respond_after_write(session, row.id, now=now, box=state.secrets)
+
+    result = write_retrying(state.sessions, update)
     state.nudge()
     return Response(result, media_type="application/json")
 
@@ -298,7 +305,9 @@ def delete_cluster(
     cluster_id: str, request: Request, caller: Caller = Depends(current_caller)
 ) -> Response:
     state = api_state(request)
-    with transaction(state.sessions) as session:
-        deleted = clusters.delete_cluster(session, caller, cluster_id, now=state.clock.now())
+    deleted = write_retrying(
+        state.sessions,
+        lambda session: clusters.delete_cluster(session, caller, cluster_id, now=state.clock.now()),
+    )
     state.nudge()
     return presenters.json_response({"cluster_id": deleted})

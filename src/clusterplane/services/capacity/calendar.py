@@ -30,11 +30,18 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import NamedTuple, Protocol
 
-from sqlalchemy import and_, bindparam, func, not_, or_, select
+from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.orm import Session
 
 from clusterplane.db.prepared import Prepared, Reader, reader_of
-from clusterplane.db.rows import CapacityPoolRow, ClusterRow, HostRow, NodeRow, RegionRow
+from clusterplane.db.rows import (
+    UNSTEADY_BOOKING,
+    CapacityPoolRow,
+    ClusterRow,
+    HostRow,
+    NodeRow,
+    RegionRow,
+)
 from clusterplane.domain.calendar import (
     Booking,
     Capacity,
@@ -42,12 +49,12 @@ from clusterplane.domain.calendar import (
     first_overbooking,
     first_short,
 )
-from clusterplane.domain.enums import ClusterPhase, HostState
+from clusterplane.domain.enums import ClusterPhase
 from clusterplane.errors import CapacityUnavailable
+from clusterplane.services.capacity import capacity_ledger
 from clusterplane.services.capacity.allocation import allows_cross_fabric
 
 GPUS_PER_NODE = 8
-SERVICEABLE = (HostState.AVAILABLE, HostState.ALLOCATED)
 # The booking being checked is served after every booking already made.
 LAST = 2**62
 
@@ -93,6 +100,8 @@ class Calendar:
     fabrics: dict[str, Capacity] = field(default_factory=dict)
     # Serviceable hosts now, per (fabric, capacity pool id or None).
     serviceable: dict[tuple[str, str | None], int] = field(default_factory=dict)
+    # Rows of the capacity ledgers the counts were summed from (`capacity_ledger`).
+    ledger_rows: int = 0
 
     def general_bookings(self, last: str | None = None) -> list[Booking]:
         """Every general booking; `last`'s is served after all the others."""
@@ -160,28 +169,6 @@ class _Steps:
 
     def capacity(self) -> Capacity:
         return Capacity(self.base, tuple(sorted(self.later.items())))
-
-
-# Grouped in the order of `ix_hosts_capacity`, which covers it: no sort, no table reads.
-_SERVICEABLE_HOSTS: Prepared[tuple[str, str | None, int]] = Prepared(
-    select(HostRow.fabric, HostRow.capacity_pool_id, func.count())
-    .where(
-        HostRow.region == bindparam("region"),
-        HostRow.gpu_type == bindparam("gpu_type"),
-        HostRow.in_fleet_file.is_(True),
-        or_(*(HostRow.state == state for state in SERVICEABLE)),
-    )
-    .group_by(HostRow.fabric, HostRow.capacity_pool_id),
-    tuple,
-)
-
-
-def _serviceable_hosts(
-    reader: Reader, region: str, gpu_type: str
-) -> dict[tuple[str, str | None], int]:
-    """Serviceable hosts of a region and GPU type, per (fabric, capacity pool id)."""
-    rows = reader.all(_SERVICEABLE_HOSTS, region=region, gpu_type=gpu_type)
-    return {(fabric, pool_id): int(count) for fabric, pool_id, count in rows}
 
 
 def _capacity(
@@ -312,25 +299,46 @@ _LIVE = (
     ClusterRow.deleted_at.is_(None),
     ClusterRow.phase != ClusterPhase.DELETING,
 )
-# Started, open-ended general bookings (on-demand clusters: most of them), but `keep`'s.
-_STEADY = and_(
-    ClusterRow.reservation_end_time.is_(None),
-    ClusterRow.capacity_pool_id.is_(None),
-    or_(
-        ClusterRow.reservation_start_time.is_(None),
-        ClusterRow.reservation_start_time <= bindparam("now"),
-    ),
-    ClusterRow.id != bindparam("keep"),
-)
 _BOOKINGS = select(*(getattr(ClusterRow, name) for name in _BookingColumns._fields))
 _ORDER = (ClusterRow.created_at, ClusterRow.id)
 _ALL_BOOKINGS = Prepared(_BOOKINGS.where(*_LIVE).order_by(*_ORDER), _BookingColumns)
+# Every live booking but the steady ones, from the few rows of `ix_clusters_unsteady`.
 _UNSTEADY_BOOKINGS = Prepared(
-    _BOOKINGS.where(*_LIVE, not_(_STEADY)).order_by(*_ORDER), _BookingColumns
+    _BOOKINGS.where(*_LIVE, text(UNSTEADY_BOOKING)).order_by(*_ORDER), _BookingColumns
 )
-_STEADY_GPUS: Prepared[tuple[int | None]] = Prepared(
-    select(func.sum(ClusterRow.num_gpus)).where(*_LIVE, _STEADY), tuple
+_LIVE_BOOKING = Prepared(
+    _BOOKINGS.where(
+        ClusterRow.id == bindparam("id"),
+        ClusterRow.deleted_at.is_(None),
+        ClusterRow.phase != ClusterPhase.DELETING,
+    ),
+    _BookingColumns,
 )
+
+
+def _is_steady(booking: _BookingColumns) -> bool:
+    """Counted in `steady_bookings`: no reservation times and no pool (live bookings)."""
+    return (
+        booking.reservation_start_time is None
+        and booking.reservation_end_time is None
+        and booking.capacity_pool_id is None
+    )
+
+
+def _bookings_beside_steady(
+    reader: Reader, region: str, gpu_type: str, keep: str | None
+) -> tuple[int, list[_BookingColumns], int]:
+    """The GPUs of the region's steady bookings but `keep`'s, as the database keeps them
+    summed, every other live booking (`keep`'s included), listed, and the ledger rows
+    read: index reads of a few rows, however many clusters the region has."""
+    steady, ledger_rows = capacity_ledger.steady_gpus(reader, region, gpu_type)
+    rows = reader.all(_UNSTEADY_BOOKINGS, region=region, gpu_type=gpu_type)
+    kept = reader.all(_LIVE_BOOKING, id=keep) if keep else []
+    for booking in kept:
+        if _is_steady(booking):
+            steady -= booking.num_gpus
+            rows.append(booking)
+    return steady, rows, ledger_rows
 
 
 def load_calendar(
@@ -342,23 +350,21 @@ def load_calendar(
     itemise: bool = True,
     keep: str | None = None,
 ) -> Calendar:
-    """The calendar of one region and GPU type. With `itemise` False, the started,
-    open-ended general bookings (on-demand clusters: most of them) are summed in SQL into
-    `held_nodes` instead of listed, except `keep`'s, so a create's check does not read
-    every cluster. Itemised entries are also split by fabric."""
+    """The calendar of one region and GPU type. With `itemise` False, the steady bookings
+    (on-demand clusters: most of them) but `keep`'s are taken as the database keeps them
+    summed, into `held_nodes`, instead of listed, so a create's check does not read every
+    cluster. Itemised entries are also split by fabric."""
     reader = reader_of(session)
     pools = live_pools(reader, region, gpu_type)
-    serviceable = _serviceable_hosts(reader, region, gpu_type)
+    serviceable, ledger_rows = capacity_ledger.serviceable_hosts(reader, region, gpu_type)
     general, pool_hosts, fabrics = _capacity(serviceable, pools, now)
-    where = {"region": region, "gpu_type": gpu_type}
     held = 0
     if itemise:
-        rows = reader.all(_ALL_BOOKINGS, **where)
+        rows = reader.all(_ALL_BOOKINGS, region=region, gpu_type=gpu_type)
     else:
-        steady = {**where, "now": now, "keep": keep or ""}
-        ((total,),) = reader.all(_STEADY_GPUS, **steady)
-        held = int(total or 0) // GPUS_PER_NODE
-        rows = reader.all(_UNSTEADY_BOOKINGS, **steady)
+        steady_gpus, rows, steady_rows = _bookings_beside_steady(reader, region, gpu_type, keep)
+        held = steady_gpus // GPUS_PER_NODE
+        ledger_rows += steady_rows
     entries = [
         booking_of(c, pools.get(c.capacity_pool_id) if c.capacity_pool_id else None, now)
         for c in rows
@@ -370,7 +376,17 @@ def load_calendar(
             for e in entries
         ]
     return Calendar(
-        region, gpu_type, now, general, pool_hosts, pools, entries, held, fabrics, serviceable
+        region,
+        gpu_type,
+        now,
+        general,
+        pool_hosts,
+        pools,
+        entries,
+        held,
+        fabrics,
+        serviceable,
+        ledger_rows,
     )
 
 
@@ -421,6 +437,8 @@ def check_cluster_booking(
     calendar = load_calendar(
         session, cluster.region, cluster.gpu_type, now, itemise=not open_ended, keep=cluster.id
     )
+    if calendar.ledger_rows > capacity_ledger.FOLD_AT:
+        capacity_ledger.fold(session, cluster.region, cluster.gpu_type)
     mine = next((e for e in calendar.entries if e.cluster_id == cluster.id), None)
     if mine is None:
         return

@@ -29,11 +29,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Table, bindparam, func, select
+from sqlalchemy import Table, bindparam, func, select, text
 from sqlalchemy.orm import Session
 
 from clusterplane.db.prepared import Prepared, reader_of
 from clusterplane.db.rows import (
+    SCHEDULED_CLUSTER,
     CapacityPoolRow,
     ClusterRow,
     EventRow,
@@ -223,8 +224,7 @@ _RESERVED_FABRICS: Prepared[tuple[str | None, int]] = Prepared(
     .where(
         ClusterRow.region == bindparam("region"),
         ClusterRow.gpu_type == bindparam("gpu_type"),
-        ClusterRow.phase == ClusterPhase.SCHEDULED,
-        ClusterRow.deleted_at.is_(None),
+        text(SCHEDULED_CLUSTER),  # from `ix_clusters_scheduled_fabrics` alone
         ClusterRow.booked_fabric.is_not(None),
     )
     .group_by(ClusterRow.booked_fabric),
