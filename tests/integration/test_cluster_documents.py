@@ -4,6 +4,8 @@ refresher stores documents once their cluster is quiet."""
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -19,6 +21,7 @@ from clusterplane.db.rows import (
     NodeLifecycleEventRow,
     NodeRow,
 )
+from clusterplane.services.clusters import cluster_documents
 from clusterplane.services.clusters.cluster_documents import RENDER_LOCK
 from clusterplane.services.clusters.cluster_views import (
     ClusterView,
@@ -236,3 +239,54 @@ def test_a_cluster_another_replica_is_rendering_is_left_to_it(ready):
         other_replica.commit()
     store_documents(engine)
     assert _document_revision(engine, held) == _revision(engine, held)
+
+
+def test_a_refresher_storing_a_document_waits_behind_a_writer_of_that_cluster(ready):
+    """A write bumps its cluster's revision (a trigger) and then stores its response's
+    document; a refresher storing the same cluster meanwhile must queue behind it, not
+    hold the document while it waits for the revision (a deadlock PostgreSQL breaks by
+    failing one of the two)."""
+    engine, cluster_id = ready
+    if engine.app.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's writers never wait on each other's row locks")
+    _set(engine, "clusters", "name", "id = :c", c=cluster_id)  # the document is behind
+    failures: list[BaseException] = []
+
+    def refresh() -> None:
+        try:
+            cluster_documents.render_and_store(
+                engine.app.sessions, [cluster_id], now=engine.clock.now()
+            )
+        except BaseException as exc:  # reported to the test thread
+            failures.append(exc)
+
+    with engine.app.engine.connect() as writer:
+        writer.execute(text("UPDATE clusters SET name = name WHERE id = :c"), {"c": cluster_id})
+        refresher = threading.Thread(target=refresh)
+        refresher.start()
+        _wait_for_a_lock_wait(engine)
+        writer.execute(
+            text("UPDATE cluster_documents SET body = body WHERE cluster_id = :c"),
+            {"c": cluster_id},
+        )
+        writer.commit()
+    refresher.join(timeout=30)
+    assert not refresher.is_alive()
+    assert failures == []
+    store_documents(engine)
+    assert _document_revision(engine, cluster_id) == _revision(engine, cluster_id)
+
+
+def _wait_for_a_lock_wait(engine: Engine) -> None:
+    """Until a session of the database waits for a row lock (the refresher's)."""
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with engine.app.engine.connect() as conn:
+            if conn.execute(query).scalar_one():
+                return
+        time.sleep(0.02)
+    raise AssertionError("the refresher never waited for the writer's lock")

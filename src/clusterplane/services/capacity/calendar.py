@@ -317,7 +317,8 @@ _LIVE_BOOKING = Prepared(
 
 
 def _is_steady(booking: _BookingColumns) -> bool:
-    """Counted in `steady_bookings`: no reservation times and no pool (live bookings)."""
+    """Counted in the steady-bookings ledger (`capacity_ledger.steady_gpus`): no
+    reservation times and no pool (of a live booking)."""
     return (
         booking.reservation_start_time is None
         and booking.reservation_end_time is None

@@ -264,20 +264,35 @@ def render_and_store(sessions: sessionmaker[Session], ids: Sequence[str], *, now
 def store(session: Session, revisions: dict[str, int], rendered: Sequence[Rendered]) -> None:
     """Each rendered document at the revision it was rendered at (unless a newer one is
     stored); a cluster of `revisions` with nothing rendered (deleted) loses its document.
-    Each is marked rendered only while its revision is still that one."""
+    Each is marked rendered only while its revision is still that one.
+
+    Rows are locked in the order every writer locks them: a cluster's revision (which
+    the triggers of any write to it bump first), then its document, clusters in id order.
+    A writer that bumped a revision and then stores its own response's document, or
+    another replica's refresher, is waited for, never deadlocked with."""
     dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    ids = sorted(revisions)
+    if not ids:
+        return
+    session.connection().execute(
+        update(_R)
+        .where(_R.cluster_id == bindparam("c"), _R.revision == bindparam("r"))
+        .values(rendered=bindparam("r")),
+        [{"c": cluster_id, "r": revisions[cluster_id]} for cluster_id in ids],
+    )
+    by_id = {doc.cluster_id: doc for doc in rendered}
     documents = [
         {
-            "cluster_id": doc.cluster_id,
-            "revision": revisions[doc.cluster_id],
-            "body": doc.body,
-            "valid_until": doc.valid_until,
+            "cluster_id": cluster_id,
+            "revision": revisions[cluster_id],
+            "body": by_id[cluster_id].body,
+            "valid_until": by_id[cluster_id].valid_until,
         }
-        for doc in rendered
-        if doc.cluster_id in revisions
+        for cluster_id in ids
+        if cluster_id in by_id
     ]
     if documents:
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         upsert = insert(_D)
         session.execute(
             upsert.on_conflict_do_update(
@@ -287,18 +302,9 @@ def store(session: Session, revisions: dict[str, int], rendered: Sequence[Render
             ),
             documents,
         )
-    shown = {doc["cluster_id"] for doc in documents}
-    gone = [cluster_id for cluster_id in revisions if cluster_id not in shown]
+    gone = [cluster_id for cluster_id in ids if cluster_id not in by_id]
     if gone:
         session.execute(delete(_D).where(_D.cluster_id.in_(gone)))
-    if not revisions:
-        return
-    session.connection().execute(
-        update(_R)
-        .where(_R.cluster_id == bindparam("c"), _R.revision == bindparam("r"))
-        .values(rendered=bindparam("r")),
-        [{"c": cluster_id, "r": revision} for cluster_id, revision in revisions.items()],
-    )
 
 
 def _dialect(reader: Reader) -> str:
