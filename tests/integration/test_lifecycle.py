@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -349,3 +350,25 @@ def test_a_bring_up_reads_and_writes_its_nodes_without_an_orm_row_per_node(engin
     assert phases(cluster) == BRING_UP
     assert all(len(n["phase_transitions"]) == 5 for n in cluster["gpu_worker_nodes"])
     assert loaded == []
+
+
+def test_a_deletion_reads_its_nodes_and_hosts_in_a_few_queries_not_one_per_node(engine: Engine):
+    cluster_id = create(engine, num_gpus=64)["cluster_id"]  # 8 workers and a control plane
+    engine.advance(3 * 3600, step=60)
+    by_key: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if re.search(r"FROM (nodes|hosts)\s+WHERE (nodes|hosts)\.id = ", statement):
+            by_key.append(statement)  # one row by its primary key: a read per node
+
+    deleted = engine.client.delete(f"/v1/compute/clusters/{cluster_id}", headers=engine.headers())
+    assert deleted.status_code == 200, deleted.text
+    event.listen(engine.app.engine, "before_cursor_execute", count)
+    try:
+        engine.advance(600, step=60)
+    finally:
+        event.remove(engine.app.engine, "before_cursor_execute", count)
+    gone = engine.client.get(f"/v1/compute/clusters/{cluster_id}", headers=engine.headers())
+    assert gone.status_code == 404
+    assert all(owner is None for owner in engine.host_owners().values())
+    assert by_key == []

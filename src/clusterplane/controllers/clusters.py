@@ -338,8 +338,20 @@ class ClusterController:
         # The cluster's live nodes as columns (and, when some terminated, its hosts) in one
         # query each; plain changes are written set-based, the rest through ORM rows.
         live = {n.id: n for n in live_nodes(session, cluster.id)}
-        if any(r.terminated for r in outcome.nodes):
-            session.scalars(select(HostRow).where(HostRow.cluster_id == cluster.id)).all()
+        # The session holds its rows weakly: `loaded` keeps these in it until the end.
+        leaving = any(r.terminated for r in outcome.nodes)
+        loaded: list[Any] = []
+        if leaving:
+            loaded += session.scalars(select(HostRow).where(HostRow.cluster_id == cluster.id))
+        loaded += _load_node_rows(
+            session,
+            [
+                r.node_id
+                for r in outcome.nodes
+                if r.node_id in live and not _plain(live[r.node_id], r)
+            ],
+        )
+        waiting = remediations.nodes_with_waiting_repairs(session, cluster.id) if leaving else set()
         # Only a node that joins (a scale-up, a replacement) is told apart from a reboot.
         ran = _have_run(
             session,
@@ -364,7 +376,9 @@ class ClusterController:
                 progressed |= live[node.id].phase != node.phase
                 continue
             row = session.get_one(NodeRow, node.id)
-            progressed |= self._apply_node(session, cluster, row, result, now, ran, transitions)
+            progressed |= self._apply_node(
+                session, cluster, row, result, now, ran, transitions, waiting
+            )
             if row.deleted_at is None:
                 live[node.id] = view_of(row)
             else:
@@ -449,6 +463,7 @@ class ClusterController:
         now: datetime,
         ran: set[str],
         transitions: list[dict[str, Any]],
+        waiting: set[str],
     ) -> bool:
         """Record one node's outcome; True if it moved (a new phase, failed, or gone).
         A driver state equal to the stored one is not set again: the node stays clean,
@@ -460,7 +475,7 @@ class ClusterController:
         if result.failed is not None:
             return self._fail_node(session, cluster, node, result.failed, now)
         if result.terminated:
-            self._gone(session, cluster, node, now)
+            self._gone(session, cluster, node, now, transitions, waiting)
             return True
         if result.phase is None or result.phase == node.phase:
             return False
@@ -478,16 +493,26 @@ class ClusterController:
             )
         return True
 
-    def _gone(self, session: Session, cluster: ClusterRow, node: NodeRow, now: datetime) -> None:
-        """The node's host is released: the node is deleted and its host goes back."""
-        set_node_phase(session, node, NodePhase.SUCCEEDED, now)
+    def _gone(
+        self,
+        session: Session,
+        cluster: ClusterRow,
+        node: NodeRow,
+        now: datetime,
+        transitions: list[dict[str, Any]],
+        waiting: set[str],
+    ) -> None:
+        """The node's host is released: the node is deleted and its host goes back; its
+        waiting repairs (`waiting`: the nodes that have one) are cancelled."""
+        set_node_phase(session, node, NodePhase.SUCCEEDED, now, batch=transitions)
         node.deleted_at = now
         refresh_node_status(node)
         quarantine = node.removal_reason == "quarantined"
         release_host(session, node, cluster.id, now, quarantine=quarantine)
-        remediations.close_left_behind(
-            session, cluster_id=cluster.id, node_row_id=node.id, why="the node left", now=now
-        )
+        if node.id in waiting:
+            remediations.close_left_behind(
+                session, cluster_id=cluster.id, node_row_id=node.id, why="the node left", now=now
+            )
         host = session.get(HostRow, node.host_id) if quarantine and node.host_id else None
         if host is not None and host.state == HostState.QUARANTINED:
             check_runs.schedule_host_repair(session, self.ctx.settings, host, now)
@@ -720,3 +745,12 @@ class ClusterController:
         cluster.step_state = None
         set_cluster_phase(session, cluster, P.DELETING, now)
         cluster.next_reconcile_at = now
+
+
+def _load_node_rows(session: Session, ids: list[str], chunk: int = 1000) -> list[NodeRow]:
+    """These nodes' ORM rows, loaded into the session in a few queries, not one each (a
+    deletion's pass handles every node of the cluster through its row)."""
+    rows: list[NodeRow] = []
+    for start in range(0, len(ids), chunk):
+        rows += session.scalars(select(NodeRow).where(NodeRow.id.in_(ids[start : start + chunk])))
+    return rows

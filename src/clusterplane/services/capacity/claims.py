@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Table, bindparam, func, select, text
+from sqlalchemy import Table, and_, bindparam, func, not_, select, text
 from sqlalchemy.orm import Session
 
 from clusterplane.db.prepared import Prepared, reader_of
@@ -549,24 +549,34 @@ def preempt(session: Session, node: NodeRow, now: datetime, drain: timedelta) ->
 
 def _waiting_demand(session: Session, cluster: ClusterRow, now: datetime, drain: timedelta) -> int:
     """Standard nodes the region's clusters are waiting for, or will be once scheduled
-    clusters that start soon (within the drain window and `START_LEAD`) begin."""
-    others = session.scalars(
-        select(ClusterRow).where(
+    clusters that start soon (within the drain window and `START_LEAD`) begin: one
+    statement, each cluster's staying standard workers counted from the nodes' index."""
+    staying = (
+        select(func.count())
+        .where(
+            NodeRow.cluster_id == ClusterRow.id,
+            NodeRow.role == NodeRole.GPU_WORKER,
+            NodeRow.deleted_at.is_(None),
+            NodeRow.preemptible.is_(False),
+            NodeRow.marked_for_deletion.is_(False),
+        )
+        .scalar_subquery()
+    )
+    later = and_(
+        ClusterRow.phase == ClusterPhase.SCHEDULED,
+        ClusterRow.reservation_start_time.is_not(None),
+        ClusterRow.reservation_start_time > now + drain + START_LEAD,
+    )
+    rows = session.execute(
+        select(ClusterRow.num_gpus, staying).where(
             ClusterRow.region == cluster.region,
             ClusterRow.gpu_type == cluster.gpu_type,
             ClusterRow.deleted_at.is_(None),
             ClusterRow.phase != ClusterPhase.DELETING,
+            not_(later),
         )
-    )
-    waiting = 0
-    for other in others:
-        start = other.reservation_start_time
-        soon = now + drain + START_LEAD
-        if other.phase == ClusterPhase.SCHEDULED and start is not None and start > soon:
-            continue
-        have = len(workers(session, other.id, preemptible=False))
-        waiting += max(0, other.num_gpus // GPUS_PER_NODE - have)
-    return waiting
+    ).all()
+    return sum(max(0, gpus // GPUS_PER_NODE - have) for gpus, have in rows)
 
 
 def fulfil_preemptible(
@@ -588,6 +598,8 @@ def fulfil_preemptible(
         return False
     pools = _pools(session, cluster)
     idle = [h.facts for h in _general(_free(session, cluster), pools, now)]
+    if not idle:
+        return False  # nothing to take, whatever the others wait for
     room = min(gap, len(idle) - _waiting_demand(session, cluster, now, drain))
     standard = workers(session, cluster.id, preemptible=False)
     near = [facts for facts, _ in _held_facts(session, [n.host_id for n in standard if n.host_id])]

@@ -346,6 +346,18 @@ def cancel(
     return row
 
 
+def nodes_with_waiting_repairs(session: Session, cluster_id: str) -> set[str]:
+    """The cluster's nodes with a waiting (proposed, or in its grace period) remediation:
+    those whose removal `close_left_behind` has something to cancel for."""
+    waiting = session.scalars(
+        select(RemediationRow.node_row_id).where(
+            RemediationRow.cluster_id == cluster_id,
+            RemediationRow.state.in_([S.PENDING_APPROVAL, S.PENDING]),
+        )
+    )
+    return {node_row_id for node_row_id in waiting if node_row_id is not None}
+
+
 def close_left_behind(
     session: Session, *, cluster_id: str, node_row_id: str | None, why: str, now: datetime
 ) -> None:
