@@ -136,21 +136,26 @@ def _sqlite_triggers(count: Count) -> list[str]:
 
 
 def _postgresql_triggers(count: Count) -> list[str]:
+    # The same four triggers as on SQLite, each with its WHEN: an update that moves no
+    # count (a host handed out, a cluster's next phase) calls no function at all.
     unchanged = count.unchanged('{a} IS NOT DISTINCT FROM {b}')
     old, new = count.counts.format(r='OLD'), count.counts.format(r='NEW')
     prefix = f'cp_{count.name}'
+    columns = ', '.join(count.columns)
     return [
-        f'CREATE FUNCTION {prefix}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN '
-        f"IF TG_OP = 'INSERT' THEN IF {new} THEN {count.add('NEW', '+')} END IF; "
-        f"ELSIF TG_OP = 'DELETE' THEN IF {old} THEN {count.add('OLD', '-')} END IF; "
-        f'ELSIF {old} AND {unchanged} THEN NULL; '
-        f"ELSE IF {old} THEN {count.add('OLD', '-')} END IF; "
-        f"IF {new} THEN {count.add('NEW', '+')} END IF; "
-        'END IF; RETURN NULL; END $$',
-        f'CREATE TRIGGER {prefix}_rows AFTER INSERT OR DELETE ON {count.source} '
-        f'FOR EACH ROW EXECUTE FUNCTION {prefix}()',
-        f'CREATE TRIGGER {prefix}_update AFTER UPDATE OF {", ".join(count.columns)} '
-        f'ON {count.source} FOR EACH ROW EXECUTE FUNCTION {prefix}()',
+        f'CREATE FUNCTION {prefix}_gain() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN '
+        f"{count.add('NEW', '+')} RETURN NULL; END $$",
+        f'CREATE FUNCTION {prefix}_loss() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN '
+        f"{count.add('OLD', '-')} RETURN NULL; END $$",
+        f'CREATE TRIGGER {prefix}_insert AFTER INSERT ON {count.source} '
+        f'FOR EACH ROW WHEN ({new}) EXECUTE FUNCTION {prefix}_gain()',
+        f'CREATE TRIGGER {prefix}_delete AFTER DELETE ON {count.source} '
+        f'FOR EACH ROW WHEN ({old}) EXECUTE FUNCTION {prefix}_loss()',
+        f'CREATE TRIGGER {prefix}_leave AFTER UPDATE OF {columns} ON {count.source} '
+        f'FOR EACH ROW WHEN ({old} AND NOT {unchanged}) EXECUTE FUNCTION {prefix}_loss()',
+        f'CREATE TRIGGER {prefix}_join AFTER UPDATE OF {columns} ON {count.source} '
+        f'FOR EACH ROW WHEN ({new} AND NOT ({old} AND {unchanged})) '
+        f'EXECUTE FUNCTION {prefix}_gain()',
     ]
 
 
@@ -216,13 +221,12 @@ def downgrade() -> None:
     postgresql = op.get_bind().dialect.name == 'postgresql'
     for count in COUNTS:
         prefix = f'cp_{count.name}'
+        for suffix in ('insert', 'delete', 'leave', 'join'):
+            on = f' ON {count.source}' if postgresql else ''
+            op.execute(f'DROP TRIGGER IF EXISTS {prefix}_{suffix}{on}')
         if postgresql:
-            for suffix in ('rows', 'update'):
-                op.execute(f'DROP TRIGGER IF EXISTS {prefix}_{suffix} ON {count.source}')
-            op.execute(f'DROP FUNCTION IF EXISTS {prefix}()')
-        else:
-            for suffix in ('insert', 'delete', 'leave', 'join'):
-                op.execute(f'DROP TRIGGER IF EXISTS {prefix}_{suffix}')
+            op.execute(f'DROP FUNCTION IF EXISTS {prefix}_gain()')
+            op.execute(f'DROP FUNCTION IF EXISTS {prefix}_loss()')
     op.drop_index('ix_clusters_scheduled_fabrics', table_name='clusters')
     op.drop_index('ix_clusters_unsteady', table_name='clusters')
     op.drop_index('ix_steady_booking_changes_group', table_name='steady_booking_changes')
