@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Table, and_, bindparam, func, not_, select, text
+from sqlalchemy import ColumnElement, Table, and_, bindparam, func, not_, select, text
 from sqlalchemy.orm import Session
 
 from clusterplane.db.prepared import Prepared, reader_of
@@ -131,18 +131,22 @@ def _pools(session: Session, cluster: ClusterRow) -> dict[str, CapacityPoolRow]:
     return {p.id: p for p in rows}
 
 
+def _staying_workers(preemptible: bool) -> tuple[ColumnElement[bool], ...]:
+    """Live GPU workers of one kind that are staying (not marked for deletion)."""
+    return (
+        NodeRow.role == NodeRole.GPU_WORKER,
+        NodeRow.deleted_at.is_(None),
+        NodeRow.preemptible.is_(preemptible),
+        NodeRow.marked_for_deletion.is_(False),
+    )
+
+
 def workers(session: Session, cluster_id: str, *, preemptible: bool) -> list[NodeRow]:
     """Live GPU workers of one kind that are staying (not marked for deletion)."""
     return list(
         session.scalars(
             select(NodeRow)
-            .where(
-                NodeRow.cluster_id == cluster_id,
-                NodeRow.role == NodeRole.GPU_WORKER,
-                NodeRow.deleted_at.is_(None),
-                NodeRow.preemptible.is_(preemptible),
-                NodeRow.marked_for_deletion.is_(False),
-            )
+            .where(NodeRow.cluster_id == cluster_id, *_staying_workers(preemptible))
             .order_by(NodeRow.ordinal)
         )
     )
@@ -553,13 +557,7 @@ def _waiting_demand(session: Session, cluster: ClusterRow, now: datetime, drain:
     statement, each cluster's staying standard workers counted from the nodes' index."""
     staying = (
         select(func.count())
-        .where(
-            NodeRow.cluster_id == ClusterRow.id,
-            NodeRow.role == NodeRole.GPU_WORKER,
-            NodeRow.deleted_at.is_(None),
-            NodeRow.preemptible.is_(False),
-            NodeRow.marked_for_deletion.is_(False),
-        )
+        .where(NodeRow.cluster_id == ClusterRow.id, *_staying_workers(False))
         .scalar_subquery()
     )
     later = and_(

@@ -118,44 +118,43 @@ COUNTS = [
 ]
 
 
-def _sqlite_triggers(count: Count) -> list[str]:
-    unchanged = count.unchanged('{a} IS {b}')
+def _triggers(count: Count, null_safe_equal: str) -> list[tuple[str, str, str, str]]:
+    """(name suffix, event, WHEN condition, 'gain' or 'loss') of the four triggers of a
+    count: the group a row joins gains it, the group it leaves loses it."""
+    unchanged = count.unchanged(null_safe_equal)
     old, new = count.counts.format(r='OLD'), count.counts.format(r='NEW')
-    prefix = f'cp_{count.name}'
-    columns = ', '.join(count.columns)
+    update = f"UPDATE OF {', '.join(count.columns)}"
     return [
-        f'CREATE TRIGGER {prefix}_insert AFTER INSERT ON {count.source} WHEN {new} '
-        f"BEGIN {count.add('NEW', '+')} END",
-        f'CREATE TRIGGER {prefix}_delete AFTER DELETE ON {count.source} WHEN {old} '
-        f"BEGIN {count.add('OLD', '-')} END",
-        f'CREATE TRIGGER {prefix}_leave AFTER UPDATE OF {columns} ON {count.source} '
-        f"WHEN {old} AND NOT {unchanged} BEGIN {count.add('OLD', '-')} END",
-        f'CREATE TRIGGER {prefix}_join AFTER UPDATE OF {columns} ON {count.source} '
-        f"WHEN {new} AND NOT ({old} AND {unchanged}) BEGIN {count.add('NEW', '+')} END",
+        ('insert', 'INSERT', new, 'gain'),
+        ('delete', 'DELETE', old, 'loss'),
+        ('leave', update, f'{old} AND NOT {unchanged}', 'loss'),
+        ('join', update, f'{new} AND NOT ({old} AND {unchanged})', 'gain'),
+    ]
+
+
+CHANGE = {'gain': ('NEW', '+'), 'loss': ('OLD', '-')}
+
+
+def _sqlite_triggers(count: Count) -> list[str]:
+    return [
+        f'CREATE TRIGGER cp_{count.name}_{suffix} AFTER {event} ON {count.source} '
+        f'WHEN {when} BEGIN {count.add(*CHANGE[change])} END'
+        for suffix, event, when, change in _triggers(count, '{a} IS {b}')
     ]
 
 
 def _postgresql_triggers(count: Count) -> list[str]:
-    # The same four triggers as on SQLite, each with its WHEN: an update that moves no
-    # count (a host handed out, a cluster's next phase) calls no function at all.
-    unchanged = count.unchanged('{a} IS NOT DISTINCT FROM {b}')
-    old, new = count.counts.format(r='OLD'), count.counts.format(r='NEW')
-    prefix = f'cp_{count.name}'
-    columns = ', '.join(count.columns)
-    return [
-        f'CREATE FUNCTION {prefix}_gain() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN '
-        f"{count.add('NEW', '+')} RETURN NULL; END $$",
-        f'CREATE FUNCTION {prefix}_loss() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN '
-        f"{count.add('OLD', '-')} RETURN NULL; END $$",
-        f'CREATE TRIGGER {prefix}_insert AFTER INSERT ON {count.source} '
-        f'FOR EACH ROW WHEN ({new}) EXECUTE FUNCTION {prefix}_gain()',
-        f'CREATE TRIGGER {prefix}_delete AFTER DELETE ON {count.source} '
-        f'FOR EACH ROW WHEN ({old}) EXECUTE FUNCTION {prefix}_loss()',
-        f'CREATE TRIGGER {prefix}_leave AFTER UPDATE OF {columns} ON {count.source} '
-        f'FOR EACH ROW WHEN ({old} AND NOT {unchanged}) EXECUTE FUNCTION {prefix}_loss()',
-        f'CREATE TRIGGER {prefix}_join AFTER UPDATE OF {columns} ON {count.source} '
-        f'FOR EACH ROW WHEN ({new} AND NOT ({old} AND {unchanged})) '
-        f'EXECUTE FUNCTION {prefix}_gain()',
+    # With their WHEN, as on SQLite: an update that moves no count (a host handed out, a
+    # cluster's next phase) calls no function at all.
+    functions = [
+        f'CREATE FUNCTION cp_{count.name}_{change}() RETURNS trigger LANGUAGE plpgsql AS '
+        f'$$ BEGIN {count.add(*CHANGE[change])} RETURN NULL; END $$'
+        for change in CHANGE
+    ]
+    return functions + [
+        f'CREATE TRIGGER cp_{count.name}_{suffix} AFTER {event} ON {count.source} '
+        f'FOR EACH ROW WHEN ({when}) EXECUTE FUNCTION cp_{count.name}_{change}()'
+        for suffix, event, when, change in _triggers(count, '{a} IS NOT DISTINCT FROM {b}')
     ]
 
 
@@ -224,9 +223,8 @@ def downgrade() -> None:
         for suffix in ('insert', 'delete', 'leave', 'join'):
             on = f' ON {count.source}' if postgresql else ''
             op.execute(f'DROP TRIGGER IF EXISTS {prefix}_{suffix}{on}')
-        if postgresql:
-            op.execute(f'DROP FUNCTION IF EXISTS {prefix}_gain()')
-            op.execute(f'DROP FUNCTION IF EXISTS {prefix}_loss()')
+        for change in CHANGE if postgresql else ():
+            op.execute(f'DROP FUNCTION IF EXISTS {prefix}_{change}()')
     op.drop_index('ix_clusters_scheduled_fabrics', table_name='clusters')
     op.drop_index('ix_clusters_unsteady', table_name='clusters')
     op.drop_index('ix_steady_booking_changes_group', table_name='steady_booking_changes')
