@@ -289,10 +289,11 @@ def build(
     )
     # A request is matched against the routes and routers in this order, each router a
     # scan of its routes, so the hottest come first (probes, GET of a cluster, then the
-    # clusters router); no two routers match one path, but for GET of a cluster, whose
-    # plain route serves what the router's route documents.
+    # clusters router); no two routers match one path, but for GET and POST of a cluster,
+    # whose plain routes serve what the router's routes document.
     api.router.routes.append(probes.healthz)
-    api.router.routes += [clusters.retrieve_route(prefix) for prefix in ("/v1", "/v1/v1")]
+    for prefix in ("/v1", "/v1/v1"):
+        api.router.routes += [clusters.retrieve_route(prefix), clusters.create_route(prefix)]
     errors.install(api)
     openapi.install(api)
     api.include_router(probes.router)

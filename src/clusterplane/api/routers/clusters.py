@@ -172,6 +172,26 @@ def _chunks(clusters_json: Iterator[bytes]) -> Iterator[bytes]:
 def create_cluster(
     request: Request, body: RawBody = Depends(raw_body), caller: Caller = Depends(current_caller)
 ) -> Response:
+    """Documents the operation; requests are served by `create_route`, ahead of it."""
+    return _create(request, caller, body)
+
+
+async def _create_served(request: Request) -> Response:
+    """POST of a cluster as a plain route, like GET of one (`_retrieve_served`): the same
+    checks, caller and body as the documented route, without FastAPI's solving of them."""
+    await request_checks(request)
+    caller = await current_caller(request)
+    body = await raw_body(request, caller)
+    return await run_in_threadpool(_create, request, caller, body)
+
+
+def create_route(prefix: str) -> Route:
+    return LabelledRoute(
+        f"{prefix}/compute/clusters", _create_served, methods=["POST"], include_in_schema=False
+    )
+
+
+def _create(request: Request, caller: Caller, body: RawBody) -> Response:
     req = validate(CreateClusterRequest, body)
     state = api_state(request)
     now = state.clock.now()

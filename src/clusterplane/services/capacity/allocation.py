@@ -36,7 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from clusterplane.db.prepared import PreparedInsert, reader_of
+from clusterplane.db.prepared import Prepared, PreparedInsert, reader_of
 from clusterplane.db.rows import (
     CapacityPoolRow,
     ClusterRow,
@@ -235,7 +235,9 @@ _SERVES = (
 )
 _ADD_NODES = PreparedInsert(_NODES)
 _REGIONS = cast(Table, RegionRow.__table__)
-_REGION_NETWORK = select(_REGIONS.c.network).where(_REGIONS.c.name == bindparam("region"))
+_REGION_NETWORK: Prepared[tuple[str | None]] = Prepared(
+    select(_REGIONS.c.network).where(_REGIONS.c.name == bindparam("region")), tuple
+)
 
 
 def _forget_loaded_hosts(session: Session, host_ids: Iterable[str]) -> None:
@@ -492,7 +494,8 @@ def add_worker_nodes(
 ) -> list[NewNode]:
     """Write a Pending GPU worker (and its first phase) on each claimed host, ordinals
     from `first_ordinal`, and record on each host the node it serves."""
-    network = session.execute(_REGION_NETWORK, {"region": cluster.region}).scalar()
+    found = reader_of(session).all(_REGION_NETWORK, region=cluster.region)
+    network = found[0][0] if found else None
     prefix = ipaddress.ip_network(network).prefixlen if network is not None else 32
     short = cluster.id[:5]
     kind = "gpu-preemptible-dp" if preemptible else "gpu-dp"

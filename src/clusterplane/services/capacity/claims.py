@@ -163,20 +163,23 @@ class _Roster:
 _NODES = cast(Table, NodeRow.__table__)
 _HOSTS = cast(Table, HostRow.__table__)
 # Core statements on the tables, built once: a claim runs on every create and scale-up.
-_WORKERS = select(
-    _NODES.c.ordinal,
-    _NODES.c.host_id,
-    _NODES.c.preemptible,
-    _NODES.c.marked_for_deletion,
-    _NODES.c.deleted_at,
-).where(_NODES.c.cluster_id == bindparam("cluster"), _NODES.c.role == NodeRole.GPU_WORKER)
+_WORKERS: Prepared[tuple[int, str | None, bool, bool, datetime | None]] = Prepared(
+    select(
+        _NODES.c.ordinal,
+        _NODES.c.host_id,
+        _NODES.c.preemptible,
+        _NODES.c.marked_for_deletion,
+        _NODES.c.deleted_at,
+    ).where(_NODES.c.cluster_id == bindparam("cluster"), _NODES.c.role == NodeRole.GPU_WORKER),
+    tuple,
+)
 
 
 def _roster(session: Session, cluster_id: str) -> _Roster:
     standard: list[str | None] = []
     last = -1
-    for ordinal, host_id, preemptible, leaving, deleted_at in session.execute(
-        _WORKERS, {"cluster": cluster_id}
+    for ordinal, host_id, preemptible, leaving, deleted_at in reader_of(session).all(
+        _WORKERS, cluster=cluster_id
     ):
         last = max(last, ordinal)
         if deleted_at is None and not preemptible and not leaving:

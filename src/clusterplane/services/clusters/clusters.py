@@ -264,6 +264,8 @@ def create_cluster(
         deleted_at=None,
         next_reconcile_at=now,
     )
+    # Issued before the row is written, so it is written once, credentials and all.
+    provision(cluster, box, wall_now)
     session.add(cluster)
     session.flush()
     first_phase = {"cluster_id": cluster_id, "phase": phase, "transition_time": now}
@@ -279,7 +281,6 @@ def create_cluster(
     check_cluster_booking(session, cluster, now, notice=drain + START_LEAD)
     add_control_plane_nodes(session, cluster, region, now)
     _attach_volume(session, caller, cluster, req, now, storage, capacity)
-    provision(cluster, box, wall_now)
     record_event(
         session,
         object_type="cluster",
