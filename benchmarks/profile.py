@@ -47,7 +47,7 @@ import orjson
 from benchmarks.fleetgen import FleetShape, write_fleet
 from benchmarks.load import LoadGenerator
 from benchmarks.seed import add_project, prepare_database, seed_ready_clusters, worker_counts
-from benchmarks.support import BenchServer
+from benchmarks.support import CREDENTIALS_KEY, BenchServer
 from benchmarks.throughput import CREATE_BODY, CREATE_PROJECT
 from clusterplane.app import build
 from clusterplane.clock import ManualClock
@@ -56,7 +56,6 @@ from clusterplane.services.access.auth import generate_key_text
 from clusterplane.settings import CredentialSettings, ServerSettings, Settings
 
 LIST = "/v1/compute/clusters"
-CREDENTIALS_KEY = "benchmark-profile-credentials-key-not-secret"
 PATHS = ("healthz", "get", "list", "create")
 
 

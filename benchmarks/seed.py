@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import sessionmaker
 
 from benchmarks.fleetgen import DRIVER_ID, GPU_TYPE, REGION
+from benchmarks.support import CREDENTIALS_KEY
 from clusterplane.app import build
 from clusterplane.db.prepared import read_snapshot
 from clusterplane.db.rows import (
@@ -48,13 +49,16 @@ from clusterplane.db.rows import (
 from clusterplane.domain.enums import ClusterPhase, HostState, NodePhase, NodeRole
 from clusterplane.domain.lifecycle import bring_up_sequence, status_for
 from clusterplane.services.access.auth import ADMIN_USER, DEFAULT_ORG_ID, DEFAULT_PROJECT_ID
+from clusterplane.services.access.sealing import SecretBox
 from clusterplane.services.clusters import cluster_documents
+from clusterplane.services.clusters.cluster_secrets import seal_kube_config, sealed_credentials
 from clusterplane.services.clusters.credentials import (
+    ClusterCredentials,
     api_server_url,
     build_kubeconfig,
     issue_cluster_credentials,
 )
-from clusterplane.settings import Settings
+from clusterplane.settings import CredentialSettings, Settings
 
 CHUNK = 5000
 NODE_PHASES = (
@@ -69,7 +73,11 @@ NODE_PHASES = (
 def prepare_database(url: str, fleet: Path, admin_key: str) -> None:
     """Migrate, sync the fleet and register the admin key, as a first server start does."""
     settings = Settings(
-        database_url=url, fleet_file=fleet, admin_api_key=admin_key, run_controllers=False
+        database_url=url,
+        fleet_file=fleet,
+        admin_api_key=admin_key,
+        run_controllers=False,
+        credentials=CredentialSettings(key=CREDENTIALS_KEY),
     )
     application = build(settings)
     application.engine.dispose()
@@ -98,10 +106,14 @@ def add_project(engine: Engine, project_id: str, now: datetime) -> None:
 
 @dataclass
 class Template:
-    """What every seeded cluster shares: credentials and a kubeconfig of realistic size."""
+    """What every seeded cluster shares: credentials and a kubeconfig of realistic size,
+    stored sealed under the benchmarks' credentials key, as the servers they run store
+    a cluster's (each sealed for its own cluster: a sealed value opens only there)."""
 
-    credentials: dict[str, str]
+    credentials: ClusterCredentials
     kube_config: str
+    issued_at: datetime
+    box: SecretBox = field(default_factory=lambda: SecretBox(CREDENTIALS_KEY))
 
     @staticmethod
     def make(now: datetime) -> Template:
@@ -114,15 +126,16 @@ class Template:
             ),
             credentials=creds,
         )
-        return Template(
-            credentials={
-                "ca_cert_pem": creds.ca_cert_pem,
-                "ca_key_pem": creds.ca_key_pem,
-                "client_cert_pem": creds.client_cert_pem,
-                "client_key_pem": creds.client_key_pem,
-            },
-            kube_config=kube,
-        )
+        return Template(creds, kube, now)
+
+    def stored(self, cluster_id: str) -> dict[str, Any]:
+        """The `credentials` and `kube_config` columns of cluster `cluster_id`."""
+        return {
+            "credentials": sealed_credentials(
+                cluster_id, self.credentials, self.box, self.issued_at
+            ),
+            "kube_config": seal_kube_config(cluster_id, self.kube_config, self.box),
+        }
 
 
 @dataclass
@@ -171,8 +184,7 @@ def cluster_row(
         "oidc_config": None,
         "acceptance_tests_params": {"enabled": True},
         "api_server_url": f"https://{cid[:8]}.{REGION}.clusters.clusterplane.local:6443",
-        "credentials": t.credentials,
-        "kube_config": t.kube_config,
+        **t.stored(cid),
         "control_plane_ready": True,
         "seed": 0,
         "step_state": None,

@@ -30,6 +30,8 @@ import httpx
 from clusterplane.services.access.auth import generate_key_text
 
 ROOT = Path(__file__).resolve().parents[1]
+# Servers seal their clusters' keys and kubeconfigs, as `clusterplane serve` always does.
+CREDENTIALS_KEY = "benchmark-credentials-key-not-a-secret"
 
 
 # --- statistics ---------------------------------------------------------------------------
@@ -229,6 +231,7 @@ class BenchServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         args = self.command()
         env = dict(os.environ, CLUSTERPLANE_ADMIN_API_KEY=self.api_key)
+        env["CLUSTERPLANE_CREDENTIALS_KEY"] = CREDENTIALS_KEY  # the key `seed` seals with
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(

@@ -64,6 +64,8 @@ __all__ = [
     "provision",
     "reseal_all",
     "rotate",
+    "seal_kube_config",
+    "sealed_credentials",
     "ssh_ca_private_key",
     "ssh_ca_public_key",
 ]
@@ -100,13 +102,6 @@ def ssh_enabled(cluster: ClusterRow) -> bool:
 def _store(
     cluster: ClusterRow, creds: ClusterCredentials, box: SecretBox, now: datetime
 ) -> dict[str, Any]:
-    stored: dict[str, Any] = {
-        "ca_cert_pem": creds.ca_cert_pem,
-        "client_cert_pem": creds.client_cert_pem,
-        "ca_key": box.seal(creds.ca_key_pem, context=_context(cluster.id, "ca_key")),
-        "client_key": box.seal(creds.client_key_pem, context=_context(cluster.id, "client_key")),
-        "issued_at": now.isoformat(),
-    }
     kube = build_kubeconfig(
         cluster_id=cluster.id,
         cluster_name=cluster.name,
@@ -114,8 +109,26 @@ def _store(
         credentials=creds,
         oidc=cluster.oidc_config,
     )
-    cluster.kube_config = box.seal(kube, context=_context(cluster.id, "kube_config"))
-    return stored
+    cluster.kube_config = seal_kube_config(cluster.id, kube, box)
+    return sealed_credentials(cluster.id, creds, box, now)
+
+
+def sealed_credentials(
+    cluster_id: str, creds: ClusterCredentials, box: SecretBox, now: datetime
+) -> dict[str, Any]:
+    """The `credentials` a cluster stores: its certificates, and its keys sealed."""
+    return {
+        "ca_cert_pem": creds.ca_cert_pem,
+        "client_cert_pem": creds.client_cert_pem,
+        "ca_key": box.seal(creds.ca_key_pem, context=_context(cluster_id, "ca_key")),
+        "client_key": box.seal(creds.client_key_pem, context=_context(cluster_id, "client_key")),
+        "issued_at": now.isoformat(),
+    }
+
+
+def seal_kube_config(cluster_id: str, kube_config: str, box: SecretBox) -> str:
+    """The `kube_config` a cluster stores: its kubeconfig's text, sealed."""
+    return box.seal(kube_config, context=_context(cluster_id, "kube_config"))
 
 
 def _with_new_ssh_ca(cluster: ClusterRow, stored: dict[str, Any], box: SecretBox) -> None:
