@@ -46,9 +46,15 @@ import orjson
 
 from benchmarks.fleetgen import FleetShape, write_fleet
 from benchmarks.load import LoadGenerator
-from benchmarks.seed import add_project, prepare_database, seed_ready_clusters, worker_counts
+from benchmarks.seed import (
+    CREATE_BODY,
+    CREATE_PROJECT,
+    add_project,
+    prepare_database,
+    seed_ready_clusters,
+    worker_counts,
+)
 from benchmarks.support import CREDENTIALS_KEY, BenchServer
-from benchmarks.throughput import CREATE_BODY, CREATE_PROJECT
 from clusterplane.app import build
 from clusterplane.clock import ManualClock
 from clusterplane.db.engine import make_engine

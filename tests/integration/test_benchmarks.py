@@ -68,6 +68,7 @@ def test_the_quick_benchmark_run_writes_every_figure(tmp_path: Path):
         "GET one cluster, read cache off",
         "GET one cluster, read cache on",
         "Create an 8-GPU cluster, with its credentials",
+        "The floor under a create",
         "create -> Ready, 8 GPUs",
         "Placement decisions per second (kept index)",
         "p99 placement decision latency",
