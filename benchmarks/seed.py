@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -124,10 +124,11 @@ class Template:
     credentials: ClusterCredentials
     kube_config: str
     issued_at: datetime
-    box: SecretBox = field(default_factory=lambda: SecretBox(CREDENTIALS_KEY))
+    box: SecretBox
 
     @staticmethod
-    def make(now: datetime) -> Template:
+    def make(now: datetime, box: SecretBox | None = None) -> Template:
+        """`box`: the sealing of the server that will read them (the benchmarks' key)."""
         creds = issue_cluster_credentials(cluster_id="template", now=now)
         kube = build_kubeconfig(
             cluster_id="template",
@@ -137,7 +138,7 @@ class Template:
             ),
             credentials=creds,
         )
-        return Template(creds, kube, now)
+        return Template(creds, kube, now, box or SecretBox(CREDENTIALS_KEY))
 
     def stored(self, cluster_id: str) -> dict[str, Any]:
         """The `credentials` and `kube_config` columns of cluster `cluster_id`."""
@@ -416,11 +417,13 @@ def seed_ready_clusters(
     prefix: str = "bench",
     start: datetime | None = None,
     documents: bool = True,
+    box: SecretBox | None = None,
 ) -> int:
     """One Ready cluster per entry of `workers` (its number of 8-GPU workers); returns
-    the number of node rows written. `documents`: also store their rendered responses."""
+    the number of node rows written. `documents`: also store their rendered responses;
+    `box`: the sealing of the server that reads them (default: the benchmarks' key)."""
     start = start or datetime.now(UTC) - timedelta(days=1)
-    template = Template.make(start)
+    template = Template.make(start, box)
     hosts = free_hosts(engine, sum(workers))
     written = 0
     for batch in _batches(project_id, workers, hosts, start, template, prefix):

@@ -44,10 +44,16 @@ def _seeded(tmp_path: Path, *, documents: bool) -> Iterator[Engine]:
     for engine in make_engine(tmp_path, fleet=fleet):
         engine.app.api.state.cp.reads = ReadCache(0)  # every GET reads the database
         db = engine.app.engine
-        seed_ready_clusters(db, workers=[1] * 100, prefix="big", documents=documents)
+        box = engine.app.api.state.cp.secrets
+        seed_ready_clusters(db, workers=[1] * 100, prefix="big", documents=documents, box=box)
         add_project(db, SMALL_PROJECT, engine.clock.now())
         seed_ready_clusters(
-            db, project_id=SMALL_PROJECT, workers=[5] * 10, prefix="small", documents=documents
+            db,
+            project_id=SMALL_PROJECT,
+            workers=[5] * 10,
+            prefix="small",
+            documents=documents,
+            box=box,
         )
         yield engine
 
@@ -106,6 +112,7 @@ def _get_counts(engine: Engine) -> tuple[int, int]:
     big, big_body = statements(engine, f"/v1/compute/clusters/{listed[0]['cluster_id']}")
     assert len(small_body["gpu_worker_nodes"]) == 1
     assert len(big_body["gpu_worker_nodes"]) == 5
+    assert small_body["kube_config"] and big_body["kube_config"]  # unsealed, as in production
     return small, big
 
 
