@@ -18,6 +18,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -321,7 +322,15 @@ def test_errors_show_the_servers_message_and_exit_with_the_documented_codes(
     down = cli("clusters", "list", "--base-url", f"http://127.0.0.1:{port}")
     assert down.code == 4 and f"cannot reach http://127.0.0.1:{port}" in down.err
 
-    slow = new_cluster(cli, "slow")
+    # Scheduled weeks ahead, so not Ready while it is watched, however slow the machine.
+    start = datetime.now(UTC) + timedelta(days=30)
+    scheduled = cli("clusters", "create", "--name", "slow", "--num-gpus", "8", *H100,
+                    "--billing-type", "SCHEDULED_CAPACITY",
+                    "--reservation-start-time", start.isoformat(),
+                    "--reservation-end-time", (start + timedelta(days=1)).isoformat(),
+                    "--no-wait", "--json")  # fmt: skip
+    assert scheduled.code == 0, scheduled.err
+    slow = scheduled.json()["cluster_id"]
     timed = cli("clusters", "watch", slow, "--interval", "0.01", "--timeout", "0.01")
     assert timed.code == 6 and "is not Ready after 0.01s" in timed.err
     watch = subprocess.Popen(
