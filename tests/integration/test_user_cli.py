@@ -333,10 +333,12 @@ def test_errors_show_the_servers_message_and_exit_with_the_documented_codes(
     slow = scheduled.json()["cluster_id"]
     timed = cli("clusters", "watch", slow, "--interval", "0.01", "--timeout", "0.01")
     assert timed.code == 6 and "is not Ready after 0.01s" in timed.err
+    # Ctrl-C reaches it even when the suite runs in the background of a shell without job
+    # control, whose children start with SIGINT ignored (and keep it ignored).
     watch = subprocess.Popen(
         [str(BIN / "clusterplane"), "clusters", "watch", slow, "--interval", "0.2"],
         env=user_env(server, tenant.api_key), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True,
+        text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     assert watch.stdout is not None and watch.stdout.readline()
     watch.send_signal(signal.SIGINT)
