@@ -63,7 +63,10 @@ python -m benchmarks.profile profile create --top 40
 - The benchmark servers now run with a credentials key, and the clusters they are seeded
   with store their keys and kubeconfig sealed for themselves, as a production server
   stores them (`clusterplane serve` always has a key): GET and the lists now pay for
-  opening each kubeconfig, which they did not before.
+  opening each kubeconfig, which they did not before. Opening one took 14 µs, 10 of them
+  the standard library's base64 decoder; with pybase64's (SIMD, strict: a seal holding
+  anything outside the alphabet is refused as unreadable) it takes about 4 µs. Side by
+  side in-process: a list of 100 3.33 -> 2.36 ms, a GET 0.119 -> 0.110 ms.
 
 ### Issue 12, fourth round: a create's cost no longer grows with its region
 

@@ -44,6 +44,15 @@ def test_a_tampered_seal_does_not_open():
         box.open(flipped, context="c")
 
 
+@pytest.mark.parametrize("damage", ["é", "\n", "$", " "])
+def test_a_seal_with_characters_outside_base64_is_refused_as_unreadable(damage: str):
+    box = SecretBox(KEY)
+    sealed = box.seal("secret", context="c")
+    middle = len(sealed) - 8
+    with pytest.raises(SealError, match="not a readable sealed value"):
+        box.open(sealed[:middle] + damage + sealed[middle:], context="c")
+
+
 def test_a_box_with_the_old_key_as_previous_opens_old_seals_and_seals_with_the_new_key():
     old = SecretBox(KEY).seal("secret", context="c")
     rotated = SecretBox(OTHER, previous=(KEY,))

@@ -28,6 +28,7 @@ import hashlib
 import logging
 import os
 
+import pybase64
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -117,7 +118,7 @@ class SecretBox:
         sealed = self._keys[self._current_id].encrypt(
             nonce, plaintext.encode("utf-8"), context.encode("utf-8")
         )
-        body = binascii.b2a_base64(nonce + sealed, newline=False).decode("ascii")
+        body = pybase64.b64encode(nonce + sealed).decode("ascii")
         return f"{_PREFIX}.{self._current_id}.{body}"
 
     def open(self, value: str, *, context: str) -> str:
@@ -128,7 +129,10 @@ class SecretBox:
         if aead is None:
             raise SealError(f"{context} was sealed with a credentials key this server lacks")
         try:
-            raw = binascii.a2b_base64(body)
+            # Strict (only the alphabet, as `seal` writes it), and SIMD: every GET and
+            # listed cluster opens a kubeconfig, and the standard library's decoder took
+            # 10 of the 14 µs an open cost.
+            raw = pybase64.b64decode(body, validate=True)
         except binascii.Error:
             raise SealError(f"{context} is not a readable sealed value") from None
         try:
