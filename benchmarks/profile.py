@@ -46,18 +46,10 @@ import orjson
 
 from benchmarks.fleetgen import FleetShape, write_fleet
 from benchmarks.load import LoadGenerator
-from benchmarks.seed import (
-    CREATE_BODY,
-    CREATE_PROJECT,
-    add_project,
-    prepare_database,
-    seed_ready_clusters,
-    worker_counts,
-)
+from benchmarks.seed import CREATE_BODY, prepare_database, seed_requests_database
 from benchmarks.support import CREDENTIALS_KEY, BenchServer
 from clusterplane.app import build
 from clusterplane.clock import ManualClock
-from clusterplane.db.engine import make_engine
 from clusterplane.services.access.auth import generate_key_text
 from clusterplane.settings import CredentialSettings, ServerSettings, Settings
 
@@ -76,13 +68,8 @@ class InProcess:
 
     def __init__(self, workdir: Path, clusters: int = 100) -> None:
         url = f"sqlite:///{workdir}/profile.db"
-        self.key = generate_key_text()
         fleet = write_fleet(workdir / "fleet.yaml", FleetShape(fabrics=1))
-        prepare_database(url, fleet, self.key)
-        engine = make_engine(url)
-        seed_ready_clusters(engine, workers=worker_counts(clusters, clusters * 5 // 4))
-        add_project(engine, CREATE_PROJECT, ManualClock().now())
-        engine.dispose()
+        self.key = seed_requests_database(url, fleet, clusters, now=ManualClock().now())
         settings = Settings(
             database_url=url,
             fleet_file=fleet,

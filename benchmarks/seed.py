@@ -35,6 +35,7 @@ from sqlalchemy.orm import sessionmaker
 from benchmarks.fleetgen import DRIVER_ID, GPU_TYPE, REGION
 from benchmarks.support import CREDENTIALS_KEY
 from clusterplane.app import build
+from clusterplane.db.engine import make_engine
 from clusterplane.db.prepared import read_snapshot
 from clusterplane.db.rows import (
     ClusterPhaseTransitionRow,
@@ -48,7 +49,12 @@ from clusterplane.db.rows import (
 )
 from clusterplane.domain.enums import ClusterPhase, HostState, NodePhase, NodeRole
 from clusterplane.domain.lifecycle import bring_up_sequence, status_for
-from clusterplane.services.access.auth import ADMIN_USER, DEFAULT_ORG_ID, DEFAULT_PROJECT_ID
+from clusterplane.services.access.auth import (
+    ADMIN_USER,
+    DEFAULT_ORG_ID,
+    DEFAULT_PROJECT_ID,
+    generate_key_text,
+)
 from clusterplane.services.access.sealing import SecretBox
 from clusterplane.services.clusters import cluster_documents
 from clusterplane.services.clusters.cluster_secrets import seal_kube_config, sealed_credentials
@@ -450,6 +456,25 @@ def store_documents(engine: Engine, batch: int = 500) -> int:
         if not behind:
             return stored
         stored += cluster_documents.render_and_store(sessions, behind, now=now)
+
+
+def seed_requests_database(
+    url: str, fleet: Path, clusters: int, *, now: datetime, prefix: str = "bench"
+) -> str:
+    """The database figure 2 and `benchmarks.profile` send requests to: migrated on the
+    fleet of `fleet`, `clusters` Ready clusters in the default project (five workers for
+    every four clusters) and the empty project creates go to. Returns the admin key."""
+    key = generate_key_text()
+    prepare_database(url, fleet, key)
+    engine = make_engine(url)
+    try:
+        seed_ready_clusters(
+            engine, workers=worker_counts(clusters, clusters * 5 // 4), prefix=prefix
+        )
+        add_project(engine, CREATE_PROJECT, now)
+    finally:
+        engine.dispose()
+    return key
 
 
 def worker_counts(clusters: int, nodes: int) -> list[int]:

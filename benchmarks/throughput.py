@@ -31,17 +31,8 @@ from benchmarks.create_floor import CreateFloor
 from benchmarks.fleetgen import FleetShape, write_fleet
 from benchmarks.load import LoadGenerator, LoadResult
 from benchmarks.report import Figure, Section
-from benchmarks.seed import (
-    CREATE_BODY,
-    CREATE_PROJECT,
-    add_project,
-    prepare_database,
-    seed_ready_clusters,
-    worker_counts,
-)
+from benchmarks.seed import CREATE_BODY, seed_requests_database
 from benchmarks.support import BenchServer, Samples, TrivialServer, log
-from clusterplane.db.engine import make_engine
-from clusterplane.services.access.auth import generate_key_text
 
 LIST = "/v1/compute/clusters"
 # The targets.
@@ -104,17 +95,8 @@ class Endpoint:
 
 def _seed(plan: ThroughputPlan, workdir: Path) -> tuple[str, Path, str]:
     url = f"sqlite:///{workdir}/throughput.db"
-    key = generate_key_text()
     fleet = write_fleet(workdir / "fleet.yaml", plan.fleet)
-    prepare_database(url, fleet, key)
-    engine = make_engine(url)
-    try:
-        seed_ready_clusters(
-            engine, workers=worker_counts(plan.clusters, plan.clusters * 5 // 4), prefix="tp"
-        )
-        add_project(engine, CREATE_PROJECT, datetime.now(UTC))
-    finally:
-        engine.dispose()
+    key = seed_requests_database(url, fleet, plan.clusters, now=datetime.now(UTC), prefix="tp")
     return url, fleet, key
 
 

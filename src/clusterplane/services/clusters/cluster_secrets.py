@@ -232,7 +232,7 @@ def point_kubeconfig(cluster: ClusterRow, box: SecretBox, server_url: str) -> bo
         credentials=_credentials(cluster, box),
         oidc=cluster.oidc_config,
     )
-    cluster.kube_config = box.seal(kube, context=_context(cluster.id, "kube_config"))
+    cluster.kube_config = seal_kube_config(cluster.id, kube, box)
     return True
 
 
@@ -276,7 +276,7 @@ def _resealed(cluster: ClusterRow, box: SecretBox) -> bool:
             changed = True
     if cluster.kube_config and not box.is_current(cluster.kube_config):
         plain = kube_config_text(cluster.id, cluster.kube_config, box)
-        cluster.kube_config = box.seal(plain, context=_context(cluster.id, "kube_config"))
+        cluster.kube_config = seal_kube_config(cluster.id, plain, box)
         changed = True
     if changed or stored != (cluster.credentials or {}):
         cluster.credentials = stored
